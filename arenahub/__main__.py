@@ -1,0 +1,5 @@
+import sys
+
+from arenahub.cli import main
+
+sys.exit(main())

@@ -1,0 +1,116 @@
+"""The ``arenahub`` command. Subcommands and flags are a documented contract (README, tests/test_cli.py)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from arenahub import __version__
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    return os.environ.get("ARENAHUB_" + name, default)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="arenahub", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"arenahub {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("platform", help="run the platform (the central gateway)")
+    p.add_argument("--host", default=_env("HOST", "127.0.0.1"))
+    p.add_argument("--port", type=int, default=int(_env("PORT", "8080") or 8080))
+    p.add_argument("--database-url", default=_env("DATABASE_URL"),
+                   help="sqlite:///path.db (default: .arenahub/arenahub.db) or postgresql+asyncpg://...")
+    p.add_argument("--log-level", default=_env("LOG_LEVEL", "info"))
+    p.set_defaults(run=_run_platform)
+
+    c = sub.add_parser("client", help="run a client: connect a bridge to the platform")
+    c.add_argument("--config", required=True, help="config.jsonc with a platform_integration section")
+    c.add_argument("--host", default="127.0.0.1", help="address of the local endpoints (default 127.0.0.1)")
+    c.add_argument("--port", type=int, default=5103, help="port of the local endpoints (default 5103)")
+    c.set_defaults(run=_run_client)
+
+    u = sub.add_parser("local-upstream", help="run a local OpenAI-compatible upstream (demo, tests, bench)")
+    u.add_argument("--host", default="127.0.0.1")
+    u.add_argument("--port", type=int, default=5102)
+    u.add_argument("--models", default="arena-echo", help="comma-separated model names")
+    u.add_argument("--name", default="local-upstream")
+    u.set_defaults(run=_run_local_upstream)
+
+    d = sub.add_parser("demo", help="platform + client + local upstream on this machine, then a streamed answer")
+    d.add_argument("--port", type=int, default=8080, help="platform port (default 8080)")
+    d.add_argument("--client-port", type=int, default=5103)
+    d.add_argument("--upstream-port", type=int, default=5102)
+    d.add_argument("--once", action="store_true", help="exit after the first streamed answer")
+    d.set_defaults(run=_run_demo)
+
+    from arenahub.platform import admin_cli
+    admin_cli.add_parser(sub)
+    return parser
+
+
+def _run_platform(args: argparse.Namespace) -> int:
+    from arenahub import serving
+    from arenahub.platform.app import create_app
+    from arenahub.platform.runtime import Platform
+    from arenahub.platform.settings import PlatformSettings
+
+    try:
+        settings = PlatformSettings.from_env(host=args.host, port=args.port, database_url=args.database_url,
+                                             log_level=args.log_level)
+        settings.resolved_database_url  # noqa: B018 - validate the URL before starting
+    except ValueError as exc:
+        print(f"arenahub platform: {exc}", file=sys.stderr)
+        return 2
+    serving.configure_logging(settings.log_level)
+    platform = Platform(settings)
+
+    async def drain() -> None:
+        platform.begin_shutdown()
+        await platform.wait_idle(settings.shutdown_grace_seconds)
+
+    return serving.run(create_app(settings, platform), settings.host, settings.port, settings.log_level, drain)
+
+
+def _run_client(args: argparse.Namespace) -> int:
+    from arenahub import serving
+    from arenahub.client.app import create_app
+    from arenahub.client.config import load_client_config
+    from arenahub.jsonc import ConfigError
+
+    try:
+        config = load_client_config(args.config)
+    except ConfigError as exc:
+        print(f"arenahub client: bad config: {exc}", file=sys.stderr)
+        return 2
+    serving.configure_logging(config.log_level)
+    return serving.run(create_app(config), args.host, args.port, config.log_level)
+
+
+def _run_local_upstream(args: argparse.Namespace) -> int:
+    from arenahub import serving
+    from arenahub.tools.local_upstream import create_app
+
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    if not models:
+        print("arenahub local-upstream: --models must name at least one model", file=sys.stderr)
+        return 2
+    serving.configure_logging("info")
+    return serving.run(create_app(models, args.name), args.host, args.port, "warning")
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from arenahub.tools.demo import run_demo
+    return run_demo(args)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.run(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,41 @@
+"""The standalone client program: the link to the platform plus its local endpoints."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+import aiohttp
+from starlette.applications import Starlette
+
+from arenahub.client import local_api
+from arenahub.client.config import ClientConfig
+from arenahub.client.link import PlatformLink
+from arenahub.client.relay import BridgeRelay
+from arenahub.client.stats import Stats
+
+
+@contextlib.asynccontextmanager
+async def running_link(config: ClientConfig) -> AsyncIterator[PlatformLink]:
+    """A started PlatformLink with its HTTP session; stopped and closed on exit."""
+    connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300)
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=None)) as http:
+        relay = BridgeRelay(http, config.lmarena_bridge_url, config.bridge_api_key)
+        link = PlatformLink(config, relay, http, Stats(config.enable_performance_monitoring))
+        link.start()
+        try:
+            yield link
+        finally:
+            await link.stop()
+
+
+def create_app(config: ClientConfig) -> Starlette:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        logging.getLogger("arenahub").setLevel(config.log_level)
+        async with running_link(config) as link:
+            app.state.link = link
+            yield
+
+    return Starlette(routes=local_api.routes, lifespan=lifespan)

@@ -1,0 +1,135 @@
+"""The client's settings, read from config.jsonc (section ``platform_integration``, as in the seed)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from arenahub import jsonc
+from arenahub.jsonc import ConfigError
+
+DEFAULT_BRIDGE_URL = "http://127.0.0.1:5102"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+@dataclass(frozen=True)
+class ClientConfig:
+    path: Path
+    enabled: bool
+    platform_url: str
+    client_id: str
+    api_key: str = field(repr=False)
+    heartbeat_interval_seconds: float = 30.0
+    capabilities: tuple[str, ...] = ("chat", "models")
+    log_level: str = "INFO"
+    enable_request_logging: bool = False
+    enable_performance_monitoring: bool = True
+    reconnect_max_delay_seconds: float = 30.0
+    lmarena_bridge_url: str = DEFAULT_BRIDGE_URL
+    bridge_api_key: str | None = field(default=None, repr=False)
+    max_concurrent_requests: int = 4
+
+    @property
+    def tunnel_url(self) -> str:
+        base = self.platform_url.rstrip("/")
+        scheme, rest = base.split("://", 1)
+        return {"http": "ws", "https": "wss"}.get(scheme, scheme) + "://" + rest + "/ws"
+
+    def public(self) -> dict[str, Any]:
+        """The configuration without its secrets, for status pages."""
+        return {
+            "config_file": str(self.path), "enabled": self.enabled, "platform_url": self.platform_url,
+            "client_id": self.client_id, "api_key_set": bool(self.api_key),
+            "heartbeat_interval_seconds": self.heartbeat_interval_seconds,
+            "capabilities": list(self.capabilities), "log_level": self.log_level,
+            "enable_request_logging": self.enable_request_logging,
+            "enable_performance_monitoring": self.enable_performance_monitoring,
+            "reconnect_max_delay_seconds": self.reconnect_max_delay_seconds,
+            "lmarena_bridge_url": self.lmarena_bridge_url,
+            "bridge_api_key_set": bool(self.bridge_api_key),
+            "max_concurrent_requests": self.max_concurrent_requests,
+        }
+
+
+class _Reader:
+    """Typed access to one section, raising ConfigError that names file, line and key."""
+
+    def __init__(self, path: Path, text: str, data: dict[str, Any], prefix: str) -> None:
+        self.path, self.text, self.data, self.prefix = path, text, data, prefix
+
+    def fail(self, key: str, reason: str) -> ConfigError:
+        return ConfigError(self.path, reason, key=self.prefix + key, line=jsonc.line_of(self.text, key))
+
+    def get(self, key: str, kind: type | tuple[type, ...], default: Any, *, required: bool = False) -> Any:
+        if key not in self.data or self.data[key] is None:
+            if required:
+                raise self.fail(key, "is required")
+            return default
+        value = self.data[key]
+        if kind in (int, float, (int, float)) and isinstance(value, bool):
+            raise self.fail(key, f"must be a number, got {value!r}")
+        if not isinstance(value, kind):
+            names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+            raise self.fail(key, f"must be {names}, got {type(value).__name__} {value!r}")
+        return value
+
+
+def _check_url(reader: _Reader, key: str, value: str, schemes: tuple[str, ...]) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in schemes or not parts.netloc:
+        raise reader.fail(key, f"must be a {'/'.join(schemes)} URL, got {value!r}")
+    return value.rstrip("/")
+
+
+def load_client_config(path: Path | str) -> ClientConfig:
+    path = Path(path)
+    data = jsonc.load(path)
+    text = path.read_text(encoding="utf-8-sig")
+    if not isinstance(data, dict):
+        raise ConfigError(path, "the file must hold a JSON object")
+    top = _Reader(path, text, data, "")
+    section = top.get("platform_integration", dict, None, required=True)
+    pi = _Reader(path, text, section, "platform_integration.")
+    features = _Reader(path, text, top.get("platform_features", dict, {}), "platform_features.")
+
+    enabled = pi.get("enabled", bool, True)
+    platform_url = pi.get("platform_url", str, "", required=enabled)
+    if platform_url:
+        platform_url = _check_url(pi, "platform_url", platform_url, ("http", "https"))
+    client_id = pi.get("client_id", str, "", required=enabled)
+    api_key = pi.get("api_key", str, "", required=enabled)
+    if enabled and (not client_id.strip() or client_id.startswith("your-")):
+        raise pi.fail("client_id", "is not filled in: copy it from the dashboard or the client package")
+    if enabled and (not api_key.strip() or api_key.startswith("your-")):
+        raise pi.fail("api_key", "is not filled in: copy it from the dashboard or the client package")
+    interval = pi.get("heartbeat_interval_seconds", (int, float), 30.0)
+    if not 0.2 <= interval <= 3600:
+        raise pi.fail("heartbeat_interval_seconds", f"must be between 0.2 and 3600 seconds, got {interval}")
+    capabilities = pi.get("capabilities", list, ["chat", "models"])
+    if not all(isinstance(c, str) for c in capabilities):
+        raise pi.fail("capabilities", "must be a list of strings")
+    log_level = pi.get("log_level", str, "INFO").upper()
+    if log_level not in LOG_LEVELS:
+        raise pi.fail("log_level", f"must be one of {', '.join(LOG_LEVELS)}, got {log_level!r}")
+    max_delay = pi.get("reconnect_max_delay_seconds", (int, float), 30.0)
+    if not 0.1 <= max_delay <= 3600:
+        raise pi.fail("reconnect_max_delay_seconds", f"must be between 0.1 and 3600, got {max_delay}")
+
+    bridge_url = top.get("lmarena_bridge_url", str, None)
+    if bridge_url is None:
+        bridge_url = pi.get("lmarena_bridge_url", str, DEFAULT_BRIDGE_URL)
+    bridge_url = _check_url(top, "lmarena_bridge_url", bridge_url, ("http", "https"))
+    bridge_key = top.get("api_key", str, None) or None
+    max_concurrent = features.get("max_concurrent_requests", int, 4)
+    if not 1 <= max_concurrent <= 10_000:
+        raise features.fail("max_concurrent_requests", f"must be between 1 and 10000, got {max_concurrent}")
+
+    return ClientConfig(
+        path=path, enabled=enabled, platform_url=platform_url, client_id=client_id, api_key=api_key,
+        heartbeat_interval_seconds=float(interval), capabilities=tuple(capabilities), log_level=log_level,
+        enable_request_logging=pi.get("enable_request_logging", bool, False),
+        enable_performance_monitoring=pi.get("enable_performance_monitoring", bool, True),
+        reconnect_max_delay_seconds=float(max_delay), lmarena_bridge_url=bridge_url,
+        bridge_api_key=bridge_key, max_concurrent_requests=max_concurrent)

@@ -1,0 +1,283 @@
+"""The client's connection to the platform: connect out, say hello, heartbeat, serve requests.
+
+Reconnects by itself with exponential backoff and jitter. A refusal the platform marks final
+(a wrong key, a disabled client) stops the retries until ``POST /platform/register``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from typing import Any
+
+import aiohttp
+import msgspec
+
+from arenahub import __version__
+from arenahub.client.config import ClientConfig
+from arenahub.client.relay import BridgeRelay, RelayError
+from arenahub.client.stats import Stats
+from arenahub.protocol import frames
+
+log = logging.getLogger("arenahub.client")
+
+WELCOME_TIMEOUT_SECONDS = 15.0
+
+
+class Backoff:
+    """Exponential backoff with equal jitter: half the delay fixed, half random."""
+
+    def __init__(self, base: float = 0.5, cap: float = 30.0) -> None:
+        self.base, self.cap, self.failures = base, cap, 0
+
+    def next_delay(self) -> float:
+        delay = min(self.cap, self.base * (2 ** self.failures))
+        self.failures += 1
+        return delay / 2 + random.uniform(0, delay / 2)
+
+    def reset(self) -> None:
+        self.failures = 0
+
+
+class Refusal(Exception):
+    def __init__(self, frame: frames.Refused) -> None:
+        super().__init__(f"{frame.code}: {frame.message}")
+        self.frame = frame
+
+
+class PlatformLink:
+    def __init__(self, config: ClientConfig, relay: BridgeRelay, http: aiohttp.ClientSession, stats: Stats) -> None:
+        self.config = config
+        self.relay = relay
+        self.stats = stats
+        self._http = http
+        self.state = "disabled" if not config.enabled else "starting"
+        self.last_error: str | None = None
+        self.refused: frames.Refused | None = None
+        self.connections = 0
+        self.connected_since: float | None = None
+        self.last_heartbeat_sent: float | None = None
+        self.models: list[str] = []
+        self.session_status = frames.SessionStatus()
+        self._backoff = Backoff(cap=config.reconnect_max_delay_seconds)
+        self._wake = asyncio.Event()
+        self._ws: aiohttp.ClientWebSocketResponse | None = None
+        self._send_lock = asyncio.Lock()
+        self._requests: dict[str, asyncio.Task[None]] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._state_changed = asyncio.Event()
+
+    @property
+    def connected(self) -> bool:
+        return self.state == "connected"
+
+    @property
+    def reconnects(self) -> int:
+        return max(0, self.connections - 1)
+
+    def start(self) -> None:
+        if self.config.enabled:
+            self._task = asyncio.create_task(self._run(), name="platform-link")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    def _set_state(self, state: str) -> None:
+        self.state = state
+        self._state_changed.set()
+
+    async def register_now(self, wait_seconds: float = 10.0) -> None:
+        """Drop the current connection (if any) and connect again now, even after a refusal."""
+        if not self.config.enabled:
+            return
+        self.refused = None
+        self._backoff.reset()
+        if self._ws is not None and not self._ws.closed:
+            await self._ws.close(code=1000, message=b"re-registering")
+        self._set_state("connecting")
+        self._wake.set()
+        deadline = time.monotonic() + wait_seconds
+        while self.state not in ("connected", "refused") and time.monotonic() < deadline:
+            self._state_changed.clear()
+            try:
+                await asyncio.wait_for(self._state_changed.wait(), max(0.01, deadline - time.monotonic()))
+            except TimeoutError:
+                break
+
+    # -- the connection loop ------------------------------------------------------------------
+    async def _run(self) -> None:
+        while True:
+            if self.refused is not None and not self.refused.retry:
+                self._wake.clear()
+                await self._wake.wait()  # only POST /platform/register gets us going again
+                continue
+            self._set_state("connecting")
+            started = time.monotonic()
+            try:
+                await self._connect_once()
+            except Refusal as exc:
+                self.refused = exc.frame
+                self.last_error = str(exc)
+                if not exc.frame.retry:
+                    self._set_state("refused")
+                    log.error("the platform refused this client: %s. Not retrying; fix the config "
+                              "and POST /platform/register (or restart).", exc)
+                    continue
+                log.warning("the platform asked us to come back later: %s", exc)
+            except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                log.warning("platform connection failed: %s", self.last_error)
+            if self.state == "connected":
+                self._set_state("disconnected")
+            if time.monotonic() - started > 60:
+                self._backoff.reset()
+            delay = self._backoff.next_delay()
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), delay)
+            except TimeoutError:
+                pass
+
+    async def _refresh_bridge(self) -> None:
+        try:
+            self.models = await self.relay.models()
+            self.session_status = await self.relay.session_status()
+        except (RelayError, aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
+            self.session_status = frames.SessionStatus(bridge_reachable=False,
+                                                       last_error=f"bridge unavailable: {exc}")
+
+    async def _connect_once(self) -> None:
+        await self._refresh_bridge()
+        async with self._http.ws_connect(self.config.tunnel_url, heartbeat=20.0, max_msg_size=64 * 1024 * 1024,
+                                         timeout=aiohttp.ClientWSTimeout(ws_close=5)) as ws:
+            self._ws = ws
+            await ws.send_bytes(frames.encode(frames.Hello(
+                version=frames.PROTOCOL_VERSION, client_id=self.config.client_id, api_key=self.config.api_key,
+                client_version=__version__, capabilities=list(self.config.capabilities), models=self.models,
+                max_concurrent_requests=self.config.max_concurrent_requests,
+                heartbeat_interval_seconds=self.config.heartbeat_interval_seconds, session=self.session_status)))
+            reply = await self._receive(ws, timeout=WELCOME_TIMEOUT_SECONDS)
+            if isinstance(reply, frames.Refused):
+                raise Refusal(reply)
+            if not isinstance(reply, frames.Welcome):
+                raise OSError(f"the platform did not welcome us (got {type(reply).__name__})")
+            self.connections += 1
+            self.refused = None
+            self.last_error = None
+            self.connected_since = time.time()
+            self._set_state("connected")
+            log.info("connected to %s as %s (%s), %d model(s)", self.config.platform_url, reply.client_name,
+                     self.config.client_id, len(self.models))
+            heartbeats = asyncio.create_task(self._heartbeats(ws))
+            try:
+                await self._serve(ws)
+            finally:
+                heartbeats.cancel()
+                for task in list(self._requests.values()):
+                    task.cancel()
+                self._ws = None
+        close = ws.close_code
+        if close in (frames.CLOSE_INVALID_CREDENTIALS, frames.CLOSE_FORBIDDEN, frames.CLOSE_UNSUPPORTED_VERSION):
+            raise Refusal(frames.Refused(code=f"closed_{close}", message="the platform closed the connection "
+                                         f"(code {close}); this client is no longer accepted", retry=False))
+        self.last_error = f"connection closed by the platform (code {close})"
+
+    async def _receive(self, ws: aiohttp.ClientWebSocketResponse, timeout: float) -> frames.Frame:
+        msg = await ws.receive(timeout=timeout)
+        if msg.type in (aiohttp.WSMsgType.BINARY, aiohttp.WSMsgType.TEXT):
+            return frames.decode(msg.data)
+        raise OSError(f"the platform closed the connection (code {ws.close_code})")
+
+    async def _serve(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        async for msg in ws:
+            if msg.type not in (aiohttp.WSMsgType.BINARY, aiohttp.WSMsgType.TEXT):
+                continue
+            try:
+                frame = frames.decode(msg.data)
+            except frames.FrameError as exc:
+                log.warning("ignoring a malformed frame from the platform: %s", exc)
+                continue
+            if isinstance(frame, frames.Request):
+                task = asyncio.create_task(self._handle(frame))
+                self._requests[frame.id] = task
+                task.add_done_callback(lambda _t, rid=frame.id: self._requests.pop(rid, None))
+            elif isinstance(frame, frames.Cancel):
+                task = self._requests.get(frame.id)
+                if task is not None:
+                    log.info("request %s cancelled by the platform: %s", frame.id, frame.reason)
+                    task.cancel()
+            elif isinstance(frame, frames.Refused):
+                await ws.close()
+                raise Refusal(frame)
+            elif isinstance(frame, frames.Notice):
+                log.warning("platform notice %s: %s", frame.code, frame.message)
+
+    async def _send(self, frame: frames.Frame) -> None:
+        ws = self._ws
+        if ws is None or ws.closed:
+            raise ConnectionResetError("not connected to the platform")
+        data = frames.encode(frame)
+        async with self._send_lock:
+            await ws.send_bytes(data)
+
+    async def _handle(self, req: frames.Request) -> None:
+        started = self.stats.begin()
+        ok = cancelled = False
+        if self.config.enable_request_logging:
+            log.info("request %s: started", req.id)
+        try:
+            usage: dict[str, Any] | None = None
+            async for choices, chunk_usage in self.relay.stream(bytes(req.body)):
+                if chunk_usage:
+                    usage = chunk_usage
+                if choices:
+                    await self._send(frames.Chunk(id=req.id, choices=choices))
+            await self._send(frames.End(id=req.id, usage=usage))
+            ok = True
+        except RelayError as exc:
+            log.warning("request %s failed: %s", req.id, exc.message)
+            await self._send_quietly(frames.Error(id=req.id, code=exc.code, message=exc.message,
+                                                  status=exc.status, retryable=exc.retryable))
+        except asyncio.CancelledError:
+            cancelled = True
+            raise
+        except (ConnectionResetError, aiohttp.ClientError) as exc:  # the tunnel broke while we answered
+            log.warning("request %s: lost the platform connection (%s)", req.id, exc)
+        finally:
+            self.stats.end(started, ok=ok, cancelled=cancelled)
+            if self.config.enable_request_logging:
+                log.info("request %s: %s in %.0f ms", req.id, "ok" if ok else ("cancelled" if cancelled else "failed"),
+                         (time.perf_counter() - started) * 1000)
+
+    async def _send_quietly(self, frame: frames.Frame) -> None:
+        try:
+            await self._send(frame)
+        except (ConnectionResetError, aiohttp.ClientError) as exc:
+            log.info("could not report to the platform: %s", exc)
+
+    async def _heartbeats(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        while not ws.closed:
+            await asyncio.sleep(self.config.heartbeat_interval_seconds)
+            await self._refresh_bridge()
+            await self._send_quietly(frames.Heartbeat(stats=self.stats.snapshot(), session=self.session_status,
+                                                      models=self.models))
+            self.last_heartbeat_sent = time.time()
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "enabled": self.config.enabled, "state": self.state, "connected": self.connected,
+            "connected_since": self.connected_since, "last_heartbeat": self.last_heartbeat_sent,
+            "reconnect_count": self.reconnects, "active_requests": self.stats.active,
+            "last_error": self.last_error,
+            "refused": {"code": self.refused.code, "message": self.refused.message} if self.refused else None,
+            "models": self.models,
+            "bridge": {"url": self.config.lmarena_bridge_url, **_public_session(self.session_status)},
+        }
+
+
+def _public_session(status: frames.SessionStatus) -> dict[str, Any]:
+    return msgspec.to_builtins(status)

@@ -1,0 +1,145 @@
+"""The client's calls to its bridge: an OpenAI-compatible server on the owner's machine."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import msgspec
+
+from arenahub.protocol.frames import SessionStatus
+from arenahub.protocol.sse import SSEDecoder
+
+log = logging.getLogger("arenahub.client.relay")
+
+_json = msgspec.json.Decoder()
+_encode = msgspec.json.Encoder().encode
+
+
+class RelayError(Exception):
+    """The bridge could not answer; carries what the platform needs to decide on a retry."""
+
+    def __init__(self, message: str, *, code: str, status: int = 502, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.message, self.code, self.status, self.retryable = message, code, status, retryable
+
+
+def _error_from_body(status: int, body: bytes) -> RelayError:
+    message, code = f"the bridge answered HTTP {status}", "bridge_error"
+    try:
+        data = _json.decode(body)
+        err = data.get("error") if isinstance(data, dict) else None
+        if isinstance(err, dict):
+            message = str(err.get("message") or message)
+            code = str(err.get("code") or err.get("type") or code)
+        elif isinstance(err, str):
+            message = err
+        elif isinstance(data, dict) and isinstance(data.get("detail"), str):
+            message = data["detail"]
+    except msgspec.DecodeError:
+        text = body[:200].decode("utf-8", "replace").strip()
+        if text:
+            message = f"{message}: {text}"
+    # 5xx and 429 depend on this bridge and its session; another client may well succeed.
+    return RelayError(message, code=code, status=status, retryable=status >= 500 or status == 429)
+
+
+class BridgeRelay:
+    def __init__(self, http: aiohttp.ClientSession, base_url: str, api_key: str | None = None) -> None:
+        self._http = http
+        self._base = base_url.rstrip("/")
+        self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+
+    async def models(self) -> list[str]:
+        async with self._http.get(self._base + "/v1/models", headers=self._headers,
+                                  timeout=aiohttp.ClientTimeout(total=10)) as resp:
+            if resp.status != 200:
+                raise _error_from_body(resp.status, await resp.read())
+            data = _json.decode(await resp.read())
+        return sorted({m["id"] for m in data.get("data", []) if isinstance(m, dict) and isinstance(m.get("id"), str)})
+
+    async def session_status(self) -> SessionStatus:
+        """The bridge's own view of its upstream session, when it has a /health that reports one."""
+        try:
+            async with self._http.get(self._base + "/health", headers=self._headers,
+                                      timeout=aiohttp.ClientTimeout(total=5)) as resp:
+                if resp.status != 200:
+                    return SessionStatus(bridge_reachable=True)
+                data = _json.decode(await resp.read())
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            return SessionStatus(bridge_reachable=False, last_error=f"bridge unreachable: {exc}")
+        except msgspec.DecodeError:
+            return SessionStatus(bridge_reachable=True)
+        session = data.get("lmarena") if isinstance(data, dict) else None
+        if isinstance(session, dict):
+            try:
+                return msgspec.convert(session, SessionStatus)
+            except msgspec.ValidationError:
+                pass
+        return SessionStatus(bridge_reachable=True)
+
+    async def stream(self, body: bytes) -> AsyncIterator[tuple[list[dict[str, Any]], dict[str, Any] | None]]:
+        """Yields (choices, usage) per upstream chunk. Raises RelayError on failure."""
+        try:
+            request = _json.decode(body)
+        except msgspec.DecodeError as exc:
+            raise RelayError(f"the platform sent a request body that is not JSON ({exc})",
+                             code="bad_request_frame", status=400) from None
+        if not isinstance(request, dict):
+            raise RelayError("the platform sent a request body that is not an object",
+                             code="bad_request_frame", status=400)
+        request["stream"] = True
+        request["stream_options"] = {"include_usage": True}
+        try:
+            async with self._http.post(self._base + "/v1/chat/completions", data=_encode(request),
+                                       headers={**self._headers, "Content-Type": "application/json"}) as resp:
+                if resp.status != 200:
+                    raise _error_from_body(resp.status, await resp.read())
+                ctype = resp.headers.get("content-type", "")
+                if "text/event-stream" not in ctype:
+                    # A bridge that ignores stream=true: take its one response as one chunk.
+                    async for item in self._single(await resp.read()):
+                        yield item
+                    return
+                decoder = SSEDecoder()
+                async for raw in resp.content.iter_any():
+                    for data in decoder.feed(raw):
+                        if data == b"[DONE]":
+                            return
+                        yield self._chunk(data)
+                for data in decoder.close():
+                    if data != b"[DONE]":
+                        yield self._chunk(data)
+        except (aiohttp.ClientError, OSError) as exc:
+            raise RelayError(f"cannot reach the bridge at {self._base}: {exc}", code="bridge_unreachable",
+                             retryable=True) from None
+
+    def _chunk(self, data: bytes) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+        try:
+            chunk = _json.decode(data)
+        except msgspec.DecodeError:
+            raise RelayError(f"the bridge sent a malformed stream event: {data[:120]!r}",
+                             code="bad_upstream_chunk") from None
+        if not isinstance(chunk, dict):
+            raise RelayError("the bridge sent a stream event that is not an object", code="bad_upstream_chunk")
+        if chunk.get("error"):
+            err = chunk["error"]
+            message = err.get("message") if isinstance(err, dict) else str(err)
+            code = (err.get("code") or err.get("type")) if isinstance(err, dict) else None
+            raise RelayError(str(message or "upstream error"), code=str(code or "upstream_error"))
+        choices = chunk.get("choices")
+        usage = chunk.get("usage")
+        return (choices if isinstance(choices, list) else []), (usage if isinstance(usage, dict) else None)
+
+    async def _single(self, body: bytes) -> AsyncIterator[tuple[list[dict[str, Any]], dict[str, Any] | None]]:
+        try:
+            data = _json.decode(body)
+        except msgspec.DecodeError:
+            raise RelayError("the bridge answered with something that is not JSON", code="bad_upstream_body") from None
+        choices = []
+        for c in data.get("choices", []) if isinstance(data, dict) else []:
+            message = c.get("message") or {}
+            choices.append({"index": c.get("index", 0), "delta": message, "finish_reason": c.get("finish_reason")})
+        yield choices, (data.get("usage") if isinstance(data, dict) else None)

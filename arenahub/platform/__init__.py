@@ -1,0 +1,1 @@
+"""The platform: the central gateway that consumers call and clients connect to."""

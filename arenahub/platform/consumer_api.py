@@ -1,0 +1,192 @@
+"""The consumer API: OpenAI-compatible ``/v1`` endpoints."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from typing import TYPE_CHECKING
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import Message, Receive, Scope, Send
+
+from arenahub.platform.exchange import CLIENT_CLOSED, Exchange
+from arenahub.protocol import frames
+from arenahub.protocol.errors import ApiError, ModelNotFound, RequestTooLarge, ShuttingDown
+from arenahub.protocol.openai import (
+    SSE_DONE, ChoiceAccumulator, chunk_event, completion_body, delta_text, error_body, error_event,
+    models_body, parse_chat_request)
+
+if TYPE_CHECKING:
+    from arenahub.platform.runtime import Platform
+
+JSON = "application/json"
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise RequestTooLarge(f"The request body is {int(declared)} bytes; the limit is {limit} bytes.")
+    parts: list[bytes] = []
+    size = 0
+    async for part in request.stream():
+        size += len(part)
+        if size > limit:
+            raise RequestTooLarge(f"The request body is larger than the limit of {limit} bytes.")
+        parts.append(part)
+    return b"".join(parts)
+
+
+async def chat_completions(request: Request) -> Response:
+    platform: Platform = request.app.state.platform
+    if platform.shutting_down:
+        raise ShuttingDown("The platform is shutting down; retry in a moment.", headers={"Retry-After": "5"})
+    key = await platform.keys.authenticate(request.headers.get("authorization"))
+    body = await read_body(request, platform.settings.max_body_bytes)
+    req = parse_chat_request(body)
+    if not platform.model_known(req.model):
+        raise ModelNotFound(f"The model '{req.model}' does not exist: no registered client serves it. "
+                            "GET /v1/models lists the models available now.", param="model")
+    return ChatResponse(platform, Exchange(id=uuid.uuid4().hex, key=key, request=req, body=body))
+
+
+async def list_models(request: Request) -> Response:
+    platform: Platform = request.app.state.platform
+    await platform.keys.authenticate(request.headers.get("authorization"))
+    return Response(models_body(sorted(platform.registry.models())), media_type=JSON)
+
+
+class _ConsumerLeft(Exception):
+    pass
+
+
+class ChatResponse(Response):
+    """Runs one chat completion for the ASGI connection it answers.
+
+    It owns the exchange from dispatch to record: errors before the first byte become a proper
+    HTTP error; after it, an SSE error event. A consumer disconnect cancels the work at once and
+    tells the client to stop.
+    """
+
+    def __init__(self, platform: Platform, exchange: Exchange) -> None:
+        self.platform = platform
+        self.ex = exchange
+        self.background = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        ex, platform = self.ex, self.platform
+        task = asyncio.current_task()
+        assert task is not None
+        left = asyncio.Event()
+
+        async def watch_disconnect() -> None:
+            while True:
+                message: Message = await receive()
+                if message["type"] == "http.disconnect":
+                    left.set()
+                    task.cancel()
+                    return
+
+        watcher = asyncio.ensure_future(watch_disconnect())
+        platform.exchange_started(ex)
+        try:
+            if ex.request.stream:
+                await self._stream(send)
+            else:
+                await self._complete(send)
+        except asyncio.CancelledError:
+            if not left.is_set():
+                raise
+            task.uncancel()
+            ex.fail(CLIENT_CLOSED, "client_closed")
+        except OSError:  # the consumer's socket broke while we wrote
+            ex.fail(CLIENT_CLOSED, "client_closed")
+        finally:
+            watcher.cancel()
+            platform.exchange_finished(ex)
+
+    def _headers(self, content_type: str, extra: dict[str, str] | None = None) -> list[tuple[bytes, bytes]]:
+        headers = [(b"content-type", content_type.encode()), (b"x-request-id", self.ex.id.encode())]
+        if self.ex.client_id:
+            headers.append((b"x-arenahub-client", self.ex.client_id.encode()))
+        for name, value in (extra or {}).items():
+            headers.append((name.lower().encode(), value.encode()))
+        return headers
+
+    async def _send_error(self, send: Send, err: ApiError) -> None:
+        self.ex.fail(err.status, err.code)
+        await send({"type": "http.response.start", "status": err.status,
+                    "headers": self._headers(JSON, err.headers)})
+        await send({"type": "http.response.body", "body": error_body(err)})
+
+    async def _stream(self, send: Send) -> None:
+        ex = self.ex
+        try:
+            attempt = await self.platform.dispatcher.start(ex)
+        except ApiError as err:
+            await self._send_error(send, err)
+            return
+        try:
+            await send({"type": "http.response.start", "status": 200,
+                        "headers": self._headers("text/event-stream") + [(b"cache-control", b"no-cache")]})
+            try:
+                async for frame in attempt.frames():
+                    if ex.first_byte_at is None:
+                        ex.first_byte_at = time.perf_counter()
+                    if frame.usage:
+                        ex.upstream_usage = frame.usage
+                    if isinstance(frame, frames.Chunk) and frame.choices:
+                        ex.completion_parts.append(delta_text(frame.choices))
+                        await send({"type": "http.response.body", "more_body": True,
+                                    "body": chunk_event(ex.completion_id, ex.created, ex.model, frame.choices)})
+            except ApiError as err:
+                ex.fail(err.status, err.code)
+                await send({"type": "http.response.body", "body": error_event(err), "more_body": False})
+                return
+            tail = SSE_DONE
+            if ex.request.include_usage:
+                tail = chunk_event(ex.completion_id, ex.created, ex.model, [], ex.usage()) + SSE_DONE
+            await send({"type": "http.response.body", "body": tail, "more_body": False})
+        finally:
+            attempt.abandon("consumer disconnected")
+
+    async def _complete(self, send: Send) -> None:
+        ex = self.ex
+        failed: set[str] = set()
+        while True:
+            try:
+                attempt = await self.platform.dispatcher.start(ex, failed)
+            except ApiError as err:
+                await self._send_error(send, err)
+                return
+            acc = ChoiceAccumulator()
+            try:
+                async for frame in attempt.frames():
+                    if ex.first_byte_at is None:
+                        ex.first_byte_at = time.perf_counter()
+                    if frame.usage:
+                        ex.upstream_usage = frame.usage
+                    if isinstance(frame, frames.Chunk):
+                        acc.add(frame.choices)
+                break
+            except ApiError as err:
+                # Nothing reached the consumer yet, so a client lost mid-answer can be retried.
+                if err.code != "client_disconnected" or ex.attempts >= self.platform.settings.max_attempts:
+                    await self._send_error(send, err)
+                    return
+                failed.add(attempt.session.client_id)
+                ex.first_byte_at = None
+            finally:
+                attempt.abandon("consumer disconnected")
+        ex.completion_parts = [acc.text()]
+        body = completion_body(ex.completion_id, ex.created, ex.model, acc.choices(), ex.usage())
+        await send({"type": "http.response.start", "status": 200, "headers": self._headers(JSON)})
+        await send({"type": "http.response.body", "body": body})
+
+
+routes = [
+    Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+    Route("/v1/models", list_models, methods=["GET"]),
+]

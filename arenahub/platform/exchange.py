@@ -1,0 +1,71 @@
+"""One consumer request on its way through the platform, and the record it leaves behind."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from arenahub.platform.records import RequestRecord
+from arenahub.platform.storage.accounts import ConsumerKey
+from arenahub.platform.tokens import count_tokens
+from arenahub.protocol.openai import ChatCompletionRequest, prompt_text, usage_dict
+
+# Status recorded when the consumer went away before the answer was complete (nginx's convention).
+CLIENT_CLOSED = 499
+
+
+@dataclass
+class Exchange:
+    id: str
+    key: ConsumerKey
+    request: ChatCompletionRequest
+    body: bytes
+    started: float = field(default_factory=time.perf_counter)
+    created: int = field(default_factory=lambda: int(time.time()))
+    client_id: str | None = None
+    attempts: int = 0
+    first_byte_at: float | None = None
+    status: int = 200
+    error_code: str | None = None
+    upstream_usage: dict[str, Any] | None = None
+    completion_parts: list[str] = field(default_factory=list)
+    _prompt_tokens: int | None = None
+
+    @property
+    def completion_id(self) -> str:
+        return "chatcmpl-" + self.id
+
+    @property
+    def model(self) -> str:
+        return self.request.model
+
+    def prompt_tokens(self) -> int:
+        if self._prompt_tokens is None:
+            self._prompt_tokens = count_tokens(prompt_text(self.request))
+        return self._prompt_tokens
+
+    def usage(self) -> dict[str, int]:
+        """Upstream's usage when it reported one, else counted here."""
+        up = self.upstream_usage
+        if up and isinstance(up.get("prompt_tokens"), int) and isinstance(up.get("completion_tokens"), int):
+            return usage_dict(up["prompt_tokens"], up["completion_tokens"])
+        return usage_dict(self.prompt_tokens(), count_tokens("".join(self.completion_parts)))
+
+    def fail(self, status: int, code: str) -> None:
+        self.status = status
+        self.error_code = code
+
+    def record(self) -> RequestRecord:
+        now = time.perf_counter()
+        usage = self.usage()
+        return RequestRecord(
+            id=self.id,
+            created_at=dt.datetime.fromtimestamp(self.created, dt.timezone.utc),
+            key_id=self.key.id, client_id=self.client_id, model=self.model,
+            stream=self.request.stream, status=self.status, error_code=self.error_code,
+            latency_ms=round((now - self.started) * 1000, 3),
+            ttft_ms=round((self.first_byte_at - self.started) * 1000, 3) if self.first_byte_at else None,
+            prompt_tokens=usage["prompt_tokens"], completion_tokens=usage["completion_tokens"],
+            attempts=self.attempts)

@@ -1,0 +1,59 @@
+"""Live state: which clients are connected to this platform instance right now.
+
+Behind a small interface so that several platform instances can later share it (Redis).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Protocol
+
+from arenahub.platform.tunnel_session import ClientSession
+
+
+class ClientRegistry(Protocol):
+    def add(self, session: ClientSession) -> ClientSession | None:
+        """Register a connected client; returns the session it replaces, if any."""
+
+    def remove(self, session: ClientSession) -> None: ...
+
+    def get(self, client_id: str) -> ClientSession | None: ...
+
+    def sessions(self) -> Iterator[ClientSession]: ...
+
+    def models(self) -> set[str]:
+        """Models served by connected, healthy clients."""
+
+    def __len__(self) -> int: ...
+
+
+class LocalClientRegistry:
+    """The registry of one platform process."""
+
+    def __init__(self) -> None:
+        self._sessions: dict[str, ClientSession] = {}
+
+    def add(self, session: ClientSession) -> ClientSession | None:
+        old = self._sessions.get(session.client_id)
+        self._sessions[session.client_id] = session
+        return old
+
+    def remove(self, session: ClientSession) -> None:
+        if self._sessions.get(session.client_id) is session:
+            del self._sessions[session.client_id]
+
+    def get(self, client_id: str) -> ClientSession | None:
+        return self._sessions.get(client_id)
+
+    def sessions(self) -> Iterator[ClientSession]:
+        return iter(list(self._sessions.values()))
+
+    def models(self) -> set[str]:
+        out: set[str] = set()
+        for s in self._sessions.values():
+            if s.available:
+                out |= s.models
+        return out
+
+    def __len__(self) -> int:
+        return len(self._sessions)

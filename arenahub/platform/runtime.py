@@ -1,0 +1,123 @@
+"""The platform's one application state, built at start-up and passed around (never a global)."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import time
+
+import msgspec
+
+from arenahub.platform.dispatch import Dispatcher
+from arenahub.platform.exchange import Exchange
+from arenahub.platform.keys import KeyCache
+from arenahub.platform.records import RecordWriter
+from arenahub.platform.registry import LocalClientRegistry
+from arenahub.platform.settings import PlatformSettings
+from arenahub.platform.storage import accounts
+from arenahub.platform.storage.db import create_engine, migrate
+from arenahub.platform.tunnel import heartbeat_watchdog
+from arenahub.platform.tunnel_session import ClientSession
+from arenahub.protocol import frames
+
+log = logging.getLogger("arenahub.platform")
+
+
+class Platform:
+    def __init__(self, settings: PlatformSettings) -> None:
+        self.settings = settings
+        self.engine = create_engine(settings.resolved_database_url)
+        self.keys = KeyCache(self.engine)
+        self.registry = LocalClientRegistry()
+        self.writer = RecordWriter(self.engine, flush_seconds=settings.record_flush_seconds,
+                                   batch_size=settings.record_batch_size)
+        self.dispatcher = Dispatcher(self.registry, settings)
+        self.catalog: set[str] = set()
+        self.shutting_down = False
+        self.started_at = time.time()
+        self._inflight: set[str] = set()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        await migrate(self.engine)
+        await self.keys.start()
+        self.catalog = await accounts.known_models(self.engine)
+        self.writer.start()
+        self._tasks.append(asyncio.create_task(heartbeat_watchdog(self), name="heartbeat-watchdog"))
+
+    def begin_shutdown(self) -> None:
+        """Take no new work (consumers get 503, clients are told to come back later)."""
+        self.shutting_down = True
+
+    async def wait_idle(self, timeout: float) -> bool:
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+            return True
+        except TimeoutError:
+            return False
+
+    async def stop(self) -> None:
+        self.begin_shutdown()
+        if not await self.wait_idle(self.settings.shutdown_grace_seconds):
+            log.warning("%d request(s) still in flight at shutdown", len(self._inflight))
+        for session in self.registry.sessions():
+            await session.close(frames.CLOSE_SHUTDOWN, "the platform is shutting down")
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.keys.stop()
+        await self.writer.close()
+        await self.engine.dispose()
+
+    # -- requests -----------------------------------------------------------------------------
+    def model_known(self, model: str) -> bool:
+        if model in self.catalog:
+            return True
+        return any(s.serves(model) for s in self.registry.sessions())
+
+    def exchange_started(self, ex: Exchange) -> None:
+        self._inflight.add(ex.id)
+        self._idle.clear()
+
+    def exchange_finished(self, ex: Exchange) -> None:
+        self._inflight.discard(ex.id)
+        if not self._inflight:
+            self._idle.set()
+        self.writer.add(ex.record())
+
+    @property
+    def inflight(self) -> int:
+        return len(self._inflight)
+
+    # -- clients ------------------------------------------------------------------------------
+    async def client_connected(self, session: ClientSession, hello: frames.Hello) -> None:
+        old = self.registry.add(session)
+        if old is not None and old is not session:
+            log.info("client %s reconnected; closing its previous connection", session.client_id)
+            old.mark_closed("replaced by a new connection")
+            asyncio.create_task(old.close(frames.CLOSE_REPLACED, "replaced by a new connection"))
+        self.catalog |= session.models
+        await accounts.record_client_hello(self.engine, session.client_id, sorted(session.models),
+                                           hello.client_version)
+
+    def client_disconnected(self, session: ClientSession) -> None:
+        self.registry.remove(session)
+        self.writer.client_state(session.client_id, last_seen_at=dt.datetime.now(dt.timezone.utc))
+
+    def client_heartbeat(self, session: ClientSession, hb: frames.Heartbeat) -> None:
+        if hb.models is not None:
+            self.catalog |= set(hb.models)
+        self.record_heartbeat(session.client_id, hb)
+
+    def record_heartbeat(self, client_id: str, hb: frames.Heartbeat) -> None:
+        state: dict[str, object] = {
+            "last_seen_at": dt.datetime.now(dt.timezone.utc),
+            "last_stats": {"stats": msgspec.to_builtins(hb.stats),
+                           "session": msgspec.to_builtins(hb.session) if hb.session else None},
+        }
+        if hb.models is not None:
+            state["models"] = sorted(hb.models)
+        self.writer.client_state(client_id, **state)

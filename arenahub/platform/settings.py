@@ -1,0 +1,63 @@
+"""Platform settings: command-line flags, mirrored by ``ARENAHUB_*`` environment variables."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from arenahub.platform.storage.db import default_data_dir, normalize_url
+
+
+@dataclass(frozen=True)
+class PlatformSettings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    database_url: str = ""
+    data_dir: Path = field(default_factory=default_data_dir)
+    # Largest consumer request body accepted (attachments ride in it).
+    max_body_bytes: int = 8 * 1024 * 1024
+    # How long a client may take to send the first chunk, and to send each next one.
+    first_byte_timeout_seconds: float = 120.0
+    idle_timeout_seconds: float = 120.0
+    total_timeout_seconds: float = 900.0
+    # A failed attempt before the first byte is retried on another client, this many times in all.
+    max_attempts: int = 3
+    # A client is dropped after this many heartbeat intervals without one.
+    missed_heartbeats: int = 3
+    # Request records are written in batches this often (seconds) or when this many wait.
+    record_flush_seconds: float = 0.5
+    record_batch_size: int = 1000
+    # Clean shutdown: how long streams in flight may take to finish.
+    shutdown_grace_seconds: float = 10.0
+    log_level: str = "info"
+
+    @property
+    def resolved_database_url(self) -> str:
+        return normalize_url(self.database_url or None)
+
+    @classmethod
+    def from_env(cls, **overrides: object) -> "PlatformSettings":
+        """Defaults, then ``ARENAHUB_<FIELD>`` variables, then explicit overrides (flags)."""
+        values: dict[str, object] = {}
+        for f in dataclasses.fields(cls):
+            raw = os.environ.get("ARENAHUB_" + f.name.upper())
+            if raw is not None and raw != "":
+                values[f.name] = _convert(f.name, f.type, raw)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)  # type: ignore[arg-type]
+
+
+def _convert(name: str, type_name: object, raw: str) -> object:
+    kind = str(type_name)
+    try:
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+        if kind == "Path":
+            return Path(raw)
+    except ValueError:
+        raise ValueError(f"ARENAHUB_{name.upper()}={raw!r} is not a valid {kind}") from None
+    return raw

@@ -1,0 +1,61 @@
+"""Tables. Changes go through an Alembic migration in ``migrations/versions``."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+TS = sa.DateTime(timezone=True)
+
+clients = sa.Table(
+    "clients", metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("email", sa.String(320)),
+    sa.Column("bridge_url", sa.String(500), nullable=False),
+    sa.Column("api_key_hash", sa.String(64), nullable=False),
+    sa.Column("rpm", sa.Integer),
+    sa.Column("max_concurrent", sa.Integer, nullable=False),
+    sa.Column("disabled", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("models", sa.JSON, nullable=False, default=list),
+    sa.Column("client_version", sa.String(64)),
+    sa.Column("last_stats", sa.JSON),
+    sa.Column("last_seen_at", TS),
+    sa.Column("created_at", TS, nullable=False),
+    sa.Column("updated_at", TS, nullable=False),
+)
+
+consumer_keys = sa.Table(
+    "consumer_keys", metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("key_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("key_prefix", sa.String(16), nullable=False),
+    sa.Column("rpm", sa.Integer),
+    sa.Column("disabled", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("created_at", TS, nullable=False),
+    sa.Column("updated_at", TS, nullable=False),
+    sa.Index("ix_consumer_keys_updated_at", "updated_at"),
+)
+
+request_records = sa.Table(
+    "request_records", metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("created_at", TS, nullable=False),
+    sa.Column("key_id", sa.String(40), nullable=False),
+    sa.Column("client_id", sa.String(40)),
+    sa.Column("model", sa.String(200), nullable=False),
+    sa.Column("stream", sa.Boolean, nullable=False),
+    sa.Column("status", sa.Integer, nullable=False),
+    sa.Column("error_code", sa.String(64)),
+    sa.Column("latency_ms", sa.Float, nullable=False),
+    sa.Column("ttft_ms", sa.Float),
+    sa.Column("prompt_tokens", sa.Integer, nullable=False),
+    sa.Column("completion_tokens", sa.Integer, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Index("ix_request_records_created_at", "created_at"),
+    sa.Index("ix_request_records_key_created", "key_id", "created_at"),
+    sa.Index("ix_request_records_client_created", "client_id", "created_at"),
+    sa.Index("ix_request_records_model_created", "model", "created_at"),
+)

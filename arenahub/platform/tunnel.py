@@ -1,0 +1,139 @@
+"""The platform's end of the tunnel: clients connect out to ``/api/ws`` and take requests over it."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from typing import TYPE_CHECKING
+
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from arenahub.platform.storage import accounts
+from arenahub.platform.tunnel_session import ClientSession
+from arenahub.protocol import frames
+
+if TYPE_CHECKING:
+    from arenahub.platform.runtime import Platform
+
+log = logging.getLogger("arenahub.platform.tunnel")
+
+HELLO_TIMEOUT_SECONDS = 10.0
+MAX_BAD_FRAMES = 20
+
+
+async def _refuse(ws: WebSocket, code: str, message: str, close_code: int, retry: bool = False) -> None:
+    log.info("refusing a client: %s (%s)", code, message)
+    try:
+        await ws.send_bytes(frames.encode(frames.Refused(code=code, message=message, retry=retry)))
+        await ws.close(code=close_code, reason=message[:120])
+    except (RuntimeError, OSError, WebSocketDisconnect):
+        pass  # the peer left first; nothing more to tell it
+
+
+async def _receive_frame(ws: WebSocket) -> frames.Frame | None:
+    """The next frame, or None when the socket closed. Raises FrameError on garbage."""
+    message = await ws.receive()
+    if message["type"] == "websocket.disconnect":
+        return None
+    data = message.get("bytes")
+    if data is None:
+        data = message.get("text") or ""
+    return frames.decode(data)
+
+
+async def tunnel_endpoint(ws: WebSocket) -> None:
+    platform: Platform = ws.app.state.platform
+    await ws.accept()
+    if platform.shutting_down:
+        await _refuse(ws, "shutting_down", "the platform is shutting down; reconnect shortly",
+                      frames.CLOSE_SHUTDOWN, retry=True)
+        return
+    try:
+        hello = await asyncio.wait_for(_receive_frame(ws), HELLO_TIMEOUT_SECONDS)
+    except TimeoutError:
+        await _refuse(ws, "hello_timeout", "no hello frame within 10 s", frames.CLOSE_PROTOCOL_ERROR, retry=True)
+        return
+    except frames.FrameError as exc:
+        await _refuse(ws, "protocol_error", f"the first frame must be a valid hello: {exc}",
+                      frames.CLOSE_PROTOCOL_ERROR)
+        return
+    if hello is None:
+        return
+    if not isinstance(hello, frames.Hello):
+        await _refuse(ws, "protocol_error", f"the first frame must be hello, got {type(hello).__name__.lower()}",
+                      frames.CLOSE_PROTOCOL_ERROR)
+        return
+    if hello.version != frames.PROTOCOL_VERSION:
+        await _refuse(ws, "unsupported_version",
+                      f"protocol version {hello.version} is not supported; this platform speaks "
+                      f"{frames.PROTOCOL_VERSION}: update the client", frames.CLOSE_UNSUPPORTED_VERSION)
+        return
+    account = await accounts.authenticate_client(platform.engine, hello.client_id, hello.api_key)
+    if account is None:
+        await _refuse(ws, "invalid_credentials",
+                      "client_id or api_key is wrong (was the key regenerated? download the client "
+                      "package again)", frames.CLOSE_INVALID_CREDENTIALS)
+        return
+    if account.disabled:
+        await _refuse(ws, "client_disabled", "this client is disabled by an administrator",
+                      frames.CLOSE_FORBIDDEN)
+        return
+
+    session = ClientSession(ws, client_id=account.id, name=account.name,
+                            connection_id=secrets.token_hex(6), hello=hello,
+                            max_concurrent=min(account.max_concurrent, hello.max_concurrent_requests))
+    await platform.client_connected(session, hello)
+    session.start()
+    session.send_nowait(frames.Welcome(version=frames.PROTOCOL_VERSION, connection_id=session.connection_id,
+                                       client_name=account.name, max_concurrent_requests=session.max_concurrent))
+    log.info("client %s (%s) connected: %d model(s), max %d concurrent", account.id, account.name,
+             len(session.models), session.max_concurrent)
+    reason = "the client closed the connection"
+    try:
+        reason = await _read_loop(ws, session, platform)
+    except WebSocketDisconnect:
+        pass
+    finally:
+        session.mark_closed(reason)
+        platform.client_disconnected(session)
+        log.info("client %s disconnected: %s", account.id, reason)
+
+
+async def _read_loop(ws: WebSocket, session: ClientSession, platform: Platform) -> str:
+    bad_frames = 0
+    while True:
+        try:
+            frame = await _receive_frame(ws)
+        except frames.FrameError as exc:
+            bad_frames += 1
+            session.send_nowait(frames.Notice(code="bad_frame", message=f"ignored a malformed frame: {exc}"))
+            if bad_frames > MAX_BAD_FRAMES:
+                await session.close(frames.CLOSE_PROTOCOL_ERROR, "too many malformed frames")
+                return "too many malformed frames"
+            continue
+        if frame is None:
+            return session.close_reason or "the client closed the connection"
+        if isinstance(frame, (frames.Chunk, frames.End, frames.Error)):
+            session.deliver(frame)  # an unknown id is a request already cancelled: drop it
+        elif isinstance(frame, frames.Heartbeat):
+            session.on_heartbeat(frame)
+            platform.client_heartbeat(session, frame)
+        else:
+            session.send_nowait(frames.Notice(code="unexpected_frame",
+                                              message=f"a client does not send {type(frame).__name__.lower()} frames"))
+
+
+async def heartbeat_watchdog(platform: Platform, period: float = 0.5) -> None:
+    """Drop clients that missed too many heartbeats (their socket may still look open)."""
+    while True:
+        await asyncio.sleep(period)
+        now = time.monotonic()
+        for session in platform.registry.sessions():
+            if not session.closed and session.heartbeat_overdue(platform.settings.missed_heartbeats, now):
+                log.warning("client %s missed %d heartbeats; dropping it", session.client_id,
+                            platform.settings.missed_heartbeats)
+                session.mark_closed("missed heartbeats")
+                platform.client_disconnected(session)
+                asyncio.create_task(session.close(frames.CLOSE_HEARTBEAT_TIMEOUT, "missed heartbeats"))

@@ -1,0 +1,155 @@
+"""One connected client, as the platform sees it: its socket, its capacity, its requests in flight."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import msgspec
+from starlette.websockets import WebSocket
+
+from arenahub.protocol import frames
+
+log = logging.getLogger("arenahub.platform.tunnel")
+
+
+class ClientGone:
+    """Put into a request's queue when its client disconnects or is dropped."""
+
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+
+Incoming = frames.Chunk | frames.End | frames.Error | ClientGone
+
+
+class ClientSession:
+    def __init__(self, ws: WebSocket, *, client_id: str, name: str, connection_id: str,
+                 hello: frames.Hello, max_concurrent: int) -> None:
+        self.ws = ws
+        self.client_id = client_id
+        self.name = name
+        self.connection_id = connection_id
+        self.client_version = hello.client_version
+        self.capabilities = list(hello.capabilities)
+        self.models: set[str] = set(hello.models)
+        self.max_concurrent = max(1, max_concurrent)
+        self.heartbeat_interval = max(0.2, hello.heartbeat_interval_seconds)
+        self.session_status: frames.SessionStatus | None = hello.session
+        self.stats: frames.ClientStats | None = None
+        self.connected_at = time.time()
+        self.last_heartbeat = time.monotonic()
+        self.last_heartbeat_wall = time.time()
+        self.closed = False
+        self.close_reason = ""
+        self._inflight: dict[str, asyncio.Queue[Incoming]] = {}
+        self._outbox: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self._writer: asyncio.Task[None] | None = None
+
+    # -- routing view -------------------------------------------------------------------------
+    @property
+    def active(self) -> int:
+        return len(self._inflight)
+
+    @property
+    def available(self) -> bool:
+        """Connected and able to answer: the bridge is reachable and its upstream session usable."""
+        if self.closed:
+            return False
+        s = self.session_status
+        if s is None:
+            return True
+        return s.bridge_reachable and s.session_valid is not False and not s.needs_verification
+
+    def serves(self, model: str) -> bool:
+        return model in self.models
+
+    # -- sending ------------------------------------------------------------------------------
+    def start(self) -> None:
+        self._writer = asyncio.create_task(self._write_loop(), name=f"tunnel-writer-{self.client_id}")
+
+    def send_nowait(self, frame: frames.Frame) -> None:
+        """Queue a frame for the client; never blocks, so it is safe in cleanup paths."""
+        if not self.closed:
+            self._outbox.put_nowait(frames.encode(frame))
+
+    async def _write_loop(self) -> None:
+        while True:
+            data = await self._outbox.get()
+            if data is None:
+                return
+            try:
+                await self.ws.send_bytes(data)
+            except Exception as exc:  # the socket is gone; the reader notices and cleans up
+                log.info("client %s: send failed (%s)", self.client_id, exc)
+                return
+
+    # -- requests -----------------------------------------------------------------------------
+    def open(self, request_id: str, body: bytes) -> asyncio.Queue[Incoming]:
+        queue: asyncio.Queue[Incoming] = asyncio.Queue()
+        self._inflight[request_id] = queue
+        self.send_nowait(frames.Request(id=request_id, body=msgspec.Raw(body)))
+        return queue
+
+    def finish(self, request_id: str) -> None:
+        self._inflight.pop(request_id, None)
+
+    def cancel(self, request_id: str, reason: str) -> None:
+        if self._inflight.pop(request_id, None) is not None:
+            self.send_nowait(frames.Cancel(id=request_id, reason=reason))
+
+    def deliver(self, frame: frames.Chunk | frames.End | frames.Error) -> bool:
+        queue = self._inflight.get(frame.id)
+        if queue is None:
+            return False
+        queue.put_nowait(frame)
+        if not isinstance(frame, frames.Chunk):
+            self._inflight.pop(frame.id, None)
+        return True
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    def on_heartbeat(self, hb: frames.Heartbeat) -> None:
+        self.last_heartbeat = time.monotonic()
+        self.last_heartbeat_wall = time.time()
+        self.stats = hb.stats
+        if hb.session is not None:
+            self.session_status = hb.session
+        if hb.models is not None:
+            self.models = set(hb.models)
+
+    def heartbeat_overdue(self, missed: int, now: float) -> bool:
+        return now - self.last_heartbeat > missed * self.heartbeat_interval
+
+    def mark_closed(self, reason: str) -> None:
+        """Stop routing here and fail every request in flight at once."""
+        if self.closed:
+            return
+        self.closed = True
+        self.close_reason = reason
+        inflight, self._inflight = self._inflight, {}
+        for queue in inflight.values():
+            queue.put_nowait(ClientGone(reason))
+        self._outbox.put_nowait(None)
+
+    async def close(self, code: int, reason: str) -> None:
+        self.mark_closed(reason)
+        try:
+            await self.ws.close(code=code, reason=reason[:120])
+        except Exception:  # already closed by the peer
+            pass
+
+    def snapshot(self) -> dict[str, Any]:
+        """The client's live state for status pages; no secrets in it."""
+        return {
+            "client_id": self.client_id, "name": self.name, "connected": not self.closed,
+            "healthy": self.available, "active_requests": self.active,
+            "max_concurrent": self.max_concurrent, "models": sorted(self.models),
+            "client_version": self.client_version, "connected_at": self.connected_at,
+            "last_heartbeat": self.last_heartbeat_wall,
+            "stats": msgspec.to_builtins(self.stats) if self.stats else None,
+            "session": msgspec.to_builtins(self.session_status) if self.session_status else None,
+        }

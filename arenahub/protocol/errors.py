@@ -1,0 +1,80 @@
+"""Named failures, each with its HTTP status and OpenAI error type and code.
+
+Every program raises these and maps them to an OpenAI error envelope in one place
+(``arenahub.protocol.openai.error_body``).
+"""
+
+from __future__ import annotations
+
+
+class ApiError(Exception):
+    status = 500
+    type = "server_error"
+    code = "internal_error"
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None,
+                 status: int | None = None, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        if code is not None:
+            self.code = code
+        if status is not None:
+            self.status = status
+        self.headers = headers or {}
+
+
+class InvalidApiKey(ApiError):
+    status = 401
+    type = "invalid_request_error"
+    code = "invalid_api_key"
+
+
+class InvalidRequest(ApiError):
+    status = 400
+    type = "invalid_request_error"
+    code = "invalid_request"
+
+
+class NotFound(ApiError):
+    status = 404
+    type = "invalid_request_error"
+    code = "not_found"
+
+
+class ModelNotFound(NotFound):
+    code = "model_not_found"
+
+
+class RequestTooLarge(ApiError):
+    status = 413
+    type = "invalid_request_error"
+    code = "request_too_large"
+
+
+class NoClientAvailable(ApiError):
+    """Nothing can serve the request now: answered at once, with the reason."""
+
+    status = 503
+    type = "service_unavailable_error"
+    code = "no_client_available"
+
+
+class UpstreamError(ApiError):
+    """The client or its upstream failed while answering."""
+
+    status = 502
+    type = "upstream_error"
+    code = "upstream_error"
+
+
+class UpstreamTimeout(ApiError):
+    status = 504
+    type = "timeout_error"
+    code = "upstream_timeout"
+
+
+class ShuttingDown(ApiError):
+    status = 503
+    type = "service_unavailable_error"
+    code = "shutting_down"

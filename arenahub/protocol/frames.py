@@ -1,0 +1,144 @@
+"""The tunnel between platform and client: every frame, defined once.
+
+A client opens a WebSocket to ``{platform_url}/ws`` and sends ``Hello`` first. The platform
+answers ``Welcome`` (or ``Refused`` and closes). After that the client sends heartbeats and
+answers ``Request`` frames with ``Chunk`` ... ``End`` (or ``Error``); the platform may send
+``Cancel`` when the consumer goes away. Frames are JSON objects with a ``type`` field, sent as
+WebSocket text or binary messages (both sides accept either).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Union
+
+import msgspec
+
+PROTOCOL_VERSION = 1
+# Close codes the platform uses when it ends a tunnel (4000-4999 are application codes).
+CLOSE_PROTOCOL_ERROR = 4400
+CLOSE_INVALID_CREDENTIALS = 4401
+CLOSE_FORBIDDEN = 4403
+CLOSE_UNSUPPORTED_VERSION = 4426
+CLOSE_REPLACED = 4409
+CLOSE_HEARTBEAT_TIMEOUT = 4408
+CLOSE_SHUTDOWN = 4503
+
+
+class _Frame(msgspec.Struct, tag_field="type", omit_defaults=True):
+    pass
+
+
+class SessionStatus(msgspec.Struct, omit_defaults=True):
+    """The bridge's view of its upstream session (LMArena: session validity, rate limits)."""
+
+    bridge_reachable: bool = True
+    browser_connected: bool | None = None
+    session_valid: bool | None = None
+    needs_verification: bool = False
+    rate_limited_until: float | None = None
+    last_error: str | None = None
+
+
+class ClientStats(msgspec.Struct, omit_defaults=True):
+    requests_processed: int = 0
+    requests_failed: int = 0
+    success_rate: float = 100.0
+    average_response_ms: float = 0.0
+    active_requests: int = 0
+    uptime_seconds: float = 0.0
+    cpu_percent: float | None = None
+    memory_mb: float | None = None
+
+
+class Hello(_Frame, tag="hello"):
+    version: int
+    client_id: str
+    api_key: str
+    client_version: str = ""
+    capabilities: list[str] = []
+    models: list[str] = []
+    max_concurrent_requests: int = 4
+    heartbeat_interval_seconds: float = 30.0
+    session: SessionStatus | None = None
+
+
+class Welcome(_Frame, tag="welcome"):
+    version: int
+    connection_id: str
+    client_name: str
+    max_concurrent_requests: int
+
+
+class Refused(_Frame, tag="refused"):
+    """The platform will not accept this client; ``retry`` says whether trying again can help."""
+
+    code: str
+    message: str
+    retry: bool = False
+
+
+class Heartbeat(_Frame, tag="heartbeat"):
+    stats: ClientStats
+    session: SessionStatus | None = None
+    models: list[str] | None = None
+
+
+class Request(_Frame, tag="request"):
+    id: str
+    # The consumer's OpenAI request body, passed through unparsed.
+    body: msgspec.Raw
+    kind: Literal["chat.completions"] = "chat.completions"
+
+
+class Chunk(_Frame, tag="chunk"):
+    id: str
+    # OpenAI ``choices`` of one upstream chunk, as the upstream sent them.
+    choices: list[dict[str, Any]] = []
+    usage: dict[str, Any] | None = None
+
+
+class End(_Frame, tag="end"):
+    id: str
+    usage: dict[str, Any] | None = None
+
+
+class Error(_Frame, tag="error"):
+    id: str
+    code: str
+    message: str
+    status: int = 502
+    # True when another client might succeed (the bridge was unreachable, a 5xx, ...).
+    retryable: bool = False
+
+
+class Cancel(_Frame, tag="cancel"):
+    id: str
+    reason: str = "consumer disconnected"
+
+
+class Notice(_Frame, tag="notice"):
+    """The platform telling a client it sent something wrong (a broken frame, an unknown id)."""
+
+    code: str
+    message: str
+
+
+Frame = Union[Hello, Welcome, Refused, Heartbeat, Request, Chunk, End, Error, Cancel, Notice]
+
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder(Frame)
+
+
+def encode(frame: Frame) -> bytes:
+    return _encoder.encode(frame)
+
+
+class FrameError(ValueError):
+    """A frame that is not valid JSON or not one of the frames above."""
+
+
+def decode(data: bytes | str) -> Frame:
+    try:
+        return _decoder.decode(data)
+    except msgspec.DecodeError as exc:
+        raise FrameError(str(exc)) from None

@@ -1,0 +1,57 @@
+"""Running an ASGI app with uvicorn (uvloop + httptools), with an optional drain on shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from types import FrameType
+
+import uvicorn
+from starlette.types import ASGIApp
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+
+
+class DrainingServer(uvicorn.Server):
+    """On the first SIGTERM/SIGINT, run ``drain`` (finish work in flight), then stop; a second signal stops at once."""
+
+    def __init__(self, config: uvicorn.Config, drain: Callable[[], Awaitable[None]] | None = None) -> None:
+        super().__init__(config)
+        self._drain = drain
+        self._draining = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def serve(self, sockets=None) -> None:  # type: ignore[no-untyped-def]
+        self._loop = asyncio.get_running_loop()
+        await super().serve(sockets)
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self._drain is None or self._draining or self._loop is None:
+            super().handle_exit(sig, frame)
+            return
+        self._draining = True
+        self._loop.call_soon_threadsafe(lambda: self._loop.create_task(self._drain_then_exit(sig, frame)))  # type: ignore[union-attr]
+
+    async def _drain_then_exit(self, sig: int, frame: FrameType | None) -> None:
+        try:
+            await self._drain()  # type: ignore[misc]
+        finally:
+            super().handle_exit(sig, frame)
+
+
+def server(app: ASGIApp, host: str, port: int, log_level: str = "info",
+           drain: Callable[[], Awaitable[None]] | None = None) -> DrainingServer:
+    config = uvicorn.Config(app, host=host, port=port, loop="uvloop", http="httptools", ws="websockets-sansio",
+                            log_level=log_level.lower(), access_log=False, lifespan="on",
+                            ws_max_size=64 * 1024 * 1024, timeout_graceful_shutdown=30)
+    return DrainingServer(config, drain)
+
+
+def run(app: ASGIApp, host: str, port: int, log_level: str = "info",
+        drain: Callable[[], Awaitable[None]] | None = None) -> int:
+    srv = server(app, host, port, log_level, drain)
+    srv.run()
+    return 0 if srv.started else 1

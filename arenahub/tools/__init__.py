@@ -1,0 +1,1 @@
+"""Programs for demos, tests and benchmarks (not part of a deployment)."""

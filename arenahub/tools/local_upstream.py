@@ -1,0 +1,121 @@
+"""A fast local OpenAI-compatible upstream with scripted behaviour, for the demo, tests and bench.
+
+It answers every chat completion by echoing the last user message word by word. Directives in
+that message script it, for tests:
+
+    [[words=N]]       answer with N words instead of the echo
+    [[first_ms=N]]    wait N ms before the first chunk
+    [[delay_ms=N]]    wait N ms between chunks
+    [[status=N]]      answer with HTTP status N and an OpenAI error body
+    [[error_after=N]] send N chunks, then an error event
+    [[usage=1]]       report usage in the stream (LMArena reports none, so by default neither do we)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import AsyncIterator
+
+import msgspec
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+_DIRECTIVE = re.compile(r"\[\[(\w+)=(\d+)\]\]")
+_encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.Decoder().decode
+
+
+def _last_user_text(body: dict) -> str:
+    for message in reversed(body.get("messages") or []):
+        if isinstance(message, dict) and message.get("role") == "user":
+            content = message.get("content")
+            if isinstance(content, str):
+                return content
+            if isinstance(content, list):
+                return " ".join(p.get("text", "") for p in content if isinstance(p, dict))
+    return ""
+
+
+def script(text: str) -> tuple[list[str], dict[str, int]]:
+    directives = {k: int(v) for k, v in _DIRECTIVE.findall(text)}
+    clean = _DIRECTIVE.sub("", text).strip()
+    if "words" in directives:
+        words = [f"w{i}" for i in range(directives["words"])]
+    else:
+        words = ("Echo: " + clean).split() if clean else ["Echo:"]
+    pieces = [w if i == 0 else " " + w for i, w in enumerate(words)]
+    return pieces, directives
+
+
+def create_app(models: list[str], name: str = "local-upstream") -> Starlette:
+    async def list_models(request: Request) -> Response:
+        return Response(_encode({"object": "list", "data": [
+            {"id": m, "object": "model", "created": 0, "owned_by": name} for m in models]}),
+            media_type="application/json")
+
+    async def health(request: Request) -> Response:
+        return Response(_encode({"status": "ok", "name": name}), media_type="application/json")
+
+    async def chat(request: Request) -> Response:
+        try:
+            body = _decode(await request.body())
+        except msgspec.DecodeError:
+            return _error(400, "invalid JSON")
+        if not isinstance(body, dict) or body.get("model") not in models:
+            return _error(404, f"unknown model {body.get('model') if isinstance(body, dict) else None!r}")
+        pieces, d = script(_last_user_text(body))
+        if "status" in d:
+            return _error(d["status"], f"scripted failure with status {d['status']}")
+        created = int(time.time())
+        cid = "up-" + str(time.perf_counter_ns())
+        model = body["model"]
+        if not body.get("stream"):
+            if d.get("first_ms"):
+                await asyncio.sleep(d["first_ms"] / 1000)
+            text = "".join(pieces)
+            return Response(_encode({
+                "id": cid, "object": "chat.completion", "created": created, "model": model,
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 1, "completion_tokens": len(pieces), "total_tokens": len(pieces) + 1}}),
+                media_type="application/json")
+        include_usage = bool(d.get("usage")) and bool((body.get("stream_options") or {}).get("include_usage"))
+        return StreamingResponse(_stream(cid, created, model, pieces, d, include_usage),
+                                 media_type="text/event-stream")
+
+    return Starlette(routes=[Route("/v1/models", list_models), Route("/health", health),
+                             Route("/v1/chat/completions", chat, methods=["POST"])])
+
+
+async def _stream(cid: str, created: int, model: str, pieces: list[str], d: dict[str, int],
+                  include_usage: bool) -> AsyncIterator[bytes]:
+    def event(choices: list[dict], usage: dict | None = None) -> bytes:
+        chunk = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model, "choices": choices}
+        if usage:
+            chunk["usage"] = usage
+        return b"data: " + _encode(chunk) + b"\n\n"
+
+    if d.get("first_ms"):
+        await asyncio.sleep(d["first_ms"] / 1000)
+    delay = d.get("delay_ms", 0) / 1000
+    for i, piece in enumerate(pieces):
+        if "error_after" in d and i == d["error_after"]:
+            yield b"data: " + _encode({"error": {"message": "scripted mid-stream failure",
+                                                 "type": "upstream_error", "code": "scripted"}}) + b"\n\n"
+            return
+        if i and delay:
+            await asyncio.sleep(delay)
+        delta = {"role": "assistant", "content": piece} if i == 0 else {"content": piece}
+        yield event([{"index": 0, "delta": delta, "finish_reason": None}])
+    yield event([{"index": 0, "delta": {}, "finish_reason": "stop"}])
+    if include_usage:
+        yield event([], {"prompt_tokens": 7, "completion_tokens": len(pieces), "total_tokens": len(pieces) + 7})
+    yield b"data: [DONE]\n\n"
+
+
+def _error(status: int, message: str) -> Response:
+    return Response(_encode({"error": {"message": message, "type": "upstream_error", "code": f"http_{status}"}}),
+                    status_code=status, media_type="application/json")
