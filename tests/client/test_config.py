@@ -1,0 +1,87 @@
+import json
+
+import pytest
+
+from arenahub.client.config import load_client_config
+from arenahub.jsonc import ConfigError
+
+GOOD = """{
+  // from the client package
+  "platform_integration": {
+    "enabled": true,
+    "platform_url": "https://gw.example.com/api/",
+    "client_id": "cl_123",
+    "api_key": "ck-secret",
+    "heartbeat_interval_seconds": 30,
+    "capabilities": ["chat", "models", "images"],
+    "log_level": "debug",
+    "enable_request_logging": true,
+  },
+  "platform_features": {"max_concurrent_requests": 10, "preferred_routing_strategy": "least_load"},
+  "session_id": "kept for the bridge",
+  "api_key": "bridge-key",
+}
+"""
+
+
+def write(tmp_path, text):
+    path = tmp_path / "config.jsonc"
+    path.write_text(text)
+    return path
+
+
+def test_seed_config_loads(tmp_path):
+    cfg = load_client_config(write(tmp_path, GOOD))
+    assert cfg.platform_url == "https://gw.example.com/api"
+    assert cfg.tunnel_url == "wss://gw.example.com/api/ws"
+    assert cfg.capabilities == ("chat", "models", "images")
+    assert cfg.log_level == "DEBUG" and cfg.enable_request_logging
+    assert cfg.max_concurrent_requests == 10
+    assert cfg.lmarena_bridge_url == "http://127.0.0.1:5102"
+    assert cfg.bridge_api_key == "bridge-key"
+
+
+def test_public_view_has_no_secrets(tmp_path):
+    cfg = load_client_config(write(tmp_path, GOOD))
+    text = json.dumps(cfg.public())
+    assert "ck-secret" not in text and "bridge-key" not in text
+    assert "ck-secret" not in repr(cfg)
+
+
+@pytest.mark.parametrize("edit, key, reason", [
+    (('"heartbeat_interval_seconds": 30', '"heartbeat_interval_seconds": "often"'),
+     "platform_integration.heartbeat_interval_seconds", "must be"),
+    (('"heartbeat_interval_seconds": 30', '"heartbeat_interval_seconds": 0'),
+     "platform_integration.heartbeat_interval_seconds", "between"),
+    (('"platform_url": "https://gw.example.com/api/"', '"platform_url": "gw.example.com"'),
+     "platform_integration.platform_url", "URL"),
+    (('"client_id": "cl_123"', '"client_id": "your-client-id"'), "platform_integration.client_id", "not filled in"),
+    (('"log_level": "debug"', '"log_level": "loud"'), "platform_integration.log_level", "one of"),
+    (('"enabled": true', '"enabled": "yes"'), "platform_integration.enabled", "bool"),
+    (('"max_concurrent_requests": 10', '"max_concurrent_requests": 0'),
+     "platform_features.max_concurrent_requests", "between"),
+])
+def test_bad_values_name_file_key_and_reason(tmp_path, edit, key, reason):
+    path = write(tmp_path, GOOD.replace(*edit))
+    with pytest.raises(ConfigError) as info:
+        load_client_config(path)
+    err = info.value
+    assert err.key == key and reason in err.reason
+    assert str(path) in str(err)
+    assert err.line is not None
+
+
+def test_missing_section(tmp_path):
+    with pytest.raises(ConfigError, match="platform_integration: is required"):
+        load_client_config(write(tmp_path, '{"session_id": "x"}'))
+
+
+def test_syntax_error_points_at_the_line(tmp_path):
+    with pytest.raises(ConfigError) as info:
+        load_client_config(write(tmp_path, '{\n "platform_integration": {\n  "enabled": true\n  "x": 1}}'))
+    assert info.value.line == 4
+
+
+def test_disabled_integration_needs_no_credentials(tmp_path):
+    cfg = load_client_config(write(tmp_path, '{"platform_integration": {"enabled": false}}'))
+    assert not cfg.enabled
