@@ -1,0 +1,58 @@
+"""The README documents every setting, config key and command the code has."""
+
+import dataclasses
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+
+from arenahub.cli import build_parser
+from arenahub.client.config import ClientConfig
+from arenahub.platform.settings import PlatformSettings
+
+README = (Path(__file__).parent.parent / "README.md").read_text()
+
+
+@pytest.mark.parametrize("name", [f.name for f in dataclasses.fields(PlatformSettings)])
+def test_every_platform_setting_is_documented(name):
+    assert f"`ARENAHUB_{name.upper()}`" in README
+
+
+CONFIG_KEYS = {
+    "enabled": "platform_integration.enabled", "platform_url": "platform_integration.platform_url",
+    "client_id": "platform_integration.client_id", "api_key": "platform_integration.client_id`, `.api_key",
+    "heartbeat_interval_seconds": "platform_integration.heartbeat_interval_seconds",
+    "capabilities": "platform_integration.capabilities", "log_level": "platform_integration.log_level",
+    "enable_request_logging": "platform_integration.enable_request_logging",
+    "enable_performance_monitoring": "platform_integration.enable_performance_monitoring",
+    "reconnect_max_delay_seconds": "platform_integration.reconnect_max_delay_seconds",
+    "lmarena_bridge_url": "lmarena_bridge_url", "bridge_api_key": "api_key` (top level",
+    "max_concurrent_requests": "platform_features.max_concurrent_requests",
+}
+
+
+def test_every_client_config_key_is_documented():
+    fields = {f.name for f in dataclasses.fields(ClientConfig)} - {"path"}
+    assert fields == set(CONFIG_KEYS)
+    for doc in CONFIG_KEYS.values():
+        assert f"`{doc}" in README, doc
+
+
+def _documented_commands():
+    rows = re.findall(r"^\| `(arenahub [^`]+)` \|", README, flags=re.M)
+    assert len(rows) >= 6
+    return rows
+
+
+@pytest.mark.parametrize("usage", _documented_commands())
+def test_documented_command_lines_parse(usage):
+    # Turn "[--port 8080]" into "--port 8080" and placeholders into sample values.
+    text = re.sub(r"[\[\]]", "", usage)
+    argv = shlex.split(text)[1:]
+    samples = {"NAME": "n", "E": "e@x", "URL": "sqlite:///x.db", "N": "3", "a,b": "a,b", "config.jsonc": "c.jsonc"}
+    argv = [samples.get(a, a) for a in argv]
+    if argv[0] == "admin" and "--bridge-url" in argv:
+        argv[argv.index("--bridge-url") + 1] = "http://127.0.0.1:5102"
+    args = build_parser().parse_args(argv)
+    assert callable(args.run)
