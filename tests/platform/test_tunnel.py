@@ -1,0 +1,147 @@
+"""The platform's tunnel endpoint and plain-HTTP client API, in process (no network)."""
+
+import asyncio
+
+import msgspec
+import pytest
+from starlette.testclient import TestClient
+from starlette.websockets import WebSocketDisconnect
+
+from arenahub.platform.app import create_app
+from arenahub.platform.settings import PlatformSettings
+from arenahub.platform.storage import accounts
+from arenahub.platform.storage.db import create_engine, migrate
+from arenahub.protocol import frames
+
+
+@pytest.fixture
+def setup(tmp_path):
+    url = f"sqlite+aiosqlite:///{tmp_path / 'p.db'}"
+
+    async def prepare():
+        engine = create_engine(url)
+        await migrate(engine)
+        client = await accounts.create_client(engine, name="c1", max_concurrent=3)
+        _, key = await accounts.create_key(engine, name="k")
+        await engine.dispose()
+        return client, key
+
+    (client_id, api_key), key = asyncio.run(prepare())
+    app = create_app(PlatformSettings(database_url=url))
+    with TestClient(app) as http:
+        yield http, client_id, api_key, key
+
+
+def hello(client_id, api_key, **kw):
+    return frames.encode(frames.Hello(version=frames.PROTOCOL_VERSION, client_id=client_id, api_key=api_key,
+                                      models=["m1"], max_concurrent_requests=10, **kw))
+
+
+def test_valid_hello_is_welcomed_with_the_lower_concurrency(setup):
+    http, cid, ckey, key = setup
+    with http.websocket_connect("/api/ws") as ws:
+        ws.send_bytes(hello(cid, ckey))
+        welcome = frames.decode(ws.receive_bytes())
+        assert isinstance(welcome, frames.Welcome)
+        assert welcome.client_name == "c1" and welcome.max_concurrent_requests == 3
+        models = http.get("/v1/models", headers={"Authorization": f"Bearer {key}"}).json()
+        assert [m["id"] for m in models["data"]] == ["m1"]
+    # Gone once the socket closes.
+    models = http.get("/v1/models", headers={"Authorization": f"Bearer {key}"}).json()
+    assert models["data"] == []
+
+
+@pytest.mark.parametrize("first, code, close", [
+    (lambda cid, k: hello(cid, "ck-wrong"), "invalid_credentials", frames.CLOSE_INVALID_CREDENTIALS),
+    (lambda cid, k: hello("cl_nobody", k), "invalid_credentials", frames.CLOSE_INVALID_CREDENTIALS),
+    (lambda cid, k: b"{garbage", "protocol_error", frames.CLOSE_PROTOCOL_ERROR),
+    (lambda cid, k: frames.encode(frames.Cancel(id="x")), "protocol_error", frames.CLOSE_PROTOCOL_ERROR),
+    (lambda cid, k: msgspec.json.encode({"type": "hello", "version": 99, "client_id": cid, "api_key": k}),
+     "unsupported_version", frames.CLOSE_UNSUPPORTED_VERSION),
+])
+def test_bad_hellos_are_refused_with_a_reason(setup, first, code, close):
+    http, cid, ckey, _ = setup
+    with http.websocket_connect("/api/ws") as ws:
+        ws.send_bytes(first(cid, ckey))
+        refused = frames.decode(ws.receive_bytes())
+        assert isinstance(refused, frames.Refused) and refused.code == code
+        assert refused.retry is False and refused.message
+        assert ckey not in refused.message
+        with pytest.raises(WebSocketDisconnect) as info:
+            ws.receive_bytes()
+        assert info.value.code == close
+
+
+def test_broken_frames_after_hello_get_a_notice_and_the_tunnel_survives(setup):
+    http, cid, ckey, key = setup
+    with http.websocket_connect("/api/ws") as ws:
+        ws.send_bytes(hello(cid, ckey))
+        frames.decode(ws.receive_bytes())
+        ws.send_text("{not json")
+        notice = frames.decode(ws.receive_bytes())
+        assert isinstance(notice, frames.Notice) and notice.code == "bad_frame"
+        ws.send_bytes(frames.encode(frames.Welcome(version=1, connection_id="x", client_name="x",
+                                                   max_concurrent_requests=1)))
+        notice = frames.decode(ws.receive_bytes())
+        assert notice.code == "unexpected_frame"
+        # A chunk for a request that does not exist is dropped silently; heartbeats still work.
+        ws.send_bytes(frames.encode(frames.Chunk(id="nope", choices=[])))
+        ws.send_bytes(frames.encode(frames.Heartbeat(stats=frames.ClientStats(requests_processed=1),
+                                                     models=["m1", "m2"])))
+        for _ in range(50):
+            health = http.get("/api/health").json()
+            if "m2" in health["models"]:
+                break
+        assert health["clients_connected"] == 1 and health["models"] == ["m1", "m2"]
+
+
+def test_unhealthy_session_status_takes_the_client_out_of_rotation(setup):
+    http, cid, ckey, key = setup
+    with http.websocket_connect("/api/ws") as ws:
+        ws.send_bytes(hello(cid, ckey, session=frames.SessionStatus(session_valid=False)))
+        frames.decode(ws.receive_bytes())
+        r = http.post("/v1/chat/completions", headers={"Authorization": f"Bearer {key}"},
+                      json={"model": "m1", "messages": [{"role": "user", "content": "x"}]})
+        assert r.status_code == 503
+        assert r.json()["error"]["code"] == "no_client_available"
+        assert "unhealthy" in r.json()["error"]["message"]
+        assert r.headers["retry-after"]
+
+
+def test_http_register_and_heartbeat(setup):
+    http, cid, ckey, key = setup
+    auth = {"Authorization": f"Bearer {ckey}", "X-Client-ID": cid}
+    r = http.put(f"/api/clients/{cid}/status", headers=auth, json={"models": ["m9"], "client_version": "1.0"})
+    assert r.status_code == 200
+    assert r.json()["registered"] is True and r.json()["tunnel_url"].endswith("/api/ws")
+    r = http.post(f"/api/clients/{cid}/heartbeat", headers=auth,
+                  json={"stats": {"requests_processed": 3, "success_rate": 99.0}, "session": {"session_valid": True}})
+    assert r.status_code == 200 and r.json() == {"ok": True, "client_id": cid, "connected": False}
+    # A known model with no connected client is a 503, not a 404.
+    r = http.post("/v1/chat/completions", headers={"Authorization": f"Bearer {key}"},
+                  json={"model": "m9", "messages": [{"role": "user", "content": "x"}]})
+    assert r.status_code == 503
+
+
+@pytest.mark.parametrize("headers, body, status, code", [
+    ({"Authorization": "Bearer ck-wrong"}, b"{}", 401, "invalid_credentials"),
+    ({}, b"{}", 401, "invalid_api_key"),
+    ({"X-Client-ID": "cl_other"}, b"{}", 400, "invalid_request"),
+    ({}, b"{nope", 400, "invalid_json"),
+    ({}, b'{"stats": {"requests_processed": "lots"}}', 400, "invalid_request"),
+])
+def test_http_client_api_rejects_bad_input(setup, headers, body, status, code):
+    http, cid, ckey, _ = setup
+    base = {"Authorization": f"Bearer {ckey}"} if "Authorization" not in headers and status != 401 else {}
+    r = http.post(f"/api/clients/{cid}/heartbeat", headers={**base, **headers}, content=body)
+    assert r.status_code == status
+    assert r.json()["error"]["code"] == code
+    assert ckey not in r.text
+
+
+def test_unknown_paths_and_methods_use_the_error_envelope(setup):
+    http, *_ = setup
+    r = http.get("/v1/nothing")
+    assert r.status_code == 404 and r.json()["error"]["code"] == "unknown_path"
+    r = http.get("/v1/chat/completions")
+    assert r.status_code == 405 and "error" in r.json()
