@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 import msgspec
-from starlette.websockets import WebSocket
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from arenahub.protocol import frames
 
@@ -84,7 +84,7 @@ class ClientSession:
                 return
             try:
                 await self.ws.send_bytes(data)
-            except Exception as exc:  # the socket is gone; the reader notices and cleans up
+            except (RuntimeError, OSError, WebSocketDisconnect) as exc:  # the reader notices and cleans up
                 log.info("client %s: send failed (%s)", self.client_id, exc)
                 return
 
@@ -139,8 +139,8 @@ class ClientSession:
         self.mark_closed(reason)
         try:
             await self.ws.close(code=code, reason=reason[:120])
-        except Exception:  # already closed by the peer
-            pass
+        except (RuntimeError, OSError, WebSocketDisconnect):
+            pass  # already closed by the peer
 
     def snapshot(self) -> dict[str, Any]:
         """The client's live state for status pages; no secrets in it."""
