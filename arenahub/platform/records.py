@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -55,7 +55,7 @@ class RecordWriter:
         self._task = asyncio.create_task(self._run(), name="record-writer")
 
     def add(self, record: RequestRecord) -> None:
-        self._pending.append(asdict(record))
+        self._pending.append(vars(record))  # the record is not used again
         if len(self._pending) >= self._batch_size:
             self._wakeup.set()
 
