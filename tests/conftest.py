@@ -1,0 +1,117 @@
+"""Shared fixtures: a fresh, empty database for each test, on SQLite and on PostgreSQL.
+
+PostgreSQL tests need ``ARENAHUB_TEST_PG_URL`` (``.ci/run`` sets it up and exports it), a
+database whose role may create databases: each test gets a database of its own, made next
+to that one and dropped afterwards, so tests share nothing and run in any order. Without the
+variable the PostgreSQL tests are skipped locally, and fail under CI, where they must run.
+
+The fixtures are plain (sync) ones returning URL strings, so sync tests that start the
+programs as processes can use them as well as async tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import threading
+from collections.abc import Callable, Coroutine, Iterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+from sqlalchemy.engine import URL, make_url
+
+PG_URL_ENV = "ARENAHUB_TEST_PG_URL"
+BACKENDS = ("sqlite", "postgres")
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def postgres_base_url() -> URL:
+    """The URL from the environment; skips the test locally when it is missing, fails it in CI."""
+    url = os.environ.get(PG_URL_ENV)
+    if not url:
+        message = f"{PG_URL_ENV} is not set (see .ci/run for how to start PostgreSQL)"
+        if in_ci():
+            pytest.fail(f"PostgreSQL tests must run in CI: {message}", pytrace=False)
+        pytest.skip(message)
+    return make_url(url)
+
+
+def _run(make_coroutine: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    """Run a coroutine to the end from sync code, even when the caller's thread has a running loop."""
+    errors: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            asyncio.run(make_coroutine())
+        except BaseException as exc:  # handed to the caller's thread below
+            errors.append(exc)
+
+    thread = threading.Thread(target=target, name="test-database-admin")
+    thread.start()
+    thread.join()
+    if errors:
+        raise errors[0]
+
+
+async def _admin(base: URL, statement: str) -> None:
+    conn = await asyncpg.connect(user=base.username, password=base.password, host=base.host or "127.0.0.1",
+                                 port=base.port or 5432, database=base.database, timeout=10)
+    try:
+        await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+class Databases:
+    """Makes fresh databases and drops the PostgreSQL ones again in ``drop_all``."""
+
+    def __init__(self, directory: Path) -> None:
+        self._directory = directory
+        self._made: list[tuple[URL, str]] = []
+
+    def new(self, backend: str) -> str:
+        """The SQLAlchemy URL of a new, empty database on ``backend`` ("sqlite" or "postgres")."""
+        if backend == "sqlite":
+            path = self._directory / f"arenahub-{secrets.token_hex(4)}.db"
+            return f"sqlite+aiosqlite:///{path}"
+        if backend != "postgres":
+            raise ValueError(f"unknown database backend {backend!r}")
+        base = postgres_base_url()
+        name = f"t_{secrets.token_hex(8)}"
+        _run(lambda: _admin(base, f'CREATE DATABASE "{name}"'))
+        self._made.append((base, name))
+        return base.set(database=name).render_as_string(hide_password=False)
+
+    def drop_all(self) -> None:
+        while self._made:
+            base, name = self._made.pop()
+            # FORCE ends connections a test left open (a process it started, say).
+            _run(lambda: _admin(base, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+def databases(tmp_path: Path) -> Iterator[Databases]:
+    """A factory for fresh databases: ``databases.new("postgres")``; all dropped after the test."""
+    made = Databases(tmp_path)
+    try:
+        yield made
+    finally:
+        made.drop_all()
+
+
+@pytest.fixture(params=[pytest.param("sqlite"), pytest.param("postgres", marks=pytest.mark.postgres)])
+def backend(request: pytest.FixtureRequest) -> str:
+    """The database backend under test; every test that uses it runs once for each."""
+    return str(request.param)
+
+
+@pytest.fixture
+def database_url(backend: str, databases: Databases) -> str:
+    """The URL of a fresh, empty database, on SQLite and then on PostgreSQL."""
+    return databases.new(backend)
