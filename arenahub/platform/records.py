@@ -85,19 +85,21 @@ class RecordWriter:
     async def flush(self) -> None:
         while self._pending or self._client_states:
             batch = self._pending[: self._batch_size]
-            states, self._client_states = self._client_states, {}
-            try:
+            if batch:
                 async with self._engine.begin() as conn:
-                    if batch:
-                        await conn.execute(request_records.insert(), batch)
-                if states:
-                    await record_client_states(self._engine, states)
+                    await conn.execute(request_records.insert(), batch)
+                # Committed: forget the batch before anything else can fail, or a retry inserts it twice.
+                del self._pending[: len(batch)]
+                self.written += len(batch)
+            states, self._client_states = self._client_states, {}
+            if not states:
+                continue
+            try:
+                await record_client_states(self._engine, states)
             except BaseException:
                 for client_id, values in states.items():  # keep anything newer that arrived meanwhile
                     self._client_states[client_id] = {**values, **self._client_states.get(client_id, {})}
                 raise
-            del self._pending[: len(batch)]
-            self.written += len(batch)
 
     async def close(self) -> None:
         self._closing = True
