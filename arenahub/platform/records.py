@@ -8,6 +8,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from arenahub.platform.storage.accounts import record_client_states
@@ -50,6 +51,10 @@ class RecordWriter:
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self.written = 0
+        # Idempotent: a batch whose commit succeeded but whose acknowledgement was lost is retried
+        # without a duplicate-key error blocking every later record.
+        insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+        self._insert = insert(request_records).on_conflict_do_nothing(index_elements=["id"])
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="record-writer")
@@ -87,7 +92,7 @@ class RecordWriter:
             batch = self._pending[: self._batch_size]
             if batch:
                 async with self._engine.begin() as conn:
-                    await conn.execute(request_records.insert(), batch)
+                    await conn.execute(self._insert, batch)
                 # Committed: forget the batch before anything else can fail, or a retry inserts it twice.
                 del self._pending[: len(batch)]
                 self.written += len(batch)

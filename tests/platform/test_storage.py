@@ -294,6 +294,7 @@ class FlakyEngine:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
+        self.dialect = engine.dialect
         self.down = False
         self.fail_calls: set[int] = set()
         self.calls = 0
@@ -324,6 +325,18 @@ async def test_record_writer_keeps_records_while_the_database_is_away(engine: As
     finally:
         await writer.close()
     assert await record_ids(engine) == [make_record(n).id for n in range(50)]
+
+
+async def test_a_batch_whose_commit_was_not_acknowledged_is_not_inserted_twice(engine: AsyncEngine) -> None:
+    # The batch reached the database, but the writer never heard back: it retries the same rows.
+    async with engine.begin() as conn:
+        await conn.execute(schema.request_records.insert(), [vars(make_record(1))])
+    writer = RecordWriter(engine)
+    writer.add(make_record(1))
+    writer.add(make_record(2))
+    await writer.flush()
+    assert await record_ids(engine) == ["req_000001", "req_000002"]
+    assert writer.backlog == 0
 
 
 async def test_record_writer_survives_a_failed_client_state_write(engine: AsyncEngine) -> None:
