@@ -117,7 +117,10 @@ def report(collapsed: Path, limit: int = 15) -> str:
     total, rows = top_functions(collapsed, limit=10_000)
     if not total:
         return f"{collapsed.name}: no samples"
-    pct = lambda n: f"{100 * n / total:6.1f}%"  # noqa: E731
+
+    def pct(n: int) -> str:
+        return f"{100 * n / total:6.1f}%"
+
     lines = [f"{collapsed.name}: {total} samples holding the GIL", "  self time by package:"]
     lines += [f"  {pct(n)}  {package}" for package, n in by_package(collapsed)[:8]]
     lines.append("  functions by self time:")

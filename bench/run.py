@@ -23,11 +23,11 @@ from types import FrameType
 
 import psutil
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/ is run as a script, not a package
 
-import load  # noqa: E402
-import profiling  # noqa: E402
-from stack import MODEL, Stack, StackError  # noqa: E402
+import load
+import profiling
+from stack import MODEL, Stack, StackError
 
 MODES = ("nonstream", "stream")
 # The project's targets: through-platform throughput at least this share of direct, and at most
@@ -185,7 +185,7 @@ def summarize(args: argparse.Namespace, passes: list[load.PassResult], c1_passes
         clean = all(r is None or r.error_count == 0 for r in (d, t, d1, t1))
         if d and t and d.throughput and d.latency(50) is not None and t.latency(50) is not None:
             ratio = t.throughput / d.throughput
-            per_round = [tt / dd for tt, dd in zip(t.round_throughputs, d.round_throughputs) if dd]
+            per_round = [tt / dd for tt, dd in zip(t.round_throughputs, d.round_throughputs, strict=True) if dd]
             row.update(throughput_ratio=round(ratio, 4), added_p50_ms=round(t.latency(50) - d.latency(50), 3),
                        throughput_target_met=clean and ratio >= MIN_THROUGHPUT_RATIO,
                        round_ratio_range=[round(min(per_round), 4), round(max(per_round), 4)])
@@ -217,12 +217,12 @@ def _ms(x: object) -> str:
 
 def render(report: dict[str, object]) -> str:
     s = report["settings"]
-    out = [f"arenahub bench: {s['rounds']} rounds x {s['requests']} requests per path and mode at concurrency "  # type: ignore[index]
-           f"{s['concurrency']} (then {s['rounds']} x {s['c1_requests']} at concurrency 1), "  # type: ignore[index]
-           f"{s['words']}-word answers; {s['cpus']} CPUs, Python {s['python']}",  # type: ignore[index]
-           "",
-           f"{'mode':10}{'path':8}{'conc':>5}{'req/s':>9}{'rounds min-max':>16}{'p50 ms':>8}{'p99 ms':>8}"
-           f"{'TTFT50':>8}{'errors':>7}  {'CPU ms/req: bench upstr platf client':36}{'others':>7}"]
+    title = (f"arenahub bench: {s['rounds']} rounds x {s['requests']} requests per path and mode at "  # type: ignore[index]
+             f"concurrency {s['concurrency']} (then {s['rounds']} x {s['c1_requests']} at concurrency 1), "  # type: ignore[index]
+             f"{s['words']}-word answers; {s['cpus']} CPUs, Python {s['python']}")  # type: ignore[index]
+    header = (f"{'mode':10}{'path':8}{'conc':>5}{'req/s':>9}{'rounds min-max':>16}{'p50 ms':>8}{'p99 ms':>8}"
+              f"{'TTFT50':>8}{'errors':>7}  {'CPU ms/req: bench upstr platf client':36}{'others':>7}")
+    out = [title, "", header]
     for r in report["passes"] + report["c1_passes"]:  # type: ignore[operator]
         cpu = r["cpu_ms_per_request"]
         cpu_text = "".join(f"{_ms(cpu.get(n)):>7}" for n in ("bench", "upstream", "platform", "client"))

@@ -18,8 +18,10 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Self
 
 MODEL = "arena-echo"
 READY_TIMEOUT_SECONDS = 30.0
@@ -62,7 +64,7 @@ class Program:
 
 def _get_json(url: str, headers: dict[str, str] | None = None, timeout: float = 2.0) -> object:
     req = urllib.request.Request(url, headers=headers or {})
-    with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 - loopback only
+    with urllib.request.urlopen(req, timeout=timeout) as resp:
         return json.loads(resp.read())
 
 
@@ -103,7 +105,7 @@ class Stack:
         with open(log_path, "wb") as log:
             # A session of its own: a Ctrl-C in the terminal reaches the bench, which then stops
             # the programs in order, instead of every process at once mid-request.
-            proc = subprocess.Popen(arenahub_command() + args, stdout=log, stderr=subprocess.STDOUT,
+            proc = subprocess.Popen([*arenahub_command(), *args], stdout=log, stderr=subprocess.STDOUT,
                                     stdin=subprocess.DEVNULL, env=self._env(), cwd=self.data_dir,
                                     start_new_session=True)
         program = Program(name, proc, log_path)
@@ -111,15 +113,15 @@ class Stack:
         return program
 
     def _admin(self, *args: str) -> dict[str, str]:
-        cmd = arenahub_command() + ["admin", *args, "--database-url", self.database_url, "--json"]
-        done = subprocess.run(cmd, capture_output=True, env=self._env(), cwd=self.data_dir, timeout=60,
+        cmd = [*arenahub_command(), "admin", *args, "--database-url", self.database_url, "--json"]
+        done = subprocess.run(cmd, check=False, capture_output=True, env=self._env(), cwd=self.data_dir, timeout=60,
                               stdin=subprocess.DEVNULL)
         if done.returncode != 0:
             raise StackError(f"`arenahub admin {args[0]}` failed ({done.returncode}): "
                              f"{done.stderr.decode(errors='replace').strip()[-800:]}")
         return json.loads(done.stdout.decode().strip().splitlines()[-1])
 
-    def _wait(self, what: str, program: Program, probe: callable) -> None:  # type: ignore[valid-type]
+    def _wait(self, what: str, program: Program, probe: Callable[[], object]) -> None:
         deadline = time.monotonic() + READY_TIMEOUT_SECONDS
         last = "no answer yet"
         while time.monotonic() < deadline:
@@ -184,7 +186,7 @@ class Stack:
         if not self.keep_dir:
             shutil.rmtree(self.data_dir, ignore_errors=True)
 
-    def __enter__(self) -> Stack:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
