@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import Awaitable, Callable
 from types import FrameType
@@ -50,8 +51,17 @@ def server(app: ASGIApp, host: str, port: int, log_level: str = "info",
     return DrainingServer(config, drain)
 
 
+def tune_gc() -> None:
+    """Long-lived services allocate many short-lived objects per request: move what start-up
+    built out of the collector's way and collect the young generation less often."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(20_000, 20, 20)
+
+
 def run(app: ASGIApp, host: str, port: int, log_level: str = "info",
         drain: Callable[[], Awaitable[None]] | None = None) -> int:
+    tune_gc()
     srv = server(app, host, port, log_level, drain)
     srv.run()
     return 0 if srv.started else 1

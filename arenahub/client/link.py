@@ -231,11 +231,10 @@ class PlatformLink:
             log.info("request %s: started", req.id)
         try:
             usage: dict[str, Any] | None = None
-            async for choices, chunk_usage in self.relay.stream(bytes(req.body)):
-                if chunk_usage:
-                    usage = chunk_usage
-                if choices:
-                    await self._send(frames.Chunk(id=req.id, choices=choices))
+            async for events, batch_usage in self.relay.answer(bytes(req.body)):
+                usage = batch_usage or usage
+                if events:
+                    await self._send(frames.Chunk(id=req.id, events=events))
             await self._send(frames.End(id=req.id, usage=usage))
             ok = True
         except RelayError as exc:

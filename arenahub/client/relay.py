@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -80,8 +81,12 @@ class BridgeRelay:
                 pass
         return SessionStatus(bridge_reachable=True)
 
-    async def stream(self, body: bytes) -> AsyncIterator[tuple[list[dict[str, Any]], dict[str, Any] | None]]:
-        """Yields (choices, usage) per upstream chunk. Raises RelayError on failure."""
+    async def answer(self, body: bytes) -> AsyncIterator[tuple[list[list[dict[str, Any]]], dict[str, Any] | None]]:
+        """Yields (events, usage): the ``choices`` of every upstream chunk that arrived in one read.
+
+        A streamed request is streamed from the bridge; a non-streamed one is answered in one
+        piece, as one event whose deltas carry the whole messages. Raises RelayError on failure.
+        """
         try:
             request = _json.decode(body)
         except msgspec.DecodeError as exc:
@@ -90,31 +95,54 @@ class BridgeRelay:
         if not isinstance(request, dict):
             raise RelayError("the platform sent a request body that is not an object",
                              code="bad_request_frame", status=400)
-        request["stream"] = True
-        request["stream_options"] = {"include_usage": True}
+        streamed = bool(request.get("stream"))
+        if streamed:
+            request["stream_options"] = {"include_usage": True}
+        else:
+            request.pop("stream_options", None)
         try:
             async with self._http.post(self._base + "/v1/chat/completions", data=_encode(request),
                                        headers={**self._headers, "Content-Type": "application/json"}) as resp:
                 if resp.status != 200:
                     raise _error_from_body(resp.status, await resp.read())
-                ctype = resp.headers.get("content-type", "")
-                if "text/event-stream" not in ctype:
-                    # A bridge that ignores stream=true: take its one response as one chunk.
-                    async for item in self._single(await resp.read()):
-                        yield item
+                if "text/event-stream" not in resp.headers.get("content-type", ""):
+                    yield self._single(await resp.read())
                     return
                 decoder = SSEDecoder()
+                done = False
                 async for raw in resp.content.iter_any():
+                    events: list[list[dict[str, Any]]] = []
+                    usage = None
                     for data in decoder.feed(raw):
                         if data == b"[DONE]":
-                            return
-                        yield self._chunk(data)
-                for data in decoder.close():
-                    if data != b"[DONE]":
-                        yield self._chunk(data)
+                            done = True
+                            break
+                        choices, chunk_usage = self._chunk(data)
+                        usage = chunk_usage or usage
+                        if choices:
+                            events.append(choices)
+                    if events or usage:
+                        yield events, usage
+                    if done:
+                        break
+                if done:
+                    await self._drain(resp)
+                else:
+                    tail = [self._chunk(d) for d in decoder.close() if d != b"[DONE]"]
+                    if tail:
+                        yield [c for c, _ in tail if c], next((u for _, u in reversed(tail) if u), None)
         except (aiohttp.ClientError, OSError) as exc:
             raise RelayError(f"cannot reach the bridge at {self._base}: {exc}", code="bridge_unreachable",
                              retryable=True) from None
+
+    @staticmethod
+    async def _drain(resp: aiohttp.ClientResponse) -> None:
+        """Read what follows [DONE] (normally just the end of the body) so the connection is reused."""
+        try:
+            async with asyncio.timeout(2):
+                await resp.content.read()
+        except TimeoutError:
+            resp.close()
 
     def _chunk(self, data: bytes) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
         try:
@@ -133,13 +161,20 @@ class BridgeRelay:
         usage = chunk.get("usage")
         return (choices if isinstance(choices, list) else []), (usage if isinstance(usage, dict) else None)
 
-    async def _single(self, body: bytes) -> AsyncIterator[tuple[list[dict[str, Any]], dict[str, Any] | None]]:
+    def _single(self, body: bytes) -> tuple[list[list[dict[str, Any]]], dict[str, Any] | None]:
+        """A whole (non-streamed) response as one event of deltas."""
         try:
             data = _json.decode(body)
         except msgspec.DecodeError:
             raise RelayError("the bridge answered with something that is not JSON", code="bad_upstream_body") from None
+        if not isinstance(data, dict):
+            raise RelayError("the bridge answered with JSON that is not an object", code="bad_upstream_body")
+        if data.get("error"):
+            raise _error_from_body(502, body)
         choices = []
-        for c in data.get("choices", []) if isinstance(data, dict) else []:
-            message = c.get("message") or {}
-            choices.append({"index": c.get("index", 0), "delta": message, "finish_reason": c.get("finish_reason")})
-        yield choices, (data.get("usage") if isinstance(data, dict) else None)
+        for c in data.get("choices") or []:
+            if isinstance(c, dict):
+                message = c.get("message") if isinstance(c.get("message"), dict) else {}
+                choices.append({"index": c.get("index", 0), "delta": message, "finish_reason": c.get("finish_reason")})
+        usage = data.get("usage")
+        return ([choices] if choices else []), (usage if isinstance(usage, dict) else None)

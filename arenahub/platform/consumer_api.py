@@ -131,24 +131,29 @@ class ChatResponse(Response):
         try:
             await send({"type": "http.response.start", "status": 200,
                         "headers": self._headers("text/event-stream") + [(b"cache-control", b"no-cache")]})
+            ex.first_byte_at = time.perf_counter()
             try:
-                async for frame in attempt.frames():
-                    if ex.first_byte_at is None:
-                        ex.first_byte_at = time.perf_counter()
-                    if frame.usage:
-                        ex.upstream_usage = frame.usage
-                    if isinstance(frame, frames.Chunk) and frame.choices:
-                        ex.completion_parts.append(delta_text(frame.choices))
-                        await send({"type": "http.response.body", "more_body": True,
-                                    "body": chunk_event(ex.completion_id, ex.created, ex.model, frame.choices)})
+                async for batch in attempt.batches():
+                    # Everything that arrived together goes out in one write.
+                    out = []
+                    for frame in batch:
+                        if frame.usage:
+                            ex.upstream_usage = frame.usage
+                        if isinstance(frame, frames.Chunk):
+                            for choices in frame.events:
+                                if choices:
+                                    ex.completion_parts.append(delta_text(choices))
+                                    out.append(chunk_event(ex.completion_id, ex.created, ex.model, choices))
+                    if isinstance(batch[-1], frames.End):
+                        if ex.request.include_usage:
+                            out.append(chunk_event(ex.completion_id, ex.created, ex.model, [], ex.usage()))
+                        out.append(SSE_DONE)
+                        await send({"type": "http.response.body", "body": b"".join(out), "more_body": False})
+                    elif out:
+                        await send({"type": "http.response.body", "body": b"".join(out), "more_body": True})
             except ApiError as err:
                 ex.fail(err.status, err.code)
                 await send({"type": "http.response.body", "body": error_event(err), "more_body": False})
-                return
-            tail = SSE_DONE
-            if ex.request.include_usage:
-                tail = chunk_event(ex.completion_id, ex.created, ex.model, [], ex.usage()) + SSE_DONE
-            await send({"type": "http.response.body", "body": tail, "more_body": False})
         finally:
             attempt.abandon("consumer disconnected")
 
@@ -161,15 +166,16 @@ class ChatResponse(Response):
             except ApiError as err:
                 await self._send_error(send, err)
                 return
+            ex.first_byte_at = time.perf_counter()
             acc = ChoiceAccumulator()
             try:
-                async for frame in attempt.frames():
-                    if ex.first_byte_at is None:
-                        ex.first_byte_at = time.perf_counter()
-                    if frame.usage:
-                        ex.upstream_usage = frame.usage
-                    if isinstance(frame, frames.Chunk):
-                        acc.add(frame.choices)
+                async for batch in attempt.batches():
+                    for frame in batch:
+                        if frame.usage:
+                            ex.upstream_usage = frame.usage
+                        if isinstance(frame, frames.Chunk):
+                            for choices in frame.events:
+                                acc.add(choices)
                 break
             except ApiError as err:
                 # Nothing reached the consumer yet, so a client lost mid-answer can be retried.
@@ -177,7 +183,6 @@ class ChatResponse(Response):
                     await self._send_error(send, err)
                     return
                 failed.add(attempt.session.client_id)
-                ex.first_byte_at = None
             finally:
                 attempt.abandon("consumer disconnected")
         ex.completion_parts = [acc.text()]

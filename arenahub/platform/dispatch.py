@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import AsyncIterator
 
 from arenahub.platform.exchange import Exchange
@@ -17,6 +16,8 @@ from arenahub.protocol.errors import ApiError, NoClientAvailable, UpstreamError,
 
 log = logging.getLogger("arenahub.platform.dispatch")
 
+Answer = frames.Chunk | frames.End
+
 
 def _client_error(frame: frames.Error) -> UpstreamError:
     status = frame.status if 400 <= frame.status <= 599 else 502
@@ -26,44 +27,57 @@ def _client_error(frame: frames.Error) -> UpstreamError:
 class Attempt:
     """A request placed on one client: its frames, in order, until End or a failure."""
 
-    def __init__(self, session: ClientSession, queue: asyncio.Queue[Incoming], first: frames.Chunk | frames.End,
+    def __init__(self, session: ClientSession, queue: asyncio.Queue[Incoming], first: Answer,
                  exchange: Exchange, settings: PlatformSettings) -> None:
         self.session = session
         self._queue = queue
-        self._first: frames.Chunk | frames.End | None = first
+        self._first: Answer | None = first
         self._exchange = exchange
         self._settings = settings
         self.finished = False
 
-    async def frames(self) -> AsyncIterator[frames.Chunk | frames.End]:
-        """Yields chunks, then the End frame. Raises ApiError when the client fails mid-answer."""
-        ex, settings = self._exchange, self._settings
-        deadline = ex.started + settings.total_timeout_seconds
-        first, self._first = self._first, None
-        if first is not None:
-            if isinstance(first, frames.End):
-                self.finished = True
-            yield first
-        while not self.finished:
-            if self._queue.empty():
-                timeout = min(settings.idle_timeout_seconds, deadline - time.perf_counter())
-                try:
-                    frame = await asyncio.wait_for(self._queue.get(), max(timeout, 0.001))
-                except TimeoutError:
-                    raise UpstreamTimeout(f"the client sent nothing for {settings.idle_timeout_seconds:g} s "
-                                          "or the total time ran out") from None
-            else:
-                frame = self._queue.get_nowait()
-            if isinstance(frame, ClientGone):
-                self.finished = True
-                raise UpstreamError(f"the client serving this request disconnected mid-answer ({frame.reason})",
-                                    code="client_disconnected")
-            if isinstance(frame, frames.Error):
-                self.finished = True
-                raise _client_error(frame)
-            if isinstance(frame, frames.End):
-                self.finished = True
-            yield frame
+    async def batches(self) -> AsyncIterator[list[Answer]]:
+        """Yields the frames that have arrived, a list at a time; the last list ends with End.
+
+        Raises ApiError when the client fails mid-answer or goes quiet for too long.
+        """
+        settings = self._settings
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + settings.total_timeout_seconds - (self._exchange.elapsed())
+        batch: list[Answer] = []
+        if self._first is not None:
+            batch.append(self._first)
+            self._first = None
+        try:
+            async with asyncio.timeout(None) as timer:
+                while not self.finished:
+                    if not batch:
+                        timer.reschedule(min(loop.time() + settings.idle_timeout_seconds, deadline))
+                        frame = await self._queue.get()
+                        # Disarm before yielding: the timer must never fire in the consumer's code.
+                        timer.reschedule(None)
+                        batch.append(self._check(frame))
+                    while not self._queue.empty() and not isinstance(batch[-1], frames.End):
+                        batch.append(self._check(self._queue.get_nowait()))
+                    if isinstance(batch[-1], frames.End):
+                        self.finished = True
+                    yield batch
+                    batch = []
+        except TimeoutError:
+            self.finished = True
+            self.session.cancel(self._exchange.id, "the client went quiet")
+            raise UpstreamTimeout(f"the client sent nothing for {settings.idle_timeout_seconds:g} s "
+                                  "or the total time ran out") from None
+
+    def _check(self, frame: Incoming) -> Answer:
+        if isinstance(frame, ClientGone):
+            self.finished = True
+            raise UpstreamError(f"the client serving this request disconnected mid-answer ({frame.reason})",
+                                code="client_disconnected")
+        if isinstance(frame, frames.Error):
+            self.finished = True
+            raise _client_error(frame)
+        return frame
 
     def abandon(self, reason: str) -> None:
         """The consumer left or the platform gave up: tell the client to stop."""
@@ -88,6 +102,9 @@ class Dispatcher:
         exclude = exclude if exclude is not None else set()
         last_error: ApiError | None = None
         settings = self._settings
+        # A streamed answer must begin within the first-byte timeout; a non-streamed one arrives
+        # whole, so it gets the total time (a dead client is still noticed by its heartbeats).
+        wait = settings.first_byte_timeout_seconds if ex.request.stream else settings.total_timeout_seconds
         while ex.attempts < settings.max_attempts:
             try:
                 session = least_load(self._registry.sessions(), ex.model, exclude)
@@ -100,11 +117,11 @@ class Dispatcher:
             ex.client_id = session.client_id
             queue = session.open(ex.id, ex.body)
             try:
-                frame = await asyncio.wait_for(queue.get(), settings.first_byte_timeout_seconds)
+                async with asyncio.timeout(wait):
+                    frame = await queue.get()
             except TimeoutError:
                 session.cancel(ex.id, "no first byte in time")
-                last_error = UpstreamTimeout(
-                    f"no answer began within {settings.first_byte_timeout_seconds:g} s")
+                last_error = UpstreamTimeout(f"no answer began within {wait:g} s")
                 exclude.add(session.client_id)
                 continue
             except asyncio.CancelledError:

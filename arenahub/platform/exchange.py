@@ -32,6 +32,7 @@ class Exchange:
     upstream_usage: dict[str, Any] | None = None
     completion_parts: list[str] = field(default_factory=list)
     _prompt_tokens: int | None = None
+    _usage: dict[str, int] | None = None
 
     @property
     def completion_id(self) -> str:
@@ -46,12 +47,18 @@ class Exchange:
             self._prompt_tokens = count_tokens(prompt_text(self.request))
         return self._prompt_tokens
 
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.started
+
     def usage(self) -> dict[str, int]:
-        """Upstream's usage when it reported one, else counted here."""
-        up = self.upstream_usage
-        if up and isinstance(up.get("prompt_tokens"), int) and isinstance(up.get("completion_tokens"), int):
-            return usage_dict(up["prompt_tokens"], up["completion_tokens"])
-        return usage_dict(self.prompt_tokens(), count_tokens("".join(self.completion_parts)))
+        """Upstream's usage when it reported one, else counted here; computed once, at the end."""
+        if self._usage is None:
+            up = self.upstream_usage
+            if up and isinstance(up.get("prompt_tokens"), int) and isinstance(up.get("completion_tokens"), int):
+                self._usage = usage_dict(up["prompt_tokens"], up["completion_tokens"])
+            else:
+                self._usage = usage_dict(self.prompt_tokens(), count_tokens("".join(self.completion_parts)))
+        return self._usage
 
     def fail(self, status: int, code: str) -> None:
         self.status = status

@@ -92,8 +92,9 @@ class Request(_Frame, tag="request"):
 
 class Chunk(_Frame, tag="chunk"):
     id: str
-    # OpenAI ``choices`` of one upstream chunk, as the upstream sent them.
-    choices: list[dict[str, Any]] = []
+    # The OpenAI ``choices`` of one or more upstream chunks, in order, as the upstream sent them.
+    # Chunks that arrived together travel in one frame (one write on each side instead of many).
+    events: list[list[dict[str, Any]]] = []
     usage: dict[str, Any] | None = None
 
 

@@ -85,7 +85,7 @@ def test_broken_frames_after_hello_get_a_notice_and_the_tunnel_survives(setup):
         notice = frames.decode(ws.receive_bytes())
         assert notice.code == "unexpected_frame"
         # A chunk for a request that does not exist is dropped silently; heartbeats still work.
-        ws.send_bytes(frames.encode(frames.Chunk(id="nope", choices=[])))
+        ws.send_bytes(frames.encode(frames.Chunk(id="nope", events=[])))
         ws.send_bytes(frames.encode(frames.Heartbeat(stats=frames.ClientStats(requests_processed=1),
                                                      models=["m1", "m2"])))
         for _ in range(50):

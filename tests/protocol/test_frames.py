@@ -11,7 +11,7 @@ def test_every_frame_round_trips_with_its_type_tag():
         frames.Refused(code="invalid_credentials", message="no"),
         frames.Heartbeat(stats=frames.ClientStats(requests_processed=5, success_rate=80.0),
                          session=frames.SessionStatus(session_valid=False)),
-        frames.Chunk(id="r1", choices=[{"index": 0, "delta": {"content": "hi"}}]),
+        frames.Chunk(id="r1", events=[[{"index": 0, "delta": {"content": "hi"}}]]),
         frames.End(id="r1", usage={"prompt_tokens": 1, "completion_tokens": 2}),
         frames.Error(id="r1", code="bridge_unreachable", message="down", retryable=True),
         frames.Cancel(id="r1"),
