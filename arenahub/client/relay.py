@@ -113,16 +113,23 @@ class BridgeRelay:
                 async for raw in resp.content.iter_any():
                     events: list[list[dict[str, Any]]] = []
                     usage = None
+                    failure: RelayError | None = None
                     for data in decoder.feed(raw):
                         if data == b"[DONE]":
                             done = True
                             break
-                        choices, chunk_usage = self._chunk(data)
+                        try:
+                            choices, chunk_usage = self._chunk(data)
+                        except RelayError as exc:
+                            failure = exc  # deliver the chunks that came before it in this read first
+                            break
                         usage = chunk_usage or usage
                         if choices:
                             events.append(choices)
                     if events or usage:
                         yield events, usage
+                    if failure is not None:
+                        raise failure
                     if done:
                         break
                 if done:

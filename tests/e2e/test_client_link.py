@@ -1,0 +1,77 @@
+"""The client's connection to the platform: a refused key, and a client that stops heartbeating."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import httpx
+import openai
+import pytest
+
+from .harness import Client, Platform, ask, wait_until
+
+REFUSAL = "refusing a client: invalid_credentials"
+
+
+
+def test_wrong_api_key_is_refused_once_and_not_retried(platform: Platform,
+                                                       start_client: Callable[..., Client]) -> None:
+    client = start_client(api_key="ck-this-is-not-the-key", expect_state="refused")
+
+    status = client.status()
+    assert status["connected"] is False
+    assert status["refused"]["code"] == "invalid_credentials"
+    assert "api_key" in status["refused"]["message"]
+    assert "api_key" in status["last_error"]
+    health = client.health()
+    assert (health["connected"], health["healthy"]) == (False, False)
+    assert platform.health()["clients_connected"] == 0
+
+    # Its reconnect delay is at most 1 s: a client retrying in a loop would be refused again here.
+    deadline = time.monotonic() + 3.0
+    while time.monotonic() < deadline:
+        assert client.status()["state"] == "refused"
+        time.sleep(0.2)
+    assert platform.log().count(REFUSAL) == 1
+    assert client.status()["reconnect_count"] == 0
+
+    # Asking it to register again makes exactly one more attempt, refused the same way.
+    resp = httpx.post(client.url + "/platform/register", timeout=15)
+    assert resp.status_code == 502
+    assert resp.json()["registered"] is False
+    assert resp.json()["state"] == "refused"
+    assert "api_key" in resp.json()["error"]
+    wait_until(lambda: platform.log().count(REFUSAL) == 2, 5, "the second refusal in the platform log")
+    assert client.status()["state"] == "refused"
+
+
+@pytest.fixture
+def platform_env() -> dict[str, str]:
+    return {"ARENAHUB_MISSED_HEARTBEATS": "2"}
+
+
+def test_client_that_stops_heartbeating_is_dropped(platform: Platform, consumer: openai.OpenAI,
+                                                   start_client: Callable[..., Client]) -> None:
+    client = start_client(heartbeat_interval_seconds=0.5)
+    assert consumer.chat.completions.create(model="e2e-alpha", messages=ask("hi")).choices
+
+    # Frozen, it sends nothing, but its socket stays open: only the missed heartbeats tell.
+    client.pause()
+    paused_at = time.monotonic()
+    platform.wait_health(lambda h: h["clients_connected"] == 0, "the silent client dropped", timeout=5)
+    assert time.monotonic() - paused_at < 3.0  # 2 missed 0.5 s heartbeats, checked every 0.5 s
+    assert "missed 2 heartbeats; dropping it" in platform.log()
+
+    started = time.monotonic()
+    with pytest.raises(openai.InternalServerError) as info:
+        consumer.chat.completions.create(model="e2e-alpha", messages=ask("anyone?"))
+    assert info.value.status_code == 503
+    assert time.monotonic() - started < 1.0
+
+    # Woken up, it finds its connection closed and comes back by itself.
+    client.resume()
+    client.wait_status(lambda s: s["state"] == "connected" and s["reconnect_count"] >= 1, "reconnected")
+    platform.wait_health(lambda h: h["clients_connected"] == 1, "the client back")
+    assert consumer.chat.completions.create(model="e2e-alpha", messages=ask("back")).choices[0].message.content \
+        == "Echo: back"
