@@ -57,12 +57,19 @@ class Attempt:
                         # Disarm before yielding: the timer must never fire in the consumer's code.
                         timer.reschedule(None)
                         batch.append(self._check(frame))
+                    failure: ApiError | None = None
                     while not self._queue.empty() and not isinstance(batch[-1], frames.End):
-                        batch.append(self._check(self._queue.get_nowait()))
+                        try:
+                            batch.append(self._check(self._queue.get_nowait()))
+                        except ApiError as exc:
+                            failure = exc  # the chunks that came before it still go out first
+                            break
                     if isinstance(batch[-1], frames.End):
                         self.finished = True
                     yield batch
                     batch = []
+                    if failure is not None:
+                        raise failure
         except TimeoutError:
             self.finished = True
             self.session.cancel(self._exchange.id, "the client went quiet")
