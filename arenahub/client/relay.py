@@ -62,9 +62,10 @@ class BridgeRelay:
         return sorted({m["id"] for m in data.get("data", []) if isinstance(m, dict) and isinstance(m.get("id"), str)})
 
     async def session_status(self) -> SessionStatus:
-        """The bridge's own view of its upstream session, when it has a /health that reports one."""
+        """The bridge's own view of its upstream session, from ``GET /bridge/status`` when it has one
+        (arenahub's bridge does; LMArenaBridge does not, and then only reachability is known)."""
         try:
-            async with self._http.get(self._base + "/health", headers=self._headers,
+            async with self._http.get(self._base + "/bridge/status", headers=self._headers,
                                       timeout=aiohttp.ClientTimeout(total=5)) as resp:
                 if resp.status != 200:
                     return SessionStatus(bridge_reachable=True)
