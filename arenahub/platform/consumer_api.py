@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
 from typing import TYPE_CHECKING
@@ -10,8 +9,9 @@ from typing import TYPE_CHECKING
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import Send
 
+from arenahub.asgi import WatchedResponse
 from arenahub.platform.exchange import CLIENT_CLOSED, Exchange
 from arenahub.protocol import frames
 from arenahub.protocol.errors import ApiError, ModelNotFound, RequestTooLarge, ShuttingDown
@@ -58,11 +58,7 @@ async def list_models(request: Request) -> Response:
     return Response(models_body(sorted(platform.registry.models())), media_type=JSON)
 
 
-class _ConsumerLeft(Exception):
-    pass
-
-
-class ChatResponse(Response):
+class ChatResponse(WatchedResponse):
     """Runs one chat completion for the ASGI connection it answers.
 
     It owns the exchange from dispatch to record: errors before the first byte become a proper
@@ -71,41 +67,22 @@ class ChatResponse(Response):
     """
 
     def __init__(self, platform: Platform, exchange: Exchange) -> None:
+        super().__init__()
         self.platform = platform
         self.ex = exchange
-        self.background = None
+        platform.exchange_started(exchange)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        ex, platform = self.ex, self.platform
-        task = asyncio.current_task()
-        assert task is not None
-        left = asyncio.Event()
+    async def answer(self, send: Send) -> None:
+        if self.ex.request.stream:
+            await self._stream(send)
+        else:
+            await self._complete(send)
 
-        async def watch_disconnect() -> None:
-            while True:
-                message: Message = await receive()
-                if message["type"] == "http.disconnect":
-                    left.set()
-                    task.cancel()
-                    return
+    def left(self) -> None:
+        self.ex.fail(CLIENT_CLOSED, "client_closed")
 
-        watcher = asyncio.ensure_future(watch_disconnect())
-        platform.exchange_started(ex)
-        try:
-            if ex.request.stream:
-                await self._stream(send)
-            else:
-                await self._complete(send)
-        except asyncio.CancelledError:
-            if not left.is_set():
-                raise
-            task.uncancel()
-            ex.fail(CLIENT_CLOSED, "client_closed")
-        except OSError:  # the consumer's socket broke while we wrote
-            ex.fail(CLIENT_CLOSED, "client_closed")
-        finally:
-            watcher.cancel()
-            platform.exchange_finished(ex)
+    def done(self) -> None:
+        self.platform.exchange_finished(self.ex)
 
     def _headers(self, content_type: str, extra: dict[str, str] | None = None) -> list[tuple[bytes, bytes]]:
         headers = [(b"content-type", content_type.encode()), (b"x-request-id", self.ex.id.encode())]
