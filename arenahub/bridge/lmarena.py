@@ -571,7 +571,8 @@ class StreamParser:
         except ValueError:
             return [Unknown(line[:2000], "not JSON after its prefix")]
         if kind == "3" or (kind == "e" and _is_error_step(value)):  # errors count from either position
-            return [self._fail(classify_failure(None, _message_of(value)))]
+            body = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+            return [self._fail(classify_failure(None, body))]  # the whole body: codes classify too
         if position and position != self.position:
             self._other_text = self._other_text or (kind == "0" and bool(value))
             return [Unknown(line[:2000], f"participant {position}: this request follows {self.position}")]
@@ -591,9 +592,13 @@ class StreamParser:
         return [Unknown(line[:2000])]
 
     def _data(self, line: str, items: list[Any]) -> list[Event]:
-        urls = [i["image"] for i in items
-                if isinstance(i, dict) and i.get("type") == "image" and isinstance(i.get("image"), str)]
-        rest = [i for i in items if not (isinstance(i, dict) and i.get("type") in ("image", "heartbeat"))]
+        urls, rest = [], False
+        for item in items:
+            kind = item.get("type") if isinstance(item, dict) else None
+            if kind == "image" and isinstance(item.get("image"), str) and item["image"]:
+                urls.append(item["image"])
+            elif kind != "heartbeat":
+                rest = True
         events: list[Event] = [Unknown(line[:2000], "data items that are not images")] if rest else []
         if urls:
             self.answered = True
