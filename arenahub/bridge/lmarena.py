@@ -174,7 +174,8 @@ _RULES = (
     ("recaptcha", (), re.compile(r"recaptcha", re.I)),
 )
 _BARE_STATUS = re.compile(r"\b(401|413|422|429)\b")
-_RETRY_AFTER = re.compile(r"(?:retry|try again)\D{0,20}?(\d+(?:\.\d+)?)\s*(ms|s|sec|seconds?|m|min|minutes?)?\b", re.I)
+_RETRY_AFTER = re.compile(r"(?:retry|try again)(?:\s+(?:after|in))?\s+(\d+(?:\.\d+)?)\s*(ms|s|sec|seconds?|m|min|minutes?)?\b",
+                          re.I)
 
 
 def _detail(body: str) -> str:
