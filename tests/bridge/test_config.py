@@ -1,0 +1,335 @@
+"""config.jsonc, models.json and model_endpoint_map.json: the existing bridge's files, read strictly."""
+
+import json
+import random
+
+import pytest
+
+from arenahub.bridge.config import (
+    IGNORED_KEYS, EndpointResolver, MappedEndpoint, ModelNotMapped, SessionNotCaptured, load_bridge_config,
+    load_endpoint_map, load_models,
+)
+from arenahub.bridge.lmarena import Endpoint, Model
+from arenahub.jsonc import ConfigError
+
+S1, M1 = "cebc557a-3f35-4794-beaf-6e33d947e0cd", "562414bc-0ea8-412a-bd15-8ec1cc61f4af"
+S2, M2 = "b2096d33-2651-4802-97c1-c9b788c01c7a", "151968ec-b43f-4d0b-a655-e508156af578"
+GEMINI = "e2d9d353-6dbe-4414-bf87-bd289d523726"
+
+CONFIG = f"""{{
+  // 版本号：请不要手动修改
+  "version": "2.7.6",
+
+  /* 会话设置
+     由 capture-ids 更新 */
+  "session_id": "{S1}",
+  "message_id": "{M1}",
+  "id_updater_last_mode": "Battle", // 'direct_chat' 或 'battle'
+  "id_updater_battle_target": "b",
+  "enable_auto_update": true,
+  "bypass_enabled": true,
+  "tavern_mode_enabled": false,
+  "file_bed_enabled": false,
+  "file_bed_upload_url": "http:\\/\\/127.0.0.1:5180/upload", // 转义的 \\/\\/
+  "file_bed_api_key": "bed-secret",
+  "use_default_ids_if_mapping_not_found": false,
+  "stream_response_timeout_seconds": 120.5,
+  "enable_idle_restart": true,
+  "idle_restart_timeout_seconds": -1,
+  "log_server_requests": false,
+  "tavern_mode_enable": true,
+  "platform_integration": {{"enabled": true, "api_key": "platform-secret"}},
+  "api_key": "bridge-secret",
+}}
+"""
+
+
+def write(tmp_path, name, text):
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def error_of(loader, tmp_path, name, text):
+    with pytest.raises(ConfigError) as info:
+        loader(write(tmp_path, name, text))
+    return info.value
+
+
+# --- config.jsonc ---
+
+def test_full_config(tmp_path):
+    config = load_bridge_config(write(tmp_path, "config.jsonc", CONFIG))
+    assert (config.session_id, config.message_id) == (S1, M1)
+    assert (config.id_updater_last_mode, config.id_updater_battle_target) == ("battle", "b")
+    assert config.bypass_enabled and not config.tavern_mode_enabled
+    assert config.use_default_ids_if_mapping_not_found is False
+    assert config.stream_response_timeout_seconds == 120.5
+    assert config.api_key == "bridge-secret"  # the top-level one, not platform_integration's
+    assert config.platform_integration_enabled
+    assert (config.version, config.enable_auto_update, config.file_bed_enabled) == ("2.7.6", True, False)
+    assert config.file_bed_upload_url == "http://127.0.0.1:5180/upload"
+    assert (config.enable_idle_restart, config.idle_restart_timeout_seconds) == (True, -1)
+    assert config.ids_captured
+    assert config.default_endpoint() == Endpoint(S1, M1, "battle", "b")
+    assert config.models_path == tmp_path / "models.json"
+    assert config.endpoint_map_path == tmp_path / "model_endpoint_map.json"
+
+
+def test_keys_not_acted_on_are_reported_not_refused(tmp_path):
+    config = load_bridge_config(write(tmp_path, "config.jsonc", CONFIG))
+    ignored = dict(config.ignored)
+    assert set(ignored) == {"version", "enable_auto_update", "file_bed_enabled", "file_bed_upload_url",
+                            "file_bed_api_key", "enable_idle_restart", "idle_restart_timeout_seconds",
+                            "log_server_requests", "tavern_mode_enable"}
+    assert "typo" in ignored["tavern_mode_enable"]
+    assert ignored["file_bed_enabled"] == IGNORED_KEYS["file_bed_enabled"]
+
+
+def test_defaults_are_the_existing_bridges(tmp_path):
+    config = load_bridge_config(write(tmp_path, "config.jsonc", "{}"))
+    assert (config.id_updater_last_mode, config.id_updater_battle_target) == ("direct_chat", "a")
+    assert (config.bypass_enabled, config.tavern_mode_enabled) == (False, False)
+    assert config.use_default_ids_if_mapping_not_found is True
+    assert config.stream_response_timeout_seconds == 360
+    assert (config.api_key, config.platform_integration_enabled, config.ignored) == ("", False, ())
+    assert not config.ids_captured
+
+
+def test_secrets_stay_out_of_repr_and_public(tmp_path):
+    config = load_bridge_config(write(tmp_path, "config.jsonc", CONFIG))
+    shown = repr(config) + json.dumps(config.public())
+    assert "bridge-secret" not in shown and "bed-secret" not in shown
+    assert config.public()["api_key_set"] is True
+    assert config.public()["battle_target"] == "B"
+
+
+@pytest.mark.parametrize("key, value, words", [
+    ("bypass_enabled", '"true"', 'must be true or false, got "true"'),
+    ("tavern_mode_enabled", "1", "must be true or false"),
+    ("use_default_ids_if_mapping_not_found", '"yes"', "must be true or false"),
+    ("stream_response_timeout_seconds", '"360"', "must be a number"),
+    ("stream_response_timeout_seconds", "true", "must be a number"),
+    ("stream_response_timeout_seconds", "0", "more than 0"),
+    ("stream_response_timeout_seconds", "-1", "more than 0"),
+    ("stream_response_timeout_seconds", "100000", "at most 86400"),
+    ("id_updater_last_mode", '"direct"', "must be 'direct_chat' or 'battle'"),
+    ("id_updater_last_mode", "3", "must be a string"),
+    ("id_updater_battle_target", '"C"', "must be 'A' or 'B', got 'C'"),
+    ("session_id", "123", "must be a string"),
+    ("message_id", "[]", "must be a string"),
+    ("api_key", "false", "must be a string"),
+    ("platform_integration", '"yes"', "must be an object"),
+])
+def test_bad_values_name_file_line_and_key(tmp_path, key, value, words):
+    # "api_key" also appears nested before the bad value: the line must be the top-level one.
+    text = ('{\n  // 说明\n  "platform_integration": {"api_key": "k", "enabled": false},\n'
+            f'  "{key}": {value}, // 这里\n}}\n')
+    if key == "platform_integration":
+        text = f'{{\n  // 说明\n  "x": 1,\n  "{key}": {value}, // 这里\n}}\n'
+    error = error_of(load_bridge_config, tmp_path, "config.jsonc", text)
+    assert (error.key, error.line) == (key, 4)
+    assert words in error.reason
+    assert str(error).startswith(f"{tmp_path / 'config.jsonc'}:4: {key}: ")
+
+
+@pytest.mark.parametrize("key, value", [("enable_idle_restart", '"yes"'), ("idle_restart_timeout_seconds", '"x"'),
+                                        ("file_bed_enabled", "1"), ("version", "2.7"), ("worker_ports", "{}"),
+                                        ("something_new", "null")])
+def test_keys_not_acted_on_never_fail(tmp_path, key, value):
+    config = load_bridge_config(write(tmp_path, "config.jsonc", f'{{"{key}": {value}}}'))
+    assert [k for k, _ in config.ignored] == [key]
+
+
+@pytest.mark.parametrize("text, line, words", [
+    ('{\n  "session_id": "x"\n  "message_id": "y"\n}', 3, "Expecting ',' delimiter"),
+    ('{\n  "a": 1,\n', 3, "Expecting"),
+    ('[1, 2]', 1, "must hold a JSON object"),
+    (f'{{\n  "session_id": "{S1}",\n  // 又一次\n  "session_id": "{S2}"\n}}', 4, "appears twice (lines 2 and 4)"),
+])
+def test_broken_config(tmp_path, text, line, words):
+    error = error_of(load_bridge_config, tmp_path, "config.jsonc", text)
+    assert error.line == line and words in error.reason
+
+
+def test_duplicate_keys_not_acted_on_are_fine(tmp_path):
+    assert load_bridge_config(write(tmp_path, "config.jsonc", '{"version": "1", "version": "2"}')).version == "2"
+
+
+def test_missing_config(tmp_path):
+    with pytest.raises(ConfigError, match="file not found"):
+        load_bridge_config(tmp_path / "config.jsonc")
+
+
+@pytest.mark.parametrize("section, enabled", [(None, False), ('{"enabled": false}', False), ('{"enabled": true}', True),
+                                              ("{}", True), ('{"enabled": "yes"}', False)])
+def test_platform_integration_switch(tmp_path, section, enabled):
+    text = "{}" if section is None else f'{{"platform_integration": {section}}}'
+    assert load_bridge_config(write(tmp_path, "config.jsonc", text)).platform_integration_enabled is enabled
+
+
+@pytest.mark.parametrize("session_id, message_id", [
+    ("YOUR_SESSION_ID", "YOUR_MESSAGE_ID"), ("", ""), (S1, "YOUR_MESSAGE_ID"), ("session_for_battle_A", M1),
+    (None, None),
+])
+def test_placeholder_ids_are_not_captured(tmp_path, session_id, message_id):
+    config = load_bridge_config(write(tmp_path, "config.jsonc", json.dumps(
+        {"session_id": session_id, "message_id": message_id})))
+    assert not config.ids_captured
+    with pytest.raises(SessionNotCaptured) as info:
+        config.default_endpoint()
+    assert "arenahub bridge capture-ids" in info.value.message
+    assert info.value.status == 503
+
+
+# --- models.json ---
+
+MODELS = f"""{{
+  // 文本模型
+  "gemini-2.5-pro": "{GEMINI}",
+  "imagen": "{GEMINI}:image",
+  "nano-banana": "null:image", // 没有模型 ID
+}}
+"""
+
+
+def test_models(tmp_path):
+    models = load_models(write(tmp_path, "models.json", MODELS))
+    assert list(models) == ["gemini-2.5-pro", "imagen", "nano-banana"]
+    assert models["gemini-2.5-pro"] == Model("gemini-2.5-pro", GEMINI, False)
+    assert models["imagen"] == Model("imagen", GEMINI, True)
+    assert models["nano-banana"] == Model("nano-banana", None, True)
+
+
+@pytest.mark.parametrize("text, key, line, words", [
+    ('{\n  "a": "x"\n  "b": "y"\n}', None, 3, "Expecting ',' delimiter"),
+    ("[]", None, 1, "must hold a JSON object"),
+    ("{}", None, 1, "holds no models"),
+    ("{\n // 空\n}", None, 1, "update-models"),
+    (f'{{\n  "ok": "{GEMINI}",\n  "bad": "YOUR_MODEL_ID",\n}}', "bad", 3, "not an LMArena model id"),
+    (f'{{\n  "ok": "{GEMINI}",\n\n  "vid": "{GEMINI}:video"\n}}', "vid", 4, "has type 'video'"),
+    ('{\n  "n": 5\n}', "n", 2, "must be a string"),
+    (f'{{\n  "": "{GEMINI}"\n}}', "", 2, "name is empty"),
+    (f'{{\n  "m": "{GEMINI}",\n  "x": "{GEMINI}",\n  "m": "null:image"\n}}', "m", 4,
+     "appears twice (lines 2 and 4)"),
+])
+def test_broken_models_file(tmp_path, text, key, line, words):
+    error = error_of(load_models, tmp_path, "models.json", text)
+    assert (error.key, error.line) == (key, line)
+    assert words in error.reason
+
+
+def test_missing_models_file_says_how_to_get_one(tmp_path):
+    with pytest.raises(ConfigError, match="update-models"):
+        load_models(tmp_path / "models.json")
+
+
+# --- model_endpoint_map.json ---
+
+MAP = f"""{{
+  // 一个池：随机选一个
+  "o3": [
+    {{"session_id": "{S1}", "message_id": "{M1}", "mode": "direct_chat"}},
+    {{
+      "session_id": "{S2}",
+      "message_id": "{M2}",
+      "mode": "BATTLE",
+      "battle_target": "A",
+    }},
+  ],
+  "gemini": {{"session_id": "{S2}", "message_id": "{M2}"}},
+}}
+"""
+
+
+def test_endpoint_map(tmp_path):
+    mapping = load_endpoint_map(write(tmp_path, "model_endpoint_map.json", MAP))
+    assert mapping == {
+        "o3": (MappedEndpoint(S1, M1, "direct_chat", None, 4), MappedEndpoint(S2, M2, "battle", "a", 5)),
+        "gemini": (MappedEndpoint(S2, M2, None, None, 12),),
+    }
+
+
+@pytest.mark.parametrize("text", ["", "  \n", None])
+def test_absent_or_empty_map_is_empty(tmp_path, text):
+    path = tmp_path / "model_endpoint_map.json"
+    if text is not None:
+        path.write_text(text)
+    assert load_endpoint_map(path) == {}
+
+
+ENTRY = f'"session_id": "{S1}", "message_id": "{M1}"'
+
+
+@pytest.mark.parametrize("text, key, line, words", [
+    ('{\n  "m": "abc"\n}', "m", 2, "must be an object"),
+    ('{\n  "m": []\n}', "m", 2, "an empty list"),
+    (f'{{\n  "m": [\n    {{{ENTRY}}},\n    "x"\n  ]\n}}', "m[1]", 4, "must be an object"),
+    (f'{{\n  "m": [\n    {{{ENTRY}}},\n    {{"message_id": "{M1}"}}\n  ]\n}}', "m[1].session_id", 4, "is missing"),
+    (f'{{\n  "m": {{\n    "session_id": "{S1}",\n    "message_id": 7\n  }}\n}}', "m.message_id", 4, "is missing"),
+    (f'{{\n  "m": [\n    {{{ENTRY}, "mode": "battle"}},\n    {{{ENTRY},\n      "mode": "chat"}}\n  ]\n}}',
+     "m[1].mode", 5, "must be 'direct_chat' or 'battle'"),
+    (f'{{\n  "m": {{{ENTRY},\n  "battle_target": "C"}}\n}}', "m.battle_target", 3, "must be 'A' or 'B'"),
+    (f'{{\n  "m": {{{ENTRY}}},\n  "m": {{{ENTRY}}}\n}}', "m", 3, "appears twice"),
+    ('{\n  "m": {"session_id": "s",}\n  "n": 1\n}', None, 3, "Expecting ',' delimiter"),
+    ("[]", None, 1, "must hold a JSON object"),
+])
+def test_broken_endpoint_map(tmp_path, text, key, line, words):
+    error = error_of(load_endpoint_map, tmp_path, "model_endpoint_map.json", text)
+    assert (error.key, error.line) == (key, line)
+    assert words in error.reason
+    assert "model_endpoint_map.json" in str(error)
+
+
+# --- which endpoint serves a model ---
+
+def config_with(tmp_path, **values):
+    base = {"session_id": S1, "message_id": M1, "id_updater_last_mode": "battle", "id_updater_battle_target": "B"}
+    return load_bridge_config(write(tmp_path, "config.jsonc", json.dumps(base | values)))
+
+
+def test_mapped_model_uses_its_entry(tmp_path):
+    resolver = EndpointResolver(config_with(tmp_path), {"m": (MappedEndpoint(S2, M2, "direct_chat", None),)})
+    assert resolver.endpoint_for("m") == Endpoint(S2, M2, "direct_chat", "b")
+
+
+def test_entry_without_mode_takes_the_configs(tmp_path):
+    resolver = EndpointResolver(config_with(tmp_path), {"m": (MappedEndpoint(S2, M2),)})
+    assert resolver.endpoint_for("m") == Endpoint(S2, M2, "battle", "b")
+
+
+def test_a_pool_is_spread_and_skips_placeholders(tmp_path):
+    pool = (MappedEndpoint(S1, M1, "direct_chat"), MappedEndpoint("session_for_battle_A", "x", "battle", "a"),
+            MappedEndpoint(S2, M2, "battle", "a"))
+    resolver = EndpointResolver(config_with(tmp_path), {"m": pool}, rng=random.Random(7))
+    picked = {resolver.endpoint_for("m") for _ in range(200)}
+    assert picked == {Endpoint(S1, M1, "direct_chat", "b"), Endpoint(S2, M2, "battle", "a")}
+
+
+def test_a_pool_of_placeholders_names_the_fix(tmp_path):
+    resolver = EndpointResolver(config_with(tmp_path), {"m": (MappedEndpoint("YOUR_SESSION_ID", "x", line=3),)})
+    with pytest.raises(SessionNotCaptured) as info:
+        resolver.endpoint_for("m")
+    assert "model_endpoint_map.json" in info.value.message and "line 3" in info.value.message
+    assert "capture-ids" in info.value.message
+
+
+def test_unmapped_model_uses_the_config_ids(tmp_path):
+    resolver = EndpointResolver(config_with(tmp_path), {"other": (MappedEndpoint(S2, M2),)})
+    assert resolver.endpoint_for("m") == Endpoint(S1, M1, "battle", "b")
+
+
+def test_unmapped_model_without_captured_ids(tmp_path):
+    resolver = EndpointResolver(config_with(tmp_path, session_id="YOUR_SESSION_ID"), {})
+    with pytest.raises(SessionNotCaptured, match="YOUR_SESSION_ID.*capture-ids"):
+        resolver.endpoint_for("m")
+
+
+def test_unmapped_model_when_defaults_are_off(tmp_path):
+    resolver = EndpointResolver(config_with(tmp_path, use_default_ids_if_mapping_not_found=False), {})
+    with pytest.raises(ModelNotMapped) as info:
+        resolver.endpoint_for("gpt-x")
+    assert "'gpt-x'" in info.value.message
+    assert "model_endpoint_map.json" in info.value.message
+    assert "use_default_ids_if_mapping_not_found" in info.value.message
+    assert info.value.status == 503
