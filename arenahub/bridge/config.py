@@ -360,6 +360,17 @@ class EndpointResolver:
         return self.config.default_endpoint()
 
 
-__all__ = ["BridgeConfig", "MappedEndpoint", "EndpointResolver", "SessionNotCaptured", "ModelNotMapped",
-           "IGNORED_KEYS", "CLIENT_KEYS", "MODELS_FILE", "ENDPOINT_MAP_FILE",
-           "load_bridge_config", "load_models", "load_endpoint_map"]
+__all__ = [
+    "CLIENT_KEYS",
+    "ENDPOINT_MAP_FILE",
+    "IGNORED_KEYS",
+    "MODELS_FILE",
+    "BridgeConfig",
+    "EndpointResolver",
+    "MappedEndpoint",
+    "ModelNotMapped",
+    "SessionNotCaptured",
+    "load_bridge_config",
+    "load_endpoint_map",
+    "load_models",
+]

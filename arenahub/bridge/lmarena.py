@@ -15,10 +15,16 @@ import mimetypes
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Literal, Union
+from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
 
-from arenahub.protocol.errors import ApiError, InvalidRequest, RequestTooLarge, UpstreamError, UpstreamTimeout
+from arenahub.protocol.errors import (
+    ApiError,
+    InvalidRequest,
+    RequestTooLarge,
+    UpstreamError,
+    UpstreamTimeout,
+)
 
 Mode = Literal["direct_chat", "battle"]
 Position = Literal["a", "b"]
@@ -26,7 +32,7 @@ MODES: tuple[Mode, ...] = ("direct_chat", "battle")
 POSITIONS: tuple[Position, ...] = ("a", "b")
 CAPTURE_HINT = "`arenahub bridge capture-ids --config config.jsonc`"
 
-_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.I)
+_UUID = re.compile(r"(?i)[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _DECODER = json.JSONDecoder()
 
 
@@ -70,7 +76,8 @@ class Model:
         if value is None:
             return cls(name, None)
         if not isinstance(value, str):
-            raise ValueError(f'must be a string like "<model uuid>" or "<model uuid>:image", got {value!r}')
+            # ValueError for every bad value: callers catch one type.
+            raise ValueError(f'must be a string like "<uuid>" or "<uuid>:image", got {value!r}')  # noqa: TRY004
         ident, _, kind = (s.strip() for s in value.partition(":"))
         kind = kind.lower() or "text"
         if kind not in ("text", "image"):
@@ -167,15 +174,15 @@ def stream_timeout(seconds: float) -> UpstreamStreamTimeout:
 
 # (kind, upstream statuses, text that means the same when no status is known)
 _RULES = (
-    ("session", (401,), re.compile(r"does not have access to evaluation session|session (?:has )?expired", re.I)),
-    ("too_large", (413,), re.compile(r"too large|exceeds? the maximum (?:file |upload )?size", re.I)),
-    ("rejected", (422,), re.compile(r"violates? our terms|request rejected|moderation", re.I)),
-    ("rate", (429,), re.compile(r"rate.?limit|too many requests", re.I)),
-    ("recaptcha", (), re.compile(r"recaptcha", re.I)),
+    ("session", (401,), re.compile(r"(?i)does not have access to evaluation session|session (?:has )?expired")),
+    ("too_large", (413,), re.compile(r"(?i)too large|exceeds? the maximum (?:file |upload )?size")),
+    ("rejected", (422,), re.compile(r"(?i)violates? our terms|request rejected|moderation")),
+    ("rate", (429,), re.compile(r"(?i)rate.?limit|too many requests")),
+    ("recaptcha", (), re.compile(r"(?i)recaptcha")),
 )
 _BARE_STATUS = re.compile(r"\b(401|413|422|429)\b")
-_RETRY_AFTER = re.compile(r"(?:retry|try again)(?:\s+(?:after|in))?\s+(\d+(?:\.\d+)?)\s*(ms|s|sec|seconds?|m|min|minutes?)?\b",
-                          re.I)
+_RETRY_AFTER = re.compile(
+    r"(?i)(?:retry|try again)(?:\s+(?:after|in))?\s+(\d+(?:\.\d+)?)\s*(ms|s|sec|seconds?|m|min|minutes?)?\b")
 
 
 def _detail(body: str) -> str:
@@ -187,7 +194,7 @@ def _detail(body: str) -> str:
         except ValueError:
             pass
     elif text[:200].lstrip().lower().startswith(("<!doctype", "<html")):
-        title = re.search(r"<title>(.*?)</title>", text, re.I | re.S)
+        title = re.search(r"<title>(.*?)</title>", text, re.IGNORECASE | re.DOTALL)
         text = f"an HTML page ({title.group(1).strip()})" if title else "an HTML page"
     text = " ".join(text.split())
     return text[:300] + ("..." if len(text) > 300 else "") if text else "no details"
@@ -250,7 +257,7 @@ def classify_failure(status: int | None, body: str) -> ApiError:
         return UpstreamApiChanged(f"LMArena answered {status} for the bridge's upstream call ({detail}): the site "
                                   "has most likely changed its private API. Update arenahub and reinstall the "
                                   "userscript (`arenahub userscript`).")
-    if status is None and re.search(r"failed to fetch|networkerror|network error", body, re.I):
+    if status is None and re.search(r"failed to fetch|networkerror|network error", body, re.IGNORECASE):
         return LMArenaError(f"The LMArena tab could not reach the site ({detail}). Check the tab's network "
                             "connection and that lmarena.ai opens in it.")
     where = f"answered {status}" if status else "reported an error"
@@ -483,9 +490,9 @@ class Unknown:
     reason: str = "a line the bridge does not know"
 
 
-Event = Union[TextDelta, Reasoning, Images, Finish, UpstreamFailure, Challenge, Unknown]
+Event = TextDelta | Reasoning | Images | Finish | UpstreamFailure | Challenge | Unknown
 
-_LINE = re.compile(r"([ab]?)([0-9a-z]):(.*)", re.S)
+_LINE = re.compile(r"([ab]?)([0-9a-z]):(.*)", re.DOTALL)
 _PREFIX = re.compile(r"[ab]?[0-9a-z]:")
 _LOOSE_LIMIT = 20_000
 ARENA_ERROR_TEXT = "hasArenaError"  # sent as a text delta when LMArena fails mid-answer
@@ -631,7 +638,7 @@ def _error_object(text: str) -> dict[str, Any] | None:
 
 # --- The page's model list (update-models) --------------------------------------------------------
 
-_NEXT_PUSH = re.compile(r'self\.__next_f\.push\(\[\s*\d+\s*,\s*("(?:[^"\\]|\\.)*")\s*\]\)', re.S)
+_NEXT_PUSH = re.compile(r'self\.__next_f\.push\(\[\s*\d+\s*,\s*("(?:[^"\\]|\\.)*")\s*\]\)', re.DOTALL)
 _PUBLIC_NAME = re.compile(r'"publicName"\s*:')
 
 
@@ -702,10 +709,35 @@ def models_json_text(page_models: dict[str, str], existing: dict[str, Any] | Non
 
 
 __all__ = [
-    "MODES", "POSITIONS", "CHALLENGE_MARKERS", "Endpoint", "Model", "is_uuid", "is_challenge",
-    "build_task", "classify_failure", "stream_timeout",
-    "StreamParser", "Event", "TextDelta", "Reasoning", "Images", "Finish", "UpstreamFailure", "Challenge", "Unknown",
-    "InvalidSession", "ContentRejected", "AttachmentTooLarge", "UpstreamRateLimited", "NeedsVerification",
-    "UpstreamStreamTimeout", "UpstreamApiChanged", "LMArenaError", "WrongPosition", "ModelListNotFound",
-    "extract_page_models", "models_json_text",
+    "CHALLENGE_MARKERS",
+    "MODES",
+    "POSITIONS",
+    "AttachmentTooLarge",
+    "Challenge",
+    "ContentRejected",
+    "Endpoint",
+    "Event",
+    "Finish",
+    "Images",
+    "InvalidSession",
+    "LMArenaError",
+    "Model",
+    "ModelListNotFound",
+    "NeedsVerification",
+    "Reasoning",
+    "StreamParser",
+    "TextDelta",
+    "Unknown",
+    "UpstreamApiChanged",
+    "UpstreamFailure",
+    "UpstreamRateLimited",
+    "UpstreamStreamTimeout",
+    "WrongPosition",
+    "build_task",
+    "classify_failure",
+    "extract_page_models",
+    "is_challenge",
+    "is_uuid",
+    "models_json_text",
+    "stream_timeout",
 ]

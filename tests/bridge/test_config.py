@@ -6,8 +6,14 @@ import random
 import pytest
 
 from arenahub.bridge.config import (
-    IGNORED_KEYS, EndpointResolver, MappedEndpoint, ModelNotMapped, SessionNotCaptured, load_bridge_config,
-    load_endpoint_map, load_models,
+    IGNORED_KEYS,
+    EndpointResolver,
+    MappedEndpoint,
+    ModelNotMapped,
+    SessionNotCaptured,
+    load_bridge_config,
+    load_endpoint_map,
+    load_models,
 )
 from arenahub.bridge.lmarena import Endpoint, Model
 from arenahub.jsonc import ConfigError

@@ -96,7 +96,8 @@ def test_a_key_written_twice_is_set_everywhere(tmp_path):
     ('{\n    "api_key": "" // 最后一个\n}\n',
      '{\n    "api_key": "", // 最后一个\n    "session_id": "S",\n    "message_id": "M"\n}\n'),
     ('{\n  "api_key": "",\n}\n', '{\n  "api_key": "",\n  "session_id": "S",\n  "message_id": "M"\n}\n'),
-    ('{\n  "api_key": ""\n  // 结尾注释\n}', '{\n  "api_key": "",\n  // 结尾注释\n  "session_id": "S",\n  "message_id": "M"\n}'),
+    ('{\n  "api_key": ""\n  // 结尾注释\n}',
+     '{\n  "api_key": "",\n  // 结尾注释\n  "session_id": "S",\n  "message_id": "M"\n}'),
     ('{\r\n  "api_key": ""\r\n}\r\n', '{\r\n  "api_key": "",\r\n  "session_id": "S",\r\n  "message_id": "M"\r\n}\r\n'),
     ('{\n}\n', '{\n  "session_id": "S",\n  "message_id": "M"\n}\n'),
     # brace on the same line as content

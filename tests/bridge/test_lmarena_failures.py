@@ -5,10 +5,24 @@ import json
 import pytest
 
 from arenahub.bridge.lmarena import (
-    AttachmentTooLarge, ContentRejected, InvalidSession, LMArenaError, NeedsVerification, UpstreamApiChanged,
-    UpstreamRateLimited, UpstreamStreamTimeout, classify_failure, is_challenge, stream_timeout,
+    AttachmentTooLarge,
+    ContentRejected,
+    InvalidSession,
+    LMArenaError,
+    NeedsVerification,
+    UpstreamApiChanged,
+    UpstreamRateLimited,
+    UpstreamStreamTimeout,
+    classify_failure,
+    is_challenge,
+    stream_timeout,
 )
-from arenahub.protocol.errors import ApiError, RequestTooLarge, UpstreamError, UpstreamTimeout
+from arenahub.protocol.errors import (
+    ApiError,
+    RequestTooLarge,
+    UpstreamError,
+    UpstreamTimeout,
+)
 from arenahub.protocol.openai import error_body
 
 SESSION_401 = '{"error":"User 6f0e does not have access to evaluation session cebc557a"}'

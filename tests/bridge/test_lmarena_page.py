@@ -4,7 +4,12 @@ import json
 
 import pytest
 
-from arenahub.bridge.lmarena import Model, ModelListNotFound, extract_page_models, models_json_text
+from arenahub.bridge.lmarena import (
+    Model,
+    ModelListNotFound,
+    extract_page_models,
+    models_json_text,
+)
 
 U = [f"{i:08x}-0000-4000-8000-00000000000{i}" for i in range(1, 8)]
 PAGE_MODELS = [

@@ -3,8 +3,20 @@
 import pytest
 
 from arenahub.bridge.lmarena import (
-    AttachmentTooLarge, Challenge, ContentRejected, Finish, Images, InvalidSession, LMArenaError, Reasoning,
-    StreamParser, TextDelta, Unknown, UpstreamFailure, UpstreamRateLimited, WrongPosition,
+    AttachmentTooLarge,
+    Challenge,
+    ContentRejected,
+    Finish,
+    Images,
+    InvalidSession,
+    LMArenaError,
+    Reasoning,
+    StreamParser,
+    TextDelta,
+    Unknown,
+    UpstreamFailure,
+    UpstreamRateLimited,
+    WrongPosition,
 )
 
 SAMPLE = (
