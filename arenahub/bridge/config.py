@@ -6,9 +6,10 @@ the file, the line and the key, never a silently empty list.
 from __future__ import annotations
 
 import json
+import logging
 import random
 from bisect import bisect_right
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from json.decoder import scanstring
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from arenahub.protocol.errors import ApiError
 MODELS_FILE = "models.json"
 ENDPOINT_MAP_FILE = "model_endpoint_map.json"
 CAPTURE = "`arenahub bridge capture-ids --config config.jsonc`"
+log = logging.getLogger("arenahub.bridge.config")
 
 _NO_FILE_BED = "attachments go to LMArena as data URIs or URLs; arenahub has no file bed"
 _NO_RESTART = "arenahub does not restart itself; tabs reconnect on their own"
@@ -92,7 +94,7 @@ class BridgeConfig:
     def ids_captured(self) -> bool:
         return is_uuid(self.session_id) and is_uuid(self.message_id)
 
-    def default_endpoint(self) -> Endpoint:
+    def captured_endpoint(self) -> Endpoint:
         """config.jsonc's own ids; SessionNotCaptured while they are placeholders."""
         if not self.ids_captured:
             shown = self.session_id if not is_uuid(self.session_id) else self.message_id
@@ -258,7 +260,7 @@ def load_bridge_config(path: Path | str) -> BridgeConfig:
 
 # --- models.json -------------------------------------------------------------------------------------
 
-def load_models(path: Path | str) -> dict[str, Model]:
+def load_models(path: Path | str, *, allow_empty: bool = False) -> dict[str, Model]:
     """models.json: model name -> ``"<uuid>"``, ``"<uuid>:image"`` or ``"null:image"``, in file order."""
     path = Path(path)
     doc = _Located(path, _read(path, "write it beside config.jsonc ({\"model name\": \"<model uuid>\"}) or run "
@@ -266,7 +268,7 @@ def load_models(path: Path | str) -> dict[str, Model]:
     if not isinstance(doc.data, dict):
         raise ConfigError(path, 'must hold a JSON object: {"model name": "<model uuid>", ...}', line=1)
     doc.check_duplicates()
-    if not doc.data:
+    if not doc.data and not allow_empty:
         raise ConfigError(path, 'holds no models: add "model name": "<model uuid>" entries, or run '
                                 "`arenahub bridge update-models` with an LMArena tab connected", line=1)
     models = {}
@@ -327,18 +329,37 @@ def _entry(doc: _Located, item: Any, *path: Any) -> MappedEndpoint:
                           target.strip().lower() if target else None, doc.line(*path))
 
 
-# --- Which endpoint serves a model -------------------------------------------------------------------
+# --- The three files together, and which endpoint serves a model ---------------------------------
 
-class EndpointResolver:
-    """Picks the (session, message) pair for a model: its map entry (a random one from a pool), else
-    config.jsonc's ids when use_default_ids_if_mapping_not_found allows."""
+@dataclass
+class BridgeFiles:
+    """config.jsonc with models.json and model_endpoint_map.json from beside it."""
 
-    def __init__(self, config: BridgeConfig, endpoint_map: dict[str, tuple[MappedEndpoint, ...]],
-                 rng: random.Random | None = None) -> None:
-        self.config, self.endpoint_map = config, endpoint_map
-        self._rng = rng or random.Random()
+    config: BridgeConfig
+    models: dict[str, Model]
+    endpoint_map: dict[str, tuple[MappedEndpoint, ...]]
+    problems: tuple[str, ...] = ()  # loud, not fatal: e.g. no models.json yet (update-models writes it)
+    rng: random.Random = field(default_factory=random.Random, repr=False)
+
+    @property
+    def default_endpoint(self) -> Endpoint | None:
+        """config.jsonc's ids, or None while they are not captured."""
+        return self.config.captured_endpoint() if self.config.ids_captured else None
+
+    def use_default_ids(self, session_id: str, message_id: str, mode: str | None = None,
+                        target: str | None = None) -> None:
+        """Serve with freshly captured ids at once (config.jsonc is written separately, by config_edit)."""
+        mode = (mode or self.config.id_updater_last_mode).strip().lower()
+        target = (target or self.config.id_updater_battle_target).strip().lower()
+        if mode not in MODES or target not in ("a", "b"):
+            raise ValueError(f"mode must be direct_chat or battle and target A or B, got {mode!r}, {target!r}")
+        self.config = replace(self.config, session_id=session_id.strip(), message_id=message_id.strip(),
+                              id_updater_last_mode=mode, id_updater_battle_target=target)  # type: ignore[arg-type]
 
     def endpoint_for(self, model_name: str) -> Endpoint:
+        """The model's map entry (a random usable one from a pool), else config.jsonc's ids when
+        use_default_ids_if_mapping_not_found allows; a named error that says how to fix it otherwise."""
+        config = self.config
         pool = self.endpoint_map.get(model_name)
         if pool:
             usable = [e for e in pool if is_uuid(e.session_id) and is_uuid(e.message_id)]
@@ -348,16 +369,39 @@ class EndpointResolver:
                     f"{ENDPOINT_MAP_FILE} maps {model_name!r} only to ids that were never captured "
                     f"({first.session_id!r}, line {first.line}): put real ids there (run {CAPTURE}, click Retry in "
                     "the LMArena tab, and copy session_id and message_id from config.jsonc), or remove the entry.")
-            e = self._rng.choice(usable)
-            return Endpoint(e.session_id, e.message_id, e.mode or self.config.id_updater_last_mode,
-                            e.battle_target or self.config.id_updater_battle_target)
-        if not self.config.use_default_ids_if_mapping_not_found:
+            e = self.rng.choice(usable)
+            return Endpoint(e.session_id, e.message_id, e.mode or config.id_updater_last_mode,
+                            e.battle_target or config.id_updater_battle_target)
+        if not config.use_default_ids_if_mapping_not_found:
             raise ModelNotMapped(
                 f"Model {model_name!r} has no entry in {ENDPOINT_MAP_FILE} and use_default_ids_if_mapping_not_found "
-                f"is false in {self.config.path.name}: add an entry for it "
+                f"is false in {config.path.name}: add an entry for it "
                 '({"session_id": ..., "message_id": ..., "mode": "direct_chat"}), or set that key to true to use '
-                f"the session_id and message_id of {self.config.path.name}.")
-        return self.config.default_endpoint()
+                f"the session_id and message_id of {config.path.name}.")
+        return config.captured_endpoint()
+
+
+def load_bridge_files(config_path: Path | str) -> BridgeFiles:
+    """Read all three files. A broken one raises ConfigError; a missing or empty models.json is a
+    problem that is logged and listed (the bridge must run for `update-models` to write it)."""
+    config = load_bridge_config(config_path)
+    problems = []
+    if not config.models_path.exists():
+        models: dict[str, Model] = {}
+        problems.append(f"{config.models_path}: file not found: no models to serve until it exists; run "
+                        "`arenahub bridge update-models` with an LMArena tab connected, or write it by hand")
+    else:
+        models = load_models(config.models_path, allow_empty=True)
+        if not models:
+            problems.append(f"{config.models_path}: holds no models: add \"name\": \"<model uuid>\" entries or run "
+                            "`arenahub bridge update-models`")
+    files = BridgeFiles(config, models, load_endpoint_map(config.endpoint_map_path), tuple(problems))
+    for problem in problems:
+        log.warning("%s", problem)
+    if config.ignored:
+        log.info("%s: keys read but not acted on: %s", config.path.name,
+                 "; ".join(f"{key} ({why})" for key, why in config.ignored))
+    return files
 
 
 __all__ = [
@@ -366,11 +410,12 @@ __all__ = [
     "IGNORED_KEYS",
     "MODELS_FILE",
     "BridgeConfig",
-    "EndpointResolver",
+    "BridgeFiles",
     "MappedEndpoint",
     "ModelNotMapped",
     "SessionNotCaptured",
     "load_bridge_config",
+    "load_bridge_files",
     "load_endpoint_map",
     "load_models",
 ]

@@ -1,17 +1,19 @@
 """config.jsonc, models.json and model_endpoint_map.json: the existing bridge's files, read strictly."""
 
 import json
+import logging
 import random
 
 import pytest
 
 from arenahub.bridge.config import (
     IGNORED_KEYS,
-    EndpointResolver,
+    BridgeFiles,
     MappedEndpoint,
     ModelNotMapped,
     SessionNotCaptured,
     load_bridge_config,
+    load_bridge_files,
     load_endpoint_map,
     load_models,
 )
@@ -77,7 +79,7 @@ def test_full_config(tmp_path):
     assert config.file_bed_upload_url == "http://127.0.0.1:5180/upload"
     assert (config.enable_idle_restart, config.idle_restart_timeout_seconds) == (True, -1)
     assert config.ids_captured
-    assert config.default_endpoint() == Endpoint(S1, M1, "battle", "b")
+    assert config.captured_endpoint() == Endpoint(S1, M1, "battle", "b")
     assert config.models_path == tmp_path / "models.json"
     assert config.endpoint_map_path == tmp_path / "model_endpoint_map.json"
 
@@ -183,7 +185,7 @@ def test_placeholder_ids_are_not_captured(tmp_path, session_id, message_id):
         {"session_id": session_id, "message_id": message_id})))
     assert not config.ids_captured
     with pytest.raises(SessionNotCaptured) as info:
-        config.default_endpoint()
+        config.captured_endpoint()
     assert "arenahub bridge capture-ids" in info.value.message
     assert info.value.status == 503
 
@@ -287,55 +289,112 @@ def test_broken_endpoint_map(tmp_path, text, key, line, words):
     assert "model_endpoint_map.json" in str(error)
 
 
-# --- which endpoint serves a model ---
+# --- the three files together, and which endpoint serves a model ---
 
-def config_with(tmp_path, **values):
+def files_with(tmp_path, mapping=None, **values):
     base = {"session_id": S1, "message_id": M1, "id_updater_last_mode": "battle", "id_updater_battle_target": "B"}
-    return load_bridge_config(write(tmp_path, "config.jsonc", json.dumps(base | values)))
+    config = load_bridge_config(write(tmp_path, "config.jsonc", json.dumps(base | values)))
+    return BridgeFiles(config, {}, mapping or {}, rng=random.Random(7))
 
 
 def test_mapped_model_uses_its_entry(tmp_path):
-    resolver = EndpointResolver(config_with(tmp_path), {"m": (MappedEndpoint(S2, M2, "direct_chat", None),)})
-    assert resolver.endpoint_for("m") == Endpoint(S2, M2, "direct_chat", "b")
+    files = files_with(tmp_path, {"m": (MappedEndpoint(S2, M2, "direct_chat", None),)})
+    assert files.endpoint_for("m") == Endpoint(S2, M2, "direct_chat", "b")
 
 
 def test_entry_without_mode_takes_the_configs(tmp_path):
-    resolver = EndpointResolver(config_with(tmp_path), {"m": (MappedEndpoint(S2, M2),)})
-    assert resolver.endpoint_for("m") == Endpoint(S2, M2, "battle", "b")
+    assert files_with(tmp_path, {"m": (MappedEndpoint(S2, M2),)}).endpoint_for("m") == Endpoint(S2, M2, "battle", "b")
 
 
 def test_a_pool_is_spread_and_skips_placeholders(tmp_path):
     pool = (MappedEndpoint(S1, M1, "direct_chat"), MappedEndpoint("session_for_battle_A", "x", "battle", "a"),
             MappedEndpoint(S2, M2, "battle", "a"))
-    resolver = EndpointResolver(config_with(tmp_path), {"m": pool}, rng=random.Random(7))
-    picked = {resolver.endpoint_for("m") for _ in range(200)}
+    files = files_with(tmp_path, {"m": pool})
+    picked = {files.endpoint_for("m") for _ in range(200)}
     assert picked == {Endpoint(S1, M1, "direct_chat", "b"), Endpoint(S2, M2, "battle", "a")}
 
 
 def test_a_pool_of_placeholders_names_the_fix(tmp_path):
-    resolver = EndpointResolver(config_with(tmp_path), {"m": (MappedEndpoint("YOUR_SESSION_ID", "x", line=3),)})
+    files = files_with(tmp_path, {"m": (MappedEndpoint("YOUR_SESSION_ID", "x", line=3),)})
     with pytest.raises(SessionNotCaptured) as info:
-        resolver.endpoint_for("m")
+        files.endpoint_for("m")
     assert "model_endpoint_map.json" in info.value.message and "line 3" in info.value.message
     assert "capture-ids" in info.value.message
 
 
 def test_unmapped_model_uses_the_config_ids(tmp_path):
-    resolver = EndpointResolver(config_with(tmp_path), {"other": (MappedEndpoint(S2, M2),)})
-    assert resolver.endpoint_for("m") == Endpoint(S1, M1, "battle", "b")
+    files = files_with(tmp_path, {"other": (MappedEndpoint(S2, M2),)})
+    assert files.endpoint_for("m") == Endpoint(S1, M1, "battle", "b") == files.default_endpoint
 
 
 def test_unmapped_model_without_captured_ids(tmp_path):
-    resolver = EndpointResolver(config_with(tmp_path, session_id="YOUR_SESSION_ID"), {})
+    files = files_with(tmp_path, session_id="YOUR_SESSION_ID")
+    assert files.default_endpoint is None
     with pytest.raises(SessionNotCaptured, match="YOUR_SESSION_ID.*capture-ids"):
-        resolver.endpoint_for("m")
+        files.endpoint_for("m")
 
 
 def test_unmapped_model_when_defaults_are_off(tmp_path):
-    resolver = EndpointResolver(config_with(tmp_path, use_default_ids_if_mapping_not_found=False), {})
+    files = files_with(tmp_path, use_default_ids_if_mapping_not_found=False)
     with pytest.raises(ModelNotMapped) as info:
-        resolver.endpoint_for("gpt-x")
+        files.endpoint_for("gpt-x")
     assert "'gpt-x'" in info.value.message
     assert "model_endpoint_map.json" in info.value.message
     assert "use_default_ids_if_mapping_not_found" in info.value.message
     assert info.value.status == 503
+
+
+@pytest.mark.parametrize("mode, target, expected", [
+    ("direct_chat", "A", Endpoint(S2, M2, "direct_chat", "a")),
+    ("battle", "B", Endpoint(S2, M2, "battle", "b")),
+    (None, None, Endpoint(S2, M2, "battle", "b")),  # keeps the config's mode and target
+])
+def test_freshly_captured_ids_serve_at_once(tmp_path, mode, target, expected):
+    files = files_with(tmp_path, session_id="YOUR_SESSION_ID")
+    files.use_default_ids(S2, M2, mode, target)
+    assert files.default_endpoint == expected
+    assert files.endpoint_for("m") == expected
+
+
+@pytest.mark.parametrize("mode, target", [("direct", "A"), ("battle", "C")])
+def test_captured_ids_with_a_bad_mode_or_target(tmp_path, mode, target):
+    files = files_with(tmp_path)
+    with pytest.raises(ValueError):
+        files.use_default_ids(S2, M2, mode, target)
+    assert files.default_endpoint == Endpoint(S1, M1, "battle", "b")
+
+
+def test_load_bridge_files(tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="arenahub.bridge.config")
+    write(tmp_path, "models.json", MODELS)
+    write(tmp_path, "model_endpoint_map.json", MAP)
+    files = load_bridge_files(write(tmp_path, "config.jsonc", CONFIG))
+    assert files.config.session_id == S1
+    assert list(files.models) == ["gemini-2.5-pro", "imagen", "nano-banana"]
+    assert set(files.endpoint_map) == {"o3", "gemini"}
+    assert files.problems == ()
+    assert "tavern_mode_enable (not a key of the LMArena bridge (a typo?))" in caplog.text
+
+
+@pytest.mark.parametrize("models, words", [(None, "file not found"), ("{}", "holds no models"),
+                                           ("// 还没有模型\n{\n}\n", "holds no models")])
+def test_no_models_yet_is_loud_but_lets_the_bridge_start(tmp_path, caplog, models, words):
+    if models is not None:
+        write(tmp_path, "models.json", models)
+    files = load_bridge_files(write(tmp_path, "config.jsonc", "{}"))
+    assert files.models == {} and files.endpoint_map == {}
+    (problem,) = files.problems
+    assert words in problem and "update-models" in problem
+    assert problem in caplog.text
+
+
+@pytest.mark.parametrize("name, text, line", [("models.json", '{\n  "a": "x" "b"\n}', 2),
+                                              ("model_endpoint_map.json", '{\n  "m": "x"\n}', 2),
+                                              ("config.jsonc", '{\n  "bypass_enabled": 1\n}', 2)])
+def test_load_bridge_files_refuses_a_broken_file(tmp_path, name, text, line):
+    write(tmp_path, "config.jsonc", "{}")
+    write(tmp_path, "models.json", MODELS)
+    write(tmp_path, name, text)
+    with pytest.raises(ConfigError) as info:
+        load_bridge_files(tmp_path / "config.jsonc")
+    assert info.value.path == str(tmp_path / name) and info.value.line == line
