@@ -133,3 +133,8 @@ def load_client_config(path: Path | str) -> ClientConfig:
         enable_performance_monitoring=pi.get("enable_performance_monitoring", bool, True),
         reconnect_max_delay_seconds=float(max_delay), lmarena_bridge_url=bridge_url,
         bridge_api_key=bridge_key, max_concurrent_requests=max_concurrent)
+
+
+def disabled_client_config(path: Path) -> ClientConfig:
+    """For a config.jsonc without a platform_integration section: the integration is off."""
+    return ClientConfig(path=path, enabled=False, platform_url="", client_id="", api_key="")

@@ -1,0 +1,156 @@
+"""Turning upstream events into OpenAI responses: chat (streamed or whole) and image generations."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import msgspec
+from starlette.types import Send
+
+from arenahub.asgi import WatchedResponse
+from arenahub.bridge import lmarena
+from arenahub.protocol.errors import ApiError
+from arenahub.protocol.openai import (
+    SSE_DONE, ChatCompletionRequest, chunk_event, completion_body, error_body, error_event, prompt_text, usage_dict)
+from arenahub.tokens import count_tokens
+
+def image_markdown(urls: list[str]) -> str:
+    return "".join(f"![Image]({url})\n" for url in urls)
+
+
+class ChatAnswer(WatchedResponse):
+    """One chat completion answered from a tab; errors before the first event get their HTTP status."""
+
+    def __init__(self, events: AsyncIterator[lmarena.Event], request: ChatCompletionRequest) -> None:
+        super().__init__()
+        self.events = events
+        self.request = request
+        self.id = "chatcmpl-" + uuid.uuid4().hex
+        self.created = int(time.time())
+        self.text: list[str] = []  # everything generated, for counting tokens
+        self.content: list[str] = []
+        self.reasoning: list[str] = []
+        self.finish: str | None = None
+
+    def _delta(self, event: lmarena.Event) -> dict[str, str] | None:
+        """The OpenAI delta an event adds to the answer, if any."""
+        if isinstance(event, lmarena.TextDelta):
+            return {"content": event.text}
+        if isinstance(event, lmarena.Reasoning):
+            return {"reasoning_content": event.text}
+        if isinstance(event, lmarena.Images):
+            return {"content": image_markdown(event.urls)}
+        if isinstance(event, lmarena.Finish):
+            self.finish = event.openai_reason
+        return None
+
+    def _usage(self) -> dict[str, int]:
+        return usage_dict(count_tokens(prompt_text(self.request)), count_tokens("".join(self.text)))
+
+    async def _first(self) -> lmarena.Event | None:
+        async for event in self.events:
+            return event
+        return None
+
+    async def answer(self, send: Send) -> None:
+        try:
+            try:
+                first = await self._first()
+            except ApiError as err:
+                await _send_error(send, err)
+                return
+            if self.request.stream:
+                await self._stream(send, first)
+            else:
+                await self._whole(send, first)
+        finally:
+            # However this ends (disconnect included), the tab is told to stop a request left open.
+            await self.events.aclose()  # type: ignore[attr-defined]
+
+    def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> bytes:
+        return chunk_event(self.id, self.created, self.request.model,
+                           [{"index": 0, "delta": delta, "finish_reason": finish}])
+
+    async def _stream(self, send: Send, first: lmarena.Event | None) -> None:
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": _headers("text/event-stream", {"cache-control": "no-cache"})})
+        await send({"type": "http.response.body", "more_body": True,
+                    "body": self._chunk({"role": "assistant", "content": ""})})
+        try:
+            event = first
+            while event is not None:
+                delta = self._delta(event)
+                if delta:
+                    self.text.extend(delta.values())
+                    await send({"type": "http.response.body", "more_body": True, "body": self._chunk(delta)})
+                event = await anext(self.events, None)
+        except ApiError as err:
+            await send({"type": "http.response.body", "body": error_event(err), "more_body": False})
+            return
+        tail = self._chunk({}, self.finish or "stop")
+        if self.request.include_usage:
+            tail += chunk_event(self.id, self.created, self.request.model, [], self._usage())
+        await send({"type": "http.response.body", "body": tail + SSE_DONE, "more_body": False})
+
+    async def _whole(self, send: Send, first: lmarena.Event | None) -> None:
+        try:
+            event = first
+            while event is not None:
+                delta = self._delta(event)
+                if delta:
+                    self.content.append(delta.get("content", ""))
+                    self.reasoning.append(delta.get("reasoning_content", ""))
+                    self.text.extend(delta.values())
+                event = await anext(self.events, None)
+        except ApiError as err:
+            await _send_error(send, err)
+            return
+        message = {"role": "assistant", "content": "".join(self.content)}
+        if any(self.reasoning):
+            message["reasoning_content"] = "".join(self.reasoning)
+        body = completion_body(self.id, self.created, self.request.model, [{
+            "index": 0, "message": message, "finish_reason": self.finish or "stop", "logprobs": None}], self._usage())
+        await send({"type": "http.response.start", "status": 200, "headers": _headers("application/json")})
+        await send({"type": "http.response.body", "body": body})
+
+
+async def _send_error(send: Send, err: ApiError) -> None:
+    await send({"type": "http.response.start", "status": err.status, "headers": _headers("application/json", err.headers)})
+    await send({"type": "http.response.body", "body": error_body(err)})
+
+
+def _headers(content_type: str, extra: dict[str, str] | None = None) -> list[tuple[bytes, bytes]]:
+    headers = [(b"content-type", content_type.encode())]
+    for name, value in (extra or {}).items():
+        headers.append((name.lower().encode(), value.encode()))
+    return headers
+
+
+class ImageAnswer(WatchedResponse):
+    """``/v1/images/generations``: the image URLs the upstream produced."""
+
+    def __init__(self, events: AsyncIterator[lmarena.Event]) -> None:
+        super().__init__()
+        self.events = events
+
+    async def answer(self, send: Send) -> None:
+        urls: list[str] = []
+        try:
+            async for event in self.events:
+                if isinstance(event, lmarena.Images):
+                    urls.extend(event.urls)
+        except ApiError as err:
+            await _send_error(send, err)
+            return
+        finally:
+            await self.events.aclose()  # type: ignore[attr-defined]
+        if not urls:
+            await _send_error(send, ApiError("LMArena finished without producing an image.",
+                                             code="no_image", status=502))
+            return
+        body = msgspec.json.encode({"created": int(time.time()), "data": [{"url": u} for u in urls]})
+        await send({"type": "http.response.start", "status": 200, "headers": _headers("application/json")})
+        await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,170 @@
+"""``arenahub bridge ...`` and ``arenahub userscript``: the bridge's commands (a documented contract)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+DEFAULT_BRIDGE = "http://127.0.0.1:5102"
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    b = sub.add_parser("bridge", help="run the LMArena bridge (OpenAI-compatible server on 127.0.0.1:5102)")
+    b.add_argument("--config", help="config.jsonc (models.json and model_endpoint_map.json beside it)")
+    b.add_argument("--host", default="127.0.0.1")
+    b.add_argument("--port", type=int, default=5102)
+    b.set_defaults(run=_run_bridge)
+    cmds = b.add_subparsers(dest="bridge_command", metavar="COMMAND")
+
+    c = cmds.add_parser("capture-ids", help="capture session_id/message_id from the LMArena tab (id_updater)")
+    c.add_argument("--config", default=argparse.SUPPRESS, help="config.jsonc to write the ids into")
+    c.add_argument("--mode", choices=["direct_chat", "battle"], help="default: id_updater_last_mode")
+    c.add_argument("--target", type=str.upper, choices=["A", "B"], help="battle target (default: id_updater_battle_target)")
+    c.add_argument("--bridge-url", default=DEFAULT_BRIDGE)
+    c.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for the click (default 300)")
+    c.set_defaults(run=_capture_ids)
+
+    u = cmds.add_parser("update-models", help="read the model list from the LMArena page")
+    u.add_argument("--config", default=argparse.SUPPRESS, help="config.jsonc (files are written beside it)")
+    u.add_argument("--bridge-url", default=DEFAULT_BRIDGE)
+    u.add_argument("--write-models", action="store_true", help="also add the new models to models.json")
+    u.set_defaults(run=_update_models)
+
+    s = sub.add_parser("userscript", help="print the Tampermonkey userscript")
+    s.add_argument("--bridge-url", default="ws://127.0.0.1:5102/ws", help="the bridge's WebSocket (default ws://127.0.0.1:5102/ws)")
+    s.set_defaults(run=_print_userscript)
+
+
+def _fail(message: str, code: int = 1) -> int:
+    print(f"arenahub bridge: {message}", file=sys.stderr)
+    return code
+
+
+def _load(config: str | None):  # type: ignore[no-untyped-def]
+    from arenahub.bridge.config import load_bridge_files
+    if not config:
+        raise ValueError("--config is required")
+    return load_bridge_files(Path(config))
+
+
+def _run_bridge(args: argparse.Namespace) -> int:
+    from arenahub import serving
+    from arenahub.bridge.runtime import Bridge
+    from arenahub.bridge.server import create_app
+    from arenahub.client.config import disabled_client_config, load_client_config
+    from arenahub.jsonc import ConfigError
+
+    if not args.config:
+        return _fail("--config is required (the LMArenaBridge config.jsonc)", 2)
+    try:
+        bridge = Bridge(Path(args.config))
+        try:
+            client_config = load_client_config(args.config)
+        except ConfigError as exc:
+            if exc.key != "platform_integration" or exc.reason != "is required":
+                raise
+            client_config = disabled_client_config(Path(args.config))
+    except ConfigError as exc:
+        return _fail(f"bad config: {exc}", 2)
+    serving.configure_logging(client_config.log_level if client_config.enabled else "INFO")
+    return serving.run(create_app(bridge, client_config, args.port), args.host, args.port, "info")
+
+
+def _call(base: str, method: str, path: str, body: dict[str, Any] | None = None, api_key: str | None = None,
+          timeout: float = 40.0) -> dict[str, Any]:
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(base.rstrip("/") + path, data=data, method=method,
+                                 headers={"Content-Type": "application/json"})
+    if api_key:
+        req.add_header("Authorization", f"Bearer {api_key}")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return json.loads(resp.read() or b"{}")
+    except urllib.error.HTTPError as exc:
+        try:
+            message = json.loads(exc.read())["error"]["message"]
+        except (ValueError, KeyError, TypeError):
+            message = f"HTTP {exc.code}"
+        raise RuntimeError(message) from None
+    except (urllib.error.URLError, OSError) as exc:
+        raise RuntimeError(f"cannot reach the bridge at {base} ({exc}); is `arenahub bridge --config ...` "
+                           "running?") from None
+
+
+def _capture_ids(args: argparse.Namespace) -> int:
+    from arenahub.bridge.config_edit import set_values
+    from arenahub.jsonc import ConfigError
+
+    try:
+        files = _load(getattr(args, "config", None))
+    except (ConfigError, ValueError) as exc:
+        return _fail(str(exc), 2)
+    mode = args.mode or files.config.id_updater_last_mode
+    target = (args.target or files.config.id_updater_battle_target).upper()  # "A"/"B", as users' files have it
+    key = files.config.api_key or None
+    try:
+        armed = _call(args.bridge_url, "POST", "/internal/start_id_capture", {"mode": mode, "target": target}, key)
+        print(f"Capture armed in {armed['tabs']} tab(s), mode {mode}" + (f", target {target}" if mode == "battle" else "")
+              + ".\nIn the LMArena tab, click Retry on an answer" + (f" (the {target} side)" if mode == "battle" else "")
+              + "; waiting...", flush=True)
+        deadline = time.monotonic() + args.timeout
+        result: dict[str, Any] = {"captured": False}
+        while not result.get("captured") and time.monotonic() < deadline:
+            wait = max(1, min(25, int(deadline - time.monotonic())))
+            result = _call(args.bridge_url, "GET", f"/internal/id_capture?wait={wait}", None, key, timeout=wait + 15)
+    except RuntimeError as exc:
+        return _fail(str(exc))
+    if not result.get("captured"):
+        return _fail(f"no ids captured within {args.timeout:g} s: click Retry on an answer in the LMArena tab")
+    set_values(Path(args.config), {"session_id": result["session_id"], "message_id": result["message_id"],
+                                   "id_updater_last_mode": mode, "id_updater_battle_target": target})
+    try:
+        _call(args.bridge_url, "POST", "/internal/reload", {}, key)
+    except RuntimeError as exc:
+        print(f"warning: the ids are saved, but the bridge did not reload its config: {exc}", file=sys.stderr)
+    print(f"Saved to {args.config}: session_id {result['session_id']}, message_id {result['message_id']}")
+    return 0
+
+
+def _update_models(args: argparse.Namespace) -> int:
+    from arenahub import jsonc
+    from arenahub.jsonc import ConfigError
+
+    try:
+        files = _load(getattr(args, "config", None))
+    except (ConfigError, ValueError) as exc:
+        return _fail(str(exc), 2)
+    try:
+        found: dict[str, str] = _call(args.bridge_url, "POST", "/internal/request_model_update", {},
+                                      files.config.api_key or None)["models"]
+    except RuntimeError as exc:
+        return _fail(str(exc))
+    folder = Path(args.config).parent
+    (folder / "available_models.json").write_text(json.dumps(found, indent=2, ensure_ascii=False) + "\n")
+    new = {name: value for name, value in found.items() if name not in files.models}
+    print(f"The page offers {len(found)} model(s); written to {folder / 'available_models.json'}.")
+    if new:
+        print(f"{len(new)} not in models.json: " + ", ".join(sorted(new)))
+    if args.write_models and new:
+        models_path = folder / "models.json"
+        current = jsonc.load(models_path) if models_path.exists() else {}
+        current.update(new)
+        models_path.write_text(json.dumps(current, indent=2, ensure_ascii=False) + "\n")
+        print(f"Added them to {models_path}.")
+    return 0
+
+
+def _print_userscript(args: argparse.Namespace) -> int:
+    from arenahub.bridge.userscript import render
+    try:
+        sys.stdout.write(render(args.bridge_url))
+    except ValueError as exc:
+        print(f"arenahub userscript: {exc}", file=sys.stderr)
+        return 2
+    return 0
