@@ -47,6 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--once", action="store_true", help="exit after the first streamed answer")
     d.set_defaults(run=_run_demo)
 
+    s = sub.add_parser("simulate-lmarena", help="run a local LMArena simulator: the arena page and its upstream endpoint")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=5180, help="port (default 5180)")
+    s.set_defaults(run=_run_simulate_lmarena)
+
     from arenahub.platform import admin_cli
     admin_cli.add_parser(sub)
     return parser
@@ -105,6 +110,11 @@ def _run_local_upstream(args: argparse.Namespace) -> int:
 def _run_demo(args: argparse.Namespace) -> int:
     from arenahub.tools.demo import run_demo
     return run_demo(args)
+
+
+def _run_simulate_lmarena(args: argparse.Namespace) -> int:
+    from arenahub.tools.lmarena_sim import run
+    return run(args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,242 @@
+"""Browser fixtures: the LMArena simulator on a loopback port, Debian's chromium driven by Playwright
+(the sync API), and tabs on the simulator's origin running the rendered userscript.
+
+- ``serve_app(app) -> "http://127.0.0.1:PORT/"``: serves any ASGI app with uvicorn in a background
+  thread on a free loopback port until the test ends (the bridge server, say).
+- ``lmarena_sim`` -> ``Simulator``: the simulator (one server for the session, reset before each
+  test): ``.url``, ``.origin``, ``.state()``, ``.script(*outcomes)``, ``.set_sessions(...)``,
+  ``.set_models(...)``, ``.requests()``, ``.stream_requests()``, ``.reset()``.
+- ``browser`` (one per test module) and ``browser_context`` (a fresh one per test: its own cookies).
+  The Playwright API here is the sync one: tests that use these fixtures are plain ``def`` tests,
+  and a module that uses them holds no asyncio tests (sync Playwright owns the thread's loop).
+- ``open_arena_tab(bridge_ws_url, *, context=None, path="/") -> Page``: a tab on the simulator's
+  page with the userscript injected as Tampermonkey would (again on every reload, so the
+  ``refresh`` command works). Tabs of one context share the account's cookie, like real tabs.
+
+When the playwright package or /usr/bin/chromium is missing, the browser tests are skipped
+locally and fail under CI (CI=true), where they must run: ``.ci/run`` installs chromium.
+Playwright's own browser download is never used (it cannot work here): only the Debian build.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import pytest
+import uvicorn
+from starlette.types import ASGIApp
+
+from arenahub.bridge.userscript import render
+from arenahub.tools.lmarena_sim import create_app
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, BrowserContext, Page, Playwright
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(item.path).parents:
+            item.add_marker(pytest.mark.browser)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "browser: runs Debian chromium through Playwright")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """When a browser test fails, show what its tabs wrote to the console."""
+    outcome = yield
+    report = outcome.get_result()
+    tabs = getattr(item, "funcargs", {}).get("open_arena_tab")
+    if report.failed and isinstance(tabs, TabOpener) and tabs.console:
+        report.sections.append(("browser console", "\n".join(tabs.console[-200:])))
+
+
+# --- Serving ASGI apps in a thread -------------------------------------------------------------
+
+class ServerThread:
+    """uvicorn serving ``app`` on a free loopback port, in a daemon thread."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._socket.bind(("127.0.0.1", 0))
+        self.port = self._socket.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}/"
+        config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="auto", ws="websockets-sansio",
+                                timeout_graceful_shutdown=2)
+        self.server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self._socket]},
+                                        name=f"uvicorn-{self.port}", daemon=True)
+
+    def start(self) -> ServerThread:
+        self._thread.start()
+        deadline = time.monotonic() + 15
+        while not self.server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"the server on port {self.port} did not start")
+            time.sleep(0.01)
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self._thread.join(10)
+        self._socket.close()
+
+
+@pytest.fixture
+def serve_app() -> Iterator[Callable[[ASGIApp], str]]:
+    """``serve_app(app)`` serves an ASGI app on a free loopback port for this test; returns its URL."""
+    servers: list[ServerThread] = []
+
+    def serve(app: ASGIApp) -> str:
+        servers.append(ServerThread(app).start())
+        return servers[-1].url
+
+    yield serve
+    for server in reversed(servers):
+        server.stop()
+
+
+# --- The simulator -----------------------------------------------------------------------------
+
+class Simulator:
+    """The running simulator and its control API (see arenahub/tools/lmarena_sim.py)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.origin = url.rstrip("/")
+        self.http = httpx.Client(base_url=url, timeout=10)
+
+    def _call(self, method: str, path: str, json: Any = None) -> Any:
+        response = self.http.request(method, path, json=json)
+        assert response.status_code == 200, f"{method} {path}: {response.status_code} {response.text}"
+        return response.json()
+
+    def state(self) -> dict[str, Any]:
+        return self._call("GET", "/__sim/state")  # type: ignore[no-any-return]
+
+    def script(self, *outcomes: dict[str, Any]) -> None:
+        self._call("POST", "/__sim/script", list(outcomes))
+
+    def set_sessions(self, sessions: list[str | dict[str, str]], page: dict[str, str] | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {"sessions": sessions, **({"page": page} if page else {})}
+        return self._call("POST", "/__sim/sessions", body)  # type: ignore[no-any-return]
+
+    def set_models(self, models: list[dict[str, Any]]) -> None:
+        self._call("POST", "/__sim/models", {"models": models})
+
+    def requests(self) -> list[dict[str, Any]]:
+        return self._call("GET", "/__sim/requests")  # type: ignore[no-any-return]
+
+    def stream_requests(self) -> list[dict[str, Any]]:
+        """The upstream calls that passed every check."""
+        return [r for r in self.requests() if r["status"] == 200]
+
+    def reset(self) -> None:
+        self._call("POST", "/__sim/reset")
+
+    def close(self) -> None:
+        self.http.close()
+
+
+@pytest.fixture(scope="session")
+def lmarena_sim_server() -> Iterator[Simulator]:
+    server = ServerThread(create_app()).start()
+    sim = Simulator(server.url)
+    yield sim
+    sim.close()
+    server.stop()
+
+
+@pytest.fixture
+def lmarena_sim(lmarena_sim_server: Simulator) -> Simulator:
+    """The simulator, back at its start: no script, no recorded requests, only the page's session."""
+    lmarena_sim_server.reset()
+    return lmarena_sim_server
+
+
+# --- The browser -------------------------------------------------------------------------------
+
+def _require_browser() -> None:
+    problems = []
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        problems.append("the playwright package is not installed (pip install -e '.[test]')")
+    if not os.access(CHROMIUM, os.X_OK):
+        problems.append(f"{CHROMIUM} is missing (apt-get install chromium)")
+    if problems:
+        message = "; ".join(problems)
+        if in_ci():
+            pytest.fail(f"browser tests must run in CI: {message}", pytrace=False)
+        pytest.skip(message)
+
+
+# Module scope, not session: a running sync Playwright keeps its event loop set as the thread's
+# running loop, which would break every asyncio test collected after the browser tests.
+@pytest.fixture(scope="module")
+def playwright_driver() -> Iterator[Playwright]:
+    _require_browser()
+    from playwright.sync_api import sync_playwright
+
+    driver = sync_playwright().start()
+    yield driver
+    driver.stop()
+
+
+@pytest.fixture(scope="module")
+def browser(playwright_driver: Playwright) -> Iterator[Browser]:
+    """Debian's chromium, headless, with the flags this machine needs (no background network)."""
+    browser = playwright_driver.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+    yield browser
+    browser.close()
+
+
+@pytest.fixture
+def browser_context(browser: Browser) -> Iterator[BrowserContext]:
+    context = browser.new_context()
+    context.set_default_timeout(15_000)
+    yield context
+    context.close()
+
+
+class TabOpener:
+    """``open_arena_tab(bridge_ws_url)``: a new tab on the simulator's page running the userscript."""
+
+    def __init__(self, context: BrowserContext, sim: Simulator) -> None:
+        self.context = context
+        self.sim = sim
+        self.console: list[str] = []
+
+    def __call__(self, bridge_ws_url: str, *, context: BrowserContext | None = None, path: str = "/") -> Page:
+        page = (context or self.context).new_page()
+        n = len([line for line in self.console if line.startswith("--- tab")]) + 1
+        self.console.append(f"--- tab {n}")
+        page.on("console", lambda message: self.console.append(f"[tab {n}] {message.type}: {message.text}"))
+        page.on("pageerror", lambda error: self.console.append(f"[tab {n}] page error: {error}"))
+        page.add_init_script(script=render(bridge_ws_url))
+        page.goto(self.sim.url + path.lstrip("/"))
+        return page
+
+
+@pytest.fixture
+def open_arena_tab(browser_context: BrowserContext, lmarena_sim: Simulator) -> TabOpener:
+    return TabOpener(browser_context, lmarena_sim)
