@@ -52,8 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--port", type=int, default=5180, help="port (default 5180)")
     s.set_defaults(run=_run_simulate_lmarena)
 
+    from arenahub.bridge import cli as bridge_cli
     from arenahub.platform import admin_cli
     admin_cli.add_parser(sub)
+    bridge_cli.add_parsers(sub)
     return parser
 
 
