@@ -97,7 +97,6 @@ class Bridge:
                     continue
                 for event in events:
                     if isinstance(event, lmarena.Challenge):
-                        tab.send_nowait({"command": "refresh"})
                         raise lmarena.classify_failure(None, "<title>Just a moment...</title>")
                     if isinstance(event, lmarena.UpstreamFailure):
                         raise event.error
@@ -107,6 +106,8 @@ class Bridge:
                     yield event
             self.session.succeeded()
         except ApiError as err:
+            if isinstance(err, lmarena.NeedsVerification):
+                tab.send_nowait({"command": "refresh"})  # the reloaded page shows the check to the user
             self._note_failure(err)
             raise
         finally:
