@@ -40,10 +40,15 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--name", default="local-upstream")
     u.set_defaults(run=_run_local_upstream)
 
-    d = sub.add_parser("demo", help="platform + client + local upstream on this machine, then a streamed answer")
+    d = sub.add_parser("demo", help="the whole system on this machine, then a streamed answer")
     d.add_argument("--port", type=int, default=8080, help="platform port (default 8080)")
-    d.add_argument("--client-port", type=int, default=5103)
-    d.add_argument("--upstream-port", type=int, default=5102)
+    d.add_argument("--upstream", choices=["real", "local"], default="real",
+                   help="real: bridge + userscript in headless Chromium + LMArena simulator (default); "
+                        "local: the fast local upstream")
+    d.add_argument("--bridge-port", type=int, default=5102)
+    d.add_argument("--simulator-port", type=int, default=5180)
+    d.add_argument("--client-port", type=int, default=5103, help="with --upstream local")
+    d.add_argument("--upstream-port", type=int, default=5102, help="with --upstream local")
     d.add_argument("--once", action="store_true", help="exit after the first streamed answer")
     d.set_defaults(run=_run_demo)
 

@@ -1,7 +1,9 @@
-"""``arenahub demo``: the platform, one client and a local upstream on this machine, then a streamed answer.
+"""``arenahub demo``: the whole system on this machine, then a streamed answer.
 
-Each program runs as its own process, exactly as it would be deployed; their logs go to
-``.arenahub/demo/*.log``.
+The real path: consumer -> platform -> client (inside the bridge) -> bridge -> the userscript in a
+headless Chromium tab -> the LMArena simulator. Each program runs as its own process, as it would
+be deployed; their logs go to ``.arenahub/demo/*.log``. ``--upstream local`` swaps the bridge,
+browser and simulator for the fast local upstream (no browser needed).
 """
 
 from __future__ import annotations
@@ -16,15 +18,17 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
 from arenahub.platform.storage import accounts
 from arenahub.platform.storage.db import create_engine, migrate
+from arenahub.tools import browser
 
-MODEL = "arena-echo"
-PROMPT = "Hello from the arenahub demo: this answer travelled consumer, platform, client, upstream and back."
+PROMPT = "Hello from the arenahub demo: this answer travelled from the consumer to the platform and back."
 
 
 class Demo:
@@ -33,37 +37,40 @@ class Demo:
         self.dir = Path(os.environ.get("ARENAHUB_DEMO_DIR", ".arenahub/demo")).resolve()
         self.db_url = f"sqlite+aiosqlite:///{self.dir / 'arenahub.db'}"
         self.platform_url = f"http://127.0.0.1:{args.port}"
-        self.procs: list[subprocess.Popen[bytes]] = []
+        self.procs: list[tuple[str, subprocess.Popen[bytes]]] = []
 
     def spawn(self, name: str, *argv: str) -> None:
         log = open(self.dir / f"{name}.log", "wb")
-        self.procs.append(subprocess.Popen([sys.executable, "-m", "arenahub", *argv], stdout=log,
-                                           stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL))
+        self.procs.append((name, subprocess.Popen([sys.executable, "-m", "arenahub", *argv], stdout=log,
+                                                  stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)))
 
     def stop(self) -> None:
-        for proc in reversed(self.procs):
+        for _, proc in reversed(self.procs):
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
-        for proc in self.procs:
+        for _, proc in self.procs:
             try:
                 proc.wait(10)
             except subprocess.TimeoutExpired:
                 proc.kill()
 
     def check_alive(self) -> None:
-        for proc, name in zip(self.procs, ("upstream", "platform", "client")):
+        for name, proc in self.procs:
             if proc.poll() is not None:
                 raise RuntimeError(f"the {name} exited with code {proc.returncode}; see {self.dir / (name + '.log')}")
 
 
-async def _wait_for(demo: Demo, http: aiohttp.ClientSession, url: str, ready, what: str, timeout: float = 30) -> None:  # type: ignore[no-untyped-def]
+async def _wait_for(demo: Demo, http: aiohttp.ClientSession, url: str, ready: Callable[[Any], bool], what: str,
+                    timeout: float = 30) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         demo.check_alive()
         try:
             async with http.get(url, timeout=aiohttp.ClientTimeout(total=2)) as resp:
-                if resp.status == 200 and ready(await resp.json()):
-                    return
+                if resp.status == 200:
+                    data = await resp.json()
+                    if ready(data):
+                        return data
         except (aiohttp.ClientError, OSError, TimeoutError):
             pass
         await asyncio.sleep(0.2)
@@ -91,8 +98,8 @@ async def _credentials(db_url: str) -> tuple[str, str, str]:
     return client_id, api_key, key
 
 
-async def _stream_once(http: aiohttp.ClientSession, platform_url: str, key: str) -> str:
-    body = {"model": MODEL, "stream": True, "messages": [{"role": "user", "content": PROMPT + " [[delay_ms=40]]"}]}
+async def _stream_once(http: aiohttp.ClientSession, platform_url: str, key: str, model: str, prompt: str) -> str:
+    body = {"model": model, "stream": True, "messages": [{"role": "user", "content": prompt}]}
     text = []
     async with http.post(platform_url + "/v1/chat/completions", json=body,
                          headers={"Authorization": f"Bearer {key}"}) as resp:
@@ -112,33 +119,71 @@ async def _stream_once(http: aiohttp.ClientSession, platform_url: str, key: str)
     return "".join(text)
 
 
+def _integration(demo: Demo, client_id: str, api_key: str) -> dict[str, Any]:
+    return {"enabled": True, "platform_url": demo.platform_url + "/api", "client_id": client_id,
+            "api_key": api_key, "heartbeat_interval_seconds": 5, "capabilities": ["chat", "models", "images"]}
+
+
+async def _start_local(demo: Demo, http: aiohttp.ClientSession, client_id: str, api_key: str) -> tuple[str, str]:
+    args = demo.args
+    demo.spawn("upstream", "local-upstream", "--port", str(args.upstream_port), "--models", "arena-echo")
+    config = {"platform_integration": _integration(demo, client_id, api_key),
+              "lmarena_bridge_url": f"http://127.0.0.1:{args.upstream_port}",
+              "platform_features": {"max_concurrent_requests": 8}}
+    path = demo.dir / "config.jsonc"
+    path.write_text("// written by `arenahub demo --upstream local`\n" + json.dumps(config, indent=2) + "\n")
+    demo.spawn("client", "client", "--config", str(path), "--port", str(args.client_port))
+    return "arena-echo", PROMPT + " [[delay_ms=40]]"
+
+
+async def _start_real(demo: Demo, http: aiohttp.ClientSession, client_id: str, api_key: str) -> tuple[str, str]:
+    args = demo.args
+    sim_url = f"http://127.0.0.1:{args.simulator_port}"
+    demo.spawn("simulator", "simulate-lmarena", "--port", str(args.simulator_port))
+    state = await _wait_for(demo, http, sim_url + "/__sim/state", lambda j: True, "the LMArena simulator")
+    models = {m["publicName"]: m["id"] + (":image" if "image" in m["capabilities"]["outputCapabilities"] else "")
+              for m in state["models"]}
+    bridge_dir = demo.dir / "bridge"
+    bridge_dir.mkdir()
+    (bridge_dir / "models.json").write_text(json.dumps(models, indent=2) + "\n")
+    config = {"session_id": state["page"]["session_id"], "message_id": state["page"]["message_id"],
+              "id_updater_last_mode": "direct_chat", "id_updater_battle_target": "A", "bypass_enabled": False,
+              "tavern_mode_enabled": False, "stream_response_timeout_seconds": 120,
+              "platform_integration": _integration(demo, client_id, api_key)}
+    (bridge_dir / "config.jsonc").write_text("// written by `arenahub demo`: the LMArenaBridge config, with the "
+                                             "platform integration on\n" + json.dumps(config, indent=2) + "\n")
+    demo.spawn("bridge", "bridge", "--config", str(bridge_dir / "config.jsonc"), "--port", str(args.bridge_port))
+    await _wait_for(demo, http, f"http://127.0.0.1:{args.bridge_port}/bridge/status", lambda j: True, "the bridge")
+    await demo.open_tab(sim_url, f"ws://127.0.0.1:{args.bridge_port}/ws")
+    await _wait_for(demo, http, f"http://127.0.0.1:{args.bridge_port}/bridge/status",
+                    lambda j: len(j["tabs"]) > 0, "the browser tab to connect to the bridge")
+    text_models = [name for name, value in models.items() if not value.endswith(":image")]
+    return text_models[0], PROMPT
+
+
 async def _main(demo: Demo) -> None:
     args = demo.args
     async with aiohttp.ClientSession() as http:
-        demo.spawn("upstream", "local-upstream", "--port", str(args.upstream_port), "--models", MODEL)
         demo.spawn("platform", "platform", "--port", str(args.port), "--database-url", demo.db_url)
         await _wait_for(demo, http, demo.platform_url + "/api/health", lambda j: True, "the platform")
         client_id, api_key, key = await _credentials(demo.db_url)
-        config = {"platform_integration": {
-            "enabled": True, "platform_url": demo.platform_url + "/api", "client_id": client_id,
-            "api_key": api_key, "heartbeat_interval_seconds": 30, "capabilities": ["chat", "models"]},
-            "lmarena_bridge_url": f"http://127.0.0.1:{args.upstream_port}",
-            "platform_features": {"max_concurrent_requests": 8}}
-        config_path = demo.dir / "config.jsonc"
-        config_path.write_text("// written by `arenahub demo`\n" + json.dumps(config, indent=2) + "\n")
-        demo.spawn("client", "client", "--config", str(config_path), "--port", str(args.client_port))
-        await _wait_for(demo, http, demo.platform_url + "/api/health",
-                        lambda j: MODEL in j.get("models", []), "the client to connect")
-        print(f"platform  {demo.platform_url}   (client {client_id} connected, upstream on :{args.upstream_port})")
-        print("streaming an answer through platform -> client -> upstream:\n")
-        await _stream_once(http, demo.platform_url, key)
+        start = _start_local if args.upstream == "local" else _start_real
+        model, prompt = await start(demo, http, client_id, api_key)
+        await _wait_for(demo, http, demo.platform_url + "/api/health", lambda j: model in j.get("models", []),
+                        "the client to connect to the platform")
+        path = ("platform -> client -> local upstream" if args.upstream == "local" else
+                "platform -> client -> bridge -> userscript in headless Chromium -> LMArena simulator")
+        print(f"platform  {demo.platform_url}   (client {client_id} connected)")
+        print(f"streaming an answer through {path}:\n")
+        await _stream_once(http, demo.platform_url, key, model, prompt)
         print(f"\nconsumer key: {key}")
         print("try it yourself:\n")
         print(f"  curl -N {demo.platform_url}/v1/chat/completions \\\n"
               f"    -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' \\\n"
-              f"    -d '{{\"model\": \"{MODEL}\", \"stream\": true, \"messages\": "
+              f"    -d '{{\"model\": \"{model}\", \"stream\": true, \"messages\": "
               f"[{{\"role\": \"user\", \"content\": \"Hi there\"}}]}}'\n")
-        print(f"client status: curl http://127.0.0.1:{args.client_port}/platform/status")
+        local = args.client_port if args.upstream == "local" else args.bridge_port
+        print(f"client status: curl http://127.0.0.1:{local}/platform/status")
         print(f"logs: {demo.dir}/*.log")
         if args.once:
             return
@@ -148,17 +193,56 @@ async def _main(demo: Demo) -> None:
             await asyncio.sleep(1)
 
 
+class RealDemo(Demo):
+    """The demo with a headless browser tab (Playwright driving Debian's Chromium)."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        super().__init__(args)
+        self._playwright: Any = None
+        self._browser: Any = None
+
+    async def open_tab(self, page_url: str, bridge_ws_url: str) -> None:
+        from playwright.async_api import async_playwright
+
+        from arenahub.bridge.userscript import render
+        self._playwright = await async_playwright().start()
+        self._browser = await self._playwright.chromium.launch(
+            executable_path=browser.CHROMIUM, args=browser.CHROMIUM_ARGS, headless=True)
+        page = await self._browser.new_page()
+        await page.add_init_script(script=render(bridge_ws_url))
+        await page.goto(page_url + "/")
+
+    async def close_browser(self) -> None:
+        if self._browser is not None:
+            await self._browser.close()
+        if self._playwright is not None:
+            await self._playwright.stop()
+
+
+async def _run(demo: RealDemo) -> None:
+    try:
+        await _main(demo)
+    finally:
+        await demo.close_browser()
+
+
 def run_demo(args: argparse.Namespace) -> int:
-    demo = Demo(args)
-    busy = [p for p in (args.port, args.client_port, args.upstream_port) if not _port_free(p)]
+    if args.upstream == "real" and (why := browser.missing()):
+        print(f"arenahub demo: the real path needs a headless browser: {why}. "
+              "Or run `arenahub demo --upstream local`.", file=sys.stderr)
+        return 2
+    demo = RealDemo(args)
+    ports = [args.port] + ([args.client_port, args.upstream_port] if args.upstream == "local"
+                           else [args.bridge_port, args.simulator_port])
+    busy = [p for p in ports if not _port_free(p)]
     if busy:
-        print(f"arenahub demo: port(s) {', '.join(map(str, busy))} already in use; pick others with "
-              "--port / --client-port / --upstream-port", file=sys.stderr)
+        print(f"arenahub demo: port(s) {', '.join(map(str, busy))} already in use; pick others (see --help)",
+              file=sys.stderr)
         return 2
     shutil.rmtree(demo.dir, ignore_errors=True)
     demo.dir.mkdir(parents=True)
     try:
-        asyncio.run(_main(demo))
+        asyncio.run(_run(demo))
         return 0
     except KeyboardInterrupt:
         return 0

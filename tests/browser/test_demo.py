@@ -1,0 +1,27 @@
+"""The README's first command: `arenahub demo` streams an answer over the whole real path."""
+
+import subprocess
+import sys
+
+from tests.e2e.harness import free_port
+
+
+def run_demo(*extra):
+    return subprocess.run([sys.executable, "-m", "arenahub", "demo", "--once", "--port", str(free_port()), *extra],
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_demo_real_path(tmp_path, monkeypatch):
+    monkeypatch.setenv("ARENAHUB_DEMO_DIR", str(tmp_path / "demo"))
+    done = run_demo("--bridge-port", str(free_port()), "--simulator-port", str(free_port()))
+    assert done.returncode == 0, done.stderr
+    assert "userscript in headless Chromium -> LMArena simulator" in done.stdout
+    assert "Hello from the arenahub demo" in done.stdout and "curl -N" in done.stdout
+    assert (tmp_path / "demo" / "bridge" / "config.jsonc").exists()
+
+
+def test_demo_local_path(tmp_path, monkeypatch):
+    monkeypatch.setenv("ARENAHUB_DEMO_DIR", str(tmp_path / "demo"))
+    done = run_demo("--upstream", "local", "--client-port", str(free_port()), "--upstream-port", str(free_port()))
+    assert done.returncode == 0, done.stderr
+    assert "Echo: Hello from the arenahub demo" in done.stdout
