@@ -239,3 +239,43 @@ def test_through_the_platform(stack, tmp_path, lmarena_sim, open_arena_tab, data
         model="gpt-5-high", stream=True, messages=[{"role": "user", "content": "via the platform"}]) if c.choices]
     assert "".join(pieces) == "via the platform"
     assert httpx.get(bridge.url + "/health").json()["connected"] is True
+
+
+def test_platform_stops_routing_to_an_invalid_session_and_resumes(stack, tmp_path, lmarena_sim, open_arena_tab):
+    platform = stack.platform(f"sqlite+aiosqlite:///{tmp_path / 'p.db'}")
+    account = stack.admin("create-client", "--name", "bridge-client", database_url=platform.database_url)
+    key = stack.create_key(platform)["key"]
+    config = write_bridge_files(tmp_path, lmarena_sim.state(), {"platform_integration": {
+        "enabled": True, "platform_url": platform.api_url, "client_id": account["client_id"],
+        "api_key": account["api_key"], "heartbeat_interval_seconds": 0.5}})
+    bridge = Bridge(tmp_path, config)
+    stack.programs.append(bridge)
+    bridge.start()
+    bridge.wait_http(bridge.url + "/health")
+    page = open_arena_tab(bridge.ws_url)
+    bridge.wait_tabs(1)
+    platform.wait_health(lambda h: h["clients_available"] == 1, "the client available")
+    api = openai.OpenAI(base_url=platform.v1, api_key=key, max_retries=0, timeout=30)
+    # The session stops being this account's: the first request fails with the named error...
+    page_ids = lmarena_sim.state()["page"]
+    lmarena_sim.set_sessions(["0f9c8e7d-6b5a-4c3d-8e2f-1a0b9c8d7e6f"], page=page_ids)
+    with pytest.raises(openai.APIStatusError) as info:
+        api.chat.completions.create(model="gpt-5-high", messages=[{"role": "user", "content": "x"}])
+    assert info.value.status_code == 503
+    # ...and after the next heartbeat the platform routes nothing there.
+    platform.wait_health(lambda h: h["clients_available"] == 0, "the client out of rotation")
+    with pytest.raises(openai.APIStatusError) as info:
+        api.chat.completions.create(model="gpt-5-high", messages=[{"role": "user", "content": "x"}])
+    assert info.value.status_code == 503 and "unhealthy" in info.value.message
+    # Capturing ids again brings it back.
+    lmarena_sim.set_sessions([page_ids["session_id"]], page=page_ids)
+    capture = Program("capture", ["bridge", "capture-ids", "--config", str(config), "--bridge-url", bridge.url,
+                                  "--timeout", "30"], tmp_path)
+    stack.programs.append(capture)
+    capture.start()
+    wait_until(lambda: "🎯" in page.title() or None, 15, "the tab shows capture armed")
+    page.click("#retry")
+    assert capture.wait_stopped(30) == 0, capture.log()
+    platform.wait_health(lambda h: h["clients_available"] == 1, "the client back in rotation")
+    answer = api.chat.completions.create(model="gpt-5-high", messages=[{"role": "user", "content": "recovered"}])
+    assert answer.choices[0].message.content == "recovered"
