@@ -279,3 +279,20 @@ def test_platform_stops_routing_to_an_invalid_session_and_resumes(stack, tmp_pat
     platform.wait_health(lambda h: h["clients_available"] == 1, "the client back in rotation")
     answer = api.chat.completions.create(model="gpt-5-high", messages=[{"role": "user", "content": "recovered"}])
     assert answer.choices[0].message.content == "recovered"
+
+
+def test_update_models_reads_the_page(stack, tmp_path, bridge, open_arena_tab, lmarena_sim):
+    open_arena_tab(bridge.ws_url)
+    bridge.wait_tabs(1)
+    (tmp_path / "models.json").write_text('{\n  // mine\n  "gpt-5-high": "072a7000-a5be-565f-825e-ff45572e40e0",\n}\n')
+    update = Program("update", ["bridge", "update-models", "--config", str(tmp_path / "config.jsonc"),
+                                "--bridge-url", bridge.url, "--write-models"], tmp_path)
+    stack.programs.append(update)
+    update.start()
+    assert update.wait_stopped(30) == 0, update.log()
+    available = json.loads((tmp_path / "available_models.json").read_text())
+    expected = {m["publicName"] for m in lmarena_sim.state()["models"]}
+    assert set(available) == expected
+    assert available["imagen-4.0-generate"].endswith(":image")
+    assert set(json.loads((tmp_path / "models.json").read_text())) == expected
+    assert "not in models.json" in update.log()
