@@ -56,3 +56,10 @@ def test_documented_command_lines_parse(usage):
         argv[argv.index("--bridge-url") + 1] = "http://127.0.0.1:5102"
     args = build_parser().parse_args(argv)
     assert callable(args.run)
+
+
+def test_every_bridge_config_key_is_documented():
+    from arenahub.bridge.config import BridgeConfig
+    keys = {f.name for f in dataclasses.fields(BridgeConfig)} - {"path", "ignored", "platform_integration_enabled"}
+    for key in keys:
+        assert f"`{key}`" in README, key
