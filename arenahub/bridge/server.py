@@ -132,6 +132,8 @@ async def bridge_status(request: Request) -> Response:
         "ids_captured": bridge.files.default_endpoint is not None,
         "capture": {"armed": bridge.capture is not None and not bridge.capture.result.done()},
         "config_file": str(bridge.config_path),
+        "ignored_keys": [{"key": key, "why": why} for key, why in cfg.ignored],
+        "problems": list(bridge.files.problems),
     })
 
 
