@@ -14,8 +14,17 @@ from arenahub.asgi import WatchedResponse
 from arenahub.bridge import lmarena
 from arenahub.protocol.errors import ApiError
 from arenahub.protocol.openai import (
-    SSE_DONE, ChatCompletionRequest, chunk_event, completion_body, error_body, error_event, prompt_text, usage_dict)
+    SSE_DONE,
+    ChatCompletionRequest,
+    chunk_event,
+    completion_body,
+    error_body,
+    error_event,
+    prompt_text,
+    usage_dict,
+)
 from arenahub.tokens import count_tokens
+
 
 def image_markdown(urls: list[str]) -> str:
     return "".join(f"![Image]({url})\n" for url in urls)

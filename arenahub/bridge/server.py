@@ -35,7 +35,13 @@ from arenahub.client import local_api
 from arenahub.client.app import running_link
 from arenahub.client.config import ClientConfig
 from arenahub.jsonc import ConfigError
-from arenahub.protocol.errors import ApiError, InvalidApiKey, InvalidRequest, ModelNotFound, NotFound
+from arenahub.protocol.errors import (
+    ApiError,
+    InvalidApiKey,
+    InvalidRequest,
+    ModelNotFound,
+    NotFound,
+)
 from arenahub.protocol.openai import error_body, models_body, parse_chat_request
 
 log = logging.getLogger("arenahub.bridge")

@@ -14,10 +14,23 @@ from starlette.types import Send
 from arenahub.asgi import WatchedResponse
 from arenahub.platform.exchange import CLIENT_CLOSED, Exchange
 from arenahub.protocol import frames
-from arenahub.protocol.errors import ApiError, ModelNotFound, RequestTooLarge, ShuttingDown
+from arenahub.protocol.errors import (
+    ApiError,
+    ModelNotFound,
+    RequestTooLarge,
+    ShuttingDown,
+)
 from arenahub.protocol.openai import (
-    SSE_DONE, ChoiceAccumulator, chunk_event, completion_body, delta_text, error_body, error_event,
-    models_body, parse_chat_request)
+    SSE_DONE,
+    ChoiceAccumulator,
+    chunk_event,
+    completion_body,
+    delta_text,
+    error_body,
+    error_event,
+    models_body,
+    parse_chat_request,
+)
 
 if TYPE_CHECKING:
     from arenahub.platform.runtime import Platform

@@ -12,7 +12,12 @@ from arenahub.platform.routing import NoRoute, least_load
 from arenahub.platform.settings import PlatformSettings
 from arenahub.platform.tunnel_session import ClientGone, ClientSession, Incoming
 from arenahub.protocol import frames
-from arenahub.protocol.errors import ApiError, NoClientAvailable, UpstreamError, UpstreamTimeout
+from arenahub.protocol.errors import (
+    ApiError,
+    NoClientAvailable,
+    UpstreamError,
+    UpstreamTimeout,
+)
 
 log = logging.getLogger("arenahub.platform.dispatch")
 

@@ -9,8 +9,8 @@ from typing import Any
 
 from arenahub.platform.records import RequestRecord
 from arenahub.platform.storage.accounts import ConsumerKey
-from arenahub.tokens import count_tokens
 from arenahub.protocol.openai import ChatCompletionRequest, prompt_text, usage_dict
+from arenahub.tokens import count_tokens
 
 # Status recorded when the consumer went away before the answer was complete (nginx's convention).
 CLIENT_CLOSED = 499

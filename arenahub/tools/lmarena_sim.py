@@ -73,7 +73,11 @@ from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingR
 from starlette.routing import Route
 
 from arenahub.tools import lmarena_sim_upstream as upstream
-from arenahub.tools.lmarena_sim_upstream import MAX_ATTACHMENT_BYTES, STREAM_PATH, Session
+from arenahub.tools.lmarena_sim_upstream import (
+    MAX_ATTACHMENT_BYTES,
+    STREAM_PATH,
+    Session,
+)
 
 AUTH_COOKIE = "arena-auth-prod-v1"
 _encode = msgspec.json.Encoder().encode
