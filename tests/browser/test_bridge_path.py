@@ -218,17 +218,23 @@ def test_broken_models_json_is_reported_with_file_line_and_key(tmp_path, lmarena
     assert "models.json:3" in done.stderr and "bad" in done.stderr
 
 
-def test_through_the_platform(stack, tmp_path, lmarena_sim, open_arena_tab, database_url="sqlite"):
+def bridge_on_platform(stack, tmp_path, sim, heartbeat: float):
+    """A platform, and a bridge whose embedded client is registered with it; returns (platform, bridge, key, config)."""
     platform = stack.platform(f"sqlite+aiosqlite:///{tmp_path / 'p.db'}")
     account = stack.admin("create-client", "--name", "bridge-client", database_url=platform.database_url)
     key = stack.create_key(platform)["key"]
-    config = write_bridge_files(tmp_path, lmarena_sim.state(), {"platform_integration": {
+    config = write_bridge_files(tmp_path, sim.state(), {"platform_integration": {
         "enabled": True, "platform_url": platform.api_url, "client_id": account["client_id"],
-        "api_key": account["api_key"], "heartbeat_interval_seconds": 1}})
+        "api_key": account["api_key"], "heartbeat_interval_seconds": heartbeat}})
     bridge = Bridge(tmp_path, config)
     stack.programs.append(bridge)
     bridge.start()
     bridge.wait_http(bridge.url + "/health")
+    return platform, bridge, key, config
+
+
+def test_through_the_platform(stack, tmp_path, lmarena_sim, open_arena_tab):
+    platform, bridge, key, _ = bridge_on_platform(stack, tmp_path, lmarena_sim, heartbeat=1)
     health = httpx.get(bridge.url + "/health").json()
     assert set(health) == {"enabled", "connected", "healthy", "platform_url", "client_id", "stats"}
     open_arena_tab(bridge.ws_url)
@@ -242,16 +248,7 @@ def test_through_the_platform(stack, tmp_path, lmarena_sim, open_arena_tab, data
 
 
 def test_platform_stops_routing_to_an_invalid_session_and_resumes(stack, tmp_path, lmarena_sim, open_arena_tab):
-    platform = stack.platform(f"sqlite+aiosqlite:///{tmp_path / 'p.db'}")
-    account = stack.admin("create-client", "--name", "bridge-client", database_url=platform.database_url)
-    key = stack.create_key(platform)["key"]
-    config = write_bridge_files(tmp_path, lmarena_sim.state(), {"platform_integration": {
-        "enabled": True, "platform_url": platform.api_url, "client_id": account["client_id"],
-        "api_key": account["api_key"], "heartbeat_interval_seconds": 0.5}})
-    bridge = Bridge(tmp_path, config)
-    stack.programs.append(bridge)
-    bridge.start()
-    bridge.wait_http(bridge.url + "/health")
+    platform, bridge, key, config = bridge_on_platform(stack, tmp_path, lmarena_sim, heartbeat=0.5)
     page = open_arena_tab(bridge.ws_url)
     bridge.wait_tabs(1)
     platform.wait_health(lambda h: h["clients_available"] == 1, "the client available")
