@@ -1,11 +1,15 @@
-"""A response that notices at once when the HTTP client goes away, shared by platform and bridge."""
+"""HTTP helpers shared by platform and bridge: bounded body reading, and a response that notices
+at once when the HTTP client goes away."""
 
 from __future__ import annotations
 
 import asyncio
 
+from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
+
+from arenahub.protocol.errors import RequestTooLarge
 
 
 class WatchedResponse(Response):
@@ -50,3 +54,17 @@ class WatchedResponse(Response):
         finally:
             watcher.cancel()
             self.done()
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise RequestTooLarge(f"The request body is {int(declared)} bytes; the limit is {limit} bytes.")
+    parts: list[bytes] = []
+    size = 0
+    async for part in request.stream():
+        size += len(part)
+        if size > limit:
+            raise RequestTooLarge(f"The request body is larger than the limit of {limit} bytes.")
+        parts.append(part)
+    return b"".join(parts)

@@ -27,6 +27,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from arenahub.asgi import read_body
 from arenahub.bridge import lmarena
 from arenahub.bridge.answers import ChatAnswer, ImageAnswer
 from arenahub.bridge.runtime import Bridge, Capture
@@ -63,18 +64,6 @@ def _authorize(request: Request) -> None:
         raise InvalidApiKey("This bridge needs its api_key: send `Authorization: Bearer <api_key>`.")
 
 
-async def _body(request: Request) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > MAX_BODY:
-        raise ApiError(f"The request body is over {MAX_BODY} bytes.", status=413, code="request_too_large")
-    body = b""
-    async for part in request.stream():
-        body += part
-        if len(body) > MAX_BODY:
-            raise ApiError(f"The request body is over {MAX_BODY} bytes.", status=413, code="request_too_large")
-    return body
-
-
 def _model(bridge: Bridge, name: str) -> lmarena.Model:
     model = bridge.files.models.get(name)
     if model is None:
@@ -86,7 +75,7 @@ def _model(bridge: Bridge, name: str) -> lmarena.Model:
 async def chat_completions(request: Request) -> Response:
     bridge = _bridge(request)
     _authorize(request)
-    body = await _body(request)
+    body = await read_body(request, MAX_BODY)
     req = parse_chat_request(body)
     raw = _json.decode(body)
     model = _model(bridge, req.model)
@@ -99,7 +88,7 @@ async def image_generations(request: Request) -> Response:
     bridge = _bridge(request)
     _authorize(request)
     try:
-        data = _json.decode(await _body(request))
+        data = _json.decode(await read_body(request, MAX_BODY))
     except msgspec.DecodeError as exc:
         raise InvalidRequest(f"The request body is not valid JSON ({exc}).", code="invalid_json") from None
     if not isinstance(data, dict) or not isinstance(data.get("prompt"), str) or not data["prompt"].strip():

@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from arenahub.platform.consumer_api import read_body
+from arenahub.asgi import read_body
 from arenahub.platform.storage import accounts
 from arenahub.platform.storage.accounts import ClientAccount
 from arenahub.protocol import frames

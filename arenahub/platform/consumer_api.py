@@ -11,13 +11,12 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Send
 
-from arenahub.asgi import WatchedResponse
+from arenahub.asgi import WatchedResponse, read_body
 from arenahub.platform.exchange import CLIENT_CLOSED, Exchange
 from arenahub.protocol import frames
 from arenahub.protocol.errors import (
     ApiError,
     ModelNotFound,
-    RequestTooLarge,
     ShuttingDown,
 )
 from arenahub.protocol.openai import (
@@ -36,20 +35,6 @@ if TYPE_CHECKING:
     from arenahub.platform.runtime import Platform
 
 JSON = "application/json"
-
-
-async def read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise RequestTooLarge(f"The request body is {int(declared)} bytes; the limit is {limit} bytes.")
-    parts: list[bytes] = []
-    size = 0
-    async for part in request.stream():
-        size += len(part)
-        if size > limit:
-            raise RequestTooLarge(f"The request body is larger than the limit of {limit} bytes.")
-        parts.append(part)
-    return b"".join(parts)
 
 
 async def chat_completions(request: Request) -> Response:
