@@ -18,6 +18,7 @@ import logging
 import secrets
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import msgspec
 from starlette.applications import Starlette
@@ -205,8 +206,22 @@ async def reload_config(request: Request) -> Response:
 
 
 # -- the tabs' socket -----------------------------------------------------------------------------
+def _tab_origin_allowed(origin: str | None) -> bool:
+    """Tabs on LMArena (or a local page, such as the simulator) may connect; any other web page the
+    user happens to open must not be able to read the prompts this socket carries."""
+    if origin is None:
+        return True  # not a browser page (tools, tests)
+    host = urlsplit(origin).hostname or ""
+    return host == "lmarena.ai" or host.endswith(".lmarena.ai") or host in ("127.0.0.1", "localhost", "::1")
+
+
 async def tab_socket(ws: WebSocket) -> None:
     bridge = _bridge(ws)
+    origin = ws.headers.get("origin")
+    if not _tab_origin_allowed(origin):
+        log.warning("refused a tab socket from origin %s", origin)
+        await ws.close(code=4403, reason="origin not allowed")
+        return
     await ws.accept()
     tab = Tab(ws, secrets.token_hex(4))
     bridge.tabs.add(tab)

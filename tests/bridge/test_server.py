@@ -239,3 +239,14 @@ async def test_id_capture_round_trip(bridge):
         r = await http.get("/internal/id_capture?wait=5")
     assert r.json()["captured"] and r.json()["session_id"] == new_s
     assert state.files.endpoint_for("gpt-test").session_id == new_s
+
+
+async def test_tab_sockets_from_other_web_pages_are_refused(bridge):
+    state, http, url = bridge
+    with pytest.raises(websockets.exceptions.InvalidStatus):
+        async with websockets.connect(url, origin="https://evil.example"):
+            pass
+    async with websockets.connect(url, origin="https://lmarena.ai") as ws:
+        await ws.send(json.dumps({"type": "hello"}))
+        await wait_tabs(state, 1)
+    assert len(state.tabs) <= 1
