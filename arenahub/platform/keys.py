@@ -31,6 +31,7 @@ class KeyCache:
         self._negative_ttl = negative_ttl_seconds
         self._negative_max = negative_max
         self._by_hash: dict[str, ConsumerKey] = {}
+        self._by_id: dict[str, ConsumerKey] = {}
         self._unknown: OrderedDict[str, float] = OrderedDict()
         self._seen_until: dt.datetime | None = None
         self._task: asyncio.Task[None] | None = None
@@ -51,7 +52,15 @@ class KeyCache:
             self._remember(key)
 
     def _remember(self, key: ConsumerKey) -> None:
-        self._by_hash[key.key_hash] = key
+        previous = self._by_id.get(key.id)
+        if previous is not None and previous.key_hash != key.key_hash:
+            self._by_hash.pop(previous.key_hash, None)  # rotated: the old secret stops working
+        if key.deleted:
+            self._by_id.pop(key.id, None)
+            self._by_hash.pop(key.key_hash, None)
+        else:
+            self._by_id[key.id] = key
+            self._by_hash[key.key_hash] = key
         self._unknown.pop(key.key_hash, None)
         if self._seen_until is None or key.updated_at > self._seen_until:
             self._seen_until = key.updated_at
@@ -79,6 +88,9 @@ class KeyCache:
             raise InvalidApiKey("Incorrect API key provided.")
         if key.disabled:
             raise InvalidApiKey("This API key has been disabled.", code="api_key_disabled")
+        if key.expired(dt.datetime.now(dt.timezone.utc)):
+            raise InvalidApiKey(f"This API key expired at {key.expires_at.isoformat()}.",  # type: ignore[union-attr]
+                                code="api_key_expired")
         return key
 
     async def _lookup(self, key_hash: str) -> ConsumerKey | None:

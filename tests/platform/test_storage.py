@@ -434,3 +434,58 @@ async def test_record_writer_keeps_records_through_a_postgres_outage(databases: 
         await relayed.dispose()
     assert await record_ids(direct) == [make_record(n).id for n in range(40)]
     await direct.dispose()
+
+
+# --- key lifecycle ------------------------------------------------------------------------------
+
+async def test_key_lifecycle_update_rotate_delete(engine: AsyncEngine) -> None:
+    key_id, secret = await accounts.create_key(engine, name="life")
+    cache = KeyCache(engine, refresh_seconds=0.05)
+    await cache.start()
+    try:
+        assert (await cache.authenticate(f"Bearer {secret}")).id == key_id
+        assert await accounts.update_key(engine, key_id, tpm=1000, allowed_models=["m1"], email="o@x.org",
+                                         meta={"team": "a"})
+        got = await accounts.get_key(engine, key_id)
+        assert got is not None and got.tpm == 1000 and got.allowed_models == ("m1",) and got.meta == {"team": "a"}
+        assert got.allows("m1") and not got.allows("m2")
+        assert "secret" not in str(got.public()) and secret not in str(got.public())
+        with pytest.raises(ValueError, match="not a key setting"):
+            await accounts.update_key(engine, key_id, key_hash="x")
+
+        new_secret = await accounts.rotate_key(engine, key_id)
+        assert new_secret and new_secret != secret
+        await eventually_async(lambda: _rejects(cache, secret), what="the old secret refused")
+        assert (await cache.authenticate(f"Bearer {new_secret}")).id == key_id
+
+        past = dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=1)
+        await accounts.update_key(engine, key_id, expires_at=past)
+        await eventually_async(lambda: _rejects(cache, new_secret, "api_key_expired"), what="expiry seen")
+
+        assert await accounts.delete_key(engine, key_id)
+        assert await accounts.get_key(engine, key_id) is None
+        assert key_id not in [k.id for k in await accounts.list_keys(engine)]
+        assert not await accounts.update_key(engine, key_id, rpm=5)
+        assert await accounts.rotate_key(engine, key_id) is None
+        fresh = KeyCache(engine)  # a cache that never saw it must not accept it either
+        await fresh.start()
+        with pytest.raises(InvalidApiKey):
+            await fresh.authenticate(f"Bearer {new_secret}")
+        await fresh.stop()
+    finally:
+        await cache.stop()
+
+
+async def _rejects(cache: KeyCache, secret: str, code: str | None = None) -> bool:
+    try:
+        await cache.authenticate(f"Bearer {secret}")
+    except InvalidApiKey as exc:
+        return code is None or exc.code == code
+    return False
+
+
+async def eventually_async(probe, what: str, timeout: float = 3.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await probe():
+        assert asyncio.get_running_loop().time() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.05)

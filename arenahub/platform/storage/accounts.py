@@ -38,6 +38,30 @@ class ConsumerKey:
     rpm: int | None
     disabled: bool
     updated_at: dt.datetime
+    email: str | None = None
+    expires_at: dt.datetime | None = None
+    allowed_models: tuple[str, ...] | None = None  # None: every model
+    tpm: int | None = None
+    max_concurrent: int | None = None
+    unlimited: bool = True
+    meta: dict[str, Any] | None = None
+    deleted: bool = False
+    key_prefix: str = ""
+
+    def expired(self, now: dt.datetime) -> bool:
+        return self.expires_at is not None and self.expires_at <= now
+
+    def allows(self, model: str) -> bool:
+        return self.allowed_models is None or model in self.allowed_models
+
+    def public(self) -> dict[str, Any]:
+        """Everything about the key except its secret (which is never stored anyway)."""
+        return {"id": self.id, "name": self.name, "key_prefix": self.key_prefix, "email": self.email,
+                "expires_at": self.expires_at.isoformat() if self.expires_at else None,
+                "allowed_models": list(self.allowed_models) if self.allowed_models is not None else None,
+                "rpm": self.rpm, "tpm": self.tpm, "max_concurrent": self.max_concurrent,
+                "unlimited": self.unlimited, "disabled": self.disabled, "metadata": self.meta or {},
+                "updated_at": self.updated_at.isoformat()}
 
 
 def _client(row: Any) -> ClientAccount:
@@ -46,12 +70,20 @@ def _client(row: Any) -> ClientAccount:
                          disabled=bool(row.disabled), models=list(row.models or []))
 
 
+def _aware(value: dt.datetime | None) -> dt.datetime | None:
+    if value is not None and value.tzinfo is None:  # SQLite hands back naive datetimes
+        return value.replace(tzinfo=dt.timezone.utc)
+    return value
+
+
 def _key(row: Any) -> ConsumerKey:
-    updated = row.updated_at
-    if updated.tzinfo is None:  # SQLite hands back naive datetimes
-        updated = updated.replace(tzinfo=dt.timezone.utc)
+    models = row.allowed_models
     return ConsumerKey(id=row.id, name=row.name, key_hash=row.key_hash, rpm=row.rpm,
-                       disabled=bool(row.disabled), updated_at=updated)
+                       disabled=bool(row.disabled), updated_at=_aware(row.updated_at),  # type: ignore[arg-type]
+                       email=row.email, expires_at=_aware(row.expires_at),
+                       allowed_models=tuple(models) if models is not None else None, tpm=row.tpm,
+                       max_concurrent=row.max_concurrent, unlimited=bool(row.unlimited), meta=row.meta,
+                       deleted=row.deleted_at is not None, key_prefix=row.key_prefix)
 
 
 async def create_client(engine: AsyncEngine, *, name: str, email: str | None = None,
@@ -120,7 +152,8 @@ async def create_key(engine: AsyncEngine, *, name: str, rpm: int | None = None) 
 
 async def find_key(engine: AsyncEngine, key_hash: str) -> ConsumerKey | None:
     async with engine.connect() as conn:
-        row = (await conn.execute(sa.select(consumer_keys).where(consumer_keys.c.key_hash == key_hash))).first()
+        row = (await conn.execute(sa.select(consumer_keys).where(consumer_keys.c.key_hash == key_hash,
+                                                                 consumer_keys.c.deleted_at.is_(None)))).first()
     return _key(row) if row else None
 
 
@@ -133,7 +166,57 @@ async def keys_changed_since(engine: AsyncEngine, since: dt.datetime | None) -> 
 
 
 async def set_key_disabled(engine: AsyncEngine, key_id: str, disabled: bool) -> bool:
+    return await update_key(engine, key_id, disabled=disabled)
+
+
+KEY_FIELDS = {"name", "email", "expires_at", "allowed_models", "rpm", "tpm", "max_concurrent", "unlimited", "meta",
+              "disabled"}
+
+
+async def update_key(engine: AsyncEngine, key_id: str, **values: Any) -> bool:
+    """Change a live key's settings; False when there is no such key. The cache sees it within ~1 s."""
+    unknown = set(values) - KEY_FIELDS
+    if unknown:
+        raise ValueError(f"not a key setting: {', '.join(sorted(unknown))}")
+    if "allowed_models" in values and values["allowed_models"] is not None:
+        values["allowed_models"] = list(values["allowed_models"])
     async with engine.begin() as conn:
-        result = await conn.execute(consumer_keys.update().where(consumer_keys.c.id == key_id)
-                                    .values(disabled=disabled, updated_at=utcnow()))
+        result = await conn.execute(consumer_keys.update()
+                                    .where(consumer_keys.c.id == key_id, consumer_keys.c.deleted_at.is_(None))
+                                    .values(**values, updated_at=utcnow()))
     return result.rowcount > 0
+
+
+async def rotate_key(engine: AsyncEngine, key_id: str) -> str | None:
+    """A new secret for the same key (same limits, same ledger); the old secret stops working."""
+    key = credentials.new_consumer_key()
+    async with engine.begin() as conn:
+        result = await conn.execute(consumer_keys.update()
+                                    .where(consumer_keys.c.id == key_id, consumer_keys.c.deleted_at.is_(None))
+                                    .values(key_hash=credentials.hash_secret(key),
+                                            key_prefix=credentials.display_prefix(key), updated_at=utcnow()))
+    return key if result.rowcount else None
+
+
+async def delete_key(engine: AsyncEngine, key_id: str) -> bool:
+    """Deleted keys stop working at once and leave listings; their records and ledger stay."""
+    now = utcnow()
+    async with engine.begin() as conn:
+        result = await conn.execute(consumer_keys.update()
+                                    .where(consumer_keys.c.id == key_id, consumer_keys.c.deleted_at.is_(None))
+                                    .values(deleted_at=now, updated_at=now))
+    return result.rowcount > 0
+
+
+async def get_key(engine: AsyncEngine, key_id: str) -> ConsumerKey | None:
+    async with engine.connect() as conn:
+        row = (await conn.execute(sa.select(consumer_keys).where(consumer_keys.c.id == key_id,
+                                                                 consumer_keys.c.deleted_at.is_(None)))).first()
+    return _key(row) if row else None
+
+
+async def list_keys(engine: AsyncEngine) -> list[ConsumerKey]:
+    async with engine.connect() as conn:
+        rows = (await conn.execute(sa.select(consumer_keys).where(consumer_keys.c.deleted_at.is_(None))
+                                   .order_by(consumer_keys.c.created_at))).all()
+    return [_key(r) for r in rows]

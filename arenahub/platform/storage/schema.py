@@ -36,6 +36,14 @@ consumer_keys = sa.Table(
     sa.Column("disabled", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("created_at", TS, nullable=False),
     sa.Column("updated_at", TS, nullable=False),
+    sa.Column("email", sa.String(320)),
+    sa.Column("expires_at", TS),
+    sa.Column("allowed_models", sa.JSON),  # None: every model
+    sa.Column("tpm", sa.Integer),
+    sa.Column("max_concurrent", sa.Integer),
+    sa.Column("unlimited", sa.Boolean, nullable=False, server_default=sa.true()),
+    sa.Column("meta", sa.JSON),
+    sa.Column("deleted_at", TS),
     sa.Index("ix_consumer_keys_updated_at", "updated_at"),
 )
 
