@@ -16,6 +16,7 @@ from arenahub.platform.exchange import CLIENT_CLOSED, Exchange
 from arenahub.protocol import frames
 from arenahub.protocol.errors import (
     ApiError,
+    ModelNotAllowed,
     ModelNotFound,
     ShuttingDown,
 )
@@ -44,6 +45,8 @@ async def chat_completions(request: Request) -> Response:
     key = await platform.keys.authenticate(request.headers.get("authorization"))
     body = await read_body(request, platform.settings.max_body_bytes)
     req = parse_chat_request(body)
+    if not key.allows(req.model):
+        raise ModelNotAllowed(f"This API key may not use the model '{req.model}'.", param="model")
     if not platform.model_known(req.model):
         raise ModelNotFound(f"The model '{req.model}' does not exist: no registered client serves it. "
                             "GET /v1/models lists the models available now.", param="model")
@@ -52,8 +55,8 @@ async def chat_completions(request: Request) -> Response:
 
 async def list_models(request: Request) -> Response:
     platform: Platform = request.app.state.platform
-    await platform.keys.authenticate(request.headers.get("authorization"))
-    return Response(models_body(sorted(platform.registry.models())), media_type=JSON)
+    key = await platform.keys.authenticate(request.headers.get("authorization"))
+    return Response(models_body(sorted(m for m in platform.registry.models() if key.allows(m))), media_type=JSON)
 
 
 class ChatResponse(WatchedResponse):

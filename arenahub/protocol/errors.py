@@ -46,6 +46,12 @@ class ModelNotFound(NotFound):
     code = "model_not_found"
 
 
+class ModelNotAllowed(ApiError):
+    status = 403
+    type = "invalid_request_error"
+    code = "model_not_allowed"
+
+
 class RequestTooLarge(ApiError):
     status = 413
     type = "invalid_request_error"

@@ -1,6 +1,7 @@
 """The platform's tunnel endpoint and plain-HTTP client API, in process (no network)."""
 
 import asyncio
+import time
 
 import msgspec
 import pytest
@@ -145,3 +146,29 @@ def test_unknown_paths_and_methods_use_the_error_envelope(setup):
     assert r.status_code == 404 and r.json()["error"]["code"] == "unknown_path"
     r = http.get("/v1/chat/completions")
     assert r.status_code == 405 and "error" in r.json()
+
+
+def test_a_key_limited_to_some_models_sees_and_uses_only_those(setup, tmp_path):
+    http, cid, ckey, key = setup
+    engine_url = f"sqlite+aiosqlite:///{tmp_path / 'p.db'}"
+
+    async def restrict():
+        engine = create_engine(engine_url)
+        keys = await accounts.list_keys(engine)
+        await accounts.update_key(engine, keys[0].id, allowed_models=["m2"])
+        await engine.dispose()
+
+    asyncio.run(restrict())
+    with http.websocket_connect("/api/ws") as ws:
+        ws.send_bytes(frames.encode(frames.Hello(version=frames.PROTOCOL_VERSION, client_id=cid, api_key=ckey,
+                                                 models=["m1", "m2"])))
+        frames.decode(ws.receive_bytes())
+        for _ in range(100):  # the key cache refreshes within about a second
+            models = http.get("/v1/models", headers={"Authorization": f"Bearer {key}"}).json()
+            if [m["id"] for m in models["data"]] == ["m2"]:
+                break
+            time.sleep(0.05)
+        assert [m["id"] for m in models["data"]] == ["m2"]
+        r = http.post("/v1/chat/completions", headers={"Authorization": f"Bearer {key}"},
+                      json={"model": "m1", "messages": [{"role": "user", "content": "x"}]})
+        assert r.status_code == 403 and r.json()["error"]["code"] == "model_not_allowed"
