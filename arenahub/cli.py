@@ -58,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(run=_run_simulate_lmarena)
 
     from arenahub.bridge import cli as bridge_cli
-    from arenahub.platform import admin_cli
+    from arenahub.platform.admin import cli as admin_cli
     admin_cli.add_parser(sub)
     bridge_cli.add_parsers(sub)
     return parser

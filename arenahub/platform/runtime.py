@@ -9,6 +9,7 @@ import time
 
 import msgspec
 
+from arenahub.platform.admin.token import AdminAuth, load_admin_auth
 from arenahub.platform.dispatch import Dispatcher
 from arenahub.platform.exchange import Exchange
 from arenahub.platform.keys import KeyCache
@@ -34,6 +35,7 @@ class Platform:
                                    batch_size=settings.record_batch_size)
         self.dispatcher = Dispatcher(self.registry, settings)
         self.catalog: set[str] = set()
+        self.admin: AdminAuth
         self.shutting_down = False
         self.started_at = time.time()
         self._inflight: set[str] = set()
@@ -43,6 +45,7 @@ class Platform:
 
     async def start(self) -> None:
         await migrate(self.engine)
+        self.admin = await load_admin_auth(self.engine, self.settings.admin_token)
         await self.keys.start()
         self.catalog = await accounts.known_models(self.engine)
         self.writer.start()

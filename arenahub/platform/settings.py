@@ -32,6 +32,8 @@ class PlatformSettings:
     # Clean shutdown: how long streams in flight may take to finish.
     shutdown_grace_seconds: float = 10.0
     log_level: str = "info"
+    # Sets the admin API's token (for automated deployments); empty: one is generated on first start.
+    admin_token: str = field(default="", repr=False)
 
     @property
     def resolved_database_url(self) -> str:

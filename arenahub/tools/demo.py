@@ -24,6 +24,7 @@ from typing import Any
 
 import aiohttp
 
+from arenahub.platform.admin.token import new_admin_token
 from arenahub.platform.storage import accounts
 from arenahub.platform.storage.db import create_engine, migrate
 from arenahub.tools import browser
@@ -39,10 +40,11 @@ class Demo:
         self.platform_url = f"http://127.0.0.1:{args.port}"
         self.procs: list[tuple[str, subprocess.Popen[bytes]]] = []
 
-    def spawn(self, name: str, *argv: str) -> None:
+    def spawn(self, name: str, *argv: str, env: dict[str, str] | None = None) -> None:
         log = open(self.dir / f"{name}.log", "wb")
         self.procs.append((name, subprocess.Popen([sys.executable, "-m", "arenahub", *argv], stdout=log,
-                                                  stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)))
+                                                  stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                                  env={**os.environ, **(env or {})})))
 
     def stop(self) -> None:
         for _, proc in reversed(self.procs):
@@ -164,7 +166,10 @@ async def _start_real(demo: Demo, http: aiohttp.ClientSession, client_id: str, a
 async def _main(demo: Demo) -> None:
     args = demo.args
     async with aiohttp.ClientSession() as http:
-        demo.spawn("platform", "platform", "--port", str(args.port), "--database-url", demo.db_url)
+        # Given to the platform, so that it is not printed into the platform's log file.
+        admin_token = new_admin_token()
+        demo.spawn("platform", "platform", "--port", str(args.port), "--database-url", demo.db_url,
+                   env={"ARENAHUB_ADMIN_TOKEN": admin_token})
         await _wait_for(demo, http, demo.platform_url + "/api/health", lambda j: True, "the platform")
         client_id, api_key, key = await _credentials(demo.db_url)
         start = _start_local if args.upstream == "local" else _start_real
@@ -177,6 +182,8 @@ async def _main(demo: Demo) -> None:
         print(f"streaming an answer through {path}:\n")
         await _stream_once(http, demo.platform_url, key, model, prompt)
         print(f"\nconsumer key: {key}")
+        print(f"admin token:  {admin_token}   (admin API: {demo.platform_url}/api/admin, "
+              f"OpenAPI at {demo.platform_url}/api/admin/openapi.json)")
         print("try it yourself:\n")
         print(f"  curl -N {demo.platform_url}/v1/chat/completions \\\n"
               f"    -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' \\\n"

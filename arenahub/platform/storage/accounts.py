@@ -220,3 +220,18 @@ async def list_keys(engine: AsyncEngine) -> list[ConsumerKey]:
         rows = (await conn.execute(sa.select(consumer_keys).where(consumer_keys.c.deleted_at.is_(None))
                                    .order_by(consumer_keys.c.created_at))).all()
     return [_key(r) for r in rows]
+
+
+async def list_clients(engine: AsyncEngine) -> list[dict[str, Any]]:
+    """Registered clients for the admin API, without their key hashes."""
+    cols = [c for c in clients.c if c.name != "api_key_hash"]
+    async with engine.connect() as conn:
+        rows = (await conn.execute(sa.select(*cols).order_by(clients.c.created_at))).all()
+    out = []
+    for row in rows:
+        item = dict(row._mapping)
+        for name in ("created_at", "updated_at", "last_seen_at"):
+            value = _aware(item.get(name))
+            item[name] = value.isoformat() if value else None
+        out.append(item)
+    return out

@@ -67,3 +67,10 @@ request_records = sa.Table(
     sa.Index("ix_request_records_client_created", "client_id", "created_at"),
     sa.Index("ix_request_records_model_created", "model", "created_at"),
 )
+
+platform_settings = sa.Table(
+    "platform_settings", metadata,
+    sa.Column("name", sa.String(100), primary_key=True),
+    sa.Column("value", sa.JSON, nullable=False),
+    sa.Column("updated_at", TS, nullable=False),
+)

@@ -36,6 +36,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     ck.add_argument("--json", action="store_true", help="print JSON")
     ck.set_defaults(run=_create_key)
 
+    rt = cmds.add_parser("reset-admin-token", help="make a new admin token (the old one stops working); prints it once")
+    rt.add_argument("--database-url")
+    rt.add_argument("--json", action="store_true", help="print JSON")
+    rt.set_defaults(run=_reset_admin_token)
+
 
 def _positive_int(text: str) -> int:
     try:
@@ -81,4 +86,12 @@ def _create_key(args: argparse.Namespace) -> int:
     key_id, key = asyncio.run(_with_engine(args.database_url, lambda engine: accounts.create_key(
         engine, name=name, rpm=args.rpm)))
     _emit(args, {"key": key, "key_id": key_id}, f"key_id: {key_id}\nkey:    {key}\n(the key is shown only now)")
+    return 0
+
+
+def _reset_admin_token(args: argparse.Namespace) -> int:
+    from arenahub.platform.admin.token import reset_admin_token
+    token = asyncio.run(_with_engine(args.database_url, reset_admin_token))
+    _emit(args, {"admin_token": token}, f"admin token: {token}\n(shown only now; a running platform takes it "
+          "within a second)")
     return 0

@@ -1,0 +1,1 @@
+"""Administration: the admin API (``/api/admin``), its token, and the ``arenahub admin`` commands."""
