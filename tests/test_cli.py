@@ -51,3 +51,25 @@ def test_client_with_bad_config_stops_with_file_key_and_reason(tmp_path):
     out = run("client", "--config", str(cfg))
     assert out.returncode == 2
     assert str(cfg) in out.stderr and "heartbeat_interval_seconds" in out.stderr and "between" in out.stderr
+
+
+def test_key_lifecycle_from_the_cli(tmp_path):
+    url = f"sqlite:///{tmp_path / 'k.db'}"
+    out = run("admin", "create-key", "--name", "k", "--tpm", "500", "--models", "a,b", "--email", "o@x.org",
+              "--expires", "2030-01-01T00:00:00Z", "--database-url", url, "--json")
+    assert out.returncode == 0, out.stderr
+    key_id = json.loads(out.stdout)["key_id"]
+    shown = json.loads(run("admin", "show-key", key_id, "--database-url", url, "--json").stdout)
+    assert shown["tpm"] == 500 and shown["allowed_models"] == ["a", "b"] and shown["expires_at"].startswith("2030")
+    assert json.loads(run("admin", "disable-key", key_id, "--database-url", url, "--json").stdout)["disabled"]
+    updated = json.loads(run("admin", "update-key", key_id, "--rpm", "7", "--database-url", url, "--json").stdout)
+    assert updated["rpm"] == 7 and updated["tpm"] == 500
+    rotated = json.loads(run("admin", "rotate-key", key_id, "--database-url", url, "--json").stdout)
+    assert rotated["key"].startswith("sk-")
+    listed = json.loads(run("admin", "list-keys", "--database-url", url, "--json").stdout)
+    assert [k["id"] for k in listed] == [key_id] and rotated["key"] not in str(listed)
+    assert run("admin", "delete-key", key_id, "--database-url", url, "--json").returncode == 0
+    missing = run("admin", "show-key", key_id, "--database-url", url)
+    assert missing.returncode == 1 and "no key" in missing.stderr
+    bad = run("admin", "create-key", "--name", "k", "--expires", "tomorrow", "--database-url", url)
+    assert bad.returncode == 2 and "ISO time" in bad.stderr

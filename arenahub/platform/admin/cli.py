@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
 import json
 import sys
 from typing import Any
@@ -31,15 +32,73 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
 
     ck = cmds.add_parser("create-key", help="create a consumer API key; prints it once")
     ck.add_argument("--name", required=True)
-    ck.add_argument("--rpm", type=_positive_int, help="requests per minute")
+    _key_settings(ck)
     ck.add_argument("--database-url")
     ck.add_argument("--json", action="store_true", help="print JSON")
     ck.set_defaults(run=_create_key)
+
+    for name, helptext in (("list-keys", "list consumer keys (never their secrets)"),):
+        lk = cmds.add_parser(name, help=helptext)
+        lk.add_argument("--database-url")
+        lk.add_argument("--json", action="store_true", help="print JSON")
+        lk.set_defaults(run=_list_keys)
+    for name, helptext, run in (
+            ("show-key", "show one key", _show_key),
+            ("disable-key", "stop a key from working (it can be enabled again)", _disable_key),
+            ("enable-key", "let a disabled key work again", _enable_key),
+            ("rotate-key", "a new secret for the key, printed once; the old one stops working", _rotate_key),
+            ("delete-key", "delete a key (its records stay)", _delete_key)):
+        one = cmds.add_parser(name, help=helptext)
+        one.add_argument("key_id", metavar="KEY_ID")
+        one.add_argument("--database-url")
+        one.add_argument("--json", action="store_true", help="print JSON")
+        one.set_defaults(run=run)
+    uk = cmds.add_parser("update-key", help="change a key's limits, models, expiry or owner")
+    uk.add_argument("key_id", metavar="KEY_ID")
+    uk.add_argument("--name")
+    _key_settings(uk)
+    uk.add_argument("--database-url")
+    uk.add_argument("--json", action="store_true", help="print JSON")
+    uk.set_defaults(run=_update_key)
 
     rt = cmds.add_parser("reset-admin-token", help="make a new admin token (the old one stops working); prints it once")
     rt.add_argument("--database-url")
     rt.add_argument("--json", action="store_true", help="print JSON")
     rt.set_defaults(run=_reset_admin_token)
+
+
+def _key_settings(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--email", help="the key owner's email")
+    parser.add_argument("--rpm", type=_positive_int, help="requests per minute")
+    parser.add_argument("--tpm", type=_positive_int, help="tokens per minute")
+    parser.add_argument("--max-concurrent", type=_positive_int, help="requests at once")
+    parser.add_argument("--models", type=_models, help="comma-separated models the key may use (default: all)")
+    parser.add_argument("--expires", type=_when, help="ISO time the key stops working, e.g. 2026-12-31T00:00:00Z")
+
+
+def _models(text: str) -> list[str]:
+    models = [m.strip() for m in text.split(",") if m.strip()]
+    if not models:
+        raise argparse.ArgumentTypeError("name at least one model")
+    return models
+
+
+def _when(text: str) -> dt.datetime:
+    try:
+        value = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO time like 2026-12-31T00:00:00Z") from None
+    if value.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{text!r} needs a time zone (add Z for UTC)")
+    return value
+
+
+def _settings_from(args: argparse.Namespace) -> dict[str, Any]:
+    values = {"email": args.email, "rpm": args.rpm, "tpm": args.tpm, "max_concurrent": args.max_concurrent,
+              "allowed_models": args.models, "expires_at": args.expires}
+    if getattr(args, "name", None):
+        values["name"] = args.name.strip()
+    return {k: v for k, v in values.items() if v is not None}
 
 
 def _positive_int(text: str) -> int:
@@ -83,9 +142,78 @@ def _create_key(args: argparse.Namespace) -> int:
     if not name:
         print("arenahub admin create-key: --name must not be empty", file=sys.stderr)
         return 2
-    key_id, key = asyncio.run(_with_engine(args.database_url, lambda engine: accounts.create_key(
-        engine, name=name, rpm=args.rpm)))
+    async def create(engine: Any) -> tuple[str, str]:
+        key_id, key = await accounts.create_key(engine, name=name, rpm=args.rpm)
+        settings = _settings_from(args)
+        settings.pop("name", None)
+        if settings:
+            await accounts.update_key(engine, key_id, **settings)
+        return key_id, key
+
+    key_id, key = asyncio.run(_with_engine(args.database_url, create))
     _emit(args, {"key": key, "key_id": key_id}, f"key_id: {key_id}\nkey:    {key}\n(the key is shown only now)")
+    return 0
+
+
+def _print_key(args: argparse.Namespace, key: accounts.ConsumerKey | None) -> int:
+    if key is None:
+        print(f"arenahub admin: no key {args.key_id!r}", file=sys.stderr)
+        return 1
+    _emit(args, key.public(), "\n".join(f"{k}: {v}" for k, v in key.public().items()))
+    return 0
+
+
+def _list_keys(args: argparse.Namespace) -> int:
+    keys = asyncio.run(_with_engine(args.database_url, accounts.list_keys))
+    if args.json:
+        print(json.dumps([k.public() for k in keys]))
+    else:
+        for k in keys:
+            state = "disabled" if k.disabled else "active"
+            print(f"{k.id}  {k.key_prefix}...  {state:8}  {k.name}")
+    return 0
+
+
+def _show_key(args: argparse.Namespace) -> int:
+    return _print_key(args, asyncio.run(_with_engine(args.database_url,
+                                                     lambda engine: accounts.get_key(engine, args.key_id))))
+
+
+def _change(args: argparse.Namespace, **values: Any) -> int:
+    async def work(engine: Any) -> accounts.ConsumerKey | None:
+        if values and not await accounts.update_key(engine, args.key_id, **values):
+            return None
+        return await accounts.get_key(engine, args.key_id)
+    return _print_key(args, asyncio.run(_with_engine(args.database_url, work)))
+
+
+def _update_key(args: argparse.Namespace) -> int:
+    return _change(args, **_settings_from(args))
+
+
+def _disable_key(args: argparse.Namespace) -> int:
+    return _change(args, disabled=True)
+
+
+def _enable_key(args: argparse.Namespace) -> int:
+    return _change(args, disabled=False)
+
+
+def _rotate_key(args: argparse.Namespace) -> int:
+    key = asyncio.run(_with_engine(args.database_url, lambda engine: accounts.rotate_key(engine, args.key_id)))
+    if key is None:
+        print(f"arenahub admin: no key {args.key_id!r}", file=sys.stderr)
+        return 1
+    _emit(args, {"key": key, "key_id": args.key_id}, f"key: {key}\n(shown only now; the old secret stops working)")
+    return 0
+
+
+def _delete_key(args: argparse.Namespace) -> int:
+    deleted = asyncio.run(_with_engine(args.database_url, lambda engine: accounts.delete_key(engine, args.key_id)))
+    if not deleted:
+        print(f"arenahub admin: no key {args.key_id!r}", file=sys.stderr)
+        return 1
+    _emit(args, {"deleted": True, "key_id": args.key_id}, f"deleted {args.key_id}")
     return 0
 
 
