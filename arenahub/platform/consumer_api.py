@@ -13,6 +13,7 @@ from starlette.types import Send
 
 from arenahub.asgi import WatchedResponse, read_body
 from arenahub.platform.exchange import CLIENT_CLOSED, Exchange
+from arenahub.platform.limits import Refused
 from arenahub.protocol import frames
 from arenahub.protocol.errors import (
     ApiError,
@@ -50,7 +51,17 @@ async def chat_completions(request: Request) -> Response:
     if not platform.model_known(req.model):
         raise ModelNotFound(f"The model '{req.model}' does not exist: no registered client serves it. "
                             "GET /v1/models lists the models available now.", param="model")
-    return ChatResponse(platform, Exchange(id=uuid.uuid4().hex, key=key, request=req, body=body))
+    ex = Exchange(id=uuid.uuid4().hex, key=key, request=req, body=body)
+    limits = key.limits
+    if not limits.unlimited:
+        # TPM counts the prompt and what max_tokens allows; the window is corrected to real use at the end.
+        estimate = ex.prompt_tokens() + (req.max_completion_tokens or req.max_tokens or 0) if limits.tpm else 0
+        admission = platform.key_limits.admit(key.id, limits, now=time.monotonic(), est_tokens=estimate)
+        if isinstance(admission, Refused):
+            raise admission.error()
+        ex.ticket = admission.ticket
+        ex.rate_headers = admission.status.headers()
+    return ChatResponse(platform, ex)
 
 
 async def list_models(request: Request) -> Response:
@@ -89,7 +100,7 @@ class ChatResponse(WatchedResponse):
         headers = [(b"content-type", content_type.encode()), (b"x-request-id", self.ex.id.encode())]
         if self.ex.client_id:
             headers.append((b"x-arenahub-client", self.ex.client_id.encode()))
-        for name, value in (extra or {}).items():
+        for name, value in {**self.ex.rate_headers, **(extra or {})}.items():
             headers.append((name.lower().encode(), value.encode()))
         return headers
 

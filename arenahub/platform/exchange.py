@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from arenahub.platform.limits import Ticket
 from arenahub.platform.records import RequestRecord
 from arenahub.platform.storage.accounts import ConsumerKey
 from arenahub.protocol.openai import ChatCompletionRequest, prompt_text, usage_dict
@@ -33,6 +34,8 @@ class Exchange:
     completion_parts: list[str] = field(default_factory=list)
     _prompt_tokens: int | None = None
     _usage: dict[str, int] | None = None
+    ticket: Ticket | None = None  # the key's rate-limit admission, closed when the exchange ends
+    rate_headers: dict[str, str] = field(default_factory=dict)
 
     @property
     def completion_id(self) -> str:

@@ -13,6 +13,7 @@ from arenahub.platform.admin.token import AdminAuth, load_admin_auth
 from arenahub.platform.dispatch import Dispatcher
 from arenahub.platform.exchange import Exchange
 from arenahub.platform.keys import KeyCache
+from arenahub.platform.limits import LimitState
 from arenahub.platform.records import RecordWriter
 from arenahub.platform.registry import LocalClientRegistry
 from arenahub.platform.settings import PlatformSettings
@@ -35,6 +36,7 @@ class Platform:
                                    batch_size=settings.record_batch_size)
         self.dispatcher = Dispatcher(self.registry, settings)
         self.catalog: set[str] = set()
+        self.key_limits = LimitState()
         self.admin: AdminAuth
         self.shutting_down = False
         self.started_at = time.time()
@@ -89,7 +91,10 @@ class Platform:
         self._inflight.discard(ex.id)
         if not self._inflight:
             self._idle.set()
-        self.writer.add(ex.record())
+        record = ex.record()
+        if ex.ticket is not None:
+            self.key_limits.finish(ex.ticket, record.prompt_tokens + record.completion_tokens, now=time.monotonic())
+        self.writer.add(record)
 
     @property
     def inflight(self) -> int:

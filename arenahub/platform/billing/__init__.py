@@ -28,7 +28,12 @@ from arenahub.platform.billing.pricing import (
     format_usd,
     parse_usd,
 )
-from arenahub.platform.billing.statements import StatementLine, client_statement, key_statement, totals
+from arenahub.platform.billing.statements import (
+    StatementLine,
+    client_statement,
+    key_statement,
+    totals,
+)
 
 __all__ = [
     "DEFAULT_PRICE", "DEFAULT_PRICES", "MICROS_PER_USD", "Account", "ClientEarnings", "DuplicateRequest",

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from arenahub.platform import credentials
+from arenahub.platform.limits import Limits
 from arenahub.platform.storage.schema import clients, consumer_keys
 
 
@@ -47,6 +49,10 @@ class ConsumerKey:
     meta: dict[str, Any] | None = None
     deleted: bool = False
     key_prefix: str = ""
+
+    @cached_property
+    def limits(self) -> Limits:
+        return Limits(rpm=self.rpm, tpm=self.tpm, max_concurrent=self.max_concurrent)
 
     def expired(self, now: dt.datetime) -> bool:
         return self.expires_at is not None and self.expires_at <= now
