@@ -88,8 +88,7 @@ def _run_platform(args: argparse.Namespace) -> int:
 
 
 def _run_client(args: argparse.Namespace) -> int:
-    from arenahub import serving
-    from arenahub.client.app import create_app
+    from arenahub.client.app import serve
     from arenahub.client.config import load_client_config
     from arenahub.jsonc import ConfigError
 
@@ -98,8 +97,7 @@ def _run_client(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"arenahub client: bad config: {exc}", file=sys.stderr)
         return 2
-    serving.configure_logging(config.log_level)
-    return serving.run(create_app(config), args.host, args.port, config.log_level)
+    return serve(config, args.host, args.port)
 
 
 def _run_local_upstream(args: argparse.Namespace) -> int:

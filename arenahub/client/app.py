@@ -39,3 +39,10 @@ def create_app(config: ClientConfig) -> Starlette:
             yield
 
     return Starlette(routes=local_api.routes, lifespan=lifespan)
+
+
+def serve(config: ClientConfig, host: str, port: int) -> int:
+    """Run the standalone client (``arenahub client`` and the drop-in's script mode)."""
+    from arenahub import serving
+    serving.configure_logging(config.log_level)
+    return serving.run(create_app(config), host, port, config.log_level)

@@ -49,9 +49,8 @@ _NEEDS = "pip install arenahub (or pip install -r requirements_platform.txt from
 try:
     from starlette.routing import Route
 
-    from arenahub import serving
     from arenahub.client import local_api
-    from arenahub.client.app import create_app, running_link
+    from arenahub.client.app import running_link, serve
     from arenahub.client.config import (
         ClientConfig,
         disabled_client_config,
@@ -143,8 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"lmarena_platform_integration: bad config: {exc}", file=sys.stderr)
         return 2
-    serving.configure_logging(client_config.log_level)
-    return serving.run(create_app(client_config), args.host, args.port, client_config.log_level)
+    return serve(client_config, args.host, args.port)
 
 
 if __name__ == "__main__":

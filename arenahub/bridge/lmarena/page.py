@@ -7,9 +7,9 @@ import re
 from typing import Any
 
 from arenahub.bridge.lmarena.failures import ModelListNotFound
+from arenahub.bridge.lmarena.jsonscan import enclosing_object
 from arenahub.bridge.lmarena.models import is_uuid
 
-_DECODER = json.JSONDecoder()
 _NEXT_PUSH = re.compile(r'self\.__next_f\.push\(\[\s*\d+\s*,\s*("(?:[^"\\]|\\.)*")\s*\]\)', re.DOTALL)
 _PUBLIC_NAME = re.compile(r'"publicName"\s*:')
 
@@ -51,16 +51,7 @@ def _collect(text: str, found: dict[str, str]) -> None:
 
 def _owner_of(text: str, at: int) -> dict[str, Any] | None:
     """The innermost object around position ``at`` that has a ``publicName`` key."""
-    start, tries = text.rfind("{", 0, at), 0
-    while start >= max(0, at - 20_000) and tries < 50:
-        try:
-            obj, end = _DECODER.raw_decode(text, start)
-        except ValueError:
-            obj, end = None, -1
-        if isinstance(obj, dict) and end > at and "publicName" in obj:
-            return obj
-        start, tries = text.rfind("{", 0, start), tries + 1
-    return None
+    return enclosing_object(text, at, "publicName", tries=50, lowest=max(0, at - 20_000))
 
 
 def _output_kind(model: dict[str, Any]) -> str | None:

@@ -13,10 +13,9 @@ from arenahub.bridge.lmarena.failures import (
     classify_failure,
     is_challenge,
 )
+from arenahub.bridge.lmarena.jsonscan import enclosing_object
 from arenahub.bridge.lmarena.models import POSITIONS, Position
 from arenahub.protocol.errors import ApiError
-
-_DECODER = json.JSONDecoder()
 
 
 @dataclass(frozen=True)
@@ -202,14 +201,8 @@ def _error_object(text: str) -> dict[str, Any] | None:
     """The innermost JSON object in ``text`` that has an ``"error"`` key, if there is one."""
     at = text.find('"error"')
     while at >= 0:
-        start, tries = text.rfind("{", 0, at), 0
-        while start >= 0 and tries < 20:
-            try:
-                obj, end = _DECODER.raw_decode(text, start)
-            except ValueError:
-                obj, end = None, -1
-            if isinstance(obj, dict) and end > at and "error" in obj:
-                return obj
-            start, tries = text.rfind("{", 0, start), tries + 1
+        obj = enclosing_object(text, at, "error", tries=20)
+        if obj is not None:
+            return obj
         at = text.find('"error"', at + 1)
     return None
