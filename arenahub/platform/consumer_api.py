@@ -61,6 +61,13 @@ async def chat_completions(request: Request) -> Response:
             raise admission.error()
         ex.ticket = admission.ticket
         ex.rate_headers = admission.status.headers()
+    try:
+        platform.accounting.reserve(ex)
+    except ApiError as err:  # out of credit (402)
+        if ex.ticket is not None:
+            platform.key_limits.release(ex.ticket)
+        err.headers = {**ex.rate_headers, **err.headers}
+        raise
     return ChatResponse(platform, ex)
 
 
@@ -123,23 +130,26 @@ class ChatResponse(WatchedResponse):
             ex.first_byte_at = time.perf_counter()
             try:
                 async for batch in attempt.batches():
-                    # Everything that arrived together goes out in one write.
-                    out = []
+                    # Everything that arrived together goes out in one write. Text counts as delivered
+                    # (and billed) once its write returns; the last write's before, for its usage chunk.
+                    out, texts = [], []
                     for frame in batch:
                         if frame.usage:
                             ex.upstream_usage = frame.usage
                         if isinstance(frame, frames.Chunk):
                             for choices in frame.events:
                                 if choices:
-                                    ex.completion_parts.append(delta_text(choices))
+                                    texts.append(delta_text(choices))
                                     out.append(chunk_event(ex.completion_id, ex.created, ex.model, choices))
                     if isinstance(batch[-1], frames.End):
+                        ex.completion_parts += texts
                         if ex.request.include_usage:
                             out.append(chunk_event(ex.completion_id, ex.created, ex.model, [], ex.usage()))
                         out.append(SSE_DONE)
                         await send({"type": "http.response.body", "body": b"".join(out), "more_body": False})
                     elif out:
                         await send({"type": "http.response.body", "body": b"".join(out), "more_body": True})
+                        ex.completion_parts += texts
             except ApiError as err:
                 ex.fail(err.status, err.code)
                 await send({"type": "http.response.body", "body": error_event(err), "more_body": False})

@@ -7,10 +7,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from arenahub.platform.billing.ledger import Reservation
 from arenahub.platform.limits import Ticket
 from arenahub.platform.records import RequestRecord
 from arenahub.platform.storage.accounts import ConsumerKey
-from arenahub.protocol.openai import ChatCompletionRequest, prompt_text, usage_dict
+from arenahub.protocol.openai import ChatCompletionRequest, prompt_images, prompt_text, usage_dict
 from arenahub.tokens import count_tokens
 
 # Status recorded when the consumer went away before the answer was complete (nginx's convention).
@@ -36,6 +37,8 @@ class Exchange:
     _usage: dict[str, int] | None = None
     ticket: Ticket | None = None  # the key's rate-limit admission, closed when the exchange ends
     rate_headers: dict[str, str] = field(default_factory=dict)
+    reservation: Reservation | None = None  # the credit held for this request, settled when it ends
+    cost: int | None = None  # micro-USD charged, once settled
 
     @property
     def completion_id(self) -> str:
@@ -49,6 +52,13 @@ class Exchange:
         if self._prompt_tokens is None:
             self._prompt_tokens = count_tokens(prompt_text(self.request))
         return self._prompt_tokens
+
+    def images(self) -> int:
+        return prompt_images(self.request)
+
+    def delivered(self) -> bool:
+        """Whether the consumer got anything: a whole answer, or part of a stream."""
+        return self.status == 200 or bool(self.completion_parts)
 
     def elapsed(self) -> float:
         return time.perf_counter() - self.started
@@ -67,9 +77,9 @@ class Exchange:
         self.status = status
         self.error_code = code
 
-    def record(self) -> RequestRecord:
+    def record(self, usage: dict[str, int] | None = None) -> RequestRecord:
         now = time.perf_counter()
-        usage = self.usage()
+        usage = usage or self.usage()
         return RequestRecord(
             id=self.id,
             created_at=dt.datetime.fromtimestamp(self.created, dt.timezone.utc),
@@ -78,4 +88,4 @@ class Exchange:
             latency_ms=round((now - self.started) * 1000, 3),
             ttft_ms=round((self.first_byte_at - self.started) * 1000, 3) if self.first_byte_at else None,
             prompt_tokens=usage["prompt_tokens"], completion_tokens=usage["completion_tokens"],
-            attempts=self.attempts)
+            attempts=self.attempts, cost=self.cost)

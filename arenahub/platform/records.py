@@ -5,13 +5,16 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from arenahub.platform.billing.ledger import Entry
 from arenahub.platform.storage.accounts import record_client_states
+from arenahub.platform.storage.billing_store import insert_entries
 from arenahub.platform.storage.schema import request_records
 
 log = logging.getLogger("arenahub.platform.records")
@@ -32,19 +35,24 @@ class RequestRecord:
     prompt_tokens: int
     completion_tokens: int
     attempts: int
+    cost: int | None = None
 
 
 class RecordWriter:
-    """Collects records in memory and inserts them in batches.
+    """Collects records (and the ledger's new entries) in memory and inserts them in batches.
 
     A failed write keeps the batch and tries again (nothing is dropped while the database is
-    away); ``close()`` flushes everything that is left.
+    away); ``close()`` flushes everything that is left. Ledger entries are written before the
+    records of the same flush.
     """
 
-    def __init__(self, engine: AsyncEngine, *, flush_seconds: float = 0.5, batch_size: int = 1000) -> None:
+    def __init__(self, engine: AsyncEngine, *, flush_seconds: float = 0.5, batch_size: int = 1000,
+                 ledger_entries: Callable[[], list[Entry]] | None = None) -> None:
         self._engine = engine
         self._flush_seconds = flush_seconds
         self._batch_size = batch_size
+        self._ledger_source = ledger_entries
+        self._entries: list[Entry] = []
         self._pending: list[dict[str, Any]] = []
         self._client_states: dict[str, dict[str, Any]] = {}
         self._wakeup = asyncio.Event()
@@ -70,7 +78,7 @@ class RecordWriter:
 
     @property
     def backlog(self) -> int:
-        return len(self._pending)
+        return len(self._pending) + len(self._entries)
 
     async def _run(self) -> None:
         delay = self._flush_seconds
@@ -84,10 +92,16 @@ class RecordWriter:
                 await self.flush()
                 delay = self._flush_seconds
             except Exception as exc:  # the database is away: keep the records, back off, retry
-                log.warning("writing %d request records failed (%s); retrying", len(self._pending), exc)
+                log.warning("writing %d request records and ledger entries failed (%s); retrying", self.backlog, exc)
                 delay = min(max(delay * 2, 1.0), 30.0)
 
     async def flush(self) -> None:
+        if self._ledger_source is not None:
+            self._entries.extend(self._ledger_source())
+        while self._entries:
+            entries = self._entries[: self._batch_size]
+            await insert_entries(self._engine, entries)
+            del self._entries[: len(entries)]
         while self._pending or self._client_states:
             batch = self._pending[: self._batch_size]
             if batch:
@@ -116,5 +130,6 @@ class RecordWriter:
                 await self.flush()
                 return
             except Exception as exc:
-                log.error("final flush of %d records failed (%s), attempt %d", len(self._pending), exc, attempt + 1)
+                log.error("final flush of %d records and ledger entries failed (%s), attempt %d", self.backlog, exc,
+                          attempt + 1)
                 await asyncio.sleep(0.5 * (attempt + 1))

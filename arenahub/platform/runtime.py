@@ -9,6 +9,7 @@ import time
 
 import msgspec
 
+from arenahub.platform.accounting import Accounting
 from arenahub.platform.admin.token import AdminAuth, load_admin_auth
 from arenahub.platform.dispatch import Dispatcher
 from arenahub.platform.exchange import Exchange
@@ -32,8 +33,9 @@ class Platform:
         self.engine = create_engine(settings.resolved_database_url)
         self.keys = KeyCache(self.engine)
         self.registry = LocalClientRegistry()
+        self.accounting = Accounting(self.engine)
         self.writer = RecordWriter(self.engine, flush_seconds=settings.record_flush_seconds,
-                                   batch_size=settings.record_batch_size)
+                                   batch_size=settings.record_batch_size, ledger_entries=self.accounting.drain)
         self.dispatcher = Dispatcher(self.registry, settings)
         self.catalog: set[str] = set()
         self.key_limits = LimitState()
@@ -49,6 +51,7 @@ class Platform:
         await migrate(self.engine)
         self.admin = await load_admin_auth(self.engine, self.settings.admin_token)
         await self.keys.start()
+        await self.accounting.start()
         self.catalog = await accounts.known_models(self.engine)
         self.writer.start()
         self._tasks.append(asyncio.create_task(heartbeat_watchdog(self), name="heartbeat-watchdog"))
@@ -74,6 +77,7 @@ class Platform:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.keys.stop()
+        await self.accounting.stop()
         await self.writer.close()
         await self.engine.dispose()
 
@@ -91,7 +95,12 @@ class Platform:
         self._inflight.discard(ex.id)
         if not self._inflight:
             self._idle.set()
-        record = ex.record()
+        usage = ex.usage()
+        try:
+            ex.cost = self.accounting.close(ex, usage["prompt_tokens"], usage["completion_tokens"])
+        except Exception:  # a bug in the book must not lose the record: log it loudly and keep going
+            log.exception("settling request %s failed", ex.id)
+        record = ex.record(usage)
         if ex.ticket is not None:
             self.key_limits.finish(ex.ticket, record.prompt_tokens + record.completion_tokens, now=time.monotonic())
         self.writer.add(record)

@@ -190,3 +190,9 @@ def prompt_text(req: ChatCompletionRequest) -> str:
         elif message.content:
             parts.extend(p.get("text", "") for p in message.content if isinstance(p.get("text"), str))
     return "\n".join(parts)
+
+
+def prompt_images(req: ChatCompletionRequest) -> int:
+    """How many images the messages carry (``image_url`` content parts), for per-image pricing."""
+    return sum(1 for message in req.messages if isinstance(message.content, list)
+               for p in message.content if p.get("type") == "image_url")

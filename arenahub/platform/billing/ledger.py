@@ -28,16 +28,20 @@ Rules:
   charged to the key (what the consumer actually paid).
 
 Thread-safe: every operation holds one lock, so concurrent admissions never overspend.
-New entries wait in ``drain_new_entries()`` for a writer to persist; ``load`` rebuilds a ledger
-from persisted entries. Closed request ids are kept in memory for idempotency; the persisted
-book should enforce one reserve per request id as well.
+New entries wait in ``drain_new_entries()`` for a writer to persist. A ledger is rebuilt either by
+replaying entries (``load``) or, in a long-running platform, from per-key totals (``restore``); then
+``keep_entries=False`` keeps memory flat: the entries themselves live in the database, and only the
+last ``closed_memory`` closed request ids are remembered for idempotency (the persisted book
+enforces one entry of each kind per request id as well). Top-ups and adjustments written by
+another process (the CLI) are merged with ``load``: an entry id already applied is skipped.
 """
 
 from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Callable, Iterable
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -159,18 +163,25 @@ def _new_id() -> str:
     return uuid.uuid4().hex
 
 
+_MONEY = (Kind.TOPUP, Kind.ADJUSTMENT)
+
+
 class Ledger:
     def __init__(self, *, clock: Callable[[], datetime] = _utc_now,
-                 new_id: Callable[[], str] = _new_id) -> None:
+                 new_id: Callable[[], str] = _new_id, keep_entries: bool = True,
+                 closed_memory: int = 100_000) -> None:
         self._clock = clock
         self._new_id = new_id
+        self._keep_entries = keep_entries
+        self._closed_memory = closed_memory
         self._lock = threading.Lock()
         self._entries: list[Entry] = []
         self._new: list[Entry] = []
         self._accounts: dict[str, Account] = {}
         self._open: dict[str, Reservation] = {}
-        self._closed: dict[str, Entry] = {}
+        self._closed: OrderedDict[str, Entry] = OrderedDict()
         self._earnings: dict[str, ClientEarnings] = {}
+        self._money_ids: set[str] = set()  # top-ups and adjustments applied, so a re-read is skipped
 
     # --- accounts ---------------------------------------------------------------------------
 
@@ -214,12 +225,18 @@ class Ledger:
         with self._lock:
             return self._record(key_id, Kind.ADJUSTMENT, amount=amount, note=note)
 
-    def reserve(self, key_id: str, request_id: str, amount: int) -> Reservation:
+    def reserve(self, key_id: str, request_id: str, amount: int, *, unlimited: bool | None = None) -> Reservation:
+        """Hold ``amount`` for the request, or raise InsufficientQuota.
+
+        ``unlimited``, when given, is the key's current setting (the key cache is its source of truth).
+        """
         check_micros(amount, "reservation")
         with self._lock:
             if request_id in self._open or request_id in self._closed:
                 raise DuplicateRequest(f"request {request_id} already has a reservation")
             account = self._account(key_id)
+            if unlimited is not None and unlimited != account.unlimited:
+                account = self._accounts[key_id] = replace(account, unlimited=unlimited)
             if not account.unlimited and account.available < amount:
                 raise InsufficientQuota(
                     f"Insufficient credit: this request needs up to {format_usd(amount)} USD but the key's "
@@ -272,11 +289,33 @@ class Ledger:
             new, self._new = self._new, []
             return new
 
-    def load(self, entries: Iterable[Entry]) -> None:
-        """Replay persisted entries (oldest first) into this ledger; they are not handed out as new."""
+    def load(self, entries: Iterable[Entry]) -> int:
+        """Replay persisted entries (oldest first); they are not handed out as new.
+
+        A top-up or adjustment already applied (same entry id) is skipped, so another process's
+        money entries can be merged by re-reading a recent window. Returns how many were applied.
+        """
+        applied = 0
         with self._lock:
             for e in entries:
+                if e.kind in _MONEY and e.entry_id in self._money_ids:
+                    continue
                 self._apply(e)
+                applied += 1
+        return applied
+
+    def restore(self, balances: Mapping[str, tuple[int, int]], earnings: Iterable[ClientEarnings] = (),
+                money_ids: Iterable[str] = ()) -> None:
+        """Start from persisted totals instead of a replay: ``balances`` maps key id -> (balance, held).
+
+        ``money_ids`` are the top-ups and adjustments those totals include (so ``load`` skips them).
+        """
+        with self._lock:
+            for key_id, (balance, held) in balances.items():
+                self._accounts[key_id] = replace(self._account(key_id), balance=balance, held=held)
+            for c in earnings:
+                self._earnings[c.client_id] = c
+            self._money_ids.update(money_ids)
 
     def recompute(self, key_id: str) -> Account:
         """The key's account summed from its entries alone, to check the running totals against."""
@@ -301,14 +340,19 @@ class Ledger:
     def _apply(self, e: Entry) -> None:
         account = self._account(e.key_id)
         self._accounts[e.key_id] = replace(account, balance=account.balance + e.amount, held=account.held + e.hold)
-        self._entries.append(e)
+        if self._keep_entries:
+            self._entries.append(e)
         if e.request_id is None:
+            if e.kind in _MONEY:
+                self._money_ids.add(e.entry_id)
             return
         if e.kind is Kind.RESERVE:
             self._open[e.request_id] = Reservation(e.key_id, e.request_id, e.hold, e.entry_id)
         elif e.kind in (Kind.SETTLE, Kind.RELEASE):
             self._open.pop(e.request_id, None)
             self._closed[e.request_id] = e
+            if len(self._closed) > self._closed_memory:
+                self._closed.popitem(last=False)
         if e.kind is Kind.SETTLE and e.client_id is not None:
             c = self._earnings.get(e.client_id) or ClientEarnings(e.client_id)
             self._earnings[e.client_id] = replace(

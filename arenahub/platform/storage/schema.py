@@ -62,6 +62,7 @@ request_records = sa.Table(
     sa.Column("prompt_tokens", sa.Integer, nullable=False),
     sa.Column("completion_tokens", sa.Integer, nullable=False),
     sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("cost", sa.BigInteger),  # micro-USD charged to the key (None: records from before billing)
     sa.Index("ix_request_records_created_at", "created_at"),
     sa.Index("ix_request_records_key_created", "key_id", "created_at"),
     sa.Index("ix_request_records_client_created", "client_id", "created_at"),
@@ -73,4 +74,39 @@ platform_settings = sa.Table(
     sa.Column("name", sa.String(100), primary_key=True),
     sa.Column("value", sa.JSON, nullable=False),
     sa.Column("updated_at", TS, nullable=False),
+)
+
+# The append-only book of consumer keys' credit (see billing/ledger.py). Money in micro-USD.
+ledger_entries = sa.Table(
+    "ledger_entries", metadata,
+    sa.Column("entry_id", sa.String(40), primary_key=True),
+    sa.Column("key_id", sa.String(40), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("amount", sa.BigInteger, nullable=False),
+    sa.Column("hold", sa.BigInteger, nullable=False),
+    sa.Column("created_at", TS, nullable=False),
+    sa.Column("request_id", sa.String(40)),
+    sa.Column("client_id", sa.String(40)),
+    sa.Column("model", sa.String(200)),
+    sa.Column("prompt_tokens", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("completion_tokens", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("images", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("uncharged", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("note", sa.String(500)),
+    # One reserve and one closing entry per request, whatever retries a writer makes.
+    sa.UniqueConstraint("request_id", "kind", name="uq_ledger_entries_request_kind"),
+    sa.Index("ix_ledger_entries_key_created", "key_id", "created_at"),
+    sa.Index("ix_ledger_entries_client_created", "client_id", "created_at"),
+    sa.Index("ix_ledger_entries_kind_created", "kind", "created_at"),
+)
+
+# Admin-set prices, on top of billing.pricing.DEFAULT_PRICES (micro-USD).
+model_prices = sa.Table(
+    "model_prices", metadata,
+    sa.Column("model", sa.String(200), primary_key=True),
+    sa.Column("prompt_per_1m", sa.BigInteger, nullable=False),
+    sa.Column("completion_per_1m", sa.BigInteger, nullable=False),
+    sa.Column("per_image", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", TS, nullable=False),
+    sa.Index("ix_model_prices_updated_at", "updated_at"),
 )

@@ -1,0 +1,112 @@
+"""Credit and prices on the request path: reserve on admission, settle or release when it ends.
+
+The live ledger is in memory (no database round trip per request); its entries are persisted in
+batches by the record writer. At start it is rebuilt from per-key totals; top-ups and prices
+written by the CLI are merged by a sync loop within ``sync_seconds``.
+
+One platform process owns the book: at start, reservations left open by a stopped process are
+released. (Several platform instances need a shared ledger store: a later step.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from arenahub.platform.billing import Entry, Ledger, PriceTable, Usage, cost, estimate_reservation
+from arenahub.platform.exchange import Exchange
+from arenahub.platform.storage import billing_store
+from arenahub.platform.storage.accounts import utcnow
+
+log = logging.getLogger("arenahub.platform.accounting")
+
+# Re-read this far back for top-ups from other processes: their clocks and commits may lag ours.
+_OVERLAP = dt.timedelta(seconds=10)
+
+
+class Accounting:
+    def __init__(self, engine: AsyncEngine, *, sync_seconds: float = 1.0) -> None:
+        self._engine = engine
+        self._sync_seconds = sync_seconds
+        self.ledger = Ledger(keep_entries=False)
+        self.prices = PriceTable()
+        self._money_since = utcnow() - _OVERLAP
+        self._prices_since: dt.datetime | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        released = await billing_store.release_orphans(self._engine)
+        if released:
+            log.info("released %d reservation(s) left open by a previous run", released)
+        self._money_since = utcnow() - _OVERLAP
+        totals = await billing_store.load_totals(self._engine)
+        self.ledger.restore(totals.balances, totals.earnings, totals.money_ids)
+        await self.sync()
+        self._task = asyncio.create_task(self._sync_loop(), name="accounting-sync")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def sync(self) -> None:
+        """Merge top-ups and adjustments from other processes, and changed prices."""
+        started = utcnow()
+        fresh = await billing_store.money_since(self._engine, self._money_since)
+        applied = self.ledger.load(fresh)
+        if applied:
+            log.info("merged %d top-up(s) or adjustment(s) written by another process", applied)
+        self._money_since = started - _OVERLAP
+        since = self._prices_since - _OVERLAP if self._prices_since else None
+        prices, newest = await billing_store.prices_since(self._engine, since)
+        for model, price in prices.items():
+            self.prices.set(model, price)
+        if newest is not None and (self._prices_since is None or newest > self._prices_since):
+            self._prices_since = newest
+
+    async def _sync_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._sync_seconds)
+            try:
+                await self.sync()
+            except Exception as exc:
+                log.warning("reading top-ups and prices failed: %s", exc)
+
+    # -- the request path -------------------------------------------------------------------
+
+    def reserve(self, ex: Exchange) -> None:
+        """Hold the request's worst likely cost, or raise InsufficientQuota (402)."""
+        req = ex.request
+        price = self.prices.price(ex.model)
+        amount = estimate_reservation(price, ex.prompt_tokens(), req.max_completion_tokens or req.max_tokens,
+                                      images=ex.images())
+        ex.reservation = self.ledger.reserve(ex.key.id, ex.id, amount, unlimited=ex.key.unlimited)
+
+    def close(self, ex: Exchange, prompt_tokens: int, completion_tokens: int) -> int | None:
+        """Settle to actual use when anything was delivered, else release. Returns the charge (micro-USD)."""
+        reservation = ex.reservation
+        if reservation is None:
+            return None
+        if not ex.delivered():
+            self.ledger.release(reservation)
+            return 0
+        images = ex.images()
+        actual = cost(self.prices.price(ex.model), prompt_tokens, completion_tokens, images)
+        entry = self.ledger.settle(reservation, actual, client_id=ex.client_id or "", model=ex.model,
+                                   usage=Usage(prompt_tokens, completion_tokens, images))
+        return entry.charge
+
+    def drain(self) -> list[Entry]:
+        return self.ledger.drain_new_entries()
+
+    # -- admin ------------------------------------------------------------------------------
+
+    def top_up(self, key_id: str, amount: int, *, note: str | None = None) -> Entry:
+        """Credit a key at once; the entry is persisted with the next batch."""
+        return self.ledger.topup(key_id, amount, note=note)
+
+    def adjust(self, key_id: str, amount: int, *, note: str | None = None) -> Entry:
+        return self.ledger.adjust(key_id, amount, note=note)
