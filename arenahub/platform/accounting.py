@@ -67,6 +67,10 @@ class Accounting:
         if newest is not None and (self._prices_since is None or newest > self._prices_since):
             self._prices_since = newest
 
+    async def load_key(self, key_id: str) -> None:
+        """Merge a key's credit now: for a key made a moment ago with ``--credit``, before its first request."""
+        self.ledger.load(await billing_store.money_for_key(self._engine, key_id))
+
     async def _sync_loop(self) -> None:
         while True:
             await asyncio.sleep(self._sync_seconds)

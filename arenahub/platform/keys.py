@@ -13,6 +13,7 @@ import datetime as dt
 import logging
 import time
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -25,8 +26,10 @@ log = logging.getLogger("arenahub.platform.keys")
 
 class KeyCache:
     def __init__(self, engine: AsyncEngine, *, refresh_seconds: float = 1.0,
-                 negative_ttl_seconds: float = 2.0, negative_max: int = 10_000) -> None:
+                 negative_ttl_seconds: float = 2.0, negative_max: int = 10_000,
+                 on_new_key: Callable[[str], Awaitable[None]] | None = None) -> None:
         self._engine = engine
+        self._on_new_key = on_new_key  # called with the id of a key first found by a lookup
         self._refresh_seconds = refresh_seconds
         self._negative_ttl = negative_ttl_seconds
         self._negative_max = negative_max
@@ -100,6 +103,8 @@ class KeyCache:
             return None
         key = await find_key(self._engine, key_hash)
         if key is not None:
+            if self._on_new_key is not None and key.id not in self._by_id:
+                await self._on_new_key(key.id)
             self._remember(key)
             return key
         self._unknown[key_hash] = now + self._negative_ttl

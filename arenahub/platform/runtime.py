@@ -31,9 +31,9 @@ class Platform:
     def __init__(self, settings: PlatformSettings) -> None:
         self.settings = settings
         self.engine = create_engine(settings.resolved_database_url)
-        self.keys = KeyCache(self.engine)
-        self.registry = LocalClientRegistry()
         self.accounting = Accounting(self.engine)
+        self.keys = KeyCache(self.engine, on_new_key=self.accounting.load_key)
+        self.registry = LocalClientRegistry()
         self.writer = RecordWriter(self.engine, flush_seconds=settings.record_flush_seconds,
                                    batch_size=settings.record_batch_size, ledger_entries=self.accounting.drain)
         self.dispatcher = Dispatcher(self.registry, settings)

@@ -24,7 +24,7 @@ import openai
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from arenahub.platform.storage.schema import request_records
+from arenahub.platform.storage.schema import ledger_entries, request_records
 
 # What every local upstream serves unless a test asks for other models.
 MODELS = ["e2e-alpha", "e2e-beta"]
@@ -378,15 +378,23 @@ def ask(text: str) -> list[dict[str, str]]:
 
 
 # -- the platform's database, read directly ----------------------------------------------------
-def read_records(database_url: str) -> list[dict[str, Any]]:
-    """Every row of ``request_records``, oldest first."""
+def read_table(database_url: str, table: sa.Table) -> list[dict[str, Any]]:
+    """Every row of ``table``, oldest first."""
     async def read() -> list[dict[str, Any]]:
         engine = create_async_engine(database_url)
         try:
             async with engine.connect() as conn:
-                rows = await conn.execute(sa.select(request_records).order_by(request_records.c.created_at))
+                rows = await conn.execute(sa.select(table).order_by(table.c.created_at))
                 return [dict(r._mapping) for r in rows]
         finally:
             await engine.dispose()
 
     return asyncio.run(read())
+
+
+def read_records(database_url: str) -> list[dict[str, Any]]:
+    return read_table(database_url, request_records)
+
+
+def read_ledger(database_url: str) -> list[dict[str, Any]]:
+    return read_table(database_url, ledger_entries)

@@ -12,7 +12,8 @@ import json
 import sys
 from typing import Any
 
-from arenahub.platform.storage import accounts
+from arenahub.platform.billing import InvalidAmount, Price, format_usd, parse_usd
+from arenahub.platform.storage import accounts, billing_store
 from arenahub.platform.storage.db import create_engine, migrate
 
 
@@ -33,6 +34,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     ck = cmds.add_parser("create-key", help="create a consumer API key; prints it once")
     ck.add_argument("--name", required=True)
     _key_settings(ck)
+    ck.add_argument("--credit", type=_usd, metavar="USD",
+                    help="starting credit; the key then spends from its balance (default: unlimited)")
     ck.add_argument("--database-url")
     ck.add_argument("--json", action="store_true", help="print JSON")
     ck.set_defaults(run=_create_key)
@@ -57,9 +60,38 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     uk.add_argument("key_id", metavar="KEY_ID")
     uk.add_argument("--name")
     _key_settings(uk)
+    uk.add_argument("--unlimited", action=argparse.BooleanOptionalAction, default=None,
+                    help="--unlimited: no credit limit; --no-unlimited: spend from the key's balance")
     uk.add_argument("--database-url")
     uk.add_argument("--json", action="store_true", help="print JSON")
     uk.set_defaults(run=_update_key)
+
+    tu = cmds.add_parser("top-up", help="add credit to a key")
+    tu.add_argument("key_id", metavar="KEY_ID")
+    tu.add_argument("usd", metavar="USD", type=_usd, help="amount in USD, e.g. 25 or 12.50")
+    tu.add_argument("--note", help="why (kept with the entry)")
+    tu.add_argument("--database-url")
+    tu.add_argument("--json", action="store_true", help="print JSON")
+    tu.set_defaults(run=_top_up)
+
+    sp = cmds.add_parser("set-price", help="set a model's price (USD per 1M tokens, and per image)")
+    sp.add_argument("model", metavar="MODEL")
+    sp.add_argument("--prompt", required=True, type=_usd, metavar="USD_PER_1M", help="USD per 1M prompt tokens")
+    sp.add_argument("--completion", required=True, type=_usd, metavar="USD_PER_1M",
+                    help="USD per 1M completion tokens")
+    sp.add_argument("--image", type=_usd, default=0, metavar="USD", help="USD per image in a prompt (default 0)")
+    sp.add_argument("--database-url")
+    sp.add_argument("--json", action="store_true", help="print JSON")
+    sp.set_defaults(run=_set_price)
+
+    us = cmds.add_parser("usage", help="what keys spent and clients earned, by UTC day and model")
+    us.add_argument("--key", metavar="KEY_ID", help="only this key's requests")
+    us.add_argument("--client", metavar="CLIENT_ID", help="only requests this client served")
+    us.add_argument("--since", type=_when, metavar="ISO", help="from this time (inclusive)")
+    us.add_argument("--until", type=_when, metavar="ISO", help="up to this time (exclusive)")
+    us.add_argument("--database-url")
+    us.add_argument("--json", action="store_true", help="print JSON")
+    us.set_defaults(run=_usage)
 
     rt = cmds.add_parser("reset-admin-token", help="make a new admin token (the old one stops working); prints it once")
     rt.add_argument("--database-url")
@@ -84,6 +116,11 @@ def _models(text: str) -> list[str]:
 
 
 def _when(text: str) -> dt.datetime:
+    """An ISO time with a zone, or a plain date (midnight UTC)."""
+    try:
+        return dt.datetime.combine(dt.date.fromisoformat(text), dt.time(), dt.timezone.utc)
+    except ValueError:
+        pass
     try:
         value = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
@@ -95,10 +132,18 @@ def _when(text: str) -> dt.datetime:
 
 def _settings_from(args: argparse.Namespace) -> dict[str, Any]:
     values = {"email": args.email, "rpm": args.rpm, "tpm": args.tpm, "max_concurrent": args.max_concurrent,
-              "allowed_models": args.models, "expires_at": args.expires}
+              "allowed_models": args.models, "expires_at": args.expires,
+              "unlimited": getattr(args, "unlimited", None)}
     if getattr(args, "name", None):
         values["name"] = args.name.strip()
     return {k: v for k, v in values.items() if v is not None}
+
+
+def _usd(text: str) -> int:
+    try:
+        return parse_usd(text)
+    except InvalidAmount as exc:
+        raise argparse.ArgumentTypeError(exc.message) from None
 
 
 def _positive_int(text: str) -> int:
@@ -146,20 +191,41 @@ def _create_key(args: argparse.Namespace) -> int:
         key_id, key = await accounts.create_key(engine, name=name, rpm=args.rpm)
         settings = _settings_from(args)
         settings.pop("name", None)
+        if args.credit is not None:
+            settings["unlimited"] = False
         if settings:
             await accounts.update_key(engine, key_id, **settings)
+        if args.credit:
+            await billing_store.add_money(engine, key_id, args.credit, note="starting credit")
         return key_id, key
 
     key_id, key = asyncio.run(_with_engine(args.database_url, create))
-    _emit(args, {"key": key, "key_id": key_id}, f"key_id: {key_id}\nkey:    {key}\n(the key is shown only now)")
+    data: dict[str, Any] = {"key": key, "key_id": key_id}
+    text = f"key_id: {key_id}\nkey:    {key}\n(the key is shown only now)"
+    if args.credit is not None:
+        data["credit_usd"] = format_usd(args.credit)
+        text += f"\ncredit: {format_usd(args.credit)} USD"
+    _emit(args, data, text)
     return 0
 
 
-def _print_key(args: argparse.Namespace, key: accounts.ConsumerKey | None) -> int:
+def _credit(key: accounts.ConsumerKey, balance: int, held: int) -> dict[str, Any]:
+    return {"unlimited": key.unlimited, "balance_usd": format_usd(balance), "held_usd": format_usd(held),
+            "available_usd": format_usd(balance - held), "balance_micros": balance, "held_micros": held}
+
+
+async def _key_with_credit(engine: Any, key_id: str) -> dict[str, Any] | None:
+    key = await accounts.get_key(engine, key_id)
+    if key is None:
+        return None
+    return {**key.public(), "credit": _credit(key, *await billing_store.key_balance(engine, key_id))}
+
+
+def _print_key(args: argparse.Namespace, key: dict[str, Any] | None) -> int:
     if key is None:
         print(f"arenahub admin: no key {args.key_id!r}", file=sys.stderr)
         return 1
-    _emit(args, key.public(), "\n".join(f"{k}: {v}" for k, v in key.public().items()))
+    _emit(args, key, "\n".join(f"{k}: {v}" for k, v in key.items()))
     return 0
 
 
@@ -176,14 +242,14 @@ def _list_keys(args: argparse.Namespace) -> int:
 
 def _show_key(args: argparse.Namespace) -> int:
     return _print_key(args, asyncio.run(_with_engine(args.database_url,
-                                                     lambda engine: accounts.get_key(engine, args.key_id))))
+                                                     lambda engine: _key_with_credit(engine, args.key_id))))
 
 
 def _change(args: argparse.Namespace, **values: Any) -> int:
-    async def work(engine: Any) -> accounts.ConsumerKey | None:
+    async def work(engine: Any) -> dict[str, Any] | None:
         if values and not await accounts.update_key(engine, args.key_id, **values):
             return None
-        return await accounts.get_key(engine, args.key_id)
+        return await _key_with_credit(engine, args.key_id)
     return _print_key(args, asyncio.run(_with_engine(args.database_url, work)))
 
 
@@ -214,6 +280,64 @@ def _delete_key(args: argparse.Namespace) -> int:
         print(f"arenahub admin: no key {args.key_id!r}", file=sys.stderr)
         return 1
     _emit(args, {"deleted": True, "key_id": args.key_id}, f"deleted {args.key_id}")
+    return 0
+
+
+def _top_up(args: argparse.Namespace) -> int:
+    if args.usd == 0:
+        print("arenahub admin top-up: the amount must be more than 0 USD", file=sys.stderr)
+        return 2
+
+    async def work(engine: Any) -> dict[str, Any] | None:
+        if await accounts.get_key(engine, args.key_id) is None:
+            return None
+        entry = await billing_store.add_money(engine, args.key_id, args.usd, note=args.note)
+        key = await _key_with_credit(engine, args.key_id)
+        return {"entry_id": entry.entry_id, "key_id": args.key_id, "amount_usd": format_usd(args.usd),
+                "amount_micros": args.usd, "credit": key["credit"] if key else None}
+
+    result = asyncio.run(_with_engine(args.database_url, work))
+    if result is None:
+        print(f"arenahub admin: no key {args.key_id!r}", file=sys.stderr)
+        return 1
+    _emit(args, result, f"topped up {args.key_id} by {result['amount_usd']} USD; balance "
+          f"{result['credit']['balance_usd']} USD (a running platform applies it within a second or two)")
+    return 0
+
+
+def _set_price(args: argparse.Namespace) -> int:
+    model = args.model.strip()
+    if not model or len(model) > 200:
+        print("arenahub admin set-price: MODEL must be 1 to 200 characters", file=sys.stderr)
+        return 2
+    price = Price(args.prompt, args.completion, args.image)
+    asyncio.run(_with_engine(args.database_url, lambda engine: billing_store.set_price(engine, model, price)))
+    usd = price.as_usd()
+    _emit(args, {"model": model, **{f"{k}_usd": v for k, v in usd.items()}},
+          f"{model}: {usd['prompt_per_1m']} USD per 1M prompt tokens, {usd['completion_per_1m']} USD per 1M "
+          f"completion tokens, {usd['per_image']} USD per image")
+    return 0
+
+
+def _usage(args: argparse.Namespace) -> int:
+    if args.since and args.until and args.since >= args.until:
+        print("arenahub admin usage: --since must be before --until", file=sys.stderr)
+        return 2
+    report = asyncio.run(_with_engine(args.database_url, lambda engine: billing_store.usage_report(
+        engine, key_id=args.key, client_id=args.client, since=args.since, until=args.until)))
+    if args.json:
+        print(json.dumps(report))
+        return 0
+    for title, field, lines in (("By key", "key_id", report["by_key"]), ("By client", "client_id",
+                                                                        report["by_client"])):
+        print(f"{title}:")
+        if not lines:
+            print("  (no served requests)")
+        for ln in lines:
+            print(f"  {ln[field]:24} {ln['day']}  {ln['model'][:32]:32} {ln['requests']:>8} req "
+                  f"{ln['total_tokens']:>10} tok {ln['cost_usd']:>12} USD")
+    t = report["total"]
+    print(f"Total: {t['requests']} requests, {t['total_tokens']} tokens, {t['cost_usd']} USD")
     return 0
 
 

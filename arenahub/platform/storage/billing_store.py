@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from arenahub.platform.billing.ledger import ClientEarnings, Entry, Kind
 from arenahub.platform.billing.pricing import Price, format_usd
-from arenahub.platform.billing.statements import StatementLine
+from arenahub.platform.billing.statements import StatementLine, totals
 from arenahub.platform.credentials import new_id
 from arenahub.platform.storage.accounts import _aware, utcnow
 from arenahub.platform.storage.schema import ledger_entries, model_prices
@@ -125,6 +125,15 @@ async def money_since(engine: AsyncEngine, since: dt.datetime) -> list[Entry]:
     return [entry_from_row(r) for r in rows]
 
 
+async def money_for_key(engine: AsyncEngine, key_id: str) -> list[Entry]:
+    """A key's top-ups and adjustments, oldest first."""
+    e = ledger_entries.c
+    async with engine.connect() as conn:
+        rows = (await conn.execute(sa.select(ledger_entries).where(e.key_id == key_id, e.kind.in_(_MONEY))
+                                   .order_by(e.created_at))).all()
+    return [entry_from_row(r) for r in rows]
+
+
 async def entries_for_request(engine: AsyncEngine, request_id: str) -> list[Entry]:
     async with engine.connect() as conn:
         rows = (await conn.execute(sa.select(ledger_entries).where(ledger_entries.c.request_id == request_id)
@@ -198,3 +207,24 @@ def line_dict(line: StatementLine, account_field: str) -> dict[str, Any]:
             "completion_tokens": line.completion_tokens, "total_tokens": line.total_tokens, "images": line.images,
             "cost_usd": format_usd(line.cost), "cost_micros": line.cost,
             "uncharged_micros": line.uncharged}
+
+
+async def usage_report(engine: AsyncEngine, *, key_id: str | None = None, client_id: str | None = None,
+                       since: dt.datetime | None = None, until: dt.datetime | None = None) -> dict[str, Any]:
+    """Statements by key and by client (UTC day and model) for the same filters, and their total.
+
+    The one shape of ``arenahub admin usage --json`` and the admin API's usage route.
+    """
+    by_key = await statement(engine, by="key", key_id=key_id, client_id=client_id, since=since, until=until)
+    by_client = await statement(engine, by="client", key_id=key_id, client_id=client_id, since=since, until=until)
+    total = totals(by_key)
+    return {
+        "filters": {"key": key_id, "client": client_id, "since": since.isoformat() if since else None,
+                    "until": until.isoformat() if until else None},
+        "by_key": [line_dict(line, "key_id") for line in by_key],
+        "by_client": [line_dict(line, "client_id") for line in by_client],
+        "total": {"requests": total.requests, "prompt_tokens": total.prompt_tokens,
+                  "completion_tokens": total.completion_tokens, "total_tokens": total.total_tokens,
+                  "images": total.images, "cost_usd": format_usd(total.cost), "cost_micros": total.cost,
+                  "uncharged_micros": total.uncharged},
+    }
