@@ -7,6 +7,8 @@ import time
 
 import httpx
 
+from arenahub.tokens import count_tokens
+
 from .harness import MODELS, Platform, Stack
 
 
@@ -43,3 +45,37 @@ def test_concurrency_limit(stack: Stack, platform: Platform, start_client) -> No
         assert slow.result().status_code == 200
     assert second.status_code == 429 and second.json()["error"]["code"] == "rate_limit_exceeded"
     assert post(platform, key).status_code == 200  # the slot is free again
+
+
+def test_tpm_counts_the_estimate_then_the_real_use_exactly(stack: Stack, platform: Platform, start_client) -> None:
+    """Admission counts prompt + max_tokens; the window keeps each request's real tokens once it ends."""
+    start_client()
+    tpm, max_tokens = 300, 40
+    key = stack.admin("create-key", "--name", "tokens", "--tpm", str(tpm), database_url=platform.database_url)["key"]
+    used = 0  # real tokens of the requests served so far, all inside this minute
+    for i in range(100):
+        resp = httpx.post(platform.v1 + "/chat/completions", headers={"Authorization": f"Bearer {key}"}, timeout=30,
+                          json={"model": MODELS[0], "max_tokens": max_tokens,
+                                "messages": [{"role": "user", "content": f"request {i}"}]})
+        if resp.status_code == 429:
+            break
+        assert resp.status_code == 200, resp.text
+        usage = resp.json()["usage"]  # the upstream's own count, which the window keeps
+        estimate = count_tokens(f"request {i}") + max_tokens  # the platform's count at admission
+        assert used + estimate <= tpm
+        # Remaining at admission: the limit less the real use so far and this request's estimate.
+        assert int(resp.headers["x-ratelimit-remaining-tokens"]) == tpm - used - estimate
+        assert resp.headers["x-ratelimit-limit-tokens"] == str(tpm)
+        used += usage["total_tokens"]
+    else:
+        raise AssertionError("never refused")
+    assert resp.json()["error"]["code"] == "rate_limit_exceeded" and "tokens per minute" in resp.json()["error"]["message"]
+    prompt = count_tokens(f"request {i}")
+    assert used + prompt + max_tokens > tpm  # refused exactly when the estimate no longer fits
+    assert 1 <= int(resp.headers["retry-after"]) <= 60
+    # A request whose estimate fits in what is left is still admitted.
+    assert tpm - used - prompt >= 1, "choose tpm and max_tokens so that something is left"
+    small = httpx.post(platform.v1 + "/chat/completions", headers={"Authorization": f"Bearer {key}"}, timeout=30,
+                       json={"model": MODELS[0], "max_tokens": tpm - used - prompt,
+                             "messages": [{"role": "user", "content": f"request {i}"}]})
+    assert small.status_code == 200, small.text
