@@ -147,6 +147,7 @@ class ChatResponse(WatchedResponse):
                             out.append(chunk_event(ex.completion_id, ex.created, ex.model, [], ex.usage()))
                         out.append(SSE_DONE)
                         await send({"type": "http.response.body", "body": b"".join(out), "more_body": False})
+                        ex.completed = True
                     elif out:
                         await send({"type": "http.response.body", "body": b"".join(out), "more_body": True})
                         ex.completion_parts += texts
@@ -188,6 +189,7 @@ class ChatResponse(WatchedResponse):
         body = completion_body(ex.completion_id, ex.created, ex.model, acc.choices(), ex.usage())
         await send({"type": "http.response.start", "status": 200, "headers": self._headers(JSON)})
         await send({"type": "http.response.body", "body": body})
+        ex.completed = True
 
 
 routes = [

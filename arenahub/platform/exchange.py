@@ -39,6 +39,7 @@ class Exchange:
     rate_headers: dict[str, str] = field(default_factory=dict)
     reservation: Reservation | None = None  # the credit held for this request, settled when it ends
     cost: int | None = None  # micro-USD charged, once settled
+    completed: bool = False  # the whole answer was written to the consumer
 
     @property
     def completion_id(self) -> str:
@@ -58,7 +59,7 @@ class Exchange:
 
     def delivered(self) -> bool:
         """Whether the consumer got anything: a whole answer, or part of a stream."""
-        return self.status == 200 or bool(self.completion_parts)
+        return self.completed or bool(self.completion_parts)
 
     def elapsed(self) -> float:
         return time.perf_counter() - self.started
