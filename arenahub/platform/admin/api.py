@@ -1,12 +1,13 @@
 """The admin API, JSON under ``/api/admin``, authenticated with the admin token.
 
-Every route is declared once in ``ROUTES`` (method, path, summary, body type): the router and the
-OpenAPI document (``/api/admin/openapi.json``) are both built from it.
+Every route is declared once in ``ROUTES`` (method, path, summary, body and query types): the router
+and the OpenAPI document (``/api/admin/openapi.json``) are both built from it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any
@@ -17,7 +18,15 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from arenahub.asgi import read_body
-from arenahub.platform.storage import accounts
+from arenahub.platform.billing import (
+    Account,
+    Entry,
+    InvalidAmount,
+    Price,
+    format_usd,
+    parse_usd,
+)
+from arenahub.platform.storage import accounts, billing_store
 from arenahub.protocol.errors import InvalidRequest, NotFound
 
 if TYPE_CHECKING:
@@ -27,6 +36,10 @@ PositiveInt = Annotated[int, msgspec.Meta(ge=1, le=10_000_000)]
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 Email = Annotated[str, msgspec.Meta(max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")]
 Url = Annotated[str, msgspec.Meta(max_length=500, pattern=r"^https?://\S+$")]
+# Money travels as decimal strings ("12.50"): floats never touch it. parse_usd says what is wrong.
+Usd = Annotated[str, msgspec.Meta(max_length=40, description='USD as a decimal string, e.g. "12.50"')]
+Note = Annotated[str, msgspec.Meta(max_length=500, description="why; kept with the entry")]
+When = Annotated[dt.datetime, msgspec.Meta(tz=True)]
 
 
 class KeyCreate(msgspec.Struct, forbid_unknown_fields=True):
@@ -38,6 +51,8 @@ class KeyCreate(msgspec.Struct, forbid_unknown_fields=True):
     models: list[Name] | None = None
     expires_at: dt.datetime | None = None
     metadata: dict[str, Any] | None = None
+    credit: Annotated[Usd, msgspec.Meta(description="starting credit: the key spends from its balance")] | None = None
+    unlimited: Annotated[bool, msgspec.Meta(description="no credit limit (default: true without credit)")] | None = None
 
 
 class KeyUpdate(msgspec.Struct, forbid_unknown_fields=True):
@@ -52,6 +67,29 @@ class KeyUpdate(msgspec.Struct, forbid_unknown_fields=True):
     expires_at: dt.datetime | None | msgspec.UnsetType = msgspec.UNSET
     metadata: dict[str, Any] | None | msgspec.UnsetType = msgspec.UNSET
     disabled: bool | msgspec.UnsetType = msgspec.UNSET
+    unlimited: bool | msgspec.UnsetType = msgspec.UNSET
+
+
+class TopUp(msgspec.Struct, forbid_unknown_fields=True):
+    """Credit added to a key: more than 0 USD."""
+
+    amount: Usd
+    note: Note | None = None
+
+
+class Adjustment(msgspec.Struct, forbid_unknown_fields=True):
+    """A correction to a key's balance: a signed amount ("-1.25" takes credit away); not 0."""
+
+    amount: Usd
+    note: Note | None = None
+
+
+class PriceSet(msgspec.Struct, forbid_unknown_fields=True):
+    """A model's price: USD per 1M prompt tokens, per 1M completion tokens, and per image (default 0)."""
+
+    prompt: Usd
+    completion: Usd
+    image: Usd | None = None
 
 
 class ClientCreate(msgspec.Struct, forbid_unknown_fields=True):
@@ -62,8 +100,25 @@ class ClientCreate(msgspec.Struct, forbid_unknown_fields=True):
     max_concurrent: PositiveInt = 4
 
 
+class UsageQuery(msgspec.Struct, forbid_unknown_fields=True):
+    key: Annotated[Name, msgspec.Meta(description="only this key's requests (key id)")] | None = None
+    client: Annotated[Name, msgspec.Meta(description="only requests this client served (client id)")] | None = None
+    since: Annotated[When, msgspec.Meta(description="from this time, inclusive; ISO 8601 with a zone")] | None = None
+    until: Annotated[When, msgspec.Meta(description="up to this time, exclusive; ISO 8601 with a zone")] | None = None
+
+
 def _platform(request: Request) -> Platform:
     return request.app.state.platform
+
+
+_AT = re.compile(r" - at `\$\.(.+)`$")
+_FIELD = re.compile(r"(?:missing required|unknown) field `(.+)`$")
+
+
+def _invalid(what: str, exc: msgspec.ValidationError) -> InvalidRequest:
+    text = str(exc)
+    m = _AT.search(text) or _FIELD.search(text)
+    return InvalidRequest(f"Invalid {what}: {text}", param=m.group(1) if m else None)
 
 
 async def _body(request: Request, kind: type[Any]) -> Any:
@@ -71,11 +126,21 @@ async def _body(request: Request, kind: type[Any]) -> Any:
     try:
         return msgspec.json.decode(raw or b"{}", type=kind)
     except msgspec.ValidationError as exc:
-        text = str(exc)
-        param = text.split(" - at `$.", 1)[1].rstrip("`") if " - at `$." in text else None
-        raise InvalidRequest(f"Invalid body: {text}", param=param) from None
+        raise _invalid("body", exc) from None
     except msgspec.DecodeError as exc:
         raise InvalidRequest(f"The body is not valid JSON ({exc}).", code="invalid_json") from None
+
+
+def _query(request: Request, kind: type[Any]) -> Any:
+    values: dict[str, str] = {}
+    for name, value in request.query_params.multi_items():
+        if name in values:
+            raise InvalidRequest(f"Query parameter {name!r} is given more than once.", param=name)
+        values[name] = value
+    try:
+        return msgspec.convert(values, type=kind)
+    except msgspec.ValidationError as exc:
+        raise _invalid("query", exc) from None
 
 
 def _aware(value: dt.datetime | None) -> dt.datetime | None:
@@ -91,22 +156,41 @@ async def _key_or_404(platform: Platform, key_id: str) -> accounts.ConsumerKey:
     return key
 
 
+def _credit(key: accounts.ConsumerKey, account: Account) -> dict[str, Any]:
+    return {"unlimited": key.unlimited, "balance_usd": format_usd(account.balance),
+            "held_usd": format_usd(account.held), "available_usd": format_usd(account.available),
+            "balance_micros": account.balance, "held_micros": account.held}
+
+
+def _key_json(platform: Platform, key: accounts.ConsumerKey) -> dict[str, Any]:
+    """The key as the admin sees it, with its credit from the live ledger."""
+    return {**key.public(), "credit": _credit(key, platform.accounting.ledger.account(key.id))}
+
+
 async def list_keys(request: Request) -> Response:
-    return JSONResponse({"data": [k.public() for k in await accounts.list_keys(_platform(request).engine)]})
+    platform = _platform(request)
+    return JSONResponse({"data": [_key_json(platform, k) for k in await accounts.list_keys(platform.engine)]})
 
 
 async def create_key(request: Request) -> Response:
     platform = _platform(request)
     body: KeyCreate = await _body(request, KeyCreate)
+    credit = parse_usd(body.credit, field="credit") if body.credit is not None else None
+    unlimited = body.unlimited if body.unlimited is not None else credit is None
+    expires_at = _aware(body.expires_at)  # checked before anything is made
     key_id, secret = await accounts.create_key(platform.engine, name=body.name, rpm=body.rpm)
-    await accounts.update_key(platform.engine, key_id, email=body.email, tpm=body.tpm, max_concurrent=body.max_concurrent,
-                              allowed_models=body.models, expires_at=_aware(body.expires_at), meta=body.metadata)
+    await accounts.update_key(platform.engine, key_id, email=body.email, tpm=body.tpm,
+                              max_concurrent=body.max_concurrent, allowed_models=body.models,
+                              expires_at=expires_at, meta=body.metadata, unlimited=unlimited)
+    if credit:
+        platform.accounting.top_up(key_id, credit, note="starting credit")
     key = await _key_or_404(platform, key_id)
-    return JSONResponse({"key": secret, **key.public()}, status_code=201)
+    return JSONResponse({"key": secret, **_key_json(platform, key)}, status_code=201)
 
 
 async def show_key(request: Request) -> Response:
-    return JSONResponse((await _key_or_404(_platform(request), request.path_params["key_id"])).public())
+    platform = _platform(request)
+    return JSONResponse(_key_json(platform, await _key_or_404(platform, request.path_params["key_id"])))
 
 
 async def update_key(request: Request) -> Response:
@@ -122,7 +206,7 @@ async def update_key(request: Request) -> Response:
         changes["expires_at"] = _aware(changes["expires_at"])
     if changes and not await accounts.update_key(platform.engine, key_id, **changes):
         raise NotFound(f"No key with id {key_id!r}.", code="key_not_found")
-    return JSONResponse((await _key_or_404(platform, key_id)).public())
+    return JSONResponse(_key_json(platform, await _key_or_404(platform, key_id)))
 
 
 async def rotate_key(request: Request) -> Response:
@@ -131,7 +215,7 @@ async def rotate_key(request: Request) -> Response:
     secret = await accounts.rotate_key(platform.engine, key_id)
     if secret is None:
         raise NotFound(f"No key with id {key_id!r}.", code="key_not_found")
-    return JSONResponse({"key": secret, **(await _key_or_404(platform, key_id)).public()})
+    return JSONResponse({"key": secret, **_key_json(platform, await _key_or_404(platform, key_id))})
 
 
 async def delete_key(request: Request) -> Response:
@@ -139,6 +223,32 @@ async def delete_key(request: Request) -> Response:
     if not await accounts.delete_key(_platform(request).engine, key_id):
         raise NotFound(f"No key with id {key_id!r}.", code="key_not_found")
     return JSONResponse({"deleted": True, "id": key_id})
+
+
+async def _money(request: Request, kind: type[TopUp | Adjustment]) -> Response:
+    """A top-up or an adjustment, in the live ledger at once; persisted with the writer's next batch."""
+    platform = _platform(request)
+    key = await _key_or_404(platform, request.path_params["key_id"])
+    body = await _body(request, kind)
+    adjustment = kind is Adjustment
+    amount = parse_usd(body.amount, field="amount", signed=adjustment)
+    if amount == 0:
+        raise InvalidAmount(f"amount must be {'non-zero' if adjustment else 'more than 0 USD'}, got {body.amount!r}",
+                            param="amount")
+    book = platform.accounting.adjust if adjustment else platform.accounting.top_up
+    entry: Entry = book(key.id, amount, note=body.note)
+    return JSONResponse({"entry_id": entry.entry_id, "key_id": key.id, "kind": entry.kind.value,
+                         "amount_usd": format_usd(entry.amount), "amount_micros": entry.amount, "note": entry.note,
+                         "created_at": entry.created_at.isoformat(),
+                         "credit": _credit(key, platform.accounting.ledger.account(key.id))}, status_code=201)
+
+
+async def top_up_key(request: Request) -> Response:
+    return await _money(request, TopUp)
+
+
+async def adjust_key(request: Request) -> Response:
+    return await _money(request, Adjustment)
 
 
 async def list_clients(request: Request) -> Response:
@@ -158,47 +268,137 @@ async def create_client(request: Request) -> Response:
     return JSONResponse({"client_id": client_id, "api_key": api_key}, status_code=201)
 
 
+async def client_earnings(request: Request) -> Response:
+    platform = _platform(request)
+    client_id = request.path_params["client_id"]
+    if await accounts.get_client(platform.engine, client_id) is None:
+        raise NotFound(f"No client with id {client_id!r}.", code="client_not_found")
+    e = platform.accounting.ledger.earnings(client_id)
+    return JSONResponse({"client_id": client_id, "requests": e.requests, "prompt_tokens": e.prompt_tokens,
+                         "completion_tokens": e.completion_tokens,
+                         "total_tokens": e.prompt_tokens + e.completion_tokens, "images": e.images,
+                         "value_usd": format_usd(e.value), "value_micros": e.value})
+
+
+def _price_json(price: Price) -> dict[str, str]:
+    return {"prompt_per_1m_usd": format_usd(price.prompt_per_1m),
+            "completion_per_1m_usd": format_usd(price.completion_per_1m), "per_image_usd": format_usd(price.per_image)}
+
+
+async def list_prices(request: Request) -> Response:
+    platform = _platform(request)
+    # "default": no admin price stored for the model (an admin price equal to the default is still the admin's).
+    admin_prices, _ = await billing_store.prices_since(platform.engine, None)
+    table = platform.accounting.prices
+    return JSONResponse({"data": [{"model": model, **_price_json(price), "default": model not in admin_prices}
+                                  for model, price in table.items()],
+                         "fallback": _price_json(table.fallback)})
+
+
+async def set_price(request: Request) -> Response:
+    platform = _platform(request)
+    model = request.path_params["model"]
+    if not model.strip() or len(model) > 200:
+        raise InvalidRequest(f"The model name must be 1 to 200 characters, not blank; got {len(model)}.",
+                             param="model")
+    body: PriceSet = await _body(request, PriceSet)
+    price = Price(parse_usd(body.prompt, field="prompt"), parse_usd(body.completion, field="completion"),
+                  parse_usd(body.image or "0", field="image"))
+    await billing_store.set_price(platform.engine, model, price)
+    platform.accounting.prices.set(model, price)
+    return JSONResponse({"model": model, **_price_json(price), "default": False})
+
+
+async def usage(request: Request) -> Response:
+    query: UsageQuery = _query(request, UsageQuery)
+    if query.since is not None and query.until is not None and query.since > query.until:
+        raise InvalidRequest(f"since ({query.since.isoformat()}) is later than until ({query.until.isoformat()}).",
+                             param="since")
+    # In UTC: SQLite keeps times as UTC text without a zone, so another offset would compare wrongly.
+    since, until = (t.astimezone(dt.UTC) if t else None for t in (query.since, query.until))
+    return JSONResponse(await billing_store.usage_report(_platform(request).engine, key_id=query.key,
+                                                         client_id=query.client, since=since, until=until))
+
+
 @dataclass(frozen=True)
 class Spec:
     method: str
-    path: str
+    path: str  # Starlette syntax: "{model:path}" takes a value with "/" in it
     handler: Callable[[Request], Awaitable[Response]]
     summary: str
     body: type[Any] | None = None
+    query: type[Any] | None = None  # a Struct: one query parameter per field
+    status: int = 200
 
 
 ROUTES = [
-    Spec("GET", "/keys", list_keys, "List consumer keys (never their secrets)"),
-    Spec("POST", "/keys", create_key, "Create a consumer key; its secret is in this answer only", KeyCreate),
-    Spec("GET", "/keys/{key_id}", show_key, "Show a key"),
-    Spec("PATCH", "/keys/{key_id}", update_key, "Change a key's limits, models, expiry, metadata or disable it",
-         KeyUpdate),
+    Spec("GET", "/keys", list_keys, "List consumer keys (never their secrets), each with its credit"),
+    Spec("POST", "/keys", create_key, "Create a consumer key; its secret is in this answer only. With credit, "
+         "the key is limited and starts with that balance", KeyCreate, status=201),
+    Spec("GET", "/keys/{key_id}", show_key, "Show a key and its credit"),
+    Spec("PATCH", "/keys/{key_id}", update_key, "Change a key's limits, models, expiry, metadata or unlimited "
+         "setting, or disable it", KeyUpdate),
     Spec("POST", "/keys/{key_id}/rotate", rotate_key, "New secret for the key; the old one stops working"),
     Spec("DELETE", "/keys/{key_id}", delete_key, "Delete a key (its records stay)"),
+    Spec("POST", "/keys/{key_id}/top-ups", top_up_key, "Add credit to a key; it can spend it at once", TopUp,
+         status=201),
+    Spec("POST", "/keys/{key_id}/adjustments", adjust_key, "Correct a key's balance by a signed amount",
+         Adjustment, status=201),
     Spec("GET", "/clients", list_clients, "List clients with their live state"),
-    Spec("POST", "/clients", create_client, "Register a client; its api_key is in this answer only", ClientCreate),
+    Spec("POST", "/clients", create_client, "Register a client; its api_key is in this answer only", ClientCreate,
+         status=201),
+    Spec("GET", "/clients/{client_id}/earnings", client_earnings, "What a client has earned: requests served, "
+         "tokens, and the value charged to consumers for them (live)"),
+    Spec("GET", "/prices", list_prices, "Every model's price (default or set by the admin) and the fallback "
+         "price for models with none"),
+    Spec("PUT", "/prices/{model:path}", set_price, "Set a model's price (the name may contain '/'); applies to "
+         "the next request", PriceSet),
+    Spec("GET", "/usage", usage, "What keys spent and clients earned, by UTC day and model. From the stored "
+         "book, which trails the live ledger by up to the record writer's flush interval (0.5 s by default)",
+         query=UsageQuery),
 ]
+
+_PARAM = re.compile(r"\{(\w+)(?::(\w+))?\}")
 
 
 def openapi() -> dict[str, Any]:
-    bodies = [s.body for s in ROUTES if s.body is not None]
-    schemas, components = msgspec.json.schema_components(bodies, ref_template="#/components/schemas/{name}")
-    by_type = dict(zip(bodies, schemas))
+    types = list(dict.fromkeys(t for s in ROUTES for t in (s.body, s.query) if t is not None))
+    schemas, components = msgspec.json.schema_components(types, ref_template="#/components/schemas/{name}")
+    by_type = dict(zip(types, schemas))
     paths: dict[str, Any] = {}
     for spec in ROUTES:
         op: dict[str, Any] = {"summary": spec.summary, "security": [{"adminToken": []}], "responses": {
-            "200": {"description": "OK"}, "400": {"description": "Invalid input (OpenAI error envelope)"},
+            str(spec.status): {"description": "OK"}, "400": {"description": "Invalid input (OpenAI error envelope)"},
             "401": {"description": "Missing or wrong admin token"}, "404": {"description": "Not found"}}}
-        params = [p.strip("{}") for p in spec.path.split("/") if p.startswith("{")]
+        params = [{"name": name, "in": "path", "required": True, "schema": {"type": "string"},
+                   **({"description": "may contain '/'"} if converter == "path" else {})}
+                  for name, converter in _PARAM.findall(spec.path)]
+        if spec.query is not None:
+            params += _query_parameters(components[spec.query.__name__])
         if params:
-            op["parameters"] = [{"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
-                                for p in params]
+            op["parameters"] = params
         if spec.body is not None:
             op["requestBody"] = {"required": True, "content": {"application/json": {"schema": by_type[spec.body]}}}
-        paths.setdefault("/api/admin" + spec.path, {})[spec.method.lower()] = op
+        paths.setdefault("/api/admin" + _PARAM.sub(r"{\1}", spec.path), {})[spec.method.lower()] = op
+    for spec in ROUTES:  # query types are inlined as parameters, not schemas of their own
+        if spec.query is not None:
+            components.pop(spec.query.__name__, None)
     return {"openapi": "3.1.0", "info": {"title": "arenahub admin API", "version": "1"}, "paths": paths,
             "components": {"schemas": components, "securitySchemes": {
                 "adminToken": {"type": "http", "scheme": "bearer", "description": "the admin token"}}}}
+
+
+def _query_parameters(schema: dict[str, Any]) -> list[dict[str, Any]]:
+    out = []
+    for name, prop in schema["properties"].items():
+        # An optional field is "X or null" in JSON Schema; in a query it is simply left out.
+        options = [s for s in prop.get("anyOf", [prop]) if s.get("type") != "null"]
+        value = dict(options[0]) if len(options) == 1 else {"anyOf": options}
+        description = value.pop("description", None)
+        value.pop("default", None)
+        out.append({"name": name, "in": "query", "required": name in schema.get("required", []), "schema": value,
+                    **({"description": description} if description else {})})
+    return out
 
 
 def _guarded(handler: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
@@ -225,6 +425,6 @@ def routes() -> list[Route]:
 def _dispatch(handlers: dict[str, Callable[[Request], Awaitable[Response]]]) -> Callable[[Request], Awaitable[Response]]:
     guarded = {m: _guarded(h) for m, h in handlers.items()}
 
-    async def endpoint(request: Request) -> Response:
-        return await guarded[request.method](request)
+    async def endpoint(request: Request) -> Response:  # Starlette lets HEAD through wherever GET is
+        return await guarded["GET" if request.method == "HEAD" else request.method](request)
     return endpoint
