@@ -16,7 +16,14 @@ import logging
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from arenahub.platform.billing import Entry, Ledger, PriceTable, Usage, cost, estimate_reservation
+from arenahub.platform.billing import (
+    Entry,
+    Ledger,
+    PriceTable,
+    Usage,
+    cost,
+    estimate_reservation,
+)
 from arenahub.platform.exchange import Exchange
 from arenahub.platform.storage import billing_store
 from arenahub.platform.storage.accounts import utcnow

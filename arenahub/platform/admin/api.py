@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Annotated, Any
 
 import msgspec
@@ -19,7 +19,6 @@ from starlette.routing import Route
 
 from arenahub.asgi import read_body
 from arenahub.platform.billing import (
-    Account,
     Entry,
     InvalidAmount,
     Price,
@@ -156,15 +155,9 @@ async def _key_or_404(platform: Platform, key_id: str) -> accounts.ConsumerKey:
     return key
 
 
-def _credit(key: accounts.ConsumerKey, account: Account) -> dict[str, Any]:
-    return {"unlimited": key.unlimited, "balance_usd": format_usd(account.balance),
-            "held_usd": format_usd(account.held), "available_usd": format_usd(account.available),
-            "balance_micros": account.balance, "held_micros": account.held}
-
-
 def _key_json(platform: Platform, key: accounts.ConsumerKey) -> dict[str, Any]:
     """The key as the admin sees it, with its credit from the live ledger."""
-    return {**key.public(), "credit": _credit(key, platform.accounting.ledger.account(key.id))}
+    return {**key.public(), "credit": replace(platform.accounting.ledger.account(key.id), unlimited=key.unlimited).public()}
 
 
 async def list_keys(request: Request) -> Response:
@@ -240,7 +233,7 @@ async def _money(request: Request, kind: type[TopUp | Adjustment]) -> Response:
     return JSONResponse({"entry_id": entry.entry_id, "key_id": key.id, "kind": entry.kind.value,
                          "amount_usd": format_usd(entry.amount), "amount_micros": entry.amount, "note": entry.note,
                          "created_at": entry.created_at.isoformat(),
-                         "credit": _credit(key, platform.accounting.ledger.account(key.id))}, status_code=201)
+                         "credit": replace(platform.accounting.ledger.account(key.id), unlimited=key.unlimited).public()}, status_code=201)
 
 
 async def top_up_key(request: Request) -> Response:

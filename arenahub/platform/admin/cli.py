@@ -12,7 +12,13 @@ import json
 import sys
 from typing import Any
 
-from arenahub.platform.billing import InvalidAmount, Price, format_usd, parse_usd
+from arenahub.platform.billing import (
+    Account,
+    InvalidAmount,
+    Price,
+    format_usd,
+    parse_usd,
+)
 from arenahub.platform.storage import accounts, billing_store
 from arenahub.platform.storage.db import create_engine, migrate
 
@@ -118,7 +124,7 @@ def _models(text: str) -> list[str]:
 def _when(text: str) -> dt.datetime:
     """An ISO time with a zone, or a plain date (midnight UTC)."""
     try:
-        return dt.datetime.combine(dt.date.fromisoformat(text), dt.time(), dt.timezone.utc)
+        return dt.datetime.combine(dt.date.fromisoformat(text), dt.time(), dt.UTC)
     except ValueError:
         pass
     try:
@@ -209,16 +215,12 @@ def _create_key(args: argparse.Namespace) -> int:
     return 0
 
 
-def _credit(key: accounts.ConsumerKey, balance: int, held: int) -> dict[str, Any]:
-    return {"unlimited": key.unlimited, "balance_usd": format_usd(balance), "held_usd": format_usd(held),
-            "available_usd": format_usd(balance - held), "balance_micros": balance, "held_micros": held}
-
-
 async def _key_with_credit(engine: Any, key_id: str) -> dict[str, Any] | None:
     key = await accounts.get_key(engine, key_id)
     if key is None:
         return None
-    return {**key.public(), "credit": _credit(key, *await billing_store.key_balance(engine, key_id))}
+    balance, held = await billing_store.key_balance(engine, key_id)
+    return {**key.public(), "credit": Account(key_id, key.unlimited, balance, held).public()}
 
 
 def _print_key(args: argparse.Namespace, key: dict[str, Any] | None) -> int:

@@ -144,6 +144,12 @@ class Account:
     def available(self) -> int:
         return self.balance - self.held
 
+    def public(self) -> dict[str, object]:
+        """The credit as the admin API and CLI show it: USD strings and integer micro-USD."""
+        return {"unlimited": self.unlimited, "balance_usd": format_usd(self.balance),
+                "held_usd": format_usd(self.held), "available_usd": format_usd(self.available),
+                "balance_micros": self.balance, "held_micros": self.held}
+
 
 @dataclass(frozen=True, slots=True)
 class ClientEarnings:

@@ -169,10 +169,11 @@ async def statement(engine: AsyncEngine, *, by: str, key_id: str | None = None, 
             query = query.where(e.key_id == key_id)
         if client_id is not None:
             query = query.where(e.client_id == client_id)
+        # Compare in UTC: SQLite keeps times as UTC text, so another offset would compare as clock text.
         if since is not None:
-            query = query.where(e.created_at >= since)
+            query = query.where(e.created_at >= since.astimezone(dt.UTC))
         if until is not None:
-            query = query.where(e.created_at < until)
+            query = query.where(e.created_at < until.astimezone(dt.UTC))
         rows = (await conn.execute(query)).all()
     return [StatementLine(r.account, r.day if isinstance(r.day, dt.date) else dt.date.fromisoformat(r.day),
                           r.model or "", int(r.requests), int(r.prompt), int(r.completion), int(r.images),
