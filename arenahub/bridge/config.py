@@ -16,6 +16,7 @@ from typing import Any
 
 from arenahub import jsonc
 from arenahub.bridge.lmarena import MODES, Endpoint, Mode, Model, Position, is_uuid
+from arenahub.client.config import read_allowed_origins
 from arenahub.jsonc import ConfigError
 from arenahub.protocol.errors import ApiError
 
@@ -41,7 +42,8 @@ IGNORED_KEYS = {
     "enable_comprehensive_logging": _NO_LOG_SWITCH, "log_server_requests": _NO_LOG_SWITCH,
     "log_tampermonkey_debug": _NO_LOG_SWITCH,
 }
-# Read by the client from the same file (arenahub.client.config).
+# Read by the client from the same file (arenahub.client.config); of these the bridge itself acts
+# only on platform_features.allowed_origins (CORS on its HTTP endpoints).
 CLIENT_KEYS = ("platform_integration", "platform_features", "lmarena_bridge_url")
 
 
@@ -72,6 +74,7 @@ class BridgeConfig:
     stream_response_timeout_seconds: float = 360.0
     api_key: str = field(default="", repr=False)
     platform_integration_enabled: bool = False
+    allowed_origins: tuple[str, ...] = ()  # platform_features.allowed_origins, shared with the client
     # Read, never acted on (see IGNORED_KEYS):
     version: str = ""
     enable_auto_update: bool = True
@@ -111,6 +114,7 @@ class BridgeConfig:
                 "use_default_ids_if_mapping_not_found": self.use_default_ids_if_mapping_not_found,
                 "stream_response_timeout_seconds": self.stream_response_timeout_seconds,
                 "api_key_set": bool(self.api_key), "platform_integration_enabled": self.platform_integration_enabled,
+                "allowed_origins": list(self.allowed_origins),
                 "ignored_keys": [key for key, _ in self.ignored]}
 
 
@@ -232,6 +236,14 @@ def load_bridge_config(path: Path | str) -> BridgeConfig:
     section = data.get("platform_integration")
     if section is not None and not isinstance(section, dict):
         raise doc.fail("must be an object ({\"enabled\": true, \"platform_url\": ...})", "platform_integration")
+    features = data.get("platform_features")
+    if features is not None and not isinstance(features, dict):
+        raise doc.fail("must be an object ({\"allowed_origins\": [...], ...})", "platform_features")
+    raw_origins = (features or {}).get("allowed_origins")
+    origins, problem = read_allowed_origins([] if raw_origins is None else raw_origins)
+    if problem is not None:
+        index, reason = problem
+        raise doc.fail(reason, "platform_features", "allowed_origins", *([index] if index >= 0 else []))
 
     def lenient(key: str, kind: type | tuple[type, ...], default: Any) -> Any:
         value = data.get(key)
@@ -249,6 +261,7 @@ def load_bridge_config(path: Path | str) -> BridgeConfig:
         use_default_ids_if_mapping_not_found=get("use_default_ids_if_mapping_not_found", bool, True),
         stream_response_timeout_seconds=float(timeout), api_key=get("api_key", str, ""),
         platform_integration_enabled=section is not None and section.get("enabled", True) is True,
+        allowed_origins=origins,
         version=lenient("version", str, ""), enable_auto_update=lenient("enable_auto_update", bool, True),
         file_bed_enabled=lenient("file_bed_enabled", bool, False),
         file_bed_upload_url=lenient("file_bed_upload_url", str, ""),

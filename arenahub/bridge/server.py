@@ -6,6 +6,9 @@ Serves, on 127.0.0.1:5102 by default:
 - ``/internal/*`` used by ``arenahub bridge capture-ids`` and ``update-models``;
 - ``/bridge/status`` (tabs, session status) and, from the platform integration, ``/health``,
   ``/platform/status`` and ``/platform/register``.
+
+Web pages on other origins may call these HTTP endpoints only when ``platform_features.allowed_origins``
+lists them; the tabs' socket has its own origin check.
 """
 
 from __future__ import annotations
@@ -311,5 +314,6 @@ def create_app(bridge: Bridge, client_config: ClientConfig, port: int) -> Starle
         Route("/internal/request_model_update", request_model_update, methods=["POST"]),
         Route("/internal/reload", reload_config, methods=["POST"]),
     ]
-    return Starlette(routes=routes, lifespan=lifespan,
+    # CORS is fixed at start: a changed platform_features.allowed_origins needs a restart, not /internal/reload.
+    return Starlette(routes=routes, lifespan=lifespan, middleware=local_api.cors(bridge.config.allowed_origins),
                      exception_handlers={ApiError: _on_api_error, HTTPException: _on_http_error})

@@ -38,7 +38,7 @@ def create_app(config: ClientConfig) -> Starlette:
             app.state.link = link
             yield
 
-    return Starlette(routes=local_api.routes, lifespan=lifespan)
+    return Starlette(routes=local_api.routes, lifespan=lifespan, middleware=local_api.cors(config.allowed_origins))
 
 
 def serve(config: ClientConfig, host: str, port: int) -> int:

@@ -1,4 +1,5 @@
-"""The client's settings, read from config.jsonc (section ``platform_integration``, as in the seed)."""
+"""The client's settings, read from config.jsonc (sections ``platform_integration`` and
+``platform_features``, as in the seed)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,9 @@ from arenahub.jsonc import ConfigError
 
 DEFAULT_BRIDGE_URL = "http://127.0.0.1:5102"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+# What a client may ask the platform to route by (sent in Hello; the platform decides).
+ROUTING_STRATEGIES = ("least_load", "round_robin", "random", "fastest", "priority")
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 @dataclass(frozen=True)
@@ -30,6 +34,9 @@ class ClientConfig:
     lmarena_bridge_url: str = DEFAULT_BRIDGE_URL
     bridge_api_key: str | None = field(default=None, repr=False)
     max_concurrent_requests: int = 4
+    enable_request_validation: bool = True
+    allowed_origins: tuple[str, ...] = ()
+    preferred_routing_strategy: str | None = None
 
     @property
     def tunnel_url(self) -> str:
@@ -50,6 +57,9 @@ class ClientConfig:
             "lmarena_bridge_url": self.lmarena_bridge_url,
             "bridge_api_key_set": bool(self.bridge_api_key),
             "max_concurrent_requests": self.max_concurrent_requests,
+            "enable_request_validation": self.enable_request_validation,
+            "allowed_origins": list(self.allowed_origins),
+            "preferred_routing_strategy": self.preferred_routing_strategy,
         }
 
 
@@ -60,7 +70,9 @@ class _Reader:
         self.path, self.text, self.data, self.prefix = path, text, data, prefix
 
     def fail(self, key: str, reason: str) -> ConfigError:
-        return ConfigError(self.path, reason, key=self.prefix + key, line=jsonc.line_of(self.text, key))
+        # "allowed_origins[2]" points at the line of "allowed_origins".
+        line = jsonc.line_of(self.text, key.split("[", 1)[0])
+        return ConfigError(self.path, reason, key=self.prefix + key, line=line)
 
     def get(self, key: str, kind: type | tuple[type, ...], default: Any, *, required: bool = False) -> Any:
         if key not in self.data or self.data[key] is None:
@@ -81,6 +93,43 @@ def _check_url(reader: _Reader, key: str, value: str, schemes: tuple[str, ...]) 
     if parts.scheme not in schemes or not parts.netloc:
         raise reader.fail(key, f"must be a {'/'.join(schemes)} URL, got {value!r}")
     return value.rstrip("/")
+
+
+def normalize_origin(value: str) -> str:
+    """An ``allowed_origins`` entry as browsers send it in ``Origin`` (lower case, no default port,
+    no trailing slash), so that it matches exactly; ValueError says what is wrong with it."""
+    if value == "*":
+        return value
+    parts = urlsplit(value.strip())
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError(f"has an invalid port: {value!r}") from None
+    if (not parts.scheme or not parts.hostname or parts.path not in ("", "/") or parts.query or parts.fragment
+            or parts.username is not None or "://" not in value):
+        raise ValueError(f'must be "*" or scheme://host[:port] with no path, got {value!r}')
+    if "*" in parts.hostname:
+        raise ValueError(f'cannot hold a wildcard host, got {value!r}: list each origin, or use "*" for any')
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    scheme = parts.scheme.lower()
+    suffix = "" if port is None or port == _DEFAULT_PORTS.get(scheme) else f":{port}"
+    return f"{scheme}://{host}{suffix}"
+
+
+def read_allowed_origins(value: Any) -> tuple[tuple[str, ...], tuple[int, str] | None]:
+    """``platform_features.allowed_origins`` normalized, or the index and reason of the first bad entry
+    (index -1: not a list). Shared with the bridge, which reads the same key from the same file."""
+    if not isinstance(value, list):
+        return (), (-1, f'must be a list of origins like ["https://your-platform-domain.com"], got {value!r}')
+    origins = []
+    for i, item in enumerate(value):
+        if not isinstance(item, str):
+            return (), (i, f"must be a string, got {type(item).__name__} {item!r}")
+        try:
+            origins.append(normalize_origin(item))
+        except ValueError as exc:
+            return (), (i, str(exc))
+    return tuple(dict.fromkeys(origins)), None
 
 
 def load_client_config(path: Path | str) -> ClientConfig:
@@ -125,6 +174,16 @@ def load_client_config(path: Path | str) -> ClientConfig:
     max_concurrent = features.get("max_concurrent_requests", int, 4)
     if not 1 <= max_concurrent <= 10_000:
         raise features.fail("max_concurrent_requests", f"must be between 1 and 10000, got {max_concurrent}")
+    origins, problem = read_allowed_origins(features.get("allowed_origins", object, []))
+    if problem is not None:
+        index, reason = problem
+        raise features.fail("allowed_origins" + (f"[{index}]" if index >= 0 else ""), reason)
+    strategy = features.get("preferred_routing_strategy", str, None)
+    if strategy is not None:
+        strategy = strategy.strip().lower()
+        if strategy not in ROUTING_STRATEGIES:
+            raise features.fail("preferred_routing_strategy",
+                                f"must be one of {', '.join(ROUTING_STRATEGIES)}, got {strategy!r}")
 
     return ClientConfig(
         path=path, enabled=enabled, platform_url=platform_url, client_id=client_id, api_key=api_key,
@@ -132,7 +191,9 @@ def load_client_config(path: Path | str) -> ClientConfig:
         enable_request_logging=pi.get("enable_request_logging", bool, False),
         enable_performance_monitoring=pi.get("enable_performance_monitoring", bool, True),
         reconnect_max_delay_seconds=float(max_delay), lmarena_bridge_url=bridge_url,
-        bridge_api_key=bridge_key, max_concurrent_requests=max_concurrent)
+        bridge_api_key=bridge_key, max_concurrent_requests=max_concurrent,
+        enable_request_validation=features.get("enable_request_validation", bool, True),
+        allowed_origins=origins, preferred_routing_strategy=strategy)
 
 
 def disabled_client_config(path: Path) -> ClientConfig:

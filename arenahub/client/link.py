@@ -19,6 +19,7 @@ from arenahub import __version__
 from arenahub.client.config import ClientConfig
 from arenahub.client.relay import BridgeRelay, RelayError
 from arenahub.client.stats import Stats
+from arenahub.client.validation import rejection
 from arenahub.protocol import frames
 
 log = logging.getLogger("arenahub.client")
@@ -159,7 +160,8 @@ class PlatformLink:
                 version=frames.PROTOCOL_VERSION, client_id=self.config.client_id, api_key=self.config.api_key,
                 client_version=__version__, capabilities=list(self.config.capabilities), models=self.models,
                 max_concurrent_requests=self.config.max_concurrent_requests,
-                heartbeat_interval_seconds=self.config.heartbeat_interval_seconds, session=self.session_status)))
+                heartbeat_interval_seconds=self.config.heartbeat_interval_seconds, session=self.session_status,
+                preferred_routing_strategy=self.config.preferred_routing_strategy)))
             reply = await self._receive(ws, timeout=WELCOME_TIMEOUT_SECONDS)
             if isinstance(reply, frames.Refused):
                 raise Refusal(reply)
@@ -225,6 +227,13 @@ class PlatformLink:
             await ws.send_bytes(data)
 
     async def _handle(self, req: frames.Request) -> None:
+        if self.config.enable_request_validation and (refused := rejection(req)) is not None:
+            # Not a failure of this client or its bridge: counted apart, so that the success rate
+            # and response times the platform routes by stay about what the bridge did.
+            self.stats.rejected += 1
+            log.warning("request %s refused: %s", req.id, refused.message)
+            await self._send_quietly(refused)
+            return
         started = self.stats.begin()
         ok = cancelled = False
         if self.config.enable_request_logging:

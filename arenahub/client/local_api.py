@@ -1,10 +1,15 @@
 """The client's local endpoints, as in the seed's API reference: /health, /platform/status, /platform/register.
 
-The routes are a plain list so that the bridge can serve them on its own port (5102).
+The routes are a plain list so that the bridge can serve them on its own port (5102); so is the
+CORS policy (``platform_features.allowed_origins``), which the bridge applies to all of its endpoints.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
@@ -38,6 +43,7 @@ async def platform_status(request: Request) -> JSONResponse:
     snapshot = link.stats.snapshot()
     return JSONResponse({**link.status(), "stats": {
         "requests_processed": snapshot.requests_processed, "requests_failed": snapshot.requests_failed,
+        "requests_rejected": link.stats.rejected,
         "success_rate": snapshot.success_rate, "average_response_ms": snapshot.average_response_ms,
         "uptime_seconds": snapshot.uptime_seconds, "cpu_percent": snapshot.cpu_percent,
         "memory_mb": snapshot.memory_mb}, "config": link.config.public()})
@@ -58,3 +64,15 @@ routes = [
     Route("/platform/status", platform_status, methods=["GET"]),
     Route("/platform/register", platform_register, methods=["POST"]),
 ]
+
+
+def cors(allowed_origins: Sequence[str]) -> list[Middleware]:
+    """Cross-origin access for the listed origins only; none at all (no CORS headers) when the list is empty.
+
+    Browsers send no cookies here (credentials are off): a page reaches the bridge's OpenAI endpoints with
+    ``Authorization: Bearer``, which is why any request header may be allowed.
+    """
+    if not allowed_origins:
+        return []
+    return [Middleware(CORSMiddleware, allow_origins=list(allowed_origins), allow_methods=["GET", "POST"],
+                       allow_headers=["*"], allow_credentials=False)]

@@ -15,6 +15,7 @@ class Stats:
         self.processed = 0
         self.failed = 0
         self.cancelled = 0
+        self.rejected = 0  # malformed requests refused before the bridge (enable_request_validation)
         self.active = 0
         self._total_ms = 0.0
         self._process = psutil.Process() if monitor_resources else None

@@ -60,6 +60,9 @@ class Hello(_Frame, tag="hello"):
     max_concurrent_requests: int = 4
     heartbeat_interval_seconds: float = 30.0
     session: SessionStatus | None = None
+    # platform_features.preferred_routing_strategy, a wish the platform may heed. Optional, so version 1
+    # stays as it was: left out when unset, and a peer that predates it skips it (unknown fields are ignored).
+    preferred_routing_strategy: str | None = None
 
 
 class Welcome(_Frame, tag="welcome"):

@@ -60,6 +60,25 @@ def test_public_view_has_no_secrets(tmp_path):
     (('"enabled": true', '"enabled": "yes"'), "platform_integration.enabled", "bool"),
     (('"max_concurrent_requests": 10', '"max_concurrent_requests": 0'),
      "platform_features.max_concurrent_requests", "between"),
+    (('"preferred_routing_strategy": "least_load"', '"preferred_routing_strategy": "cheapest"'),
+     "platform_features.preferred_routing_strategy",
+     "must be one of least_load, round_robin, random, fastest, priority, got 'cheapest'"),
+    (('"preferred_routing_strategy": "least_load"', '"preferred_routing_strategy": 3'),
+     "platform_features.preferred_routing_strategy", "must be str"),
+    (('"preferred_routing_strategy"', '"enable_request_validation": "yes", "preferred_routing_strategy"'),
+     "platform_features.enable_request_validation", "must be bool"),
+    (('"preferred_routing_strategy"', '"allowed_origins": "https://a.example", "preferred_routing_strategy"'),
+     "platform_features.allowed_origins", "must be a list"),
+    (('"preferred_routing_strategy"', '"allowed_origins": ["https://a.example", 7], "preferred_routing_strategy"'),
+     "platform_features.allowed_origins[1]", "must be a string"),
+    (('"preferred_routing_strategy"', '"allowed_origins": ["https://a.example/app"], "preferred_routing_strategy"'),
+     "platform_features.allowed_origins[0]", "no path"),
+    (('"preferred_routing_strategy"', '"allowed_origins": ["a.example"], "preferred_routing_strategy"'),
+     "platform_features.allowed_origins[0]", "scheme://host[:port]"),
+    (('"preferred_routing_strategy"', '"allowed_origins": ["https://*.example.com"], "preferred_routing_strategy"'),
+     "platform_features.allowed_origins[0]", "wildcard"),
+    (('"preferred_routing_strategy"', '"allowed_origins": ["https://a.example:99999"], "preferred_routing_strategy"'),
+     "platform_features.allowed_origins[0]", "port"),
 ])
 def test_bad_values_name_file_key_and_reason(tmp_path, edit, key, reason):
     path = write(tmp_path, GOOD.replace(*edit))
@@ -85,3 +104,38 @@ def test_syntax_error_points_at_the_line(tmp_path):
 def test_disabled_integration_needs_no_credentials(tmp_path):
     cfg = load_client_config(write(tmp_path, '{"platform_integration": {"enabled": false}}'))
     assert not cfg.enabled
+
+
+SECURITY = """{
+  "platform_integration": {"enabled": false},
+  "platform_features": {
+    "enable_request_validation": false,
+    "allowed_origins": ["https://Your-Platform-Domain.com", "http://localhost:3000/", "https://b.example:443",
+                        "chrome-extension://abcdef", "https://your-platform-domain.com"],
+    "preferred_routing_strategy": " Round_Robin ",
+  },
+}"""
+
+
+def test_security_and_routing_settings(tmp_path):
+    cfg = load_client_config(write(tmp_path, SECURITY))
+    assert cfg.enable_request_validation is False
+    # As browsers send them in Origin (lower case, no default port, no trailing slash), once each.
+    assert cfg.allowed_origins == ("https://your-platform-domain.com", "http://localhost:3000", "https://b.example",
+                                   "chrome-extension://abcdef")
+    assert cfg.preferred_routing_strategy == "round_robin"
+    assert cfg.public()["allowed_origins"] == list(cfg.allowed_origins)
+
+
+def test_security_and_routing_defaults(tmp_path):
+    cfg = load_client_config(write(tmp_path, '{"platform_integration": {"enabled": false}}'))
+    assert cfg.enable_request_validation is True
+    assert cfg.allowed_origins == ()
+    assert cfg.preferred_routing_strategy is None
+    cfg = load_client_config(write(tmp_path, GOOD))
+    assert cfg.preferred_routing_strategy == "least_load"
+
+
+def test_any_origin(tmp_path):
+    text = '{"platform_integration": {"enabled": false}, "platform_features": {"allowed_origins": ["*"]}}'
+    assert load_client_config(write(tmp_path, text)).allowed_origins == ("*",)

@@ -47,3 +47,28 @@ def test_broken_frames_raise_frame_error_naming_the_problem(raw, fragment):
 def test_text_frames_decode_like_binary_ones():
     data = frames.encode(frames.Cancel(id="abc", reason="consumer disconnected"))
     assert frames.decode(data.decode()) == frames.decode(data)
+
+
+@pytest.mark.parametrize("strategy", ["least_load", None])
+def test_hello_round_trips_with_and_without_a_preferred_routing_strategy(strategy):
+    hello = frames.Hello(version=1, client_id="cl_1", api_key="ck-x", preferred_routing_strategy=strategy)
+    data = frames.encode(hello)
+    assert frames.decode(data) == hello
+    # Left out when unset: what goes on the wire is exactly what version 1 sent before the field existed.
+    assert ("preferred_routing_strategy" in msgspec.json.decode(data)) == (strategy is not None)
+
+
+def test_hello_stays_compatible_with_peers_of_either_age():
+    class OldHello(msgspec.Struct, tag_field="type", tag="hello", omit_defaults=True):
+        """Hello as version 1 defined it before preferred_routing_strategy."""
+
+        version: int
+        client_id: str
+        api_key: str
+        max_concurrent_requests: int = 4
+
+    new = frames.encode(frames.Hello(version=1, client_id="cl_1", api_key="k", preferred_routing_strategy="fastest"))
+    old = msgspec.json.decode(new, type=OldHello)  # an older platform skips the field it does not know
+    assert (old.client_id, old.max_concurrent_requests) == ("cl_1", 4)
+    decoded = frames.decode(msgspec.json.encode(OldHello(version=1, client_id="cl_1", api_key="k")))
+    assert isinstance(decoded, frames.Hello) and decoded.preferred_routing_strategy is None
