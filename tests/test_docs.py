@@ -29,6 +29,9 @@ CONFIG_KEYS = {
     "reconnect_max_delay_seconds": "platform_integration.reconnect_max_delay_seconds",
     "lmarena_bridge_url": "lmarena_bridge_url", "bridge_api_key": "api_key` (top level",
     "max_concurrent_requests": "platform_features.max_concurrent_requests",
+    "enable_request_validation": "platform_features.enable_request_validation",
+    "allowed_origins": "platform_features.allowed_origins",
+    "preferred_routing_strategy": "platform_features.preferred_routing_strategy",
 }
 
 
