@@ -4,9 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 
 from arenahub.platform.exchange import Exchange
+from arenahub.platform.limits import (
+    WINDOW,
+    Admitted,
+    LimitState,
+    Refused,
+    Ticket,
+    format_retry_after,
+)
 from arenahub.platform.registry import ClientRegistry
 from arenahub.platform.routing import NoRoute, least_load
 from arenahub.platform.settings import PlatformSettings
@@ -33,12 +42,14 @@ class Attempt:
     """A request placed on one client: its frames, in order, until End or a failure."""
 
     def __init__(self, session: ClientSession, queue: asyncio.Queue[Incoming], first: Answer,
-                 exchange: Exchange, settings: PlatformSettings) -> None:
+                 exchange: Exchange, settings: PlatformSettings, ticket: Ticket, client_limits: LimitState) -> None:
         self.session = session
         self._queue = queue
         self._first: Answer | None = first
         self._exchange = exchange
         self._settings = settings
+        self._ticket = ticket  # the request's place in the client's RPM window
+        self._client_limits = client_limits
         self.finished = False
 
     async def batches(self) -> AsyncIterator[list[Answer]]:
@@ -92,18 +103,49 @@ class Attempt:
         return frame
 
     def abandon(self, reason: str) -> None:
-        """The consumer left or the platform gave up: tell the client to stop."""
+        """The consumer left or the platform gave up: tell the client to stop.
+
+        Called once the answer is over, whichever way it ended; it closes the attempt.
+        """
         if not self.finished:
             self.finished = True
             self.session.cancel(self._exchange.id, reason)
         else:
             self.session.finish(self._exchange.id)
+        self._client_limits.finish(self._ticket, 0)
 
 
 class Dispatcher:
     def __init__(self, registry: ClientRegistry, settings: PlatformSettings) -> None:
         self._registry = registry
         self._settings = settings
+        # Every request placed on a client is admitted here against the client's RPM.
+        self.client_limits = LimitState()
+        self.clock = time.monotonic  # seconds; tests replace it
+        self._next_sweep = 0.0
+
+    def _rate_wait(self, session: ClientSession, now: float) -> float:
+        """Seconds until ``session``'s RPM lets it take another request; 0 when it may now."""
+        if session.rpm is None:
+            return 0.0
+        if self.client_limits.would_admit(session.limit_subject, session.limits, now=now):
+            return 0.0
+        # A refused admission takes nothing and says exactly when a slot frees.
+        refused = self.client_limits.admit(session.limit_subject, session.limits, now=now)
+        assert isinstance(refused, Refused) and refused.retry_after is not None
+        return refused.retry_after
+
+    def _place(self, ex: Exchange, exclude: set[str]) -> tuple[ClientSession, Ticket]:
+        """Choose a client and take a slot in its RPM window, with no await in between: atomic."""
+        now = self.clock()
+        if now >= self._next_sweep:  # idle clients' windows go; once a minute, as it walks them all
+            self._next_sweep = now + WINDOW
+            self.client_limits.sweep(now)
+        session = least_load(self._registry.sessions(), ex.model, exclude,
+                             rate_wait=lambda s: self._rate_wait(s, now))
+        admitted = self.client_limits.admit(session.limit_subject, session.limits, now=now)
+        assert isinstance(admitted, Admitted)  # routing checked it at this same instant
+        return session, admitted.ticket
 
     async def start(self, ex: Exchange, exclude: set[str] | None = None) -> Attempt:
         """Place the request and wait for its first frame, trying other clients on failure.
@@ -119,12 +161,13 @@ class Dispatcher:
         wait = settings.first_byte_timeout_seconds if ex.request.stream else settings.total_timeout_seconds
         while ex.attempts < settings.max_attempts:
             try:
-                session = least_load(self._registry.sessions(), ex.model, exclude)
+                session, ticket = self._place(ex, exclude)
             except NoRoute as reason:
                 if last_error is not None:
                     raise last_error from None
+                retry_after = "5" if reason.retry_after is None else format_retry_after(reason.retry_after)
                 raise NoClientAvailable(f"No client can serve this request now: {reason}.",
-                                        headers={"Retry-After": "5"}) from None
+                                        headers={"Retry-After": retry_after}) from None
             ex.attempts += 1
             ex.client_id = session.client_id
             queue = session.open(ex.id, ex.body)
@@ -133,25 +176,29 @@ class Dispatcher:
                     frame = await queue.get()
             except TimeoutError:
                 session.cancel(ex.id, "no first byte in time")
+                self.client_limits.release(ticket)
                 last_error = UpstreamTimeout(f"no answer began within {wait:g} s")
                 exclude.add(session.client_id)
                 continue
             except asyncio.CancelledError:
                 session.cancel(ex.id, "consumer disconnected")
+                self.client_limits.release(ticket)
                 raise
             if isinstance(frame, ClientGone):
                 log.info("request %s: client %s went away before answering; retrying", ex.id, session.client_id)
+                self.client_limits.release(ticket)
                 last_error = UpstreamError(f"the client disconnected before answering ({frame.reason})",
                                            code="client_disconnected")
                 exclude.add(session.client_id)
                 continue
             if isinstance(frame, frames.Error):
+                self.client_limits.release(ticket)
                 if frame.retryable:
                     log.info("request %s: client %s failed (%s); retrying", ex.id, session.client_id, frame.code)
                     last_error = _client_error(frame)
                     exclude.add(session.client_id)
                     continue
                 raise _client_error(frame)
-            return Attempt(session, queue, frame, ex, settings)
+            return Attempt(session, queue, frame, ex, settings, ticket, self.client_limits)
         assert last_error is not None
         raise last_error

@@ -83,13 +83,14 @@ async def tunnel_endpoint(ws: WebSocket) -> None:
 
     session = ClientSession(ws, client_id=account.id, name=account.name,
                             connection_id=secrets.token_hex(6), hello=hello,
-                            max_concurrent=min(account.max_concurrent, hello.max_concurrent_requests))
+                            max_concurrent=min(account.max_concurrent, hello.max_concurrent_requests),
+                            rpm=account.rpm, rate_limits=platform.dispatcher.client_limits)
     await platform.client_connected(session, hello)
     session.start()
     session.send_nowait(frames.Welcome(version=frames.PROTOCOL_VERSION, connection_id=session.connection_id,
                                        client_name=account.name, max_concurrent_requests=session.max_concurrent))
-    log.info("client %s (%s) connected: %d model(s), max %d concurrent", account.id, account.name,
-             len(session.models), session.max_concurrent)
+    log.info("client %s (%s) connected: %d model(s), max %d concurrent, rpm %s", account.id, account.name,
+             len(session.models), session.max_concurrent, session.rpm or "unlimited")
     reason = "the client closed the connection"
     try:
         reason = await _read_loop(ws, session, platform)

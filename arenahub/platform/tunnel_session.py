@@ -10,6 +10,7 @@ from typing import Any
 import msgspec
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from arenahub.platform.limits import Limits, LimitState
 from arenahub.protocol import frames
 
 log = logging.getLogger("arenahub.platform.tunnel")
@@ -29,7 +30,8 @@ Incoming = frames.Chunk | frames.End | frames.Error | ClientGone
 
 class ClientSession:
     def __init__(self, ws: WebSocket, *, client_id: str, name: str, connection_id: str,
-                 hello: frames.Hello, max_concurrent: int) -> None:
+                 hello: frames.Hello, max_concurrent: int, rpm: int | None = None,
+                 rate_limits: LimitState | None = None) -> None:
         self.ws = ws
         self.client_id = client_id
         self.name = name
@@ -38,6 +40,13 @@ class ClientSession:
         self.capabilities = list(hello.capabilities)
         self.models: set[str] = set(hello.models)
         self.max_concurrent = max(1, max_concurrent)
+        # The rate limit set at registration (None: none). The dispatcher admits each request placed
+        # here in ``rate_limits`` (its state, shared for reading) under ``limit_subject``, which
+        # stays apart from consumer key ids and survives reconnects.
+        self.rpm = rpm
+        self.limits = Limits(rpm=rpm)
+        self.limit_subject = f"client:{client_id}"
+        self._rate_limits = rate_limits
         self.heartbeat_interval = max(0.2, hello.heartbeat_interval_seconds)
         self.session_status: frames.SessionStatus | None = hello.session
         self.stats: frames.ClientStats | None = None
@@ -67,6 +76,14 @@ class ClientSession:
 
     def serves(self, model: str) -> bool:
         return model in self.models
+
+    def requests_in_window(self) -> int | None:
+        """Requests placed here in the last minute, as counted against its RPM; None without an RPM."""
+        if self.rpm is None or self._rate_limits is None:
+            return None
+        status = self._rate_limits.status(self.limit_subject, self.limits, now=time.monotonic())
+        assert status.limit_requests is not None and status.remaining_requests is not None
+        return status.limit_requests - status.remaining_requests
 
     # -- sending ------------------------------------------------------------------------------
     def start(self) -> None:
@@ -147,7 +164,8 @@ class ClientSession:
         return {
             "client_id": self.client_id, "name": self.name, "connected": not self.closed,
             "healthy": self.available, "active_requests": self.active,
-            "max_concurrent": self.max_concurrent, "models": sorted(self.models),
+            "max_concurrent": self.max_concurrent, "rpm": self.rpm,
+            "requests_in_window": self.requests_in_window(), "models": sorted(self.models),
             "client_version": self.client_version, "connected_at": self.connected_at,
             "last_heartbeat": self.last_heartbeat_wall,
             "stats": msgspec.to_builtins(self.stats) if self.stats else None,

@@ -45,3 +45,41 @@ def test_skips_excluded_unhealthy_and_other_models():
 def test_no_route_says_why(clients, exclude, fragment):
     with pytest.raises(NoRoute, match=fragment):
         least_load(clients, "m", exclude)
+
+
+def waits(**seconds):
+    """A ``rate_wait`` holding back the named clients for the given seconds."""
+    return lambda c: seconds.get(c.client_id, 0.0)
+
+
+def test_clients_at_their_rate_limit_are_skipped_for_the_least_loaded_of_the_rest():
+    clients = [Fake("a", 8), Fake("b", 4, active=3), Fake("c", 4, active=1), Fake("d", 4, active=2)]
+    assert least_load(clients, "m", rate_wait=waits(a=12.0)).client_id == "c"
+    assert least_load(clients, "m", rate_wait=waits(a=12.0, c=3.0)).client_id == "d"
+    assert least_load(clients, "m", rate_wait=waits()).client_id == "a"
+
+
+def test_all_at_their_rate_limit_says_so_and_when_the_soonest_frees():
+    clients = [Fake("a", 4), Fake("b", 4), Fake("c", 4, models={"x"})]
+    with pytest.raises(NoRoute, match=r"all 2 client\(s\) serving model 'm' are at their rate limit") as info:
+        least_load(clients, "m", rate_wait=waits(a=12.5, b=7.25, c=1.0))
+    assert info.value.retry_after == 7.25
+
+
+def test_rate_limit_among_other_reasons_is_counted_and_has_no_retry_after():
+    clients = [Fake("a", 1, available=False), Fake("b", 1, active=1), Fake("c", 2)]
+    with pytest.raises(NoRoute, match=r"1 unhealthy, 1 at capacity, 1 at their rate limit") as info:
+        least_load(clients, "m", rate_wait=waits(c=5.0))
+    assert info.value.retry_after is None
+
+
+def test_rate_wait_is_asked_only_of_clients_that_could_win():
+    asked = []
+
+    def rate_wait(c):
+        asked.append(c.client_id)
+        return 0.0
+
+    clients = [Fake("a", 4, active=1), Fake("b", 4, active=3), Fake("c", 4, available=False), Fake("d", 4)]
+    assert least_load(clients, "m", rate_wait=rate_wait).client_id == "d"
+    assert asked == ["a", "d"]
