@@ -322,7 +322,7 @@ class Stack:
         return program.wait_ready()
 
     def client(self, platform: Platform, upstream: Upstream, *, name: str = "client", api_key: str | None = None,
-               max_concurrent: int | None = None, heartbeat_interval_seconds: float = 1.0,
+               max_concurrent: int | None = None, rpm: int | None = None, heartbeat_interval_seconds: float = 1.0,
                max_concurrent_requests: int = 8, expect_state: str | None = "connected") -> Client:
         """Register a client with ``arenahub admin create-client``, start it and wait for ``expect_state``.
 
@@ -330,6 +330,7 @@ class Stack:
         """
         name = self._name(name)
         extra = ["--max-concurrent", str(max_concurrent)] if max_concurrent else []
+        extra += ["--rpm", str(rpm)] if rpm else []
         account = self.admin("create-client", "--name", name, *extra, database_url=platform.database_url)
         config = write_client_config(
             self.workdir / f"{name}.config.jsonc", platform_url=platform.api_url, client_id=account["client_id"],

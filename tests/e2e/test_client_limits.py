@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from .harness import MODELS, Client, Platform, Stack, Upstream, write_client_config
+from .harness import MODELS, Platform, Stack, Upstream
 
 ADMIN_TOKEN = "adm-e2e-client-limits"
 
@@ -18,22 +18,6 @@ def platform_env() -> dict[str, str]:
     return {"ARENAHUB_RECORD_FLUSH_SECONDS": "0.2", "ARENAHUB_ADMIN_TOKEN": ADMIN_TOKEN}
 
 
-def start_limited_client(stack: Stack, platform: Platform, upstream: Upstream, name: str, rpm: int) -> Client:
-    """``Stack.client`` with ``--rpm``; room for every request at once, so only the RPM limits it."""
-    account = stack.admin("create-client", "--name", name, "--rpm", str(rpm), "--max-concurrent", "16",
-                          database_url=platform.database_url)
-    config = write_client_config(stack.workdir / f"{name}.config.jsonc", platform_url=platform.api_url,
-                                 client_id=account["client_id"], api_key=account["api_key"], bridge_url=upstream.url,
-                                 max_concurrent_requests=16)
-    client = Client(stack.workdir, name, config, account["client_id"], account["api_key"])
-    stack.programs.append(client)
-    upstream.wait_ready()
-    client.start()
-    client.wait_http(client.url + "/health")
-    client.wait_state("connected")
-    return client
-
-
 def post(platform: Platform, key: str, content: str) -> httpx.Response:
     return httpx.post(platform.v1 + "/chat/completions", headers={"Authorization": f"Bearer {key}"}, timeout=30,
                       json={"model": MODELS[0], "messages": [{"role": "user", "content": content}]})
@@ -41,8 +25,9 @@ def post(platform: Platform, key: str, content: str) -> httpx.Response:
 
 def test_clients_get_no_more_than_their_rpm_and_then_503_with_retry_after(
         stack: Stack, platform: Platform, upstream: Upstream, consumer_key: str) -> None:
-    three = start_limited_client(stack, platform, upstream, "rpm-3", 3)
-    four = start_limited_client(stack, platform, upstream, "rpm-4", 4)
+    # Room for every request at once, so only the RPM limits them.
+    three = stack.client(platform, upstream, name="rpm-3", rpm=3, max_concurrent=16, max_concurrent_requests=16)
+    four = stack.client(platform, upstream, name="rpm-4", rpm=4, max_concurrent=16, max_concurrent_requests=16)
 
     # All at once, each answer starting late so that they are in flight together.
     with ThreadPoolExecutor(10) as pool:
