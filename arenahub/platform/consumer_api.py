@@ -19,6 +19,7 @@ from arenahub.protocol.errors import (
     ApiError,
     ModelNotAllowed,
     ModelNotFound,
+    PinNotAllowed,
     ShuttingDown,
 )
 from arenahub.protocol.openai import (
@@ -37,6 +38,9 @@ if TYPE_CHECKING:
     from arenahub.platform.runtime import Platform
 
 JSON = "application/json"
+PIN_HEADER = "x-arenahub-pin-client"
+ADMIN_TOKEN_HEADER = "x-arenahub-admin-token"
+CONVERSATION_HEADER = "x-arenahub-conversation"
 
 
 async def chat_completions(request: Request) -> Response:
@@ -52,6 +56,16 @@ async def chat_completions(request: Request) -> Response:
         raise ModelNotFound(f"The model '{req.model}' does not exist: no registered client serves it. "
                             "GET /v1/models lists the models available now.", param="model")
     ex = Exchange(id=uuid.uuid4().hex, key=key, request=req, body=body)
+    pin = request.headers.get(PIN_HEADER)
+    if pin is not None:
+        # Debugging aid for admins only: the admin token must come along.
+        try:
+            await platform.admin.check("Bearer " + request.headers.get(ADMIN_TOKEN_HEADER, ""))
+        except ApiError:
+            raise PinNotAllowed(f"The {PIN_HEADER} header needs a valid {ADMIN_TOKEN_HEADER} header.") from None
+        ex.pinned_client = pin.strip()
+    if platform.settings.sticky_routing:
+        ex.affinity_key = ex.conversation_key(request.headers.get(CONVERSATION_HEADER))
     limits = key.limits
     if not limits.unlimited:
         # TPM counts the prompt and what max_tokens allows; the window is corrected to real use at the end.

@@ -1,29 +1,49 @@
-"""Sending a request to a client and getting its answer back, with retries before the first byte."""
+"""Placing a request on a client and getting its answer back.
+
+- Routing: ``routing.select`` with the configured strategy, the clients' health (circuit breaker,
+  maintenance), their concurrency and RPM, drain, an admin's pin and conversation affinity.
+- Queueing: when every eligible client is busy, the request waits in a bounded FIFO queue for at
+  most ``queue_timeout_seconds``; freed capacity is handed to the oldest waiter first. A full
+  queue is a 429 (``queue_full``), a wait that runs out a 503, both with ``Retry-After``.
+- Leases: a placed request holds a lease on its client. Before the first byte it must begin
+  within the first-byte timeout; after it, each chunk renews the lease for
+  ``idle_timeout_seconds``. A client that goes quiet loses the lease: the request is retried on
+  another client (before the first byte) or ends with an error event (after it).
+- Every attempt ends exactly once as a success, a failure or neither (the consumer left), which
+  feeds the client's health.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
-from collections.abc import AsyncIterator
+from collections import Counter, OrderedDict, deque
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 
 from arenahub.platform.exchange import Exchange
+from arenahub.platform.health import ClientHealth, HealthPolicy
 from arenahub.platform.limits import (
     WINDOW,
     Admitted,
     LimitState,
+    Limits,
     Refused,
     Ticket,
     format_retry_after,
 )
 from arenahub.platform.registry import ClientRegistry
-from arenahub.platform.routing import NoRoute, least_load
+from arenahub.platform.routing import DEFAULT_STRATEGY, STRATEGIES, NoRoute, Strategy, make_strategy, select
 from arenahub.platform.settings import PlatformSettings
+from arenahub.platform.storage.accounts import ClientAccount
 from arenahub.platform.tunnel_session import ClientGone, ClientSession, Incoming
 from arenahub.protocol import frames
 from arenahub.protocol.errors import (
     ApiError,
     NoClientAvailable,
+    QueueFull,
     UpstreamError,
     UpstreamTimeout,
 )
@@ -31,6 +51,7 @@ from arenahub.protocol.errors import (
 log = logging.getLogger("arenahub.platform.dispatch")
 
 Answer = frames.Chunk | frames.End
+AFFINITY_MAX = 100_000
 
 
 def _client_error(frame: frames.Error) -> UpstreamError:
@@ -38,24 +59,53 @@ def _client_error(frame: frames.Error) -> UpstreamError:
     return UpstreamError(frame.message, code=frame.code, status=status)
 
 
+def _client_fault(frame: frames.Error) -> bool:
+    """Whether an error frame counts against the client's health (not a consumer's bad request)."""
+    return frame.retryable or frame.status >= 500 or frame.status == 429
+
+
+def _content_chars(frame: frames.Chunk) -> int:
+    n = 0
+    for choices in frame.events:
+        for choice in choices:
+            delta = choice.get("delta")
+            if delta:
+                text = delta.get("content")
+                if isinstance(text, str):
+                    n += len(text)
+    return n
+
+
+@dataclass(slots=True)
+class Placement:
+    session: ClientSession
+    ticket: Ticket
+    queue: asyncio.Queue[Incoming]
+    placed_at: float
+
+
 class Attempt:
     """A request placed on one client: its frames, in order, until End or a failure."""
 
-    def __init__(self, session: ClientSession, queue: asyncio.Queue[Incoming], first: Answer,
-                 exchange: Exchange, settings: PlatformSettings, ticket: Ticket, client_limits: LimitState) -> None:
-        self.session = session
-        self._queue = queue
+    def __init__(self, dispatcher: Dispatcher, placement: Placement, first: Answer, exchange: Exchange) -> None:
+        self._dispatcher = dispatcher
+        self.session = placement.session
+        self._placement = placement
+        self._queue = placement.queue
         self._first: Answer | None = first
         self._exchange = exchange
-        self._settings = settings
-        self._ticket = ticket  # the request's place in the client's RPM window
-        self._client_limits = client_limits
+        self._settings = dispatcher.settings
         self.finished = False
+        self._failed = False  # the client failed this attempt (it counts against its health)
+        self._ended_ok = False
+        self._first_at = time.monotonic()
+        self._chars = _content_chars(first) if isinstance(first, frames.Chunk) else 0
+        self._closed = False
 
     async def batches(self) -> AsyncIterator[list[Answer]]:
         """Yields the frames that have arrived, a list at a time; the last list ends with End.
 
-        Raises ApiError when the client fails mid-answer or goes quiet for too long.
+        Raises ApiError when the client fails mid-answer or loses its lease (goes quiet too long).
         """
         settings = self._settings
         loop = asyncio.get_running_loop()
@@ -63,11 +113,14 @@ class Attempt:
         batch: list[Answer] = []
         if self._first is not None:
             batch.append(self._first)
+            if isinstance(self._first, frames.End):
+                self._ended_ok = True
             self._first = None
         try:
             async with asyncio.timeout(None) as timer:
                 while not self.finished:
                     if not batch:
+                        # The lease: renewed by every frame, for the idle timeout, within the total time.
                         timer.reschedule(min(loop.time() + settings.idle_timeout_seconds, deadline))
                         frame = await self._queue.get()
                         # Disarm before yielding: the timer must never fire in the consumer's code.
@@ -82,48 +135,154 @@ class Attempt:
                             break
                     if isinstance(batch[-1], frames.End):
                         self.finished = True
+                        self._ended_ok = True
                     yield batch
                     batch = []
                     if failure is not None:
                         raise failure
         except TimeoutError:
             self.finished = True
+            self._failed = True
             self.session.cancel(self._exchange.id, "the client went quiet")
             raise UpstreamTimeout(f"the client sent nothing for {settings.idle_timeout_seconds:g} s "
                                   "or the total time ran out") from None
 
     def _check(self, frame: Incoming) -> Answer:
+        if isinstance(frame, frames.Chunk):
+            self._chars += _content_chars(frame)
+            return frame
         if isinstance(frame, ClientGone):
             self.finished = True
+            self._failed = True
             raise UpstreamError(f"the client serving this request disconnected mid-answer ({frame.reason})",
                                 code="client_disconnected")
         if isinstance(frame, frames.Error):
             self.finished = True
+            self._failed = _client_fault(frame)
             raise _client_error(frame)
         return frame
 
     def abandon(self, reason: str) -> None:
-        """The consumer left or the platform gave up: tell the client to stop.
-
-        Called once the answer is over, whichever way it ended; it closes the attempt.
-        """
+        """The answer is over, whichever way it ended (the consumer left, or the platform gave up):
+        tell the client to stop if it has not finished, and close the attempt. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
         if not self.finished:
             self.finished = True
             self.session.cancel(self._exchange.id, reason)
         else:
             self.session.finish(self._exchange.id)
-        self._client_limits.finish(self._ticket, 0)
+        now = time.monotonic()
+        p = self._placement
+        if self._failed:
+            self._dispatcher.attempt_failed(p)
+        elif self._ended_ok:
+            self._dispatcher.attempt_succeeded(p, ttft=self._first_at - p.placed_at, tokens=self._chars // 4,
+                                               duration=now - self._first_at)
+        else:
+            self._dispatcher.attempt_ended(p)
+
+
+class _Waiter:
+    __slots__ = ("ex", "exclude", "future", "last")
+
+    def __init__(self, ex: Exchange, exclude: set[str], future: asyncio.Future[Placement], last: NoRoute) -> None:
+        self.ex = ex
+        self.exclude = exclude
+        self.future = future
+        self.last = last
 
 
 class Dispatcher:
-    def __init__(self, registry: ClientRegistry, settings: PlatformSettings) -> None:
+    def __init__(self, registry: ClientRegistry, settings: PlatformSettings, *,
+                 rng: random.Random | None = None) -> None:
         self._registry = registry
-        self._settings = settings
+        self.settings = settings
         # Every request placed on a client is admitted here against the client's RPM.
         self.client_limits = LimitState()
         self.clock = time.monotonic  # seconds; tests replace it
         self._next_sweep = 0.0
+        self.policy = HealthPolicy(window=max(1, settings.breaker_window),
+                                   min_requests=max(1, settings.breaker_min_requests),
+                                   failure_ratio=settings.breaker_failure_ratio,
+                                   cooldown=settings.breaker_cooldown_seconds,
+                                   maintenance_drops=settings.maintenance_drops_per_hour)
+        self.health: dict[str, ClientHealth] = {}
+        self._rng = rng or random.Random()
+        self._strategies: dict[str, Strategy] = {}
+        self._auto_strategy: str | None = None
+        self._waiters: deque[_Waiter] = deque()
+        self._notify_scheduled = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
+        self._affinity: OrderedDict[str, str] = OrderedDict()
+        # Called with a client id when its routing state changes (breaker, maintenance, drain).
+        self.on_routing_change: Callable[[str], None] | None = None
 
+    # -- state --------------------------------------------------------------------------------
+    def health_of(self, client_id: str) -> ClientHealth:
+        h = self.health.get(client_id)
+        if h is None:
+            h = self.health[client_id] = ClientHealth(client_id, self.policy)
+        return h
+
+    @property
+    def strategy_name(self) -> str:
+        if self.settings.routing_strategy:
+            return self.settings.routing_strategy
+        if self._auto_strategy is None:
+            votes = Counter(s.preferred_strategy for s in self._registry.sessions()
+                            if s.preferred_strategy in STRATEGIES)
+            ranked = votes.most_common(2)
+            tie = len(ranked) == 2 and ranked[0][1] == ranked[1][1]
+            self._auto_strategy = ranked[0][0] if ranked and not tie else DEFAULT_STRATEGY  # type: ignore[assignment]
+        return self._auto_strategy  # type: ignore[return-value]
+
+    def _strategy(self) -> Strategy:
+        name = self.strategy_name
+        strategy = self._strategies.get(name)
+        if strategy is None:
+            strategy = self._strategies[name] = make_strategy(name, self.health.get, self._rng)
+        return strategy
+
+    @property
+    def queued(self) -> int:
+        return len(self._waiters)
+
+    def sessions_changed(self) -> None:
+        """A client connected or left: the clients' preferred strategy may differ; waiters may fit."""
+        self._auto_strategy = None
+        self.notify()
+
+    def apply_account(self, account: ClientAccount) -> None:
+        """An admin changed the client: its limits, priority, weight, drain or maintenance apply now."""
+        h = self.health_of(account.id)
+        if account.maintenance_reason is None and h.maintenance is not None:
+            h.clear_maintenance()
+        elif account.maintenance_reason is not None and h.maintenance is None:
+            h.maintenance = account.maintenance_reason
+        session = self._registry.get(account.id)
+        if session is not None:
+            session.priority, session.weight = account.priority, max(1, account.weight)
+            session.admin_draining = account.draining
+            session.max_concurrent = max(1, min(account.max_concurrent, session.hello_max_concurrent))
+            session.rpm, session.limits = account.rpm, Limits(rpm=account.rpm)
+        self._routing_changed(account.id)
+        self.notify()
+
+    def client_drain(self, session: ClientSession, draining: bool, reason: str) -> None:
+        """The client asked to drain (or to take work again)."""
+        session.self_draining = draining
+        session.drain_reason = reason if draining else ""
+        self._routing_changed(session.client_id)
+        self.notify()
+
+    def _routing_changed(self, client_id: str) -> None:
+        if self.on_routing_change is not None:
+            self.on_routing_change(client_id)
+
+    # -- choosing -----------------------------------------------------------------------------
     def _rate_wait(self, session: ClientSession, now: float) -> float:
         """Seconds until ``session``'s RPM lets it take another request; 0 when it may now."""
         if session.rpm is None:
@@ -135,70 +294,213 @@ class Dispatcher:
         assert isinstance(refused, Refused) and refused.retry_after is not None
         return refused.retry_after
 
-    def _place(self, ex: Exchange, exclude: set[str]) -> tuple[ClientSession, Ticket]:
-        """Choose a client and take a slot in its RPM window, with no await in between: atomic."""
+    def _blocked(self, session: ClientSession, now: float) -> tuple[str, float | None] | None:
+        h = self.health.get(session.client_id)
+        if h is None:
+            return None
+        if h.maintenance is not None:
+            return ("maintenance", None)
+        wait = h.blocked_for(now)
+        if wait is None:
+            return None
+        return ("probing", None) if wait == 0 else ("cooling", wait)
+
+    def _place(self, ex: Exchange, exclude: set[str]) -> Placement:
+        """Choose a client, take a slot in its RPM window and open the request there: no await, atomic."""
         now = self.clock()
         if now >= self._next_sweep:  # idle clients' windows go; once a minute, as it walks them all
             self._next_sweep = now + WINDOW
             self.client_limits.sweep(now)
-        session = least_load(self._registry.sessions(), ex.model, exclude,
-                             rate_wait=lambda s: self._rate_wait(s, now))
+        sticky = self._affinity.get(ex.affinity_key) if ex.affinity_key else None
+        session = select(self._registry.sessions(), ex.model, self._strategy(), exclude=exclude,
+                         rate_wait=lambda s: self._rate_wait(s, now), blocked=lambda s: self._blocked(s, now),
+                         pinned=ex.pinned_client, sticky=sticky)
         admitted = self.client_limits.admit(session.limit_subject, session.limits, now=now)
         assert isinstance(admitted, Admitted)  # routing checked it at this same instant
-        return session, admitted.ticket
+        self.health_of(session.client_id).placed(now)
+        if ex.affinity_key:
+            self._affinity[ex.affinity_key] = session.client_id
+            self._affinity.move_to_end(ex.affinity_key)
+            if len(self._affinity) > AFFINITY_MAX:
+                self._affinity.popitem(last=False)
+        ex.attempts += 1
+        ex.client_id = session.client_id
+        return Placement(session, admitted.ticket, session.open(ex.id, ex.body), time.monotonic())
 
+    # -- the end of an attempt ----------------------------------------------------------------
+    def attempt_succeeded(self, p: Placement, *, ttft: float, tokens: int, duration: float) -> None:
+        self.client_limits.finish(p.ticket, 0)
+        if self.health_of(p.session.client_id).succeeded(self.clock(), ttft, tokens, duration):
+            log.info("client %s: probe succeeded; back in rotation", p.session.client_id)
+            self._routing_changed(p.session.client_id)
+        self.notify()
+
+    def attempt_failed(self, p: Placement) -> None:
+        self.client_limits.release(p.ticket)
+        h = self.health_of(p.session.client_id)
+        if h.failed(self.clock()):
+            state = h.breaker(self.clock())
+            log.warning("client %s: %s%s", p.session.client_id,
+                        f"circuit breaker {state.value}" if state.value != "closed" else "",
+                        f"; maintenance: {h.maintenance}" if h.maintenance else "")
+            self._routing_changed(p.session.client_id)
+        self.notify()
+
+    def attempt_ended(self, p: Placement) -> None:
+        self.client_limits.finish(p.ticket, 0)
+        self.health_of(p.session.client_id).ended(self.clock())
+        self.notify()
+
+    # -- the queue ----------------------------------------------------------------------------
+    def notify(self) -> None:
+        """Capacity may have freed: offer it to the waiting requests, oldest first (coalesced)."""
+        if self._waiters and not self._notify_scheduled:
+            self._notify_scheduled = True
+            asyncio.get_running_loop().call_soon(self._serve_waiters)
+
+    def _serve_waiters(self) -> None:
+        self._notify_scheduled = False
+        busy_models: set[str] = set()
+        soonest: float | None = None
+        for waiter in list(self._waiters):
+            if waiter.future.done():
+                self._forget(waiter)
+                continue
+            plain = not waiter.exclude and waiter.ex.pinned_client is None
+            if plain and waiter.ex.model in busy_models:
+                continue  # an older waiter for the same model found nothing: neither will this one
+            try:
+                placement = self._place(waiter.ex, waiter.exclude)
+            except NoRoute as reason:
+                if not reason.busy:
+                    waiter.future.set_exception(self._unavailable(reason))
+                    self._forget(waiter)
+                    continue
+                waiter.last = reason
+                if reason.retry_after is not None:
+                    soonest = reason.retry_after if soonest is None else min(soonest, reason.retry_after)
+                if plain:
+                    busy_models.add(waiter.ex.model)
+                continue
+            waiter.future.set_result(placement)
+            self._forget(waiter)
+        if soonest is not None:
+            self._wake_in(soonest)
+
+    def _forget(self, waiter: _Waiter) -> None:
+        try:
+            self._waiters.remove(waiter)
+        except ValueError:
+            pass
+
+    def _wake_in(self, delay: float) -> None:
+        loop = asyncio.get_running_loop()
+        at = loop.time() + max(0.001, delay)
+        if self._timer is not None and not self._timer.cancelled() and self._timer_at <= at:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = at
+        self._timer = loop.call_at(at, self.notify)
+
+    @staticmethod
+    def _unavailable(reason: NoRoute) -> NoClientAvailable:
+        retry_after = "5" if reason.retry_after is None else format_retry_after(reason.retry_after)
+        return NoClientAvailable(f"No client can serve this request now: {reason}.",
+                                 headers={"Retry-After": retry_after})
+
+    async def _wait(self, ex: Exchange, exclude: set[str], reason: NoRoute) -> Placement:
+        s = self.settings
+        timeout = s.queue_timeout_seconds
+        if s.queue_size <= 0 or timeout <= 0 or (reason.retry_after is not None and reason.retry_after > timeout):
+            raise self._unavailable(reason)  # no queue, or no slot frees before the wait would run out
+        if len(self._waiters) >= s.queue_size:
+            raise QueueFull(f"Every client that can serve model '{ex.model}' is busy and {len(self._waiters)} "
+                            f"requests are already waiting: retry shortly ({reason}).",
+                            headers={"Retry-After": format_retry_after(min(timeout, reason.retry_after or 1.0))})
+        waiter = _Waiter(ex, exclude, asyncio.get_running_loop().create_future(), reason)
+        self._waiters.append(waiter)
+        if reason.retry_after is not None:
+            self._wake_in(reason.retry_after)
+        try:
+            async with asyncio.timeout(timeout):
+                return await asyncio.shield(waiter.future)
+        except TimeoutError:
+            if waiter.future.done() and not waiter.future.cancelled() and waiter.future.exception() is None:
+                return waiter.future.result()  # placed at the last moment: take it
+            waiter.future.cancel()
+            last = waiter.last
+            raise NoClientAvailable(
+                f"No client could take this request within {timeout:g} s: {last}.",
+                headers={"Retry-After": format_retry_after(last.retry_after or min(timeout, 5.0))}) from None
+        except asyncio.CancelledError:
+            # The consumer left while waiting: give back a placement made at the same moment.
+            if waiter.future.done() and not waiter.future.cancelled() and waiter.future.exception() is None:
+                placement = waiter.future.result()
+                placement.session.cancel(ex.id, "consumer disconnected")
+                self.attempt_ended(placement)
+            waiter.future.cancel()
+            raise
+        finally:
+            self._forget(waiter)
+
+    # -- one request --------------------------------------------------------------------------
     async def start(self, ex: Exchange, exclude: set[str] | None = None) -> Attempt:
         """Place the request and wait for its first frame, trying other clients on failure.
 
-        Raises NoClientAvailable at once when nothing can serve the model, or the last
-        attempt's error when every attempt failed.
+        Raises NoClientAvailable at once when nothing can serve the model, QueueFull or
+        NoClientAvailable when the clients stay busy, or the last attempt's error when every
+        attempt failed.
         """
         exclude = exclude if exclude is not None else set()
         last_error: ApiError | None = None
-        settings = self._settings
+        settings = self.settings
         # A streamed answer must begin within the first-byte timeout; a non-streamed one arrives
         # whole, so it gets the total time (a dead client is still noticed by its heartbeats).
         wait = settings.first_byte_timeout_seconds if ex.request.stream else settings.total_timeout_seconds
-        while ex.attempts < settings.max_attempts:
+        attempts = 0
+        while attempts < settings.max_attempts:
             try:
-                session, ticket = self._place(ex, exclude)
+                placement = self._place(ex, exclude)
             except NoRoute as reason:
                 if last_error is not None:
                     raise last_error from None
-                retry_after = "5" if reason.retry_after is None else format_retry_after(reason.retry_after)
-                raise NoClientAvailable(f"No client can serve this request now: {reason}.",
-                                        headers={"Retry-After": retry_after}) from None
-            ex.attempts += 1
-            ex.client_id = session.client_id
-            queue = session.open(ex.id, ex.body)
+                if not reason.busy:
+                    raise self._unavailable(reason) from None
+                placement = await self._wait(ex, exclude, reason)
+            attempts += 1
+            session = placement.session
             try:
                 async with asyncio.timeout(wait):
-                    frame = await queue.get()
+                    frame = await placement.queue.get()
             except TimeoutError:
                 session.cancel(ex.id, "no first byte in time")
-                self.client_limits.release(ticket)
+                self.attempt_failed(placement)
                 last_error = UpstreamTimeout(f"no answer began within {wait:g} s")
                 exclude.add(session.client_id)
                 continue
             except asyncio.CancelledError:
                 session.cancel(ex.id, "consumer disconnected")
-                self.client_limits.release(ticket)
+                self.attempt_ended(placement)
                 raise
             if isinstance(frame, ClientGone):
                 log.info("request %s: client %s went away before answering; retrying", ex.id, session.client_id)
-                self.client_limits.release(ticket)
+                self.attempt_failed(placement)
                 last_error = UpstreamError(f"the client disconnected before answering ({frame.reason})",
                                            code="client_disconnected")
                 exclude.add(session.client_id)
                 continue
             if isinstance(frame, frames.Error):
-                self.client_limits.release(ticket)
-                if frame.retryable:
+                if _client_fault(frame):
+                    self.attempt_failed(placement)
+                else:
+                    self.attempt_ended(placement)
+                if frame.retryable and ex.pinned_client is None:
                     log.info("request %s: client %s failed (%s); retrying", ex.id, session.client_id, frame.code)
                     last_error = _client_error(frame)
                     exclude.add(session.client_id)
                     continue
                 raise _client_error(frame)
-            return Attempt(session, queue, frame, ex, settings, ticket, self.client_limits)
+            return Attempt(self, placement, frame, ex)
         assert last_error is not None
         raise last_error

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import time
 from dataclasses import dataclass, field
 from typing import Any
+
+import msgspec
 
 from arenahub.platform.billing.ledger import Reservation
 from arenahub.platform.limits import Ticket
@@ -40,6 +43,8 @@ class Exchange:
     reservation: Reservation | None = None  # the credit held for this request, settled when it ends
     cost: int | None = None  # micro-USD charged, once settled
     completed: bool = False  # the whole answer was written to the consumer
+    pinned_client: str | None = None  # an admin pinned the request to this client (debugging)
+    affinity_key: str | None = None  # the conversation, for sticky routing
 
     @property
     def completion_id(self) -> str:
@@ -53,6 +58,20 @@ class Exchange:
         if self._prompt_tokens is None:
             self._prompt_tokens = count_tokens(prompt_text(self.request))
         return self._prompt_tokens
+
+    def conversation_key(self, header: str | None) -> str:
+        """Who is talking about what: the consumer's own conversation id, else the key, the model and
+        the conversation's opening (its system and first user messages), which every follow-up repeats."""
+        if header:
+            return hashlib.sha256(f"{self.key.id}\0{header}".encode()).hexdigest()[:32]
+        opening: list[str] = []
+        for message in self.request.messages:  # up to and including the first user message
+            content = message.content
+            opening.append(f"{message.role}:{content if isinstance(content, str) else msgspec.json.encode(content)}")
+            if message.role == "user":
+                break
+        digest = hashlib.sha256("\0".join([self.key.id, self.model, *opening]).encode())
+        return digest.hexdigest()[:32]
 
     def images(self) -> int:
         return prompt_images(self.request)

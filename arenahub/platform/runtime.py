@@ -37,6 +37,7 @@ class Platform:
         self.writer = RecordWriter(self.engine, flush_seconds=settings.record_flush_seconds,
                                    batch_size=settings.record_batch_size, ledger_entries=self.accounting.drain)
         self.dispatcher = Dispatcher(self.registry, settings)
+        self.dispatcher.on_routing_change = self.client_routing_changed
         self.catalog: set[str] = set()
         self.key_limits = LimitState()
         self.admin: AdminAuth
@@ -46,6 +47,7 @@ class Platform:
         self._idle = asyncio.Event()
         self._idle.set()
         self._tasks: list[asyncio.Task[None]] = []
+        self._maintenance_saved: set[str] = set()  # clients whose maintenance is in the database
 
     async def start(self) -> None:
         await migrate(self.engine)
@@ -55,6 +57,7 @@ class Platform:
         self.catalog = await accounts.known_models(self.engine)
         self.writer.start()
         self._tasks.append(asyncio.create_task(heartbeat_watchdog(self), name="heartbeat-watchdog"))
+        self._tasks.append(asyncio.create_task(self._follow_client_changes(), name="client-changes"))
 
     def begin_shutdown(self) -> None:
         """Take no new work (consumers get 503, clients are told to come back later)."""
@@ -110,6 +113,26 @@ class Platform:
         return len(self._inflight)
 
     # -- clients ------------------------------------------------------------------------------
+    async def _follow_client_changes(self, period: float = 1.0) -> None:
+        """Apply what `arenahub admin` changed about clients (drain, limits, maintenance) within a second."""
+        since = dt.datetime.now(dt.timezone.utc)
+        seen: dict[str, dt.datetime] = {}
+        while True:
+            await asyncio.sleep(period)
+            started = dt.datetime.now(dt.timezone.utc)
+            try:
+                changed = await accounts.clients_changed_since(self.engine, since - dt.timedelta(seconds=5))
+            except Exception as exc:
+                log.warning("reading client changes failed: %s", exc)
+                continue
+            for account in changed:
+                stamp = account.updated_at
+                if seen.get(account.id) != stamp:
+                    seen[account.id] = stamp
+                    self.dispatcher.apply_account(account)
+            since = started
+
+
     async def client_connected(self, session: ClientSession, hello: frames.Hello) -> None:
         old = self.registry.add(session)
         if old is not None and old is not session:
@@ -117,16 +140,39 @@ class Platform:
             old.mark_closed("replaced by a new connection")
             asyncio.create_task(old.close(frames.CLOSE_REPLACED, "replaced by a new connection"))
         self.catalog |= session.models
+        self.dispatcher.sessions_changed()
         await accounts.record_client_hello(self.engine, session.client_id, sorted(session.models),
                                            hello.client_version)
 
+    def client_settings_changed(self, account: accounts.ClientAccount) -> None:
+        """An admin changed a client's registration or routing state: apply it to its live session now."""
+        self.dispatcher.apply_account(account)
+
+    def client_routing_changed(self, client_id: str) -> None:
+        """Tell the client how it is routed now, and keep a maintenance state in the database."""
+        health = self.dispatcher.health_of(client_id)
+        session = self.registry.get(client_id)
+        if session is not None:
+            session.send_nowait(frames.Routing(
+                draining=session.draining, drain_reason=session.drain_reason or
+                ("drained by an administrator" if session.admin_draining else ""),
+                maintenance=health.maintenance, breaker=health.breaker(self.dispatcher.clock()).value))
+        if health.maintenance is not None and client_id not in self._maintenance_saved:
+            self._maintenance_saved.add(client_id)
+            self.writer.client_state(client_id, maintenance_reason=health.maintenance[:500],
+                                     maintenance_since=dt.datetime.now(dt.timezone.utc))
+        elif health.maintenance is None:
+            self._maintenance_saved.discard(client_id)
+
     def client_disconnected(self, session: ClientSession) -> None:
         self.registry.remove(session)
+        self.dispatcher.sessions_changed()
         self.writer.client_state(session.client_id, last_seen_at=dt.datetime.now(dt.timezone.utc))
 
     def client_heartbeat(self, session: ClientSession, hb: frames.Heartbeat) -> None:
         if hb.models is not None:
             self.catalog |= set(hb.models)
+        self.dispatcher.notify()  # it may have become healthy, or serve more models
         self.record_heartbeat(session.client_id, hb)
 
     def record_heartbeat(self, client_id: str, hb: frames.Heartbeat) -> None:

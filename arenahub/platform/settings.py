@@ -31,9 +31,35 @@ class PlatformSettings:
     record_batch_size: int = 1000
     # Clean shutdown: how long streams in flight may take to finish.
     shutdown_grace_seconds: float = 10.0
+    # Routing: one of routing.STRATEGIES; empty: what most connected clients prefer, else least_load.
+    routing_strategy: str = ""
+    # When every eligible client is busy, a request waits this long in a queue of at most this many.
+    queue_size: int = 100
+    queue_timeout_seconds: float = 30.0
+    # Send a conversation's follow-ups to the client that served it, while it can take them.
+    sticky_routing: bool = False
+    # Circuit breaker: over a client's last breaker_window requests (at least breaker_min_requests),
+    # a failed share of breaker_failure_ratio takes it out for breaker_cooldown_seconds (doubling
+    # with each trip in the hour), then one probe request decides.
+    breaker_window: int = 10
+    breaker_min_requests: int = 4
+    breaker_failure_ratio: float = 0.5
+    breaker_cooldown_seconds: float = 30.0
+    # A client that drops this many requests in an hour goes into maintenance (0: never).
+    maintenance_drops_per_hour: int = 50
     log_level: str = "info"
     # Sets the admin API's token (for automated deployments); empty: one is generated on first start.
     admin_token: str = field(default="", repr=False)
+
+    def __post_init__(self) -> None:
+        from arenahub.platform.routing import STRATEGIES
+        if self.routing_strategy and self.routing_strategy not in STRATEGIES:
+            raise ValueError(f"routing strategy {self.routing_strategy!r} is not one of {', '.join(STRATEGIES)}")
+        if not 0 < self.breaker_failure_ratio <= 1:
+            raise ValueError(f"breaker_failure_ratio must be in (0, 1], got {self.breaker_failure_ratio}")
+        for name in ("queue_size", "breaker_window", "breaker_min_requests", "maintenance_drops_per_hour"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must not be negative, got {getattr(self, name)}")
 
     @property
     def resolved_database_url(self) -> str:
@@ -60,6 +86,12 @@ def _convert(name: str, type_name: object, raw: str) -> object:
             return float(raw)
         if kind == "Path":
             return Path(raw)
+        if kind == "bool":
+            if raw.lower() in ("1", "true", "yes", "on"):
+                return True
+            if raw.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(raw)
     except ValueError:
         raise ValueError(f"ARENAHUB_{name.upper()}={raw!r} is not a valid {kind}") from None
     return raw

@@ -84,11 +84,17 @@ async def tunnel_endpoint(ws: WebSocket) -> None:
     session = ClientSession(ws, client_id=account.id, name=account.name,
                             connection_id=secrets.token_hex(6), hello=hello,
                             max_concurrent=min(account.max_concurrent, hello.max_concurrent_requests),
-                            rpm=account.rpm, rate_limits=platform.dispatcher.client_limits)
+                            rpm=account.rpm, rate_limits=platform.dispatcher.client_limits,
+                            priority=account.priority, weight=account.weight, admin_draining=account.draining)
+    health = platform.dispatcher.health_of(account.id)
+    if account.maintenance_reason and health.maintenance is None:
+        health.maintenance = account.maintenance_reason
     await platform.client_connected(session, hello)
     session.start()
     session.send_nowait(frames.Welcome(version=frames.PROTOCOL_VERSION, connection_id=session.connection_id,
                                        client_name=account.name, max_concurrent_requests=session.max_concurrent))
+    if session.draining or health.maintenance or health.breaker(platform.dispatcher.clock()).value != "closed":
+        platform.client_routing_changed(account.id)  # the client assumes normal routing unless told
     log.info("client %s (%s) connected: %d model(s), max %d concurrent, rpm %s", account.id, account.name,
              len(session.models), session.max_concurrent, session.rpm or "unlimited")
     reason = "the client closed the connection"
@@ -121,6 +127,10 @@ async def _read_loop(ws: WebSocket, session: ClientSession, platform: Platform) 
         elif isinstance(frame, frames.Heartbeat):
             session.on_heartbeat(frame)
             platform.client_heartbeat(session, frame)
+        elif isinstance(frame, frames.Drain):
+            log.info("client %s %s", session.client_id,
+                     f"drains: {frame.reason or 'no reason given'}" if frame.draining else "takes work again")
+            platform.dispatcher.client_drain(session, frame.draining, frame.reason[:200])
         else:
             session.send_nowait(frames.Notice(code="unexpected_frame",
                                               message=f"a client does not send {type(frame).__name__.lower()} frames"))

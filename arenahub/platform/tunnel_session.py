@@ -31,7 +31,8 @@ Incoming = frames.Chunk | frames.End | frames.Error | ClientGone
 class ClientSession:
     def __init__(self, ws: WebSocket, *, client_id: str, name: str, connection_id: str,
                  hello: frames.Hello, max_concurrent: int, rpm: int | None = None,
-                 rate_limits: LimitState | None = None) -> None:
+                 rate_limits: LimitState | None = None, priority: int = 0, weight: int = 1,
+                 admin_draining: bool = False) -> None:
         self.ws = ws
         self.client_id = client_id
         self.name = name
@@ -47,6 +48,14 @@ class ClientSession:
         self.limits = Limits(rpm=rpm)
         self.limit_subject = f"client:{client_id}"
         self._rate_limits = rate_limits
+        # Routing: operator-set priority and weight; drain by an admin or by the client itself.
+        self.priority = priority
+        self.weight = max(1, weight)
+        self.admin_draining = admin_draining
+        self.self_draining = False
+        self.drain_reason = ""
+        self.preferred_strategy = hello.preferred_routing_strategy
+        self.hello_max_concurrent = hello.max_concurrent_requests
         self.heartbeat_interval = max(0.2, hello.heartbeat_interval_seconds)
         self.session_status: frames.SessionStatus | None = hello.session
         self.stats: frames.ClientStats | None = None
@@ -73,6 +82,10 @@ class ClientSession:
         if s is None:
             return True
         return s.bridge_reachable and s.session_valid is not False and not s.needs_verification
+
+    @property
+    def draining(self) -> bool:
+        return self.admin_draining or self.self_draining
 
     def serves(self, model: str) -> bool:
         return model in self.models
@@ -164,6 +177,9 @@ class ClientSession:
         return {
             "client_id": self.client_id, "name": self.name, "connected": not self.closed,
             "healthy": self.available, "active_requests": self.active,
+            "draining": self.draining, "drained_by": ("admin" if self.admin_draining else "client")
+            if self.draining else None, "drain_reason": self.drain_reason or None,
+            "priority": self.priority, "weight": self.weight, "preferred_strategy": self.preferred_strategy,
             "max_concurrent": self.max_concurrent, "rpm": self.rpm,
             "requests_in_window": self.requests_in_window(), "models": sorted(self.models),
             "client_version": self.client_version, "connected_at": self.connected_at,

@@ -66,6 +66,22 @@ class NoClientAvailable(ApiError):
     code = "no_client_available"
 
 
+class QueueFull(ApiError):
+    """Every client that could serve the request is busy and the wait queue is full."""
+
+    status = 429
+    type = "rate_limit_exceeded"
+    code = "queue_full"
+
+
+class PinNotAllowed(ApiError):
+    """Pinning a request to a client is for admins (debugging)."""
+
+    status = 403
+    type = "invalid_request_error"
+    code = "pin_not_allowed"
+
+
 class UpstreamError(ApiError):
     """The client or its upstream failed while answering."""
 

@@ -127,7 +127,29 @@ class Notice(_Frame, tag="notice"):
     message: str
 
 
-Frame = Union[Hello, Welcome, Refused, Heartbeat, Request, Chunk, End, Error, Cancel, Notice]
+class Drain(_Frame, tag="drain"):
+    """Client -> platform: finish the work in flight and take no new work (``draining`` false: take work again)."""
+
+    draining: bool = True
+    reason: str = ""
+
+
+class Routing(_Frame, tag="routing"):
+    """Platform -> client: how the platform routes to this client now, sent on every change.
+
+    ``draining``: no new work (by the client's own drain or an admin's); ``maintenance``: why the
+    platform took the client out of rotation until an admin clears it (None: not in
+    maintenance); ``breaker``: "closed" (normal), "open" (cooling down after repeated failures)
+    or "half_open" (the next request is a probe).
+    """
+
+    draining: bool = False
+    drain_reason: str = ""
+    maintenance: str | None = None
+    breaker: Literal["closed", "open", "half_open"] = "closed"
+
+
+Frame = Union[Hello, Welcome, Refused, Heartbeat, Request, Chunk, End, Error, Cancel, Notice, Drain, Routing]
 
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(Frame)

@@ -55,6 +55,7 @@ def test_two_clients_share_the_load(platform: Platform, consumer: openai.OpenAI,
     assert processed == dict(counts)
 
 
+@pytest.mark.parametrize("platform_env", [{"ARENAHUB_QUEUE_SIZE": "0"}])  # no queue: refused at once
 def test_a_client_never_gets_more_than_its_max_concurrent(platform: Platform, consumer: openai.OpenAI,
                                                           start_client: Callable[..., Client]) -> None:
     client = start_client(name="small", max_concurrent=2)

@@ -25,6 +25,7 @@ class FakeSession:
         self.rpm, self.limits, self.limit_subject = rpm, Limits(rpm=rpm), f"client:{client_id}"
         self.delay = delay  # seconds before the scripted frames arrive
         self.models, self.available, self.active = {"m"}, True, 0
+        self.priority, self.weight, self.draining, self.preferred_strategy = 0, 1, False, None
         self.opened, self.cancelled, self.finished = [], [], []
 
     def serves(self, model):
@@ -184,7 +185,7 @@ async def test_each_placement_takes_a_slot_in_the_clients_window_and_a_full_wind
 async def test_every_client_at_its_rate_limit_is_a_503_with_the_soonest_retry_after():
     a = FakeSession("a", [chunk("x"), end], rpm=1)
     b = FakeSession("b", [chunk("x"), end], rpm=2)
-    d = dispatcher(a, b)
+    d = dispatcher(a, b, queue_size=0)  # no queue: refused at once
     d.clock = clock = Clock(1000.0)
     await serve(d)
     clock.now = 1010.0

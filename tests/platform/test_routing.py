@@ -12,6 +12,9 @@ class Fake:
     active: int = 0
     available: bool = True
     models: set = field(default_factory=lambda: {"m"})
+    priority: int = 0
+    weight: int = 1
+    draining: bool = False
 
     def serves(self, model):
         return model in self.models
@@ -73,13 +76,14 @@ def test_rate_limit_among_other_reasons_is_counted_and_has_no_retry_after():
     assert info.value.retry_after is None
 
 
-def test_rate_wait_is_asked_only_of_clients_that_could_win():
+def test_rate_wait_is_asked_only_of_clients_that_could_take_the_request():
     asked = []
 
     def rate_wait(c):
         asked.append(c.client_id)
         return 0.0
 
-    clients = [Fake("a", 4, active=1), Fake("b", 4, active=3), Fake("c", 4, available=False), Fake("d", 4)]
+    clients = [Fake("a", 4, active=1), Fake("b", 4, active=4), Fake("c", 4, available=False), Fake("d", 4),
+               Fake("e", 4, draining=True), Fake("f", 4, models={"x"})]
     assert least_load(clients, "m", rate_wait=rate_wait).client_id == "d"
     assert asked == ["a", "d"]

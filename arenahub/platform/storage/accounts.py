@@ -30,6 +30,12 @@ class ClientAccount:
     max_concurrent: int
     disabled: bool
     models: list[str]
+    priority: int = 0
+    weight: int = 1
+    draining: bool = False
+    maintenance_reason: str | None = None
+    maintenance_since: dt.datetime | None = None
+    updated_at: dt.datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -73,7 +79,9 @@ class ConsumerKey:
 def _client(row: Any) -> ClientAccount:
     return ClientAccount(id=row.id, name=row.name, email=row.email, bridge_url=row.bridge_url,
                          api_key_hash=row.api_key_hash, rpm=row.rpm, max_concurrent=row.max_concurrent,
-                         disabled=bool(row.disabled), models=list(row.models or []))
+                         disabled=bool(row.disabled), models=list(row.models or []), priority=row.priority,
+                         weight=row.weight, draining=bool(row.draining), maintenance_reason=row.maintenance_reason,
+                         maintenance_since=_aware(row.maintenance_since), updated_at=_aware(row.updated_at))
 
 
 def _aware(value: dt.datetime | None) -> dt.datetime | None:
@@ -118,6 +126,28 @@ async def authenticate_client(engine: AsyncEngine, client_id: str, api_key: str)
     if account is None or not credentials.matches(api_key, account.api_key_hash):
         return None
     return account
+
+
+CLIENT_FIELDS = {"name", "email", "bridge_url", "rpm", "max_concurrent", "disabled", "priority", "weight", "draining",
+                 "maintenance_reason", "maintenance_since"}
+
+
+async def update_client(engine: AsyncEngine, client_id: str, **values: Any) -> bool:
+    """Change a client's registration or routing state; False when there is no such client."""
+    unknown = set(values) - CLIENT_FIELDS
+    if unknown:
+        raise ValueError(f"not a client setting: {', '.join(sorted(unknown))}")
+    async with engine.begin() as conn:
+        result = await conn.execute(clients.update().where(clients.c.id == client_id)
+                                    .values(**values, updated_at=utcnow()))
+    return result.rowcount > 0
+
+
+async def clients_changed_since(engine: AsyncEngine, since: dt.datetime) -> list[ClientAccount]:
+    """Clients whose registration or routing state changed at or after ``since``."""
+    async with engine.connect() as conn:
+        rows = (await conn.execute(sa.select(clients).where(clients.c.updated_at >= since))).all()
+    return [_client(r) for r in rows]
 
 
 async def known_models(engine: AsyncEngine) -> set[str]:

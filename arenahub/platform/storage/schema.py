@@ -24,6 +24,12 @@ clients = sa.Table(
     sa.Column("last_seen_at", TS),
     sa.Column("created_at", TS, nullable=False),
     sa.Column("updated_at", TS, nullable=False),
+    # Routing: operator-set priority (higher first) and weight; drain and maintenance states.
+    sa.Column("priority", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("weight", sa.Integer, nullable=False, server_default="1"),
+    sa.Column("draining", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("maintenance_reason", sa.String(500)),
+    sa.Column("maintenance_since", TS),
 )
 
 consumer_keys = sa.Table(
