@@ -387,6 +387,13 @@ class Dispatcher:
         if soonest is not None:
             self._wake_in(soonest)
 
+    def fail_waiters(self, error: ApiError) -> None:
+        """Answer every waiting request with ``error`` (the platform is shutting down)."""
+        for waiter in list(self._waiters):
+            if not waiter.future.done():
+                waiter.future.set_exception(error)
+        self._waiters.clear()
+
     def _forget(self, waiter: _Waiter) -> None:
         try:
             self._waiters.remove(waiter)

@@ -23,6 +23,7 @@ from arenahub.platform.storage.db import create_engine, migrate
 from arenahub.platform.tunnel import heartbeat_watchdog
 from arenahub.platform.tunnel_session import ClientSession
 from arenahub.protocol import frames
+from arenahub.protocol.errors import ShuttingDown
 
 log = logging.getLogger("arenahub.platform")
 
@@ -62,6 +63,8 @@ class Platform:
     def begin_shutdown(self) -> None:
         """Take no new work (consumers get 503, clients are told to come back later)."""
         self.shutting_down = True
+        self.dispatcher.fail_waiters(ShuttingDown("The platform is shutting down; retry in a moment.",
+                                                  headers={"Retry-After": "5"}))
 
     async def wait_idle(self, timeout: float) -> bool:
         try:
