@@ -1,7 +1,8 @@
 """The client's connection to the platform: connect out, say hello, heartbeat, serve requests.
 
 Reconnects by itself with exponential backoff and jitter. A refusal the platform marks final
-(a wrong key, a disabled client) stops the retries until ``POST /platform/register``.
+(a wrong key, a disabled client) stops the retries until ``POST /platform/register``. A drain
+the client asked for is sent again after every welcome (see ``arenahub.client.drain``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import msgspec
 
 from arenahub import __version__
 from arenahub.client.config import ClientConfig
+from arenahub.client.drain import RoutingView
 from arenahub.client.relay import BridgeRelay, RelayError
 from arenahub.client.stats import Stats
 from arenahub.client.validation import rejection
@@ -25,6 +27,8 @@ from arenahub.protocol import frames
 log = logging.getLogger("arenahub.client")
 
 WELCOME_TIMEOUT_SECONDS = 15.0
+# How long a drain request waits for the platform's Routing frame that confirms it.
+DRAIN_CONFIRM_SECONDS = 2.0
 
 
 class Backoff:
@@ -62,6 +66,8 @@ class PlatformLink:
         self.last_heartbeat_sent: float | None = None
         self.models: list[str] = []
         self.session_status = frames.SessionStatus()
+        self.routing = RoutingView()
+        self._routing_received = asyncio.Event()
         self._backoff = Backoff(cap=config.reconnect_max_delay_seconds)
         self._wake = asyncio.Event()
         self._ws: aiohttp.ClientWebSocketResponse | None = None
@@ -171,9 +177,13 @@ class PlatformLink:
             self.refused = None
             self.last_error = None
             self.connected_since = time.time()
+            self.routing.connected()  # normal until the platform says otherwise
             self._set_state("connected")
             log.info("connected to %s as %s (%s), %d model(s)", self.config.platform_url, reply.client_name,
                      self.config.client_id, len(self.models))
+            if self.routing.drain_requested:  # a new connection starts undrained on the platform
+                log.info("asking the platform to drain this client again (a new connection starts undrained)")
+                await self._send_quietly(self.routing.drain_frame())
             heartbeats = asyncio.create_task(self._heartbeats(ws))
             try:
                 await self._serve(ws)
@@ -215,8 +225,43 @@ class PlatformLink:
             elif isinstance(frame, frames.Refused):
                 await ws.close()
                 raise Refusal(frame)
+            elif isinstance(frame, frames.Routing):
+                self._on_routing(frame)
             elif isinstance(frame, frames.Notice):
                 log.warning("platform notice %s: %s", frame.code, frame.message)
+            else:
+                log.debug("ignoring a %s frame from the platform", type(frame).__name__.lower())
+
+    def _on_routing(self, frame: frames.Routing) -> None:
+        was = self.routing.public()
+        warning = self.routing.update(frame)
+        self._routing_received.set()
+        if warning is not None:
+            log.warning("%s", warning)
+        elif self.routing.public() != was:
+            log.info("platform routing now: %s", self.routing.public())
+
+    async def set_drain(self, draining: bool, reason: str = "", wait_seconds: float = DRAIN_CONFIRM_SECONDS) -> bool:
+        """Drain (take no new work; work in flight finishes) or take work again, now and after reconnects.
+
+        True when the platform was told now (then this waits up to ``wait_seconds`` for its Routing
+        frame, so ``routing`` is current); False when not connected: sent on the next connection.
+        """
+        frame = self.routing.request(draining, reason)
+        if not self.connected:  # also before the welcome: the platform reads a hello first
+            return False
+        self._routing_received.clear()
+        try:
+            await self._send(frame)
+        except (ConnectionResetError, aiohttp.ClientError) as exc:
+            log.info("could not tell the platform (sent on the next connection): %s", exc)
+            return False
+        log.info("asked the platform to %s", "drain this client" if draining else "send work again")
+        try:
+            await asyncio.wait_for(self._routing_received.wait(), wait_seconds)
+        except TimeoutError:
+            pass
+        return True
 
     async def _send(self, frame: frames.Frame) -> None:
         ws = self._ws
@@ -284,6 +329,7 @@ class PlatformLink:
             "refused": {"code": self.refused.code, "message": self.refused.message} if self.refused else None,
             "models": self.models,
             "bridge": {"url": self.config.lmarena_bridge_url, **_public_session(self.session_status)},
+            "drain": self.routing.public_request(), "routing": self.routing.public(),
         }
 
 

@@ -1,6 +1,7 @@
-"""The client's local endpoints, as in the seed's API reference: /health, /platform/status, /platform/register.
+"""The client's local endpoints: the seed's /health, /platform/status, /platform/register, and
+/platform/drain, /platform/undrain.
 
-The routes are a plain list so that the bridge can serve them on its own port (5102); so is the
+The routes are plain lists so that the bridge can serve them on its own port (5102); so is the
 CORS policy (``platform_features.allowed_origins``), which the bridge applies to all of its endpoints.
 """
 
@@ -14,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from arenahub.client.drain import DrainBodyError, parse_drain_body
 from arenahub.client.link import PlatformLink
 
 
@@ -59,11 +61,46 @@ async def platform_register(request: Request) -> JSONResponse:
                         status_code=200 if link.connected else 502)
 
 
-routes = [
-    Route("/health", health, methods=["GET"]),
+async def platform_drain(request: Request) -> JSONResponse:
+    """Take no new work (work in flight finishes), until /platform/undrain; kept across reconnects."""
+    try:
+        reason = parse_drain_body(await request.body())
+    except DrainBodyError as exc:
+        return JSONResponse({"error": str(exc), "code": "invalid_body"}, status_code=400)
+    return await _drain(_link(request), True, reason)
+
+
+async def platform_undrain(request: Request) -> JSONResponse:
+    return await _drain(_link(request), False, "")
+
+
+async def _drain(link: PlatformLink, draining: bool, reason: str) -> JSONResponse:
+    if not link.config.enabled:
+        return JSONResponse({"applied": False, "state": link.state,
+                             "error": "platform_integration.enabled is false in the config"}, status_code=409)
+    sent = await link.set_drain(draining, reason)
+    if not sent:
+        message = f"not connected to the platform ({link.state}): kept, and sent to the platform on connect"
+    elif draining:
+        message = "the platform sends this client no new work; requests in flight finish"
+    elif link.routing.drained_by == "admin":
+        message = "asked for work again, but an administrator drains this client too"
+    else:
+        message = "the platform sends this client work again"
+    # 202: accepted, but the platform is only told once connected.
+    return JSONResponse({"applied": sent, "message": message, "state": link.state, "connected": link.connected,
+                         "drain": link.routing.public_request(), "routing": link.routing.public()},
+                        status_code=200 if sent else 202)
+
+
+# Everything but /health, which the bridge answers itself (it adds its own tab and session checks).
+platform_routes = [
     Route("/platform/status", platform_status, methods=["GET"]),
     Route("/platform/register", platform_register, methods=["POST"]),
+    Route("/platform/drain", platform_drain, methods=["POST"]),
+    Route("/platform/undrain", platform_undrain, methods=["POST"]),
 ]
+routes = [Route("/health", health, methods=["GET"]), *platform_routes]
 
 
 def cors(allowed_origins: Sequence[str]) -> list[Middleware]:

@@ -1,7 +1,8 @@
 """Platform integration for the existing LMArenaBridge, in one file: copy it beside its api_server.py.
 
 It connects the bridge to the arenahub platform (the client of ``arenahub client``) and serves the
-seed's local endpoints: ``GET /health``, ``GET /platform/status`` and ``POST /platform/register``.
+client's local endpoints: the seed's ``GET /health``, ``GET /platform/status`` and
+``POST /platform/register``, and ``POST /platform/drain``, ``POST /platform/undrain``.
 It needs the ``arenahub`` package installed next to the bridge::
 
     pip install arenahub          # or: pip install -r requirements_platform.txt (client package)
@@ -47,8 +48,6 @@ from typing import Any
 _NEEDS = "pip install arenahub (or pip install -r requirements_platform.txt from your client package)"
 
 try:
-    from starlette.routing import Route
-
     from arenahub.client import local_api
     from arenahub.client.app import running_link, serve
     from arenahub.client.config import (
@@ -72,7 +71,7 @@ HERE = Path(__file__).resolve().parent
 CONFIG_FILE = HERE / "config.jsonc"
 BRIDGE_PORT = 5102  # where LMArenaBridge's api_server.py listens
 LOCAL_PORT = 5103
-PATHS = ("/health", "/platform/status", "/platform/register")
+PATHS = tuple(route.path for route in local_api.routes)
 
 
 def read_config(path: Path | str = CONFIG_FILE, *, required: bool = True) -> ClientConfig:
@@ -106,11 +105,7 @@ def mount(app: Any, *, config: Path | str = CONFIG_FILE, port: int = BRIDGE_PORT
     # The link relays to this very server, with the key it checks (top-level api_key).
     client_config = dataclasses.replace(read_config(config, required=False),
                                         lmarena_bridge_url=f"http://127.0.0.1:{port}")
-    router.routes[0:0] = [
-        Route("/health", local_api.health, methods=["GET"]),
-        Route("/platform/status", local_api.platform_status, methods=["GET"]),
-        Route("/platform/register", local_api.platform_register, methods=["POST"]),
-    ]
+    router.routes[0:0] = list(local_api.routes)
     # Wrap whatever start-up the app has (lifespan= or on_startup/on_shutdown handlers): the app
     # starts first and stops last, the link runs in between.
     app_lifespan = router.lifespan_context

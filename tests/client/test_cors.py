@@ -26,7 +26,8 @@ def preflight(http, path, origin, method="GET"):
 
 
 @pytest.mark.parametrize("path, method", [("/health", "GET"), ("/platform/status", "GET"),
-                                          ("/platform/register", "POST")])
+                                          ("/platform/register", "POST"), ("/platform/drain", "POST"),
+                                          ("/platform/undrain", "POST")])
 def test_listed_origin_gets_access_and_others_do_not(local, path, method):
     with local((ALLOWED,)) as http:
         ok = preflight(http, path, ALLOWED, method)

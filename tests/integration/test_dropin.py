@@ -18,6 +18,7 @@ from types import ModuleType
 from typing import Any
 
 import httpx
+import openai
 import pytest
 import uvicorn
 from starlette.applications import Starlette
@@ -250,6 +251,20 @@ def test_mounted_into_the_bridge_app_connects_and_answers(tmp_path: Path, stack:
 
         registered = httpx.post(url + "/platform/register", timeout=15)
         assert registered.status_code == 200 and registered.json()["registered"] is True
+
+        # The client's drain endpoints come with the mount: the platform confirms, then routes nothing here.
+        drained = httpx.post(url + "/platform/drain", json={"reason": "bridge upgrade"}, timeout=15)
+        assert drained.status_code == 200, drained.text
+        assert drained.json()["routing"]["draining"] is True and drained.json()["routing"]["drained_by"] == "client"
+        assert httpx.post(url + "/platform/drain", content=b"{", timeout=5).status_code == 400
+        with consumer_for(platform, key) as consumer, pytest.raises(openai.InternalServerError) as info:
+            consumer.chat.completions.create(model=BRIDGE_MODEL, messages=ask("while drained"))
+        assert info.value.status_code == 503
+        undrained = httpx.post(url + "/platform/undrain", timeout=15)
+        assert undrained.status_code == 200 and undrained.json()["routing"]["draining"] is False
+        with consumer_for(platform, key) as consumer:
+            answer = consumer.chat.completions.create(model=BRIDGE_MODEL, messages=ask("after"))
+        assert answer.choices[0].message.content == BRIDGE_ANSWER
     # The link stopped with the app.
     assert events == ["bridge started", "bridge stopped"]
     platform.wait_health(lambda h: h["clients_connected"] == 0, "the mounted client gone")
@@ -266,6 +281,8 @@ def test_mounted_without_platform_integration_serves_a_disabled_status(tmp_path:
         assert (health["enabled"], health["connected"]) == (False, False)
         assert client.get("/platform/status").json()["state"] == "disabled"
         assert client.post("/platform/register").status_code == 409
+        assert client.post("/platform/drain").status_code == 409
+        assert client.post("/platform/undrain").status_code == 409
         assert events == ["bridge started"]
     assert events == ["bridge started", "bridge stopped"]
 
