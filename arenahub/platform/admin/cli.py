@@ -12,6 +12,7 @@ import json
 import sys
 from typing import Any
 
+from arenahub.platform.admin import package_cli
 from arenahub.platform.billing import (
     Account,
     InvalidAmount,
@@ -103,6 +104,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     rt.add_argument("--database-url")
     rt.add_argument("--json", action="store_true", help="print JSON")
     rt.set_defaults(run=_reset_admin_token)
+    package_cli.add_parser(cmds)  # client-package
 
 
 def _key_settings(parser: argparse.ArgumentParser) -> None:

@@ -128,6 +128,17 @@ async def authenticate_client(engine: AsyncEngine, client_id: str, api_key: str)
     return account
 
 
+async def regenerate_client_key(engine: AsyncEngine, client_id: str) -> str | None:
+    """A new API key for the client, returned once (only its hash is stored); the old key stops
+    working. None when there is no such client. ``updated_at`` moves so that a running platform
+    sees the change."""
+    api_key = credentials.new_client_api_key()
+    async with engine.begin() as conn:
+        result = await conn.execute(clients.update().where(clients.c.id == client_id)
+                                    .values(api_key_hash=credentials.hash_secret(api_key), updated_at=utcnow()))
+    return api_key if result.rowcount else None
+
+
 CLIENT_FIELDS = {"name", "email", "bridge_url", "rpm", "max_concurrent", "disabled", "priority", "weight", "draining",
                  "maintenance_reason", "maintenance_since"}
 

@@ -1,0 +1,134 @@
+"""``arenahub admin client-package``: a client's package ``lmarena-client-<CLIENT_ID>.zip``, offline.
+
+The platform stores only hashes of client keys, so a package with a usable key needs a new one:
+this command regenerates the client's API key (the old one stops working) and writes the ZIP.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from arenahub.platform.client_package import (
+    ClientPackageError,
+    build_client_package,
+    build_wheel,
+    package_filename,
+)
+from arenahub.platform.storage import accounts
+from arenahub.platform.storage.db import create_engine, migrate
+
+HELP = ("regenerate a client's API key and write its package lmarena-client-<CLIENT_ID>.zip "
+        "(the old key stops working)")
+
+
+def add_parser(cmds: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = cmds.add_parser(
+        "client-package", help=HELP,
+        description="Write the client package (config.jsonc with a new API key, start_client.sh, README.txt, "
+                    "userscript.js, requirements_platform.txt, lmarena_platform_integration.py and a wheel of "
+                    "this arenahub). Keys are stored only as hashes, so the only way to put a usable key in a "
+                    "package is to make a new one: this REGENERATES the client's API key, and the key the client "
+                    "uses now stops working.")
+    p.add_argument("client_id", metavar="CLIENT_ID")
+    p.add_argument("--platform-url", required=True, type=_platform_url, metavar="PLATFORM_URL",
+                   help="the platform as the client reaches it, e.g. https://gateway.example.com "
+                        "(a URL without a path gets /api, the platform's API base)")
+    p.add_argument("--output", metavar="PATH",
+                   help="the ZIP file to write, or a folder for it (default: ./lmarena-client-<CLIENT_ID>.zip)")
+    p.add_argument("--database-url")
+    p.add_argument("--json", action="store_true", help='print JSON: {"path", "client_id"}')
+    p.set_defaults(run=_client_package)
+
+
+def _platform_url(text: str) -> str:
+    parts = urlsplit(text.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an http:// or https:// URL")
+    url = text.strip().rstrip("/")
+    return url + "/api" if parts.path in ("", "/") else url
+
+
+def _fail(message: str, code: int = 1) -> int:
+    print(f"arenahub admin client-package: {message}", file=sys.stderr)
+    return code
+
+
+def _target(output: str | None, client_id: str) -> Path:
+    name = package_filename(client_id)
+    if output is None:
+        return Path.cwd() / name
+    path = Path(output).expanduser()
+    return path / name if path.is_dir() else path
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """Atomically, readable by the owner only: the ZIP holds the client's key."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+async def _regenerate(database_url: str | None, client_id: str,
+                      package: Callable[[accounts.ClientAccount, str], bytes]) -> tuple[accounts.ClientAccount, bytes] | str:
+    """The client and its package with a new key; or why not (the key is then unchanged)."""
+    engine = create_engine(database_url)
+    try:
+        await migrate(engine)
+        account = await accounts.get_client(engine, client_id)
+        if account is None:
+            return f"no client {client_id!r}"
+        try:
+            package(account, "ck-trial")  # the registration's values must make a package
+        except ClientPackageError as exc:
+            return f"cannot make a package for {client_id}: {exc}"
+        api_key = await accounts.regenerate_client_key(engine, client_id)
+        if api_key is None:
+            return f"no client {client_id!r}"
+        return account, package(account, api_key)
+    finally:
+        await engine.dispose()
+
+
+def _client_package(args: argparse.Namespace) -> int:
+    try:
+        target = _target(args.output, args.client_id)
+    except ClientPackageError as exc:
+        return _fail(str(exc), 2)
+    if not target.parent.is_dir() or not os.access(target.parent, os.W_OK):
+        return _fail(f"cannot write into {target.parent}: no such folder, or not writable", 2)
+    try:
+        wheel = build_wheel()
+    except (ClientPackageError, OSError) as exc:
+        return _fail(f"cannot build the arenahub wheel: {exc}")
+
+    def package(account: accounts.ClientAccount, api_key: str) -> bytes:
+        return build_client_package(
+            platform_url=args.platform_url, client_id=account.id, api_key=api_key, client_name=account.name,
+            bridge_url=account.bridge_url, max_concurrent_requests=account.max_concurrent, wheel=wheel)
+
+    # Everything that can fail is tried before the key changes, so that a failure leaves the old key working.
+    found = asyncio.run(_regenerate(args.database_url, args.client_id, package))
+    if isinstance(found, str):
+        return _fail(found)
+    account, data = found
+    _write_private(target, data)
+    result: dict[str, Any] = {"path": str(target.resolve()), "client_id": account.id}
+    print(json.dumps(result) if args.json else
+          f"{result['path']}\n(client {account.id} has a new API key, inside this file only; its old key no "
+          "longer works)")
+    return 0
