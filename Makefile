@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench install clean chromium
+.PHONY: demo test bench bench-analytics install clean chromium
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+# The dashboard's queries on 1,000,000 seeded records: SQLite, and PostgreSQL with ARENAHUB_TEST_PG_URL set.
+bench-analytics: $(STAMP)
+	$(BIN)/python bench/analytics.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .arenahub build *.egg-info

@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import WebSocketRoute
 
-from arenahub.platform import client_api, consumer_api
+from arenahub.platform import client_api, consumer_api, metrics
 from arenahub.platform.admin import api as admin_api
 from arenahub.platform.runtime import Platform
 from arenahub.platform.settings import PlatformSettings
@@ -61,7 +61,7 @@ def create_app(settings: PlatformSettings | None = None, platform: Platform | No
         finally:
             await state.stop()
 
-    routes = [*consumer_api.routes, *client_api.routes, *admin_api.routes(),
+    routes = [*consumer_api.routes, *client_api.routes, *admin_api.routes(), *metrics.routes,
               WebSocketRoute("/api/ws", tunnel_endpoint)]
     return Starlette(routes=routes, lifespan=lifespan, exception_handlers={
         ApiError: _on_api_error, HTTPException: _on_http_error, Exception: _on_unexpected})

@@ -1,21 +1,25 @@
-"""Request records and client heartbeats, written to the database in batches off the request path."""
+"""Request records and client heartbeats, written to the database in batches off the request path,
+with the per-minute aggregates the dashboard reads; and the retention of raw records."""
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
 import logging
-from collections.abc import Callable
+from bisect import bisect_left
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from arenahub.platform.billing.ledger import Entry
-from arenahub.platform.storage.accounts import record_client_states
+from arenahub.platform.storage.accounts import record_client_states, utcnow
 from arenahub.platform.storage.billing_store import insert_entries
-from arenahub.platform.storage.schema import request_records
+from arenahub.platform.storage.schema import (COUNTERS, LATENCY_BUCKETS_MS, LATENCY_COLUMNS, request_days,
+                                              request_hours, request_minutes, request_records, request_totals)
 
 log = logging.getLogger("arenahub.platform.records")
 
@@ -60,9 +64,17 @@ class RecordWriter:
         self._closing = False
         self.written = 0
         # Idempotent: a batch whose commit succeeded but whose acknowledgement was lost is retried
-        # without a duplicate-key error blocking every later record.
+        # without a duplicate-key error blocking every later record, and only the rows this insert
+        # really added (RETURNING) go into the aggregates, so a retry counts nothing twice.
         insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
-        self._insert = insert(request_records).on_conflict_do_nothing(index_elements=["id"])
+        self._insert = (insert(request_records).on_conflict_do_nothing(index_elements=["id"])
+                        .returning(request_records.c.id))
+        self._upserts = []
+        for table in AGGREGATES:
+            upsert = insert(table)
+            self._upserts.append(upsert.on_conflict_do_update(
+                index_elements=[c.name for c in table.primary_key.columns],
+                set_={name: table.c[name] + upsert.excluded[name] for name in COUNTERS}))
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="record-writer")
@@ -106,7 +118,11 @@ class RecordWriter:
             batch = self._pending[: self._batch_size]
             if batch:
                 async with self._engine.begin() as conn:
-                    await conn.execute(self._insert, batch)
+                    inserted = (await conn.execute(self._insert, batch)).scalars().all()
+                    if inserted:
+                        by_id = {record["id"]: record for record in batch}
+                        for upsert, rows in zip(self._upserts, aggregate(by_id[i] for i in inserted)):
+                            await conn.execute(upsert, rows)
                 # Committed: forget the batch before anything else can fail, or a retry inserts it twice.
                 del self._pending[: len(batch)]
                 self.written += len(batch)
@@ -133,3 +149,110 @@ class RecordWriter:
                 log.error("final flush of %d records and ledger entries failed (%s), attempt %d", self.backlog, exc,
                           attempt + 1)
                 await asyncio.sleep(0.5 * (attempt + 1))
+
+
+# -- aggregates ---------------------------------------------------------------------------------
+
+def status_column(status: int) -> str | None:
+    """The request_minutes counter a status adds to, besides ``requests`` (None: neither kind)."""
+    if status == 200:
+        return "successes"
+    if status in (429, 499):
+        return f"errors_{status}"
+    if 400 <= status < 500:
+        return "errors_4xx"
+    return "errors_5xx" if status >= 500 else None
+
+
+def latency_column(latency_ms: float) -> str:
+    """The histogram column of a latency: lat_<B> for (previous bound, B] ms, else lat_inf."""
+    return LATENCY_COLUMNS[bisect_left(LATENCY_BUCKETS_MS, latency_ms)]
+
+
+AGGREGATES = (request_minutes, request_totals, request_hours, request_days)  # what aggregate() returns rows of
+
+
+def aggregate(records: Iterable[Mapping[str, Any]]) -> tuple[list[dict[str, Any]], ...]:
+    """What records add to each table of AGGREGATES, in that order, each list in key order."""
+    minutes = minute_rows(records)
+    totals: dict[tuple[Any, ...], list[Any]] = {}
+    hours: dict[tuple[Any, ...], list[Any]] = {}
+    days: dict[tuple[Any, ...], list[Any]] = {}
+    for row in minutes:
+        counts = [row[name] for name in COUNTERS]
+        _add(totals, (row["minute"],), counts)
+        hour = row["minute"].replace(minute=0)
+        day = hour.replace(hour=0)
+        for dimension, value in (("client", row["client_id"]), ("key", row["key_id"]), ("model", row["model"])):
+            _add(hours, (dimension, value, hour), counts)
+            _add(days, (day, dimension, value), counts)
+    return (minutes,
+            [{"minute": minute, **dict(zip(COUNTERS, counts))} for (minute,), counts in sorted(totals.items())],
+            [{"dimension": dimension, "value": value, "hour": hour, **dict(zip(COUNTERS, counts))}
+             for (dimension, value, hour), counts in sorted(hours.items())],
+            [{"day": day, "dimension": dimension, "value": value, **dict(zip(COUNTERS, counts))}
+             for (day, dimension, value), counts in sorted(days.items())])
+
+
+def _add(into: dict[tuple[Any, ...], list[Any]], ident: tuple[Any, ...], counts: list[Any]) -> None:
+    sums = into.get(ident)
+    into[ident] = counts if sums is None else [a + b for a, b in zip(sums, counts)]
+
+
+def minute_rows(records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """What records (``vars(RequestRecord)``) add to request_minutes: one row per UTC minute, client,
+    key and model, sorted by that identity (concurrent writers then lock rows in the same order)."""
+    rows: dict[tuple[dt.datetime, str, str, str], dict[str, Any]] = {}
+    for r in records:
+        created = r["created_at"]
+        created = created.replace(tzinfo=dt.UTC) if created.tzinfo is None else created.astimezone(dt.UTC)
+        minute = created.replace(second=0, microsecond=0)
+        ident = (minute, r["client_id"] or "", r["key_id"], r["model"])
+        row = rows.get(ident)
+        if row is None:
+            row = rows[ident] = dict.fromkeys(COUNTERS, 0)
+            row.update(minute=minute, client_id=ident[1], key_id=ident[2], model=ident[3])
+        row["requests"] += 1
+        kind = status_column(r["status"])
+        if kind is not None:
+            row[kind] += 1
+        if kind == "successes":
+            row["latency_sum_ms"] += r["latency_ms"]
+            row[latency_column(r["latency_ms"])] += 1
+        if r["ttft_ms"] is not None:
+            row["ttft_sum_ms"] += r["ttft_ms"]
+            row["ttft_count"] += 1
+        row["prompt_tokens"] += r["prompt_tokens"]
+        row["completion_tokens"] += r["completion_tokens"]
+        row["cost"] += r["cost"] or 0
+    return [rows[ident] for ident in sorted(rows)]
+
+
+# -- retention ----------------------------------------------------------------------------------
+
+async def delete_records_before(engine: AsyncEngine, cutoff: dt.datetime, *, batch_size: int = 5000,
+                                pause: float = 0.05) -> int:
+    """Delete raw records created before ``cutoff``, ``batch_size`` per short transaction (the record
+    writer gets its turn in between); the aggregates stay. Returns how many were deleted."""
+    t = request_records.c
+    oldest = sa.select(t.id).where(t.created_at < cutoff.astimezone(dt.UTC)).order_by(t.created_at).limit(batch_size)
+    deleted = 0
+    while True:
+        async with engine.begin() as conn:
+            count = (await conn.execute(sa.delete(request_records).where(t.id.in_(oldest.scalar_subquery())))).rowcount
+        deleted += count
+        if count < batch_size:
+            return deleted
+        await asyncio.sleep(pause)
+
+
+async def keep_records_for(engine: AsyncEngine, days: int, *, every: float = 3600.0) -> None:
+    """Every ``every`` seconds, delete raw records older than ``days`` days (0: keep them forever)."""
+    while days > 0:
+        try:
+            deleted = await delete_records_before(engine, utcnow() - dt.timedelta(days=days))
+            if deleted:
+                log.info("deleted %d request records older than %d days", deleted, days)
+        except Exception as exc:  # the database is away: try again next time
+            log.warning("deleting request records older than %d days failed: %s", days, exc)
+        await asyncio.sleep(every)

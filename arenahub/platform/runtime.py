@@ -15,7 +15,8 @@ from arenahub.platform.dispatch import Dispatcher
 from arenahub.platform.exchange import Exchange
 from arenahub.platform.keys import KeyCache
 from arenahub.platform.limits import LimitState
-from arenahub.platform.records import RecordWriter
+from arenahub.platform.metrics import PlatformMetrics
+from arenahub.platform.records import RecordWriter, keep_records_for
 from arenahub.platform.registry import LocalClientRegistry
 from arenahub.platform.settings import PlatformSettings
 from arenahub.platform.storage import accounts
@@ -39,6 +40,7 @@ class Platform:
                                    batch_size=settings.record_batch_size, ledger_entries=self.accounting.drain)
         self.dispatcher = Dispatcher(self.registry, settings)
         self.dispatcher.on_routing_change = self.client_routing_changed
+        self.metrics = PlatformMetrics(self)
         self.catalog: set[str] = set()
         self.key_limits = LimitState()
         self.admin: AdminAuth
@@ -59,6 +61,8 @@ class Platform:
         self.writer.start()
         self._tasks.append(asyncio.create_task(heartbeat_watchdog(self), name="heartbeat-watchdog"))
         self._tasks.append(asyncio.create_task(self._follow_client_changes(), name="client-changes"))
+        self._tasks.append(asyncio.create_task(keep_records_for(self.engine, self.settings.record_retention_days),
+                                               name="record-retention"))
 
     def begin_shutdown(self) -> None:
         """Take no new work (consumers get 503, clients are told to come back later)."""
@@ -109,6 +113,7 @@ class Platform:
         record = ex.record(usage)
         if ex.ticket is not None:
             self.key_limits.finish(ex.ticket, record.prompt_tokens + record.completion_tokens, now=time.monotonic())
+        self.metrics.request_finished(record)
         self.writer.add(record)
 
     @property

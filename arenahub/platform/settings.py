@@ -29,6 +29,8 @@ class PlatformSettings:
     # Request records are written in batches this often (seconds) or when this many wait.
     record_flush_seconds: float = 0.5
     record_batch_size: int = 1000
+    # Raw request records older than this many days are deleted (their per-minute aggregates stay); 0: never.
+    record_retention_days: int = 30
     # Clean shutdown: how long streams in flight may take to finish.
     shutdown_grace_seconds: float = 10.0
     # Routing: one of routing.STRATEGIES; empty: what most connected clients prefer, else least_load.
@@ -57,7 +59,8 @@ class PlatformSettings:
             raise ValueError(f"routing strategy {self.routing_strategy!r} is not one of {', '.join(STRATEGIES)}")
         if not 0 < self.breaker_failure_ratio <= 1:
             raise ValueError(f"breaker_failure_ratio must be in (0, 1], got {self.breaker_failure_ratio}")
-        for name in ("queue_size", "breaker_window", "breaker_min_requests", "maintenance_drops_per_hour"):
+        for name in ("record_retention_days", "queue_size", "breaker_window", "breaker_min_requests",
+                     "maintenance_drops_per_hour"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative, got {getattr(self, name)}")
 

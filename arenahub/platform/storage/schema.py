@@ -116,3 +116,85 @@ model_prices = sa.Table(
     sa.Column("updated_at", TS, nullable=False),
     sa.Index("ix_model_prices_updated_at", "updated_at"),
 )
+
+# Aggregates of request_records, kept up to date by the record writer in the same transaction as
+# the records (see records.py), so pages read these, not raw logs. Four shapes of the same sums:
+# request_minutes per minute, client, key and model (the detail: filtered charts, exports);
+# request_totals per minute (the overview's charts); request_hours per hour and one client, key
+# or model (a week's chart of one of them); request_days per UTC day and one of client, key or
+# model (summaries over long periods). With many clients and keys the minute rows hardly merge,
+# hence the coarser ones. Latency of answered requests (status 200) is counted
+# in fixed buckets: column lat_<B> counts latencies in (previous bound, B] ms, lat_inf those above
+# the last bound. The bounds are part of the stored data: add columns in a migration, never move one.
+LATENCY_BUCKETS_MS: tuple[int, ...] = (10, 25, 50, 100, 200, 300, 500, 750, 1000, 1500, 2000, 3000, 5000,
+                                       7500, 10000, 15000, 20000, 30000, 60000, 120000)
+LATENCY_COLUMNS: tuple[str, ...] = (*(f"lat_{b}" for b in LATENCY_BUCKETS_MS), "lat_inf")
+# What every aggregate row adds up (an upsert adds these; the other columns are the row's identity).
+COUNTERS: tuple[str, ...] = (
+    "requests", "successes", "errors_4xx", "errors_429", "errors_499", "errors_5xx",
+    "latency_sum_ms", "ttft_sum_ms", "ttft_count", "prompt_tokens", "completion_tokens", "cost",
+    *LATENCY_COLUMNS)
+SUMMARY_DIMENSIONS = ("client", "key", "model")  # request_hours.dimension, request_days.dimension
+
+
+def _counter_columns() -> list[sa.Column[object]]:
+    return [
+        sa.Column("requests", sa.Integer, nullable=False),
+        sa.Column("successes", sa.Integer, nullable=False),  # status 200
+        # Errors by kind: 429 (rate limits, queue full), 499 (the consumer went away), other 4xx, 5xx.
+        sa.Column("errors_4xx", sa.Integer, nullable=False),
+        sa.Column("errors_429", sa.Integer, nullable=False),
+        sa.Column("errors_499", sa.Integer, nullable=False),
+        sa.Column("errors_5xx", sa.Integer, nullable=False),
+        sa.Column("latency_sum_ms", sa.Float, nullable=False),  # of successes, like the histogram
+        sa.Column("ttft_sum_ms", sa.Float, nullable=False),  # of every request that had a first byte
+        sa.Column("ttft_count", sa.Integer, nullable=False),
+        sa.Column("prompt_tokens", sa.BigInteger, nullable=False),
+        sa.Column("completion_tokens", sa.BigInteger, nullable=False),
+        sa.Column("cost", sa.BigInteger, nullable=False),  # micro-USD
+        *(sa.Column(name, sa.Integer, nullable=False) for name in LATENCY_COLUMNS),
+    ]
+
+
+# SQLite: these tables are clustered by their primary key (WITHOUT ROWID), so what a query reads
+# (a period; one client's, key's or model's hours) is one sequential range.
+request_minutes = sa.Table(
+    "request_minutes", metadata,
+    sa.Column("minute", TS, primary_key=True),  # UTC, truncated to the minute
+    sa.Column("client_id", sa.String(40), primary_key=True),  # "" for requests no client served
+    sa.Column("key_id", sa.String(40), primary_key=True),
+    sa.Column("model", sa.String(200), primary_key=True),
+    *_counter_columns(),
+    sa.Index("ix_request_minutes_client_minute", "client_id", "minute"),
+    sa.Index("ix_request_minutes_key_minute", "key_id", "minute"),
+    sqlite_with_rowid=False,
+)
+
+request_totals = sa.Table(
+    "request_totals", metadata,
+    sa.Column("minute", TS, primary_key=True),
+    *_counter_columns(),
+    sqlite_with_rowid=False,
+)
+
+request_hours = sa.Table(
+    "request_hours", metadata,
+    sa.Column("dimension", sa.String(8), primary_key=True),  # one of SUMMARY_DIMENSIONS
+    sa.Column("value", sa.String(200), primary_key=True),  # the client ("" for none), key or model
+    sa.Column("hour", TS, primary_key=True),  # UTC, truncated to the hour
+    *_counter_columns(),
+    sqlite_with_rowid=False,
+)
+
+request_days = sa.Table(
+    "request_days", metadata,
+    sa.Column("day", TS, primary_key=True),  # UTC midnight
+    sa.Column("dimension", sa.String(8), primary_key=True),  # one of SUMMARY_DIMENSIONS
+    sa.Column("value", sa.String(200), primary_key=True),  # the client ("" for none), key or model
+    *_counter_columns(),
+    sqlite_with_rowid=False,
+)
+
+# Filters of the request log and its exports that the indexes above do not cover.
+sa.Index("ix_request_records_status_created", request_records.c.status, request_records.c.created_at)
+sa.Index("ix_request_records_error_created", request_records.c.error_code, request_records.c.created_at)
