@@ -9,6 +9,10 @@ that message script it, for tests:
     [[status=N]]      answer with HTTP status N and an OpenAI error body
     [[error_after=N]] send N chunks, then an error event
     [[usage=1]]       report usage in the stream (LMArena reports none, so by default neither do we)
+
+``GET /__stats`` tells tests what happened to the streamed answers it started: ``started``,
+``active`` (still being sent), ``completed`` (sent to the end) and ``cancelled`` (the caller hung
+up before the end, which is how a cancellation reaches an upstream).
 """
 
 from __future__ import annotations
@@ -17,12 +21,14 @@ import asyncio
 import re
 import time
 from collections.abc import AsyncIterator
+from dataclasses import asdict, dataclass
 
 import msgspec
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 _DIRECTIVE = re.compile(r"\[\[(\w+)=(\d+)\]\]")
 _encode = msgspec.json.Encoder().encode
@@ -51,7 +57,17 @@ def script(text: str) -> tuple[list[str], dict[str, int]]:
     return pieces, directives
 
 
+@dataclass
+class StreamStats:
+    started: int = 0
+    active: int = 0
+    completed: int = 0
+    cancelled: int = 0
+
+
 def create_app(models: list[str], name: str = "local-upstream") -> Starlette:
+    stats = StreamStats()
+
     async def list_models(request: Request) -> Response:
         return Response(_encode({"object": "list", "data": [
             {"id": m, "object": "model", "created": 0, "owned_by": name} for m in models]}),
@@ -59,6 +75,9 @@ def create_app(models: list[str], name: str = "local-upstream") -> Starlette:
 
     async def health(request: Request) -> Response:
         return Response(_encode({"status": "ok", "name": name}), media_type="application/json")
+
+    async def stream_stats(request: Request) -> Response:
+        return Response(_encode(asdict(stats)), media_type="application/json")
 
     async def chat(request: Request) -> Response:
         try:
@@ -83,11 +102,39 @@ def create_app(models: list[str], name: str = "local-upstream") -> Starlette:
                 "usage": {"prompt_tokens": 1, "completion_tokens": len(pieces), "total_tokens": len(pieces) + 1}}),
                 media_type="application/json")
         include_usage = bool(d.get("usage")) and bool((body.get("stream_options") or {}).get("include_usage"))
-        return StreamingResponse(_stream(cid, created, model, pieces, d, include_usage),
-                                 media_type="text/event-stream")
+        return _CountedStream(stats, _stream(cid, created, model, pieces, d, include_usage))
 
     return Starlette(routes=[Route("/v1/models", list_models), Route("/health", health),
+                             Route("/__stats", stream_stats),
                              Route("/v1/chat/completions", chat, methods=["POST"])])
+
+
+class _CountedStream(StreamingResponse):
+    """A streamed answer counted in ``stats``. One that did not reach its end was cancelled by the
+    caller: Starlette stops the response when the connection drops."""
+
+    def __init__(self, stats: StreamStats, events: AsyncIterator[bytes]) -> None:
+        self._stats = stats
+        self._finished = False
+        super().__init__(self._to_the_end(events), media_type="text/event-stream")
+
+    async def _to_the_end(self, events: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        async for event in events:
+            yield event
+        self._finished = True
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        stats = self._stats
+        stats.started += 1
+        stats.active += 1
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            stats.active -= 1
+            if self._finished:
+                stats.completed += 1
+            else:
+                stats.cancelled += 1
 
 
 async def _stream(cid: str, created: int, model: str, pieces: list[str], d: dict[str, int],

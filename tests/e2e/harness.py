@@ -196,6 +196,12 @@ class Upstream(Program):
             self._ready = True
         return self
 
+    def stream_stats(self) -> dict[str, int]:
+        """What became of the streamed answers it started: started, active, completed, cancelled."""
+        resp = httpx.get(self.url + "/__stats", timeout=5.0)
+        resp.raise_for_status()
+        return resp.json()
+
 
 class Platform(Program):
     def __init__(self, workdir: Path, name: str, database_url: str, env: dict[str, str] | None = None,
