@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench bench-analytics install clean chromium
+.PHONY: demo test bench bench-analytics bench-pool install clean chromium
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ bench: $(STAMP)
 # The dashboard's queries on 1,000,000 seeded records: SQLite, and PostgreSQL with ARENAHUB_TEST_PG_URL set.
 bench-analytics: $(STAMP)
 	$(BIN)/python bench/analytics.py $(BENCH_ARGS)
+
+# Routing: every strategy and the circuit breaker over 200 simulated clients, in one process.
+bench-pool: $(STAMP)
+	$(BIN)/python bench/pool.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .arenahub build *.egg-info

@@ -99,7 +99,8 @@ class Attempt:
         self._failed = False  # the client failed this attempt (it counts against its health)
         self._ended_ok = False
         self._first_at = time.monotonic()
-        self._chars = _content_chars(first) if isinstance(first, frames.Chunk) else 0
+        # Throughput is measured from the first frame on: only the text after it counts.
+        self._chars = 0
         self._closed = False
 
     async def batches(self) -> AsyncIterator[list[Answer]]:
@@ -467,6 +468,8 @@ class Dispatcher:
         wait = settings.first_byte_timeout_seconds if ex.request.stream else settings.total_timeout_seconds
         attempts = 0
         while attempts < settings.max_attempts:
+            if self._waiters:
+                self._serve_waiters()  # capacity freed since the last pass goes to those waiting first
             try:
                 placement = self._place(ex, exclude)
             except NoRoute as reason:

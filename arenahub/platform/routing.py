@@ -8,7 +8,7 @@ and those that cannot (and why); a strategy then picks among the ready ones:
 | ``least_load`` | the lowest active/max_concurrent; ties go to the larger capacity |
 | ``round_robin`` | clients in turn (per model, in client id order) |
 | ``random`` | at random, weighted by each client's weight |
-| ``fastest`` | the lowest expected time (decayed time to first token + 100 tokens at the decayed throughput), scaled up by load; unmeasured clients first, and a random ready client 5% of the time so slow ones are re-measured |
+| ``fastest`` | the lowest expected time (decayed time to first token + 100 tokens at the decayed throughput), scaled up by load; unmeasured clients first (each until 3 of its requests are answered or in flight), and a random ready client 5% of the time so slow ones are re-measured |
 | ``priority`` | the highest operator-set priority, then at random by weight |
 
 Every strategy sees only clients that serve the model, are connected with a usable session, are
@@ -129,10 +129,16 @@ class Fastest:
         if len(ready) > 1 and self._rng.random() < self._explore:
             return self._rng.choice(list(ready))
         scored = [(self.expected(c), c) for c in ready]
-        unmeasured = [c for score, c in scored if score < 0]
-        if unmeasured:
-            return min(unmeasured, key=lambda c: c.active / c.max_concurrent)
-        return min(scored, key=lambda sc: sc[0])[1]
+        measured = [sc for sc in scored if sc[0] >= 0]
+        # An unmeasured client gets the requests that will measure it, not one per free slot.
+        unmeasured = [c for score, c in scored if score < 0 and self._samples(c) + c.active < FASTEST_MIN_SAMPLES]
+        if unmeasured or not measured:
+            return min(unmeasured or ready, key=lambda c: c.active / c.max_concurrent)
+        return min(measured, key=lambda sc: sc[0])[1]
+
+    def _samples(self, c: Routable) -> int:
+        s = self._speed(c.client_id)
+        return s.samples if s is not None else 0
 
 
 class Priority:
