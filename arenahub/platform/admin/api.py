@@ -7,6 +7,7 @@ and the OpenAPI document (``/api/admin/openapi.json``) are both built from it.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
@@ -26,10 +27,13 @@ from arenahub.platform.billing import (
     parse_usd,
 )
 from arenahub.platform.storage import accounts, billing_store
+from arenahub.protocol import frames
 from arenahub.protocol.errors import InvalidRequest, NotFound
 
 if TYPE_CHECKING:
     from arenahub.platform.runtime import Platform
+
+log = logging.getLogger("arenahub.platform.admin")
 
 PositiveInt = Annotated[int, msgspec.Meta(ge=1, le=10_000_000)]
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
@@ -97,6 +101,26 @@ class ClientCreate(msgspec.Struct, forbid_unknown_fields=True):
     bridge_url: Url = "http://127.0.0.1:5102"
     rpm: PositiveInt | None = None
     max_concurrent: PositiveInt = 4
+
+
+class ClientUpdate(msgspec.Struct, forbid_unknown_fields=True):
+    """Only the fields sent change; send null to clear rpm or email. A connected client gets it at once."""
+
+    name: Name | msgspec.UnsetType = msgspec.UNSET
+    email: Email | None | msgspec.UnsetType = msgspec.UNSET
+    bridge_url: Url | msgspec.UnsetType = msgspec.UNSET
+    rpm: PositiveInt | None | msgspec.UnsetType = msgspec.UNSET
+    max_concurrent: Annotated[int, msgspec.Meta(ge=1, le=10_000)] | msgspec.UnsetType = msgspec.UNSET
+    priority: Annotated[int, msgspec.Meta(ge=-1000, le=1000, description="higher is chosen first by the "
+                                          "priority strategy (default 0)")] | msgspec.UnsetType = msgspec.UNSET
+    weight: Annotated[int, msgspec.Meta(ge=1, le=1000, description="share of requests among equals in the random "
+                                        "and priority strategies (default 1)")] | msgspec.UnsetType = msgspec.UNSET
+    disabled: Annotated[bool, msgspec.Meta(description="true also closes its connection")] | msgspec.UnsetType = (
+        msgspec.UNSET)
+
+
+class DrainRequest(msgspec.Struct, forbid_unknown_fields=True):
+    reason: Annotated[str, msgspec.Meta(max_length=200, description="why; written to the platform log")] | None = None
 
 
 class UsageQuery(msgspec.Struct, forbid_unknown_fields=True):
@@ -244,13 +268,73 @@ async def adjust_key(request: Request) -> Response:
     return await _money(request, Adjustment)
 
 
+def _client_json(platform: Platform, client: dict[str, Any]) -> dict[str, Any]:
+    """The stored client with its live session (None when not connected) and its health."""
+    session = platform.registry.get(client["id"])
+    health = platform.dispatcher.health_of(client["id"]).snapshot(platform.dispatcher.clock())
+    return {**client, "live": session.snapshot() if session is not None else None, "health": health}
+
+
 async def list_clients(request: Request) -> Response:
     platform = _platform(request)
-    live = {s.client_id: s.snapshot() for s in platform.registry.sessions()}
-    data = []
-    for client in await accounts.list_clients(platform.engine):
-        data.append({**client, "live": live.get(client["id"])})
-    return JSONResponse({"data": data})
+    return JSONResponse({"data": [_client_json(platform, c) for c in await accounts.list_clients(platform.engine)]})
+
+
+def _no_client(client_id: str) -> NotFound:
+    return NotFound(f"No client with id {client_id!r}.", code="client_not_found")
+
+
+async def _show(platform: Platform, client_id: str) -> Response:
+    client = await accounts.client_view(platform.engine, client_id)
+    if client is None:
+        raise _no_client(client_id)
+    return JSONResponse(_client_json(platform, client))
+
+
+async def show_client(request: Request) -> Response:
+    return await _show(_platform(request), request.path_params["client_id"])
+
+
+async def _change_client(request: Request, **values: Any) -> Response:
+    """Store the change, then apply it to the live session now rather than at the next poll."""
+    platform = _platform(request)
+    client_id = request.path_params["client_id"]
+    account: accounts.ClientAccount | None = None
+    if not values or await accounts.update_client(platform.engine, client_id, **values):
+        account = await accounts.get_client(platform.engine, client_id)
+    if account is None:
+        raise _no_client(client_id)
+    platform.client_settings_changed(account)
+    session = platform.registry.get(client_id)
+    if account.disabled and session is not None and not session.closed:
+        log.info("client %s disabled by an administrator; closing its connection", client_id)
+        # What the tunnel answers a disabled client on connect: the client stops reconnecting.
+        await session.close(frames.CLOSE_FORBIDDEN, "this client is disabled by an administrator")
+    return await _show(platform, client_id)
+
+
+async def update_client(request: Request) -> Response:
+    body: ClientUpdate = await _body(request, ClientUpdate)
+    return await _change_client(request, **{f: v for f in body.__struct_fields__
+                                            if (v := getattr(body, f)) is not msgspec.UNSET})
+
+
+async def drain_client(request: Request) -> Response:
+    body: DrainRequest = await _body(request, DrainRequest)
+    response = await _change_client(request, draining=True)
+    log.info("client %s drained by an administrator: %s", request.path_params["client_id"],
+             body.reason or "no reason given")
+    return response
+
+
+async def undrain_client(request: Request) -> Response:
+    response = await _change_client(request, draining=False)
+    log.info("client %s undrained by an administrator", request.path_params["client_id"])
+    return response
+
+
+async def clear_maintenance(request: Request) -> Response:
+    return await _change_client(request, maintenance_reason=None, maintenance_since=None)
 
 
 async def create_client(request: Request) -> Response:
@@ -265,7 +349,7 @@ async def client_earnings(request: Request) -> Response:
     platform = _platform(request)
     client_id = request.path_params["client_id"]
     if await accounts.get_client(platform.engine, client_id) is None:
-        raise NotFound(f"No client with id {client_id!r}.", code="client_not_found")
+        raise _no_client(client_id)
     e = platform.accounting.ledger.earnings(client_id)
     return JSONResponse({"client_id": client_id, "requests": e.requests, "prompt_tokens": e.prompt_tokens,
                          "completion_tokens": e.completion_tokens,
@@ -322,6 +406,7 @@ class Spec:
     body: type[Any] | None = None
     query: type[Any] | None = None  # a Struct: one query parameter per field
     status: int = 200
+    body_optional: bool = False
 
 
 ROUTES = [
@@ -337,9 +422,19 @@ ROUTES = [
          status=201),
     Spec("POST", "/keys/{key_id}/adjustments", adjust_key, "Correct a key's balance by a signed amount",
          Adjustment, status=201),
-    Spec("GET", "/clients", list_clients, "List clients with their live state"),
+    Spec("GET", "/clients", list_clients, "List clients with their live session and health"),
     Spec("POST", "/clients", create_client, "Register a client; its api_key is in this answer only", ClientCreate,
          status=201),
+    Spec("GET", "/clients/{client_id}", show_client, "Show a client (never its key hash) with its live session "
+         "(null when not connected) and its health: circuit breaker, maintenance, drops, speed"),
+    Spec("PATCH", "/clients/{client_id}", update_client, "Change a client's registration, limits, priority or "
+         "weight, or disable it (which also closes its connection); applied at once", ClientUpdate),
+    Spec("POST", "/clients/{client_id}/drain", drain_client, "Drain a client: it finishes the requests in flight "
+         "and gets no new ones, until undrained (kept across restarts)", DrainRequest, body_optional=True),
+    Spec("POST", "/clients/{client_id}/undrain", undrain_client, "Let a drained client take work again (a drain "
+         "the client asked for itself stays)"),
+    Spec("POST", "/clients/{client_id}/clear-maintenance", clear_maintenance, "Take a client out of maintenance "
+         "(after too many dropped requests) and back into rotation"),
     Spec("GET", "/clients/{client_id}/earnings", client_earnings, "What a client has earned: requests served, "
          "tokens, and the value charged to consumers for them (live)"),
     Spec("GET", "/prices", list_prices, "Every model's price (default or set by the admin) and the fallback "
@@ -371,7 +466,8 @@ def openapi() -> dict[str, Any]:
         if params:
             op["parameters"] = params
         if spec.body is not None:
-            op["requestBody"] = {"required": True, "content": {"application/json": {"schema": by_type[spec.body]}}}
+            op["requestBody"] = {"required": not spec.body_optional,
+                                 "content": {"application/json": {"schema": by_type[spec.body]}}}
         paths.setdefault("/api/admin" + _PARAM.sub(r"{\1}", spec.path), {})[spec.method.lower()] = op
     for spec in ROUTES:  # query types are inlined as parameters, not schemas of their own
         if spec.query is not None:

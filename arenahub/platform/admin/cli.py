@@ -1,6 +1,7 @@
 """``arenahub admin ...``: create clients and consumer keys straight in the platform's database.
 
-A running platform sees them at once (it looks unknown keys up and reads clients on connect).
+A running platform sees them at once (it looks unknown keys up and reads clients on connect), and
+applies changes to clients (limits, priority, drain, maintenance) within about a second.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ import argparse
 import asyncio
 import datetime as dt
 import json
+import re
 import sys
 from typing import Any
 
@@ -37,6 +39,35 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     cc.add_argument("--database-url")
     cc.add_argument("--json", action="store_true", help="print JSON")
     cc.set_defaults(run=_create_client)
+
+    lc = cmds.add_parser("list-clients", help="list clients (never their key hashes)")
+    lc.add_argument("--database-url")
+    lc.add_argument("--json", action="store_true", help="print JSON")
+    lc.set_defaults(run=_list_clients)
+    for name, helptext, run in (
+            ("show-client", "show one client as stored (the admin API adds its live state and health)", _show_client),
+            ("drain-client", "the client finishes its requests in flight and gets no new ones", _drain_client),
+            ("undrain-client", "let a drained client take work again", _undrain_client),
+            ("clear-maintenance", "take a client out of maintenance, back into rotation", _clear_maintenance),
+            ("disable-client", "refuse the client (it can be enabled again)", _disable_client),
+            ("enable-client", "let a disabled client connect again", _enable_client)):
+        one = cmds.add_parser(name, help=helptext)
+        one.add_argument("client_id", metavar="CLIENT_ID")
+        one.add_argument("--database-url")
+        one.add_argument("--json", action="store_true", help="print JSON")
+        one.set_defaults(run=run)
+    uc = cmds.add_parser("update-client", help="change a client's registration, limits, priority or weight")
+    uc.add_argument("client_id", metavar="CLIENT_ID")
+    uc.add_argument("--name")
+    uc.add_argument("--email")
+    uc.add_argument("--bridge-url", type=_http_url)
+    uc.add_argument("--rpm", type=_positive_int, help="requests per minute this client accepts")
+    uc.add_argument("--max-concurrent", type=_int_between(1, 10_000), help="requests at once")
+    uc.add_argument("--priority", type=_int_between(-1000, 1000), help="higher first (priority strategy)")
+    uc.add_argument("--weight", type=_int_between(1, 1000), help="share among equals (random, priority strategies)")
+    uc.add_argument("--database-url")
+    uc.add_argument("--json", action="store_true", help="print JSON")
+    uc.set_defaults(run=_update_client)
 
     ck = cmds.add_parser("create-key", help="create a consumer API key; prints it once")
     ck.add_argument("--name", required=True)
@@ -162,6 +193,24 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
+
+
+def _http_url(text: str) -> str:
+    if not re.fullmatch(r"https?://\S+", text) or len(text) > 500:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an http:// or https:// URL")
+    return text
+
+
+def _int_between(low: int, high: int) -> Any:
+    def convert(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be from {low} to {high}, got {value}")
+        return value
+    return convert
 
 
 async def _with_engine(database_url: str | None, work: Any) -> Any:
@@ -351,3 +400,66 @@ def _reset_admin_token(args: argparse.Namespace) -> int:
     _emit(args, {"admin_token": token}, f"admin token: {token}\n(shown only now; a running platform takes it "
           "within a second)")
     return 0
+
+
+def _list_clients(args: argparse.Namespace) -> int:
+    found = asyncio.run(_with_engine(args.database_url, accounts.list_clients))
+    if args.json:
+        print(json.dumps(found))
+        return 0
+    for c in found:
+        state = "disabled" if c["disabled"] else "maintenance" if c["maintenance_reason"] else (
+            "draining" if c["draining"] else "active")
+        print(f"{c['id']}  {state:11}  priority {c['priority']:>5}  weight {c['weight']:>4}  {c['name']}")
+    return 0
+
+
+def _client_change(args: argparse.Namespace, **values: Any) -> int:
+    async def work(engine: Any) -> dict[str, Any] | None:
+        if values and not await accounts.update_client(engine, args.client_id, **values):
+            return None
+        return await accounts.client_view(engine, args.client_id)
+
+    client = asyncio.run(_with_engine(args.database_url, work))
+    if client is None:
+        print(f"arenahub admin: no client {args.client_id!r}", file=sys.stderr)
+        return 1
+    text = "\n".join(f"{k}: {v}" for k, v in client.items())
+    if values:
+        text += "\n(a running platform applies it within a second)"
+    _emit(args, client, text)
+    return 0
+
+
+def _show_client(args: argparse.Namespace) -> int:
+    return _client_change(args)
+
+
+def _update_client(args: argparse.Namespace) -> int:
+    values = {"name": args.name.strip() if args.name is not None else None, "email": args.email,
+              "bridge_url": args.bridge_url, "rpm": args.rpm, "max_concurrent": args.max_concurrent,
+              "priority": args.priority, "weight": args.weight}
+    if values["name"] == "":
+        print("arenahub admin update-client: --name must not be empty", file=sys.stderr)
+        return 2
+    return _client_change(args, **{k: v for k, v in values.items() if v is not None})
+
+
+def _drain_client(args: argparse.Namespace) -> int:
+    return _client_change(args, draining=True)
+
+
+def _undrain_client(args: argparse.Namespace) -> int:
+    return _client_change(args, draining=False)
+
+
+def _clear_maintenance(args: argparse.Namespace) -> int:
+    return _client_change(args, maintenance_reason=None, maintenance_since=None)
+
+
+def _disable_client(args: argparse.Namespace) -> int:
+    return _client_change(args, disabled=True)
+
+
+def _enable_client(args: argparse.Namespace) -> int:
+    return _client_change(args, disabled=False)

@@ -271,13 +271,23 @@ async def list_keys(engine: AsyncEngine) -> list[ConsumerKey]:
 
 async def list_clients(engine: AsyncEngine) -> list[dict[str, Any]]:
     """Registered clients for the admin API, without their key hashes."""
+    return await _client_views(engine)
+
+
+async def client_view(engine: AsyncEngine, client_id: str) -> dict[str, Any] | None:
+    """One client as ``list_clients`` shows it; None when there is no such client."""
+    found = await _client_views(engine, clients.c.id == client_id)
+    return found[0] if found else None
+
+
+async def _client_views(engine: AsyncEngine, *where: Any) -> list[dict[str, Any]]:
     cols = [c for c in clients.c if c.name != "api_key_hash"]
     async with engine.connect() as conn:
-        rows = (await conn.execute(sa.select(*cols).order_by(clients.c.created_at))).all()
+        rows = (await conn.execute(sa.select(*cols).where(*where).order_by(clients.c.created_at))).all()
     out = []
     for row in rows:
         item = dict(row._mapping)
-        for name in ("created_at", "updated_at", "last_seen_at"):
+        for name in ("created_at", "updated_at", "last_seen_at", "maintenance_since"):
             value = _aware(item.get(name))
             item[name] = value.isoformat() if value else None
         out.append(item)
