@@ -82,6 +82,7 @@ class Placement:
     ticket: Ticket
     queue: asyncio.Queue[Incoming]
     placed_at: float
+    probe: int = 0
 
 
 class Attempt:
@@ -318,7 +319,7 @@ class Dispatcher:
                          pinned=ex.pinned_client, sticky=sticky)
         admitted = self.client_limits.admit(session.limit_subject, session.limits, now=now)
         assert isinstance(admitted, Admitted)  # routing checked it at this same instant
-        self.health_of(session.client_id).placed(now)
+        probe = self.health_of(session.client_id).placed(now)
         if ex.affinity_key:
             self._affinity[ex.affinity_key] = session.client_id
             self._affinity.move_to_end(ex.affinity_key)
@@ -326,7 +327,7 @@ class Dispatcher:
                 self._affinity.popitem(last=False)
         ex.attempts += 1
         ex.client_id = session.client_id
-        return Placement(session, admitted.ticket, session.open(ex.id, ex.body), time.monotonic())
+        return Placement(session, admitted.ticket, session.open(ex.id, ex.body), time.monotonic(), probe)
 
     # -- the end of an attempt ----------------------------------------------------------------
     def attempt_succeeded(self, p: Placement, *, ttft: float, tokens: int, duration: float) -> None:
@@ -349,7 +350,7 @@ class Dispatcher:
 
     def attempt_ended(self, p: Placement) -> None:
         self.client_limits.finish(p.ticket, 0)
-        self.health_of(p.session.client_id).ended(self.clock())
+        self.health_of(p.session.client_id).ended(self.clock(), p.probe)
         self.notify()
 
     # -- the queue ----------------------------------------------------------------------------

@@ -54,7 +54,8 @@ class ClientHealth:
         self._outcomes: deque[bool] = deque(maxlen=policy.window)  # True: success
         self._breaker = Breaker.CLOSED
         self._open_until = 0.0
-        self._probe_out = False
+        self._probe = 0
+        self._probes = 0
         self._trips: deque[float] = deque()
         self._drops: deque[float] = deque()
         self.maintenance: str | None = None
@@ -65,7 +66,7 @@ class ClientHealth:
     def breaker(self, now: float) -> Breaker:
         if self._breaker is Breaker.OPEN and now >= self._open_until:
             self._breaker = Breaker.HALF_OPEN
-            self._probe_out = False
+            self._probe = 0
         return self._breaker
 
     def blocked_for(self, now: float) -> float | None:
@@ -75,17 +76,20 @@ class ClientHealth:
             return None
         if state is Breaker.OPEN:
             return self._open_until - now
-        return 0.0 if self._probe_out else None
+        return 0.0 if self._probe else None
 
     def drops_last_hour(self, now: float) -> int:
         self._prune(self._drops, now)
         return len(self._drops)
 
     # -- events -------------------------------------------------------------------------------
-    def placed(self, now: float) -> None:
-        """A request went to this client (a half-open breaker's probe, if it is half-open)."""
+    def placed(self, now: float) -> int:
+        """A request went to this client; returns its probe number if it is a half-open breaker's probe, else 0."""
         if self.breaker(now) is Breaker.HALF_OPEN:
-            self._probe_out = True
+            self._probes += 1
+            self._probe = self._probes
+            return self._probe
+        return 0
 
     def succeeded(self, now: float, ttft: float | None = None, tokens: int = 0, duration: float = 0.0) -> bool:
         """A served request; returns True when this closed the breaker."""
@@ -98,7 +102,7 @@ class ClientHealth:
             self.last_sample_at = now
         if self.breaker(now) is Breaker.HALF_OPEN:
             self._breaker = Breaker.CLOSED
-            self._probe_out = False
+            self._probe = 0
             self._outcomes.clear()
             return True
         self._outcomes.append(True)
@@ -124,10 +128,10 @@ class ClientHealth:
             return self._trip(now) or changed
         return changed
 
-    def ended(self, now: float) -> None:
-        """A request that ended neither way (the consumer left): frees a half-open probe."""
-        if self._breaker is Breaker.HALF_OPEN:
-            self._probe_out = False
+    def ended(self, now: float, probe: int) -> None:
+        """A request that ended neither way (the consumer left): frees a half-open probe if it was that probe."""
+        if self._breaker is Breaker.HALF_OPEN and probe and probe == self._probe:
+            self._probe = 0
 
     def clear_maintenance(self) -> None:
         self.maintenance = None
@@ -139,7 +143,7 @@ class ClientHealth:
         cooldown = min(self.policy.cooldown * 2 ** (len(self._trips) - 1), self.policy.max_cooldown)
         self._breaker = Breaker.OPEN
         self._open_until = now + cooldown
-        self._probe_out = False
+        self._probe = 0
         self._outcomes.clear()
         return True
 
