@@ -5,7 +5,7 @@ Serves, on 127.0.0.1:5102 by default:
 - ``/ws`` where userscript tabs connect (several at once);
 - ``/internal/*`` used by ``arenahub bridge capture-ids`` and ``update-models``;
 - ``/bridge/status`` (tabs, session status) and, from the platform integration, ``/health``,
-  ``/platform/status`` and ``/platform/register``.
+  ``/platform/status``, ``/platform/register``, ``/platform/drain`` and ``/platform/undrain``.
 
 Web pages on other origins may call these HTTP endpoints only when ``platform_features.allowed_origins``
 lists them; the tabs' socket has its own origin check.
@@ -307,8 +307,7 @@ def create_app(bridge: Bridge, client_config: ClientConfig, port: int) -> Starle
         WebSocketRoute("/ws", tab_socket),
         Route("/bridge/status", bridge_status, methods=["GET"]),
         Route("/health", health, methods=["GET"]),
-        Route("/platform/status", local_api.platform_status, methods=["GET"]),
-        Route("/platform/register", local_api.platform_register, methods=["POST"]),
+        *local_api.platform_routes,
         Route("/internal/start_id_capture", start_id_capture, methods=["POST"]),
         Route("/internal/id_capture", id_capture_result, methods=["GET"]),
         Route("/internal/request_model_update", request_model_update, methods=["POST"]),

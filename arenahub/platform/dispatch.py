@@ -481,12 +481,18 @@ class Dispatcher:
                 placement = await self._wait(ex, exclude, reason)
             attempts += 1
             session = placement.session
+            # Each attempt gets its wait, but the request as a whole never outlasts the total time.
+            left = settings.total_timeout_seconds - ex.elapsed()
+            this_wait = max(0.0, min(wait, left))
             try:
-                async with asyncio.timeout(wait):
+                async with asyncio.timeout(this_wait):
                     frame = await placement.queue.get()
             except TimeoutError:
                 session.cancel(ex.id, "no first byte in time")
                 self.attempt_failed(placement)
+                if this_wait < wait:
+                    raise UpstreamTimeout(f"no answer within the total time of "
+                                          f"{settings.total_timeout_seconds:g} s") from None
                 last_error = UpstreamTimeout(f"no answer began within {wait:g} s")
                 exclude.add(session.client_id)
                 continue

@@ -138,6 +138,7 @@ class Platform:
                 if seen.get(account.id) != stamp:
                     seen[account.id] = stamp
                     self.dispatcher.apply_account(account)
+                    self._end_revoked_session(account)
             since = started
 
 
@@ -155,6 +156,31 @@ class Platform:
     def client_settings_changed(self, account: accounts.ClientAccount) -> None:
         """An admin changed a client's registration or routing state: apply it to its live session now."""
         self.dispatcher.apply_account(account)
+        self._end_revoked_session(account)
+
+    def _end_revoked_session(self, account: accounts.ClientAccount) -> None:
+        """A disabled client, or one whose key was regenerated, is disconnected with the reason."""
+        session = self.registry.get(account.id)
+        if session is None or session.closed:
+            return
+        if account.disabled:
+            close, code, reason = (frames.CLOSE_FORBIDDEN, "client_disabled",
+                                   "this client is disabled by an administrator")
+        elif session.key_hash and session.key_hash != account.api_key_hash:
+            close, code, reason = (frames.CLOSE_INVALID_CREDENTIALS, "invalid_credentials",
+                                   "the client's API key was regenerated: download the client package again")
+        else:
+            return
+        log.info("client %s: closing its connection (%s)", account.id, reason)
+        session.mark_closed(reason)  # no new work from now on; its requests in flight fail over
+
+        async def refuse() -> None:
+            try:  # tell the client why, as at connect time, so it stops retrying with a dead key
+                await session.ws.send_bytes(frames.encode(frames.Refused(code=code, message=reason, retry=False)))
+            except Exception:  # the socket is already gone: closing below is all that is left
+                pass
+            await session.close(close, reason)
+        asyncio.create_task(refuse())
 
     def client_routing_changed(self, client_id: str) -> None:
         """Tell the client how it is routed now, and keep a maintenance state in the database."""

@@ -86,6 +86,7 @@ async def tunnel_endpoint(ws: WebSocket) -> None:
                             max_concurrent=min(account.max_concurrent, hello.max_concurrent_requests),
                             rpm=account.rpm, rate_limits=platform.dispatcher.client_limits,
                             priority=account.priority, weight=account.weight, admin_draining=account.draining)
+    session.key_hash = account.api_key_hash  # a regenerated key ends this connection
     health = platform.dispatcher.health_of(account.id)
     if account.maintenance_reason and health.maintenance is None:
         health.maintenance = account.maintenance_reason

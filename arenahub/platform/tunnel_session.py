@@ -55,6 +55,7 @@ class ClientSession:
         self.self_draining = False
         self.drain_reason = ""
         self.preferred_strategy = hello.preferred_routing_strategy
+        self.key_hash = ""  # the client's api key hash when it connected
         self.hello_max_concurrent = hello.max_concurrent_requests
         self.heartbeat_interval = max(0.2, hello.heartbeat_interval_seconds)
         self.session_status: frames.SessionStatus | None = hello.session

@@ -75,3 +75,16 @@ def test_client_that_stops_heartbeating_is_dropped(platform: Platform, consumer:
     platform.wait_health(lambda h: h["clients_connected"] == 1, "the client back")
     assert consumer.chat.completions.create(model="e2e-alpha", messages=ask("back")).choices[0].message.content \
         == "Echo: back"
+
+
+def test_a_regenerated_key_disconnects_the_client_with_the_reason(platform: Platform, stack,
+                                                                  start_client: Callable[..., Client],
+                                                                  tmp_path) -> None:
+    client = start_client()
+    # `client-package` regenerates the key (the only way to hand out a usable one); the old one stops at once.
+    stack.admin("client-package", client.client_id, "--platform-url", platform.url, "--output",
+                str(tmp_path / "package.zip"), database_url=platform.database_url)
+    status = client.wait_state("refused", timeout=15)
+    assert status["refused"]["code"] == "invalid_credentials"
+    assert "regenerated" in status["refused"]["message"]
+    assert platform.health()["clients_connected"] == 0

@@ -118,8 +118,6 @@ def test_a_client_that_stalls_before_its_first_byte_is_replaced(platform: Platfo
     wait_until(lambda: stalled.status()["active_requests"] == 0, 5, "the stalled client to let go")
 
 
-@pytest.mark.xfail(strict=True, reason="Dispatcher.start waits the whole timeout again on every retry: "
-                   "the total time is not capped across attempts")
 @pytest.mark.parametrize("platform_env", [env(total_timeout_seconds=2, first_byte_timeout_seconds=2)])
 @pytest.mark.parametrize("stream", [False, True], ids=["complete", "stream"])
 def test_the_total_timeout_caps_a_request_across_its_attempts(platform: Platform, consumer: openai.OpenAI,
