@@ -121,6 +121,31 @@ def test_clients(admin):
     assert admin.post("/api/admin/clients", json={"name": "x", "bridge_url": "ftp://x"}).status_code == 400
 
 
+def test_package_download_carries_a_new_key_and_the_old_one_stops(admin):
+    import io
+    import zipfile
+
+    from arenahub import jsonc
+
+    made = admin.post("/api/admin/clients", json={"name": "box", "bridge_url": "http://127.0.0.1:5999"}).json()
+    r = admin.post(f"/api/admin/clients/{made['client_id']}/package")
+    assert r.status_code == 200 and r.headers["content-type"] == "application/zip"
+    assert f"lmarena-client-{made['client_id']}.zip" in r.headers["content-disposition"]
+    assert r.headers["cache-control"] == "no-store"
+    with zipfile.ZipFile(io.BytesIO(r.content)) as z:
+        config = jsonc.loads(z.read("config.jsonc").decode())
+        assert {"start_client.sh", "README.txt", "userscript.js", "requirements_platform.txt",
+                "lmarena_platform_integration.py"} <= set(z.namelist())
+    pi = config["platform_integration"]
+    assert pi["client_id"] == made["client_id"] and pi["platform_url"] == "http://testserver/api"
+    new_key = pi["api_key"]
+    assert new_key.startswith("ck-") and new_key != made["api_key"]
+    engine = platform_of(admin).engine
+    assert call(admin, accounts.authenticate_client, engine, made["client_id"], made["api_key"]) is None
+    assert call(admin, accounts.authenticate_client, engine, made["client_id"], new_key) is not None
+    assert admin.post("/api/admin/clients/cl_nobody/package").status_code == 404
+
+
 def test_openapi_documents_every_route(admin):
     doc = admin.get("/api/admin/openapi.json", headers={"Authorization": ""}).json()
     assert doc["openapi"].startswith("3.")
@@ -128,7 +153,7 @@ def test_openapi_documents_every_route(admin):
                                  "/api/admin/keys/{key_id}/top-ups", "/api/admin/keys/{key_id}/adjustments",
                                  "/api/admin/clients", "/api/admin/clients/{client_id}",
                                  "/api/admin/clients/{client_id}/drain", "/api/admin/clients/{client_id}/undrain",
-                                 "/api/admin/clients/{client_id}/clear-maintenance",
+                                 "/api/admin/clients/{client_id}/clear-maintenance", "/api/admin/clients/{client_id}/package",
                                  "/api/admin/clients/{client_id}/earnings",
                                  "/api/admin/prices", "/api/admin/prices/{model}", "/api/admin/usage"}
     assert set(doc["paths"]["/api/admin/clients/{client_id}"]) == {"get", "patch"}

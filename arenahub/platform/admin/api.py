@@ -6,6 +6,7 @@ and the OpenAPI document (``/api/admin/openapi.json``) are both built from it.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 import re
@@ -26,6 +27,7 @@ from arenahub.platform.billing import (
     format_usd,
     parse_usd,
 )
+from arenahub.platform import client_package
 from arenahub.platform.storage import accounts, billing_store
 from arenahub.protocol import frames
 from arenahub.protocol.errors import InvalidRequest, NotFound
@@ -337,6 +339,34 @@ async def clear_maintenance(request: Request) -> Response:
     return await _change_client(request, maintenance_reason=None, maintenance_since=None)
 
 
+_WHEELS = client_package.WheelCache()
+
+
+async def download_package(request: Request) -> Response:
+    """The client package with a NEW api key (keys are stored hashed): the old key stops working and a
+    connected client is disconnected with the reason."""
+    platform = _platform(request)
+    client_id = request.path_params["client_id"]
+    account = await accounts.get_client(platform.engine, client_id)
+    if account is None:
+        raise _no_client(client_id)
+    platform_url = str(request.base_url).rstrip("/") + "/api"
+    wheel = await asyncio.to_thread(_WHEELS.get)
+    api_key = await accounts.regenerate_client_key(platform.engine, client_id)
+    if api_key is None:
+        raise _no_client(client_id)
+    data = await asyncio.to_thread(
+        client_package.build_client_package, platform_url=platform_url, client_id=client_id, api_key=api_key,
+        client_name=account.name, bridge_url=account.bridge_url, max_concurrent_requests=account.max_concurrent,
+        wheel=wheel)
+    fresh = await accounts.get_client(platform.engine, client_id)
+    if fresh is not None:
+        platform.client_settings_changed(fresh)  # ends a connection made with the old key, with the reason
+    return Response(data, media_type="application/zip", headers={
+        "Content-Disposition": f'attachment; filename="{client_package.package_filename(client_id)}"',
+        "Cache-Control": "no-store"})
+
+
 async def create_client(request: Request) -> Response:
     body: ClientCreate = await _body(request, ClientCreate)
     client_id, api_key = await accounts.create_client(
@@ -433,6 +463,8 @@ ROUTES = [
          "and gets no new ones, until undrained (kept across restarts)", DrainRequest, body_optional=True),
     Spec("POST", "/clients/{client_id}/undrain", undrain_client, "Let a drained client take work again (a drain "
          "the client asked for itself stays)"),
+    Spec("POST", "/clients/{client_id}/package", download_package, "Download the client package "
+         "lmarena-client-<CLIENT_ID>.zip; it carries a new api_key: the old key stops working at once"),
     Spec("POST", "/clients/{client_id}/clear-maintenance", clear_maintenance, "Take a client out of maintenance "
          "(after too many dropped requests) and back into rotation"),
     Spec("GET", "/clients/{client_id}/earnings", client_earnings, "What a client has earned: requests served, "
