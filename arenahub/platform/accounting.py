@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import time
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -43,6 +44,7 @@ class Accounting:
         self._money_since = utcnow() - _OVERLAP
         self._prices_since: dt.datetime | None = None
         self._task: asyncio.Task[None] | None = None
+        self._rechecked: dict[str, float] = {}
 
     async def start(self) -> None:
         released = await billing_store.release_orphans(self._engine)
@@ -73,6 +75,19 @@ class Accounting:
             self.prices.set(model, price)
         if newest is not None and (self._prices_since is None or newest > self._prices_since):
             self._prices_since = newest
+
+    async def recheck(self, key_id: str) -> bool:
+        """Before refusing a key for credit, read its top-ups once more (a key made a moment ago with
+        ``--credit`` may be cached before its credit was written). At most once a second per key;
+        True when it read."""
+        now = time.monotonic()
+        if self._rechecked.get(key_id, 0.0) > now - 1.0:
+            return False
+        self._rechecked[key_id] = now
+        if len(self._rechecked) > 10_000:
+            self._rechecked = {k: t for k, t in self._rechecked.items() if t > now - 1.0}
+        await self.load_key(key_id)
+        return True
 
     async def load_key(self, key_id: str) -> None:
         """Merge a key's credit now: for a key made a moment ago with ``--credit``, before its first request."""

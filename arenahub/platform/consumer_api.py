@@ -12,6 +12,7 @@ from starlette.routing import Route
 from starlette.types import Send
 
 from arenahub.asgi import WatchedResponse, read_body
+from arenahub.platform.billing import InsufficientQuota
 from arenahub.platform.exchange import CLIENT_CLOSED, Exchange
 from arenahub.platform.limits import Refused
 from arenahub.protocol import frames
@@ -76,7 +77,12 @@ async def chat_completions(request: Request) -> Response:
         ex.ticket = admission.ticket
         ex.rate_headers = admission.status.headers()
     try:
-        platform.accounting.reserve(ex)
+        try:
+            platform.accounting.reserve(ex)
+        except InsufficientQuota:
+            if not await platform.accounting.recheck(key.id):
+                raise
+            platform.accounting.reserve(ex)
     except ApiError as err:  # out of credit (402)
         if ex.ticket is not None:
             platform.key_limits.release(ex.ticket)
