@@ -69,6 +69,8 @@ request_records = sa.Table(
     sa.Column("completion_tokens", sa.Integer, nullable=False),
     sa.Column("attempts", sa.Integer, nullable=False),
     sa.Column("cost", sa.BigInteger),  # micro-USD charged to the key (None: records from before billing)
+    # {"attempts": [{"client_id", "outcome", "error", "ms"}...], "error": message}; None when there is nothing to add
+    sa.Column("detail", sa.JSON),
     sa.Index("ix_request_records_created_at", "created_at"),
     sa.Index("ix_request_records_key_created", "key_id", "created_at"),
     sa.Index("ix_request_records_client_created", "client_id", "created_at"),
@@ -80,6 +82,28 @@ platform_settings = sa.Table(
     sa.Column("name", sa.String(100), primary_key=True),
     sa.Column("value", sa.JSON, nullable=False),
     sa.Column("updated_at", TS, nullable=False),
+)
+
+# Dashboard sign-ins: the cookie holds the session id, the table only its SHA-256.
+admin_sessions = sa.Table(
+    "admin_sessions", metadata,
+    sa.Column("id_hash", sa.String(64), primary_key=True),
+    sa.Column("csrf_token", sa.String(64), nullable=False),
+    sa.Column("method", sa.String(16), nullable=False),  # "token" or "password"
+    sa.Column("created_at", TS, nullable=False),
+    sa.Column("expires_at", TS, nullable=False),
+    sa.Column("last_seen_at", TS, nullable=False),
+    sa.Index("ix_admin_sessions_expires_at", "expires_at"),
+)
+
+# Prompts and answers, written only when the operator turns storing them on (off by default).
+request_contents = sa.Table(
+    "request_contents", metadata,
+    sa.Column("request_id", sa.String(40), primary_key=True),
+    sa.Column("created_at", TS, nullable=False),
+    sa.Column("prompt", sa.Text, nullable=False),
+    sa.Column("answer", sa.Text, nullable=False),
+    sa.Index("ix_request_contents_created_at", "created_at"),
 )
 
 # The append-only book of consumer keys' credit (see billing/ledger.py). Money in micro-USD.
