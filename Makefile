@@ -23,15 +23,20 @@ chromium:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else echo "the demo needs chromium: sudo apt-get install chromium (or run: .venv/bin/arenahub demo --upstream local)"; exit 1; fi; }
 
+# Two workers by default (CI has 2 cores); whole files go to one worker, so a module's shared
+# programs start once. PYTEST_WORKERS=0 runs everything in this process.
+PYTEST_WORKERS ?= 2
 test: $(STAMP)
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
-# The dashboard's queries on 1,000,000 seeded records: SQLite, and PostgreSQL with ARENAHUB_TEST_PG_URL set.
+# The dashboard's queries on 1,000,000 seeded records, then its client list with 1,000 clients:
+# SQLite, and PostgreSQL with ARENAHUB_TEST_PG_URL set.
 bench-analytics: $(STAMP)
 	$(BIN)/python bench/analytics.py $(BENCH_ARGS)
+	$(BIN)/python bench/clients.py $(BENCH_CLIENTS_ARGS)
 
 # Routing: every strategy and the circuit breaker over 200 simulated clients, in one process.
 bench-pool: $(STAMP)

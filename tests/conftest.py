@@ -12,6 +12,8 @@ programs as processes can use them as well as async tests.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import os
 import secrets
 import threading
@@ -84,7 +86,7 @@ class Databases:
             raise ValueError(f"unknown database backend {backend!r}")
         base = postgres_base_url()
         name = f"t_{secrets.token_hex(8)}"
-        _run(lambda: _admin(base, f'CREATE DATABASE "{name}"'))
+        _run(functools.partial(_admin, base, f'CREATE DATABASE "{name}"'))
         self._made.append((base, name))
         return base.set(database=name).render_as_string(hide_password=False)
 
@@ -92,20 +94,29 @@ class Databases:
         while self._made:
             base, name = self._made.pop()
             # FORCE ends connections a test left open (a process it started, say).
-            _run(lambda: _admin(base, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            _run(functools.partial(_admin, base, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
-@pytest.fixture
-def databases(tmp_path: Path) -> Iterator[Databases]:
-    """A factory for fresh databases: ``databases.new("postgres")``; all dropped after the test."""
-    made = Databases(tmp_path)
+@contextlib.contextmanager
+def fresh_databases(directory: Path) -> Iterator[Databases]:
+    made = Databases(directory)
     try:
         yield made
     finally:
         made.drop_all()
 
 
-@pytest.fixture(params=[pytest.param("sqlite"), pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.fixture
+def databases(tmp_path: Path) -> Iterator[Databases]:
+    """A factory for fresh databases: ``databases.new("postgres")``; all dropped after the test."""
+    with fresh_databases(tmp_path) as made:
+        yield made
+
+
+BACKEND_PARAMS = [pytest.param("sqlite"), pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+@pytest.fixture(params=BACKEND_PARAMS)
 def backend(request: pytest.FixtureRequest) -> str:
     """The database backend under test; every test that uses it runs once for each."""
     return str(request.param)
@@ -115,3 +126,11 @@ def backend(request: pytest.FixtureRequest) -> str:
 def database_url(backend: str, databases: Databases) -> str:
     """The URL of a fresh, empty database, on SQLite and then on PostgreSQL."""
     return databases.new(backend)
+
+
+@pytest.fixture(scope="module", params=BACKEND_PARAMS)
+def module_database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One fresh database per backend for a whole test module: for modules whose tests each leave the
+    data as they found it (checks of refusals, reads), so they need not pay for a database each."""
+    with fresh_databases(tmp_path_factory.mktemp("module-db")) as made:
+        yield made.new(str(request.param))

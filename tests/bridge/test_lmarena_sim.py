@@ -18,9 +18,10 @@ from arenahub.tools import lmarena_sim
 from arenahub.tools.lmarena_sim import AUTH_COOKIE, DEFAULT_MODELS, create_app
 from arenahub.tools.lmarena_sim_upstream import MESSAGE_FIELDS
 
-SESSION = str(uuid.uuid4())
-MESSAGE = str(uuid.uuid4())
-BATTLE = str(uuid.uuid4())
+# Fixed, not random: they appear in test ids, which must be the same in every pytest-xdist worker.
+SESSION = "afe2d961-0824-48ef-b161-c52c7ffa86f0"
+MESSAGE = "d8321516-82ff-4847-beb6-50f44de59843"
+BATTLE = "d9eb4dfd-0ea4-4ebb-b58e-ea1cffbb6445"
 TEXT_MODEL = DEFAULT_MODELS[0]["id"]
 IMAGE_MODEL = next(m["id"] for m in DEFAULT_MODELS if "image" in m["capabilities"]["outputCapabilities"])
 

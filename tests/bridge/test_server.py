@@ -2,7 +2,6 @@
 
 import asyncio
 import json
-import socket
 
 import httpx
 import pytest
@@ -12,17 +11,12 @@ import websockets
 from arenahub.bridge.runtime import Bridge
 from arenahub.bridge.server import create_app
 from arenahub.client.config import disabled_client_config
+from tests.e2e.harness import free_port
 
 SESSION = "11111111-2222-4333-8444-555555555555"
 MESSAGE = "66666666-7777-4888-9999-aaaaaaaaaaaa"
 MODEL_ID = "0199e8e9-01ed-73e0-8ba1-5d5b0c3c6f2e"
 IMAGE_ID = "0199e8e9-01ed-73e0-8ba1-5d5b0c3c6f2f"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture

@@ -8,12 +8,15 @@ them with SIGTERM, then SIGKILL. Nothing here knows about pytest; ``conftest.py`
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import io
 import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -24,6 +27,7 @@ import openai
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from arenahub import cli
 from arenahub.platform.storage.schema import ledger_entries, request_records
 
 # What every local upstream serves unless a test asks for other models.
@@ -40,9 +44,20 @@ class ProgramFailed(AssertionError):
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A loopback port free now, for a program that binds it a moment later.
+
+    Under pytest-xdist each worker hands out only its own share of the ports, so that two workers
+    never pick the same one in that moment. (Linux gives bind() even ports: hence ``port // 2``.)
+    """
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    mine = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0) % workers
+    for _ in range(1000):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port // 2 % workers == mine:
+            break
+    return port
 
 
 def wait_until(probe: Callable[[], T], timeout: float, what: str, interval: float = 0.02) -> T:
@@ -303,13 +318,32 @@ class Stack:
         return f"{base}-{n}"
 
     def admin(self, *args: str, database_url: str) -> dict[str, Any]:
-        """Run ``arenahub admin ... --json`` and return what it printed."""
-        env = {k: v for k, v in os.environ.items() if not k.startswith("ARENAHUB_")}
-        done = subprocess.run([sys.executable, "-m", "arenahub", "admin", *args, "--database-url", database_url,
-                               "--json"], cwd=self.workdir, env=env, capture_output=True, text=True, timeout=60)
-        if done.returncode != 0:
-            raise ProgramFailed(f"arenahub admin {' '.join(args)} failed ({done.returncode}):\n{done.stderr}")
-        return json.loads(done.stdout)
+        """Run ``arenahub admin ... --json`` and return what it printed.
+
+        The command's own code (``arenahub.cli.main``) runs in this process, in a thread of its own (it
+        runs an event loop; the caller's thread may have one): a new Python for each call would cost
+        about a second. tests/test_cli.py and tests/platform/test_admin_cli.py run it as a process.
+        """
+        argv = ["admin", *args, "--database-url", database_url, "--json"]
+        out, err = io.StringIO(), io.StringIO()
+        done: dict[str, Any] = {}
+
+        def run() -> None:
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+                try:
+                    done["code"] = cli.main(argv)
+                except SystemExit as exc:  # argparse refused the arguments
+                    done["code"] = exc.code
+                except BaseException as exc:  # noqa: BLE001 - handed to the caller below
+                    done["error"] = exc
+
+        thread = threading.Thread(target=run, name="arenahub-admin")
+        thread.start()
+        thread.join(60)
+        if thread.is_alive() or "error" in done or done.get("code") != 0:
+            why = "still running after 60 s" if thread.is_alive() else done.get("error") or done.get("code")
+            raise ProgramFailed(f"arenahub admin {' '.join(args)} failed ({why}):\n{err.getvalue()}")
+        return json.loads(out.getvalue())
 
     def create_key(self, platform: Platform, name: str = "e2e-consumer") -> dict[str, Any]:
         return self.admin("create-key", "--name", name, database_url=platform.database_url)

@@ -210,14 +210,6 @@ def test_bad_inputs_are_refused(wheel, change, fragment):
 
 
 # -- regenerating the key ---------------------------------------------------------------------
-@pytest.fixture
-async def engine(database_url: str):
-    engine = db.create_engine(database_url)
-    await db.migrate(engine)
-    yield engine
-    await engine.dispose()
-
-
 async def test_regenerating_a_client_key_replaces_the_old_one(engine: AsyncEngine):
     client_id, old_key = await accounts.create_client(engine, name="box")
     before = await accounts.get_client(engine, client_id)

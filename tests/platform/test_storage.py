@@ -22,14 +22,6 @@ from arenahub.platform.storage import accounts, db, schema
 from arenahub.protocol.errors import InvalidApiKey
 
 
-@pytest.fixture
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = db.create_engine(database_url)
-    await db.migrate(engine)
-    yield engine
-    await engine.dispose()
-
-
 async def eventually(check: Callable[[], Any], timeout: float = 5.0, what: str = "condition") -> None:
     """Wait until ``check()`` (sync or async) is truthy."""
     deadline = time.monotonic() + timeout
@@ -458,7 +450,7 @@ async def test_key_lifecycle_update_rotate_delete(engine: AsyncEngine) -> None:
         await eventually_async(lambda: _rejects(cache, secret), what="the old secret refused")
         assert (await cache.authenticate(f"Bearer {new_secret}")).id == key_id
 
-        past = dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=1)
+        past = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
         await accounts.update_key(engine, key_id, expires_at=past)
         await eventually_async(lambda: _rejects(cache, new_secret, "api_key_expired"), what="expiry seen")
 

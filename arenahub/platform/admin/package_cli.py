@@ -30,23 +30,21 @@ HELP = ("regenerate a client's API key and write its package lmarena-client-<CLI
         "(the old key stops working)")
 
 
-def add_parser(cmds: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = cmds.add_parser(
-        "client-package", help=HELP,
-        description="Write the client package (config.jsonc with a new API key, start_client.sh, README.txt, "
-                    "userscript.js, requirements_platform.txt, lmarena_platform_integration.py and a wheel of "
-                    "this arenahub). Keys are stored only as hashes, so the only way to put a usable key in a "
-                    "package is to make a new one: this REGENERATES the client's API key, and the key the client "
-                    "uses now stops working.")
-    p.add_argument("client_id", metavar="CLIENT_ID")
+DESCRIPTION = ("Write the client package (config.jsonc with a new API key, start_client.sh, README.txt, "
+               "userscript.js, requirements_platform.txt, lmarena_platform_integration.py and a wheel of this "
+               "arenahub). Keys are stored only as hashes, so the only way to put a usable key in a package is to "
+               "make a new one: this REGENERATES the client's API key, and the key the client uses now stops "
+               "working.")
+JSON_HELP = 'print JSON: {"path", "client_id"}'
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The command's own flags (``admin/cli.py`` adds CLIENT_ID, --database-url and --json)."""
     p.add_argument("--platform-url", required=True, type=_platform_url, metavar="PLATFORM_URL",
                    help="the platform as the client reaches it, e.g. https://gateway.example.com "
                         "(a URL without a path gets /api, the platform's API base)")
     p.add_argument("--output", metavar="PATH",
                    help="the ZIP file to write, or a folder for it (default: ./lmarena-client-<CLIENT_ID>.zip)")
-    p.add_argument("--database-url")
-    p.add_argument("--json", action="store_true", help='print JSON: {"path", "client_id"}')
-    p.set_defaults(run=_client_package)
 
 
 def _platform_url(text: str) -> str:
@@ -104,7 +102,7 @@ async def _regenerate(database_url: str | None, client_id: str,
         await engine.dispose()
 
 
-def _client_package(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     try:
         target = _target(args.output, args.client_id)
     except ClientPackageError as exc:
