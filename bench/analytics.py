@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import datetime as dt
 import functools
+import json
 import os
 import random
 import secrets
@@ -67,14 +68,21 @@ def make_records(count: int, days: float, now: dt.datetime, seed: int) -> list[d
         stream = rng.random() < 0.7
         served = status not in (429, 503)
         prompt, completion = rng.randrange(20, 2000), rng.randrange(0, 800) if status == 200 else 0
+        attempts = 1 + (rng.random() < 0.03)
+        client_id = f"cl_{rng.randrange(CLIENTS):04d}" if served else None
+        detail = None  # as the platform writes it: only for what was not answered at the first attempt
+        if status != 200 or attempts > 1:
+            detail = json.dumps({"attempts": [{"client_id": client_id, "outcome": "error", "code": OUTCOMES[status][1],
+                                               "error": "the bridge answered HTTP 502", "ms": 812.5}] * attempts,
+                                 "error": None if status == 200 else "the bridge answered HTTP 502"})
         records.append({
             "id": f"{rng.getrandbits(128):032x}", "created_at": dt.datetime.fromtimestamp(stamps[n], utc),
-            "key_id": keys[n], "client_id": f"cl_{rng.randrange(CLIENTS):04d}" if served else None,
+            "key_id": keys[n], "client_id": client_id,
             "model": models[n], "stream": stream, "status": status, "error_code": OUTCOMES[status][1],
             "latency_ms": round(rng.lognormvariate(7.8, 0.8) if served else rng.uniform(0.2, 30), 3),
             "ttft_ms": round(rng.lognormvariate(6.4, 0.6), 3) if stream and status == 200 else None,
-            "prompt_tokens": prompt, "completion_tokens": completion, "attempts": 1 + (rng.random() < 0.03),
-            "cost": prompt * 2 + completion * 8})
+            "prompt_tokens": prompt, "completion_tokens": completion, "attempts": attempts,
+            "cost": prompt * 2 + completion * 8, "detail": detail})
     return records
 
 

@@ -317,7 +317,7 @@ class PlatformLink:
             await asyncio.sleep(self.config.heartbeat_interval_seconds)
             await self._refresh_bridge()
             await self._send_quietly(frames.Heartbeat(stats=self.stats.snapshot(), session=self.session_status,
-                                                      models=self.models))
+                                                      models=self.models, client_version=__version__))
             self.last_heartbeat_sent = time.time()
 
     def status(self) -> dict[str, Any]:

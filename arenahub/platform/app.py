@@ -8,12 +8,14 @@ from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import WebSocketRoute
 
 from arenahub.platform import client_api, consumer_api, metrics
 from arenahub.platform.admin import api as admin_api
+from arenahub.platform.dashboard import pages as dashboard_pages
 from arenahub.platform.runtime import Platform
 from arenahub.platform.settings import PlatformSettings
 from arenahub.platform.tunnel import tunnel_endpoint
@@ -62,6 +64,7 @@ def create_app(settings: PlatformSettings | None = None, platform: Platform | No
             await state.stop()
 
     routes = [*consumer_api.routes, *client_api.routes, *admin_api.routes(), *metrics.routes,
-              WebSocketRoute("/api/ws", tunnel_endpoint)]
-    return Starlette(routes=routes, lifespan=lifespan, exception_handlers={
-        ApiError: _on_api_error, HTTPException: _on_http_error, Exception: _on_unexpected})
+              WebSocketRoute("/api/ws", tunnel_endpoint), *dashboard_pages.routes()]
+    return Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(dashboard_pages.DashboardHeaders)],
+                     exception_handlers={ApiError: _on_api_error, HTTPException: _on_http_error,
+                                         Exception: _on_unexpected})

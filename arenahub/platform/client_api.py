@@ -38,6 +38,7 @@ class HttpHeartbeat(msgspec.Struct, forbid_unknown_fields=False):
     stats: frames.ClientStats = msgspec.field(default_factory=frames.ClientStats)
     session: frames.SessionStatus | None = None
     models: list[str] | None = None
+    client_version: str | None = None
 
 
 async def _authenticate(request: Request, platform: Platform) -> ClientAccount:
@@ -90,7 +91,8 @@ async def heartbeat(request: Request) -> Response:
     platform: Platform = request.app.state.platform
     account = await _authenticate(request, platform)
     hb = _decode(await read_body(request, MAX_BODY), HttpHeartbeat)
-    platform.record_heartbeat(account.id, frames.Heartbeat(stats=hb.stats, session=hb.session, models=hb.models))
+    platform.record_heartbeat(account.id, frames.Heartbeat(stats=hb.stats, session=hb.session, models=hb.models,
+                                                           client_version=hb.client_version))
     if hb.models:
         platform.catalog |= set(hb.models)
     return JSONResponse({"ok": True, "client_id": account.id,

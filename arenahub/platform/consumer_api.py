@@ -118,7 +118,7 @@ class ChatResponse(WatchedResponse):
             await self._complete(send)
 
     def left(self) -> None:
-        self.ex.fail(CLIENT_CLOSED, "client_closed")
+        self.ex.fail(CLIENT_CLOSED, "client_closed", "the consumer disconnected before the answer was complete")
 
     def done(self) -> None:
         self.platform.exchange_finished(self.ex)
@@ -132,7 +132,7 @@ class ChatResponse(WatchedResponse):
         return headers
 
     async def _send_error(self, send: Send, err: ApiError) -> None:
-        self.ex.fail(err.status, err.code)
+        self.ex.fail(err.status, err.code, err.message)
         await send({"type": "http.response.start", "status": err.status,
                     "headers": self._headers(JSON, err.headers)})
         await send({"type": "http.response.body", "body": error_body(err)})
@@ -172,7 +172,7 @@ class ChatResponse(WatchedResponse):
                         await send({"type": "http.response.body", "body": b"".join(out), "more_body": True})
                         ex.completion_parts += texts
             except ApiError as err:
-                ex.fail(err.status, err.code)
+                ex.fail(err.status, err.code, err.message)
                 await send({"type": "http.response.body", "body": error_event(err), "more_body": False})
         finally:
             attempt.abandon("consumer disconnected")

@@ -64,6 +64,11 @@ def _client_fault(frame: frames.Error) -> bool:
     return frame.retryable or frame.status >= 500 or frame.status == 429
 
 
+def _error_outcome(frame: frames.Error) -> str:
+    """A 4xx error frame: the client would not take the request ("refused"); else it failed ("error")."""
+    return "refused" if 400 <= frame.status < 500 else "error"
+
+
 def _content_chars(frame: frames.Chunk) -> int:
     n = 0
     for choices in frame.events:
@@ -82,7 +87,12 @@ class Placement:
     ticket: Ticket
     queue: asyncio.Queue[Incoming]
     placed_at: float
+    exchange: Exchange
     probe: int = 0
+
+    def ended(self, outcome: str, code: str | None = None, message: str | None = None) -> None:
+        """Note in the exchange's trail how this attempt ended (see exchange.OUTCOMES)."""
+        self.exchange.attempt_ended(self.session.client_id, outcome, time.monotonic() - self.placed_at, code, message)
 
 
 class Attempt:
@@ -103,6 +113,7 @@ class Attempt:
         # Throughput is measured from the first frame on: only the text after it counts.
         self._chars = 0
         self._closed = False
+        self._outcome: tuple[str, str | None, str | None] | None = None  # how it failed, for the trail
 
     async def batches(self) -> AsyncIterator[list[Answer]]:
         """Yields the frames that have arrived, a list at a time; the last list ends with End.
@@ -146,8 +157,10 @@ class Attempt:
             self.finished = True
             self._failed = True
             self.session.cancel(self._exchange.id, "the client went quiet")
-            raise UpstreamTimeout(f"the client sent nothing for {settings.idle_timeout_seconds:g} s "
-                                  "or the total time ran out") from None
+            error = UpstreamTimeout(f"the client sent nothing for {settings.idle_timeout_seconds:g} s "
+                                    "or the total time ran out")
+            self._outcome = ("timeout", error.code, error.message)
+            raise error from None
 
     def _check(self, frame: Incoming) -> Answer:
         if isinstance(frame, frames.Chunk):
@@ -156,11 +169,14 @@ class Attempt:
         if isinstance(frame, ClientGone):
             self.finished = True
             self._failed = True
-            raise UpstreamError(f"the client serving this request disconnected mid-answer ({frame.reason})",
-                                code="client_disconnected")
+            error = UpstreamError(f"the client serving this request disconnected mid-answer ({frame.reason})",
+                                  code="client_disconnected")
+            self._outcome = ("disconnected", error.code, error.message)
+            raise error
         if isinstance(frame, frames.Error):
             self.finished = True
             self._failed = _client_fault(frame)
+            self._outcome = (_error_outcome(frame), frame.code, frame.message)
             raise _client_error(frame)
         return frame
 
@@ -177,6 +193,12 @@ class Attempt:
             self.session.finish(self._exchange.id)
         now = time.monotonic()
         p = self._placement
+        if self._outcome is not None:
+            p.ended(*self._outcome)
+        elif self._ended_ok:
+            p.ended("ok")
+        else:
+            p.ended("cancelled", None, reason)
         if self._failed:
             self._dispatcher.attempt_failed(p)
         elif self._ended_ok:
@@ -251,6 +273,13 @@ class Dispatcher:
     @property
     def queued(self) -> int:
         return len(self._waiters)
+
+    def settings_changed(self, settings: PlatformSettings) -> None:
+        """The live settings changed: the strategy, the queue and the timeouts apply from the next
+        decision on (an answer under way keeps the timeouts it started with)."""
+        self.settings = settings
+        self._auto_strategy = None
+        self.notify()
 
     def sessions_changed(self) -> None:
         """A client connected or left: the clients' preferred strategy may differ; waiters may fit."""
@@ -327,7 +356,7 @@ class Dispatcher:
                 self._affinity.popitem(last=False)
         ex.attempts += 1
         ex.client_id = session.client_id
-        return Placement(session, admitted.ticket, session.open(ex.id, ex.body), time.monotonic(), probe)
+        return Placement(session, admitted.ticket, session.open(ex.id, ex.body), time.monotonic(), ex, probe)
 
     # -- the end of an attempt ----------------------------------------------------------------
     def attempt_succeeded(self, p: Placement, *, ttft: float, tokens: int, duration: float) -> None:
@@ -447,6 +476,7 @@ class Dispatcher:
             if waiter.future.done() and not waiter.future.cancelled() and waiter.future.exception() is None:
                 placement = waiter.future.result()
                 placement.session.cancel(ex.id, "consumer disconnected")
+                placement.ended("cancelled", None, "consumer disconnected")
                 self.attempt_ended(placement)
             waiter.future.cancel()
             raise
@@ -489,25 +519,30 @@ class Dispatcher:
                     frame = await placement.queue.get()
             except TimeoutError:
                 session.cancel(ex.id, "no first byte in time")
+                timeout = UpstreamTimeout(f"no answer within the total time of {settings.total_timeout_seconds:g} s"
+                                          if this_wait < wait else f"no answer began within {wait:g} s")
+                placement.ended("timeout", timeout.code, timeout.message)
                 self.attempt_failed(placement)
                 if this_wait < wait:
-                    raise UpstreamTimeout(f"no answer within the total time of "
-                                          f"{settings.total_timeout_seconds:g} s") from None
-                last_error = UpstreamTimeout(f"no answer began within {wait:g} s")
+                    raise timeout from None
+                last_error = timeout
                 exclude.add(session.client_id)
                 continue
             except asyncio.CancelledError:
                 session.cancel(ex.id, "consumer disconnected")
+                placement.ended("cancelled", None, "consumer disconnected")
                 self.attempt_ended(placement)
                 raise
             if isinstance(frame, ClientGone):
                 log.info("request %s: client %s went away before answering; retrying", ex.id, session.client_id)
-                self.attempt_failed(placement)
                 last_error = UpstreamError(f"the client disconnected before answering ({frame.reason})",
                                            code="client_disconnected")
+                placement.ended("disconnected", last_error.code, last_error.message)
+                self.attempt_failed(placement)
                 exclude.add(session.client_id)
                 continue
             if isinstance(frame, frames.Error):
+                placement.ended(_error_outcome(frame), frame.code, frame.message)
                 if _client_fault(frame):
                     self.attempt_failed(placement)
                 else:

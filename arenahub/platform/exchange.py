@@ -19,6 +19,14 @@ from arenahub.tokens import count_tokens
 
 # Status recorded when the consumer went away before the answer was complete (nginx's convention).
 CLIENT_CLOSED = 499
+# How each routing attempt ended, in a record's detail.
+OUTCOMES = ("ok", "error", "refused", "timeout", "disconnected", "cancelled")
+# Error messages kept in a record's detail are cut to this length: they say what happened, briefly.
+MESSAGE_CHARS = 300
+
+
+def short(message: str) -> str:
+    return message if len(message) <= MESSAGE_CHARS else message[:MESSAGE_CHARS - 1] + "…"
 
 
 @dataclass
@@ -45,6 +53,9 @@ class Exchange:
     completed: bool = False  # the whole answer was written to the consumer
     pinned_client: str | None = None  # an admin pinned the request to this client (debugging)
     affinity_key: str | None = None  # the conversation, for sticky routing
+    # Each routing attempt as it ended: (client id, outcome, error code, message, ms); see OUTCOMES.
+    trail: list[tuple[str, str, str | None, str | None, float]] = field(default_factory=list)
+    error_message: str | None = None  # why the request failed, as the consumer was told
 
     @property
     def completion_id(self) -> str:
@@ -93,9 +104,41 @@ class Exchange:
                 self._usage = usage_dict(self.prompt_tokens(), count_tokens("".join(self.completion_parts)))
         return self._usage
 
-    def fail(self, status: int, code: str) -> None:
+    def fail(self, status: int, code: str, message: str | None = None) -> None:
         self.status = status
         self.error_code = code
+        self.error_message = message
+
+    def attempt_ended(self, client_id: str, outcome: str, seconds: float, code: str | None = None,
+                      message: str | None = None) -> None:
+        """Note how one routing attempt ended (a list append: this runs on the request path)."""
+        self.trail.append((client_id, outcome, code, message, seconds))
+
+    def detail(self) -> dict[str, Any] | None:
+        """The record's detail: every attempt and the error; None for a success at the first attempt,
+        which is most requests (their rows stay small). Never the prompt, the answer or a secret."""
+        if self.status == 200 and len(self.trail) <= 1:
+            return None
+        return {"attempts": [{"client_id": client_id, "outcome": outcome, "code": code,
+                              "error": None if message is None else short(message), "ms": round(seconds * 1000, 3)}
+                             for client_id, outcome, code, message, seconds in self.trail],
+                "error": None if self.error_message is None else short(self.error_message)}
+
+    def prompt(self) -> str:
+        """The conversation as text, one "role: text" block per message (a part that is not text shows
+        as its type, e.g. [image_url]); stored only when the operator turns store_prompts on."""
+        blocks = []
+        for message in self.request.messages:
+            content = message.content
+            if isinstance(content, list):
+                content = "\n".join(p["text"] if isinstance(p.get("text"), str) else f"[{p.get('type', 'part')}]"
+                                    for p in content)
+            blocks.append(f"{message.role}: {content or ''}")
+        return "\n\n".join(blocks)
+
+    def answer(self) -> str:
+        """The answer's text as far as the consumer got it."""
+        return "".join(self.completion_parts)
 
     def record(self, usage: dict[str, int] | None = None) -> RequestRecord:
         now = time.perf_counter()
@@ -108,4 +151,4 @@ class Exchange:
             latency_ms=round((now - self.started) * 1000, 3),
             ttft_ms=round((self.first_byte_at - self.started) * 1000, 3) if self.first_byte_at else None,
             prompt_tokens=usage["prompt_tokens"], completion_tokens=usage["completion_tokens"],
-            attempts=self.attempts, cost=self.cost)
+            attempts=self.attempts, cost=self.cost, detail=self.detail())

@@ -1,5 +1,6 @@
 """Request records and client heartbeats, written to the database in batches off the request path,
-with the per-minute aggregates the dashboard reads; and the retention of raw records."""
+with the per-minute aggregates the dashboard reads; the prompts and answers of requests when the
+operator stores them (``store_prompts``); and the retention of raw records and those contents."""
 
 from __future__ import annotations
 
@@ -18,10 +19,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from arenahub.platform.billing.ledger import Entry
 from arenahub.platform.storage.accounts import record_client_states, utcnow
 from arenahub.platform.storage.billing_store import insert_entries
-from arenahub.platform.storage.schema import (COUNTERS, LATENCY_BUCKETS_MS, LATENCY_COLUMNS, request_days,
-                                              request_hours, request_minutes, request_records, request_totals)
+from arenahub.platform.storage.schema import (COUNTERS, LATENCY_BUCKETS_MS, LATENCY_COLUMNS, request_contents,
+                                              request_days, request_hours, request_minutes, request_records,
+                                              request_totals)
 
 log = logging.getLogger("arenahub.platform.records")
+# Stored prompts and answers are written about this much text per transaction (at least one each).
+CONTENT_BATCH_CHARS = 4_000_000
 
 
 @dataclass
@@ -40,6 +44,8 @@ class RequestRecord:
     completion_tokens: int
     attempts: int
     cost: int | None = None
+    # {"attempts": [{"client_id", "outcome", "code", "error", "ms"}...], "error": message} (Exchange.detail)
+    detail: dict[str, Any] | None = None
 
 
 class RecordWriter:
@@ -58,6 +64,7 @@ class RecordWriter:
         self._ledger_source = ledger_entries
         self._entries: list[Entry] = []
         self._pending: list[dict[str, Any]] = []
+        self._contents: list[dict[str, Any]] = []
         self._client_states: dict[str, dict[str, Any]] = {}
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -69,6 +76,7 @@ class RecordWriter:
         insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
         self._insert = (insert(request_records).on_conflict_do_nothing(index_elements=["id"])
                         .returning(request_records.c.id))
+        self._insert_contents = insert(request_contents).on_conflict_do_nothing(index_elements=["request_id"])
         self._upserts = []
         for table in AGGREGATES:
             upsert = insert(table)
@@ -84,13 +92,31 @@ class RecordWriter:
         if len(self._pending) >= self._batch_size:
             self._wakeup.set()
 
+    def add_content(self, request_id: str, created_at: dt.datetime, prompt: str, answer: str) -> None:
+        """A request's prompt and answer (only when the operator stores them); written with the records."""
+        self._contents.append({"request_id": request_id, "created_at": created_at, "prompt": prompt,
+                               "answer": answer})
+        if len(self._contents) >= self._batch_size:
+            self._wakeup.set()
+
     def client_state(self, client_id: str, **values: Any) -> None:
-        """Latest state of a client (heartbeat stats, last seen); coalesced until the next flush."""
-        self._client_states.setdefault(client_id, {}).update(values)
+        """Latest state of a client (heartbeat stats, last seen); coalesced until the next flush.
+        ``last_stats`` is a patch: its keys are merged into the stored document (see
+        ``accounts.record_client_states``)."""
+        _merge_state(self._client_states.setdefault(client_id, {}), values)
 
     @property
     def backlog(self) -> int:
-        return len(self._pending) + len(self._entries)
+        return len(self._pending) + len(self._entries) + len(self._contents)
+
+    def _contents_batch(self) -> list[dict[str, Any]]:
+        """The next contents to write: up to the batch size and about CONTENT_BATCH_CHARS of text."""
+        size = 0
+        for n, content in enumerate(self._contents[: self._batch_size]):
+            size += len(content["prompt"]) + len(content["answer"])
+            if size > CONTENT_BATCH_CHARS and n:
+                return self._contents[:n]
+        return self._contents[: self._batch_size]
 
     async def _run(self) -> None:
         delay = self._flush_seconds
@@ -114,17 +140,22 @@ class RecordWriter:
             entries = self._entries[: self._batch_size]
             await insert_entries(self._engine, entries)
             del self._entries[: len(entries)]
-        while self._pending or self._client_states:
+        while self._pending or self._contents or self._client_states:
             batch = self._pending[: self._batch_size]
-            if batch:
+            contents = self._contents_batch()
+            if batch or contents:
                 async with self._engine.begin() as conn:
-                    inserted = (await conn.execute(self._insert, batch)).scalars().all()
-                    if inserted:
-                        by_id = {record["id"]: record for record in batch}
-                        for upsert, rows in zip(self._upserts, aggregate(by_id[i] for i in inserted)):
-                            await conn.execute(upsert, rows)
+                    if batch:
+                        inserted = (await conn.execute(self._insert, batch)).scalars().all()
+                        if inserted:
+                            by_id = {record["id"]: record for record in batch}
+                            for upsert, rows in zip(self._upserts, aggregate(by_id[i] for i in inserted)):
+                                await conn.execute(upsert, rows)
+                    if contents:
+                        await conn.execute(self._insert_contents, contents)
                 # Committed: forget the batch before anything else can fail, or a retry inserts it twice.
                 del self._pending[: len(batch)]
+                del self._contents[: len(contents)]
                 self.written += len(batch)
             states, self._client_states = self._client_states, {}
             if not states:
@@ -133,7 +164,7 @@ class RecordWriter:
                 await record_client_states(self._engine, states)
             except BaseException:
                 for client_id, values in states.items():  # keep anything newer that arrived meanwhile
-                    self._client_states[client_id] = {**values, **self._client_states.get(client_id, {})}
+                    self._client_states[client_id] = _merge_state(values, self._client_states.get(client_id, {}))
                 raise
 
     async def close(self) -> None:
@@ -149,6 +180,16 @@ class RecordWriter:
                 log.error("final flush of %d records and ledger entries failed (%s), attempt %d", self.backlog, exc,
                           attempt + 1)
                 await asyncio.sleep(0.5 * (attempt + 1))
+
+
+def _merge_state(into: dict[str, Any], newer: Mapping[str, Any]) -> dict[str, Any]:
+    """Newer client state over older, merging the ``last_stats`` patches key by key."""
+    for name, value in newer.items():
+        if name == "last_stats" and isinstance(into.get(name), dict):
+            into[name] = {**into[name], **value}
+        else:
+            into[name] = value
+    return into
 
 
 # -- aggregates ---------------------------------------------------------------------------------
@@ -232,18 +273,22 @@ def minute_rows(records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
 
 async def delete_records_before(engine: AsyncEngine, cutoff: dt.datetime, *, batch_size: int = 5000,
                                 pause: float = 0.05) -> int:
-    """Delete raw records created before ``cutoff``, ``batch_size`` per short transaction (the record
-    writer gets its turn in between); the aggregates stay. Returns how many were deleted."""
-    t = request_records.c
-    oldest = sa.select(t.id).where(t.created_at < cutoff.astimezone(dt.UTC)).order_by(t.created_at).limit(batch_size)
+    """Delete raw records, and stored prompts and answers, created before ``cutoff``, ``batch_size``
+    per short transaction (the record writer gets its turn in between); the aggregates stay. Returns
+    how many records were deleted."""
     deleted = 0
-    while True:
-        async with engine.begin() as conn:
-            count = (await conn.execute(sa.delete(request_records).where(t.id.in_(oldest.scalar_subquery())))).rowcount
-        deleted += count
-        if count < batch_size:
-            return deleted
-        await asyncio.sleep(pause)
+    for table, ident in ((request_records, request_records.c.id), (request_contents, request_contents.c.request_id)):
+        created = table.c.created_at
+        oldest = sa.select(ident).where(created < cutoff.astimezone(dt.UTC)).order_by(created).limit(batch_size)
+        while True:
+            async with engine.begin() as conn:
+                count = (await conn.execute(sa.delete(table).where(ident.in_(oldest.scalar_subquery())))).rowcount
+            if table is request_records:
+                deleted += count
+            if count < batch_size:
+                break
+            await asyncio.sleep(pause)
+    return deleted
 
 
 async def keep_records_for(engine: AsyncEngine, days: int, *, every: float = 3600.0) -> None:

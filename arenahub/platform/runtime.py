@@ -11,12 +11,15 @@ import msgspec
 
 from arenahub.platform.accounting import Accounting
 from arenahub.platform.admin.token import AdminAuth, load_admin_auth
+from arenahub.platform.dashboard.auth import DashboardAuth
 from arenahub.platform.dispatch import Dispatcher
 from arenahub.platform.exchange import Exchange
 from arenahub.platform.keys import KeyCache
 from arenahub.platform.limits import LimitState
+from arenahub.platform.live_settings import LiveSettings, follow
 from arenahub.platform.metrics import PlatformMetrics
 from arenahub.platform.records import RecordWriter, keep_records_for
+from arenahub.platform.refusals import STORED_KEY, RefusalBook
 from arenahub.platform.registry import LocalClientRegistry
 from arenahub.platform.settings import PlatformSettings
 from arenahub.platform.storage import accounts
@@ -31,7 +34,8 @@ log = logging.getLogger("arenahub.platform")
 
 class Platform:
     def __init__(self, settings: PlatformSettings) -> None:
-        self.settings = settings
+        self.settings = settings  # replaced when live settings change (apply_settings): read it when needed
+        self.live = LiveSettings(settings)
         self.engine = create_engine(settings.resolved_database_url)
         self.accounting = Accounting(self.engine)
         self.keys = KeyCache(self.engine, on_new_key=self.accounting.load_key)
@@ -44,6 +48,7 @@ class Platform:
         self.catalog: set[str] = set()
         self.key_limits = LimitState()
         self.admin: AdminAuth
+        self.dashboard: DashboardAuth  # sessions, sign-in and the admin API gate
         self.shutting_down = False
         self.started_at = time.time()
         self._inflight: set[str] = set()
@@ -51,18 +56,43 @@ class Platform:
         self._idle.set()
         self._tasks: list[asyncio.Task[None]] = []
         self._maintenance_saved: set[str] = set()  # clients whose maintenance is in the database
+        self.refusals = RefusalBook()  # why each client was last refused or disconnected (refusals.py)
 
     async def start(self) -> None:
         await migrate(self.engine)
+        if await self.live.load(self.engine):  # overrides stored from the dashboard win over flags and env
+            log.info("settings changed from the dashboard (they win over flags and environment): %s",
+                     self.live.overrides)
+            self.apply_settings(self.live.current)
         self.admin = await load_admin_auth(self.engine, self.settings.admin_token)
+        self.dashboard = DashboardAuth(self.engine, self.admin)
+        await self.dashboard.start()
         await self.keys.start()
         await self.accounting.start()
         self.catalog = await accounts.known_models(self.engine)
         self.writer.start()
         self._tasks.append(asyncio.create_task(heartbeat_watchdog(self), name="heartbeat-watchdog"))
         self._tasks.append(asyncio.create_task(self._follow_client_changes(), name="client-changes"))
-        self._tasks.append(asyncio.create_task(keep_records_for(self.engine, self.settings.record_retention_days),
-                                               name="record-retention"))
+        self._tasks.append(self._retention())
+        self._tasks.append(asyncio.create_task(follow(self.engine, self.live, self.apply_settings),
+                                               name="settings-changes"))
+
+    def _retention(self) -> asyncio.Task[None]:
+        return asyncio.create_task(keep_records_for(self.engine, self.settings.record_retention_days),
+                                   name="record-retention")
+
+    def apply_settings(self, settings: PlatformSettings) -> None:
+        """Use changed live settings (live_settings.py) from now on: routing, the queue, timeouts and
+        attempts for the next request, store_prompts for the next record; retention starts over."""
+        old, self.settings = self.settings, settings
+        self.dispatcher.settings_changed(settings)
+        if settings.record_retention_days != old.record_retention_days:
+            retention = [task for task in self._tasks if task.get_name() == "record-retention"]
+            for task in retention:
+                task.cancel()
+                self._tasks.remove(task)
+            if retention:  # else start() has yet to begin it
+                self._tasks.append(self._retention())
 
     def begin_shutdown(self) -> None:
         """Take no new work (consumers get 503, clients are told to come back later)."""
@@ -115,21 +145,28 @@ class Platform:
             self.key_limits.finish(ex.ticket, record.prompt_tokens + record.completion_tokens, now=time.monotonic())
         self.metrics.request_finished(record)
         self.writer.add(record)
+        if self.settings.store_prompts:  # off by default: then no prompt or answer is kept anywhere
+            self.writer.add_content(ex.id, record.created_at, ex.prompt(), ex.answer())
 
     @property
     def inflight(self) -> int:
         return len(self._inflight)
 
     # -- clients ------------------------------------------------------------------------------
-    async def _follow_client_changes(self, period: float = 1.0) -> None:
-        """Apply what `arenahub admin` changed about clients (drain, limits, maintenance) within a second."""
+    async def _follow_client_changes(self, period: float = 1.0, prune_every: int = 60) -> None:
+        """Apply what `arenahub admin` changed about clients (drain, limits, maintenance, deletion) within a second."""
         since = dt.datetime.now(dt.timezone.utc)
         seen: dict[str, dt.datetime] = {}
+        ticks = 0
         while True:
             await asyncio.sleep(period)
+            ticks += 1
             started = dt.datetime.now(dt.timezone.utc)
             try:
                 changed = await accounts.clients_changed_since(self.engine, since - dt.timedelta(seconds=5))
+                # A deleted row leaves no change to read: check that the connected clients still exist
+                # (a primary-key lookup each), and now and then that the remembered ones do.
+                await self._forget_deleted_clients(everyone=ticks % prune_every == 0)
             except Exception as exc:
                 log.warning("reading client changes failed: %s", exc)
                 continue
@@ -142,10 +179,62 @@ class Platform:
             since = started
 
 
+    async def _forget_deleted_clients(self, everyone: bool = False) -> None:
+        """Disconnect the clients whose registration another process deleted, and forget them."""
+        ids = {s.client_id for s in self.registry.sessions() if not s.closed}
+        if everyone:
+            ids |= set(self.dispatcher.health) | self.refusals.client_ids()
+        if ids:
+            for client_id in ids - await accounts.registered_client_ids(self.engine, ids):
+                self.client_removed(client_id)
+
+    async def delete_client(self, client_id: str) -> asyncio.Task[None] | None:
+        """Delete the client's registration (its records and ledger stay) and disconnect it with the
+        reason. Returns the task closing its connection (None when it was not connected here).
+        Raises KeyError when there is no such client."""
+        if not await accounts.delete_client(self.engine, client_id):
+            raise KeyError(client_id)
+        log.info("client %s deleted by an administrator", client_id)
+        return self.client_removed(client_id)
+
+    def client_removed(self, client_id: str) -> asyncio.Task[None] | None:
+        """The client is no longer registered: close its connection, telling it why, and forget it."""
+        session = self.registry.get(client_id)
+        closing = None
+        if session is not None and not session.closed:
+            closing = self._close_with_refusal(session, frames.CLOSE_FORBIDDEN, "client_deleted",
+                                               "this client was deleted by an administrator")
+        self.dispatcher.health.pop(client_id, None)
+        self.refusals.forget(client_id)
+        self._maintenance_saved.discard(client_id)
+        return closing
+
+    def client_refused(self, client_id: str, code: str, message: str) -> None:
+        """Remember why a registered client was refused or disconnected: here at once, and in its row
+        (``last_stats``) with the writer's next flush, for a restart or another process to show."""
+        refusal = self.refusals.record(client_id, code, message)
+        self.writer.client_state(client_id, last_stats={STORED_KEY: refusal.as_dict()})
+
+    def _close_with_refusal(self, session: ClientSession, close: int, code: str, reason: str) -> asyncio.Task[None]:
+        """Stop routing to the session now; then send it a final ``refused`` frame and close the socket."""
+        log.info("client %s: closing its connection (%s)", session.client_id, reason)
+        session.mark_closed(reason)  # no new work from now on; its requests in flight fail over
+
+        async def refuse() -> None:
+            try:  # tell the client why, as at connect time, so it stops retrying with a dead key
+                await session.ws.send_bytes(frames.encode(frames.Refused(code=code, message=reason, retry=False)))
+            except Exception:  # the socket is already gone: closing below is all that is left
+                pass
+            await session.close(close, reason)
+        return asyncio.create_task(refuse())
+
     async def client_connected(self, session: ClientSession, hello: frames.Hello) -> None:
         old = self.registry.add(session)
         if old is not None and old is not session:
             log.info("client %s reconnected; closing its previous connection", session.client_id)
+            if not old.closed:
+                self.client_refused(session.client_id, "connection_replaced",
+                                    "the client connected again; its previous connection was closed")
             old.mark_closed("replaced by a new connection")
             asyncio.create_task(old.close(frames.CLOSE_REPLACED, "replaced by a new connection"))
         self.catalog |= session.models
@@ -171,16 +260,8 @@ class Platform:
                                    "the client's API key was regenerated: download the client package again")
         else:
             return
-        log.info("client %s: closing its connection (%s)", account.id, reason)
-        session.mark_closed(reason)  # no new work from now on; its requests in flight fail over
-
-        async def refuse() -> None:
-            try:  # tell the client why, as at connect time, so it stops retrying with a dead key
-                await session.ws.send_bytes(frames.encode(frames.Refused(code=code, message=reason, retry=False)))
-            except Exception:  # the socket is already gone: closing below is all that is left
-                pass
-            await session.close(close, reason)
-        asyncio.create_task(refuse())
+        self.client_refused(account.id, code, reason)
+        self._close_with_refusal(session, close, code, reason)
 
     def client_routing_changed(self, client_id: str) -> None:
         """Tell the client how it is routed now, and keep a maintenance state in the database."""
@@ -212,9 +293,11 @@ class Platform:
     def record_heartbeat(self, client_id: str, hb: frames.Heartbeat) -> None:
         state: dict[str, object] = {
             "last_seen_at": dt.datetime.now(dt.timezone.utc),
-            "last_stats": {"stats": msgspec.to_builtins(hb.stats),
+            "last_stats": {"stats": msgspec.to_builtins(hb.stats),  # merged with what is stored (refusals.py)
                            "session": msgspec.to_builtins(hb.session) if hb.session else None},
         }
         if hb.models is not None:
             state["models"] = sorted(hb.models)
+        if hb.client_version:  # older clients send it in hello only
+            state["client_version"] = hb.client_version[:64]
         self.writer.client_state(client_id, **state)

@@ -40,6 +40,8 @@ class PlatformSettings:
     queue_timeout_seconds: float = 30.0
     # Send a conversation's follow-ups to the client that served it, while it can take them.
     sticky_routing: bool = False
+    # Keep each request's prompt and answer (request_contents) for the request log; off: never stored.
+    store_prompts: bool = False
     # Circuit breaker: over a client's last breaker_window requests (at least breaker_min_requests),
     # a failed share of breaker_failure_ratio takes it out for breaker_cooldown_seconds (doubling
     # with each trip in the hour), then one probe request decides.

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from arenahub.platform import credentials
 from arenahub.platform.storage import accounts
 from arenahub.platform.tunnel_session import ClientSession
 from arenahub.protocol import frames
@@ -70,13 +71,18 @@ async def tunnel_endpoint(ws: WebSocket) -> None:
                       f"protocol version {hello.version} is not supported; this platform speaks "
                       f"{frames.PROTOCOL_VERSION}: update the client", frames.CLOSE_UNSUPPORTED_VERSION)
         return
-    account = await accounts.authenticate_client(platform.engine, hello.client_id, hello.api_key)
-    if account is None:
-        await _refuse(ws, "invalid_credentials",
-                      "client_id or api_key is wrong (was the key regenerated? download the client "
-                      "package again)", frames.CLOSE_INVALID_CREDENTIALS)
+    account = await accounts.get_client(platform.engine, hello.client_id)
+    if account is None or not credentials.matches(hello.api_key, account.api_key_hash):
+        message = ("client_id or api_key is wrong (was the key regenerated? download the client "
+                   "package again)")
+        if account is not None:  # a registered client with a wrong key: the admin sees why it is out
+            platform.client_refused(account.id, "invalid_credentials",
+                                    "the client offered an API key that is not its current one (was the key "
+                                    "regenerated? download the client package again)")
+        await _refuse(ws, "invalid_credentials", message, frames.CLOSE_INVALID_CREDENTIALS)
         return
     if account.disabled:
+        platform.client_refused(account.id, "client_disabled", "this client is disabled by an administrator")
         await _refuse(ws, "client_disabled", "this client is disabled by an administrator",
                       frames.CLOSE_FORBIDDEN)
         return
@@ -118,6 +124,7 @@ async def _read_loop(ws: WebSocket, session: ClientSession, platform: Platform) 
             bad_frames += 1
             session.send_nowait(frames.Notice(code="bad_frame", message=f"ignored a malformed frame: {exc}"))
             if bad_frames > MAX_BAD_FRAMES:
+                platform.client_refused(session.client_id, "protocol_error", "too many malformed frames")
                 await session.close(frames.CLOSE_PROTOCOL_ERROR, "too many malformed frames")
                 return "too many malformed frames"
             continue
@@ -147,5 +154,7 @@ async def heartbeat_watchdog(platform: Platform, period: float = 0.5) -> None:
                 log.warning("client %s missed %d heartbeats; dropping it", session.client_id,
                             platform.settings.missed_heartbeats)
                 session.mark_closed("missed heartbeats")
+                platform.client_refused(session.client_id, "missed_heartbeats",
+                                        f"no heartbeat for {platform.settings.missed_heartbeats} intervals")
                 platform.client_disconnected(session)
                 asyncio.create_task(session.close(frames.CLOSE_HEARTBEAT_TIMEOUT, "missed heartbeats"))

@@ -37,7 +37,7 @@ class ClientSession:
         self.client_id = client_id
         self.name = name
         self.connection_id = connection_id
-        self.client_version = hello.client_version
+        self.client_version = hello.client_version[:64]  # as stored: clients.client_version
         self.capabilities = list(hello.capabilities)
         self.models: set[str] = set(hello.models)
         self.max_concurrent = max(1, max_concurrent)
@@ -151,6 +151,8 @@ class ClientSession:
             self.session_status = hb.session
         if hb.models is not None:
             self.models = set(hb.models)
+        if hb.client_version:
+            self.client_version = hb.client_version[:64]
 
     def heartbeat_overdue(self, missed: int, now: float) -> bool:
         return now - self.last_heartbeat > missed * self.heartbeat_interval

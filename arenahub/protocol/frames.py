@@ -84,6 +84,9 @@ class Heartbeat(_Frame, tag="heartbeat"):
     stats: ClientStats
     session: SessionStatus | None = None
     models: list[str] | None = None
+    # The arenahub version the client runs (as in hello), so the platform sees an update without a
+    # reconnect. Optional: older clients leave it out, and older platforms ignore it.
+    client_version: str | None = None
 
 
 class Request(_Frame, tag="request"):

@@ -181,7 +181,8 @@ async def _main(demo: Demo) -> None:
         print(f"platform  {demo.platform_url}   (client {client_id} connected)")
         print(f"streaming an answer through {path}:\n")
         await _stream_once(http, demo.platform_url, key, model, prompt)
-        print(f"\nconsumer key: {key}")
+        print(f"\ndashboard:    {demo.platform_url}/dashboard   (sign in with the admin token below)")
+        print(f"consumer key: {key}")
         print(f"admin token:  {admin_token}   (admin API: {demo.platform_url}/api/admin, "
               f"OpenAPI at {demo.platform_url}/api/admin/openapi.json)")
         print("try it yourself:\n")

@@ -19,7 +19,6 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from arenahub.asgi import read_body
 from arenahub.platform.billing import (
     Entry,
     InvalidAmount,
@@ -28,6 +27,11 @@ from arenahub.platform.billing import (
     parse_usd,
 )
 from arenahub.platform import client_package
+from arenahub.platform.admin import analytics_api, client_views, settings_api
+from arenahub.platform.dashboard import auth as dashboard_auth
+from arenahub.platform.admin.inputs import json_body as _body
+from arenahub.platform.admin.inputs import platform_of as _platform
+from arenahub.platform.admin.inputs import query as _query
 from arenahub.platform.storage import accounts, billing_store
 from arenahub.protocol import frames
 from arenahub.protocol.errors import InvalidRequest, NotFound
@@ -132,42 +136,6 @@ class UsageQuery(msgspec.Struct, forbid_unknown_fields=True):
     until: Annotated[When, msgspec.Meta(description="up to this time, exclusive; ISO 8601 with a zone")] | None = None
 
 
-def _platform(request: Request) -> Platform:
-    return request.app.state.platform
-
-
-_AT = re.compile(r" - at `\$\.(.+)`$")
-_FIELD = re.compile(r"(?:missing required|unknown) field `(.+)`$")
-
-
-def _invalid(what: str, exc: msgspec.ValidationError) -> InvalidRequest:
-    text = str(exc)
-    m = _AT.search(text) or _FIELD.search(text)
-    return InvalidRequest(f"Invalid {what}: {text}", param=m.group(1) if m else None)
-
-
-async def _body(request: Request, kind: type[Any]) -> Any:
-    raw = await read_body(request, 256 * 1024)
-    try:
-        return msgspec.json.decode(raw or b"{}", type=kind)
-    except msgspec.ValidationError as exc:
-        raise _invalid("body", exc) from None
-    except msgspec.DecodeError as exc:
-        raise InvalidRequest(f"The body is not valid JSON ({exc}).", code="invalid_json") from None
-
-
-def _query(request: Request, kind: type[Any]) -> Any:
-    values: dict[str, str] = {}
-    for name, value in request.query_params.multi_items():
-        if name in values:
-            raise InvalidRequest(f"Query parameter {name!r} is given more than once.", param=name)
-        values[name] = value
-    try:
-        return msgspec.convert(values, type=kind)
-    except msgspec.ValidationError as exc:
-        raise _invalid("query", exc) from None
-
-
 def _aware(value: dt.datetime | None) -> dt.datetime | None:
     if value is not None and value.tzinfo is None:
         raise InvalidRequest("expires_at needs a time zone, e.g. 2026-12-31T00:00:00Z.", param="expires_at")
@@ -270,16 +238,8 @@ async def adjust_key(request: Request) -> Response:
     return await _money(request, Adjustment)
 
 
-def _client_json(platform: Platform, client: dict[str, Any]) -> dict[str, Any]:
-    """The stored client with its live session (None when not connected) and its health."""
-    session = platform.registry.get(client["id"])
-    health = platform.dispatcher.health_of(client["id"]).snapshot(platform.dispatcher.clock())
-    return {**client, "live": session.snapshot() if session is not None else None, "health": health}
-
-
 async def list_clients(request: Request) -> Response:
-    platform = _platform(request)
-    return JSONResponse({"data": [_client_json(platform, c) for c in await accounts.list_clients(platform.engine)]})
+    return client_views.json_response({"data": await client_views.client_views(_platform(request))})
 
 
 def _no_client(client_id: str) -> NotFound:
@@ -287,10 +247,10 @@ def _no_client(client_id: str) -> NotFound:
 
 
 async def _show(platform: Platform, client_id: str) -> Response:
-    client = await accounts.client_view(platform.engine, client_id)
+    client = await client_views.client_view(platform, client_id)
     if client is None:
         raise _no_client(client_id)
-    return JSONResponse(_client_json(platform, client))
+    return JSONResponse(client)
 
 
 async def show_client(request: Request) -> Response:
@@ -452,11 +412,16 @@ ROUTES = [
          status=201),
     Spec("POST", "/keys/{key_id}/adjustments", adjust_key, "Correct a key's balance by a signed amount",
          Adjustment, status=201),
-    Spec("GET", "/clients", list_clients, "List clients with their live session and health"),
+    Spec("GET", "/status", client_views.platform_status, "The platform at a glance: its version and the current "
+         "client version, uptime, clients connected and healthy, requests in flight, queue depth, routing strategy"),
+    Spec("GET", "/clients", list_clients, "List clients with their live session, health, version (outdated or "
+         "not), last refusal and the last hour's requests"),
     Spec("POST", "/clients", create_client, "Register a client; its api_key is in this answer only", ClientCreate,
          status=201),
     Spec("GET", "/clients/{client_id}", show_client, "Show a client (never its key hash) with its live session "
          "(null when not connected) and its health: circuit breaker, maintenance, drops, speed"),
+    Spec("DELETE", "/clients/{client_id}", client_views.delete_client, "Delete a client: a connected one is told "
+         "why (refused, code client_deleted) and disconnected; its request records and ledger stay", status=204),
     Spec("PATCH", "/clients/{client_id}", update_client, "Change a client's registration, limits, priority or "
          "weight, or disable it (which also closes its connection); applied at once", ClientUpdate),
     Spec("POST", "/clients/{client_id}/drain", drain_client, "Drain a client: it finishes the requests in flight "
@@ -476,6 +441,28 @@ ROUTES = [
     Spec("GET", "/usage", usage, "What keys spent and clients earned, by UTC day and model. From the stored "
          "book, which trails the live ledger by up to the record writer's flush interval (0.5 s by default)",
          query=UsageQuery),
+    Spec("GET", "/analytics/overview", analytics_api.overview, "Charts of the last hour, day or week (requests, "
+         "success rate, p50/p95 latency, time to first token, tokens and errors per bucket, and totals), for "
+         "everything or one client, key or model, with the live state: clients connected and healthy, requests "
+         "in flight, queue depth", query=analytics_api.OverviewQuery),
+    Spec("GET", "/analytics/summaries", analytics_api.summaries, "One summary per client, key or model (with its "
+         "name) over a period, busiest first; read from the aggregates", query=analytics_api.SummariesQuery),
+    Spec("GET", "/requests", analytics_api.request_log, "The request log, newest first, filtered, a page at a time "
+         "(next_cursor fetches the next)", query=analytics_api.LogQuery),
+    Spec("GET", "/requests/{request_id}", analytics_api.request_detail, "One request: its record with key and "
+         "client names, its routing attempts and error, and its prompt and answer when they are stored"),
+    Spec("GET", "/exports/requests", analytics_api.export_requests, "Download the request log (filtered like GET "
+         "/requests) as CSV or JSON, oldest first, streamed", query=analytics_api.RequestsExport),
+    Spec("GET", "/exports/aggregates", analytics_api.export_aggregates, "Download the per-minute aggregates of a "
+         "period (per client, key and model) as CSV or JSON, streamed", query=analytics_api.AggregatesExport),
+    Spec("GET", "/settings", settings_api.show_settings, "The settings that can change while the platform runs: "
+         "values in use, flag/environment defaults, which are overridden, choices and descriptions"),
+    Spec("PATCH", "/settings", settings_api.change_settings, "Change live settings ({name: value}; null goes back "
+         "to the flag/environment value): applied at once, kept across restarts, followed by every platform "
+         "process on the database within a second", settings_api.SettingsPatch),
+    Spec("PUT", "/dashboard-password", dashboard_auth.change_password_endpoint, "Set the dashboard password (at "
+         "least 12 characters); ends every dashboard session. current_password is needed when one is set, "
+         "unless the caller used the admin token", dashboard_auth.PasswordChange, status=204),
 ]
 
 _PARAM = re.compile(r"\{(\w+)(?::(\w+))?\}")
@@ -524,7 +511,7 @@ def _query_parameters(schema: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _guarded(handler: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
     async def endpoint(request: Request) -> Response:
-        await _platform(request).admin.check(request.headers.get("authorization"))
+        await _platform(request).dashboard.check_admin(request)  # the admin token, or a dashboard session
         return await handler(request)
     return endpoint
 

@@ -12,9 +12,11 @@ import datetime as dt
 import json
 import re
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from arenahub.platform.admin import package_cli
+from arenahub.platform.admin.client_views import stored_view
 from arenahub.platform.billing import (
     Account,
     InvalidAmount,
@@ -22,6 +24,7 @@ from arenahub.platform.billing import (
     format_usd,
     parse_usd,
 )
+from arenahub.platform.dashboard import password_cli
 from arenahub.platform.storage import accounts, billing_store
 from arenahub.platform.storage.db import create_engine, migrate
 
@@ -30,34 +33,26 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     admin = sub.add_parser("admin", help="manage clients and consumer keys")
     cmds = admin.add_subparsers(dest="admin_command", required=True, metavar="COMMAND")
 
-    cc = cmds.add_parser("create-client", help="register a client; prints its client_id and api_key once")
+    cc = _command(cmds, "create-client", "register a client; prints its client_id and api_key once", _create_client)
     cc.add_argument("--name", required=True)
     cc.add_argument("--email")
     cc.add_argument("--bridge-url", default="http://127.0.0.1:5102")
     cc.add_argument("--rpm", type=_positive_int, help="requests per minute this client accepts")
     cc.add_argument("--max-concurrent", type=_positive_int, default=4, help="requests at once (default 4)")
-    cc.add_argument("--database-url")
-    cc.add_argument("--json", action="store_true", help="print JSON")
-    cc.set_defaults(run=_create_client)
 
-    lc = cmds.add_parser("list-clients", help="list clients (never their key hashes)")
-    lc.add_argument("--database-url")
-    lc.add_argument("--json", action="store_true", help="print JSON")
-    lc.set_defaults(run=_list_clients)
-    for name, helptext, run in (
-            ("show-client", "show one client as stored (the admin API adds its live state and health)", _show_client),
-            ("drain-client", "the client finishes its requests in flight and gets no new ones", _drain_client),
-            ("undrain-client", "let a drained client take work again", _undrain_client),
-            ("clear-maintenance", "take a client out of maintenance, back into rotation", _clear_maintenance),
-            ("disable-client", "refuse the client (it can be enabled again)", _disable_client),
-            ("enable-client", "let a disabled client connect again", _enable_client)):
-        one = cmds.add_parser(name, help=helptext)
-        one.add_argument("client_id", metavar="CLIENT_ID")
-        one.add_argument("--database-url")
-        one.add_argument("--json", action="store_true", help="print JSON")
-        one.set_defaults(run=run)
-    uc = cmds.add_parser("update-client", help="change a client's registration, limits, priority or weight")
-    uc.add_argument("client_id", metavar="CLIENT_ID")
+    _command(cmds, "list-clients", "list clients (never their key hashes)", _list_clients)
+    _commands(cmds, "CLIENT_ID", (
+        ("show-client", "show one client as stored (the admin API adds its live state and health)", _show_client),
+        ("drain-client", "the client finishes its requests in flight and gets no new ones", _drain_client),
+        ("undrain-client", "let a drained client take work again", _undrain_client),
+        ("clear-maintenance", "take a client out of maintenance, back into rotation", _clear_maintenance),
+        ("disable-client", "refuse the client (it can be enabled again)", _disable_client),
+        ("enable-client", "let a disabled client connect again", _enable_client)))
+    dc = _command(cmds, "delete-client", "delete a client (its records stay); a running platform disconnects it "
+                  "within a second", _delete_client, target="CLIENT_ID")
+    dc.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    uc = _command(cmds, "update-client", "change a client's registration, limits, priority or weight",
+                  _update_client, target="CLIENT_ID")
     uc.add_argument("--name")
     uc.add_argument("--email")
     uc.add_argument("--bridge-url", type=_http_url)
@@ -65,77 +60,71 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     uc.add_argument("--max-concurrent", type=_int_between(1, 10_000), help="requests at once")
     uc.add_argument("--priority", type=_int_between(-1000, 1000), help="higher first (priority strategy)")
     uc.add_argument("--weight", type=_int_between(1, 1000), help="share among equals (random, priority strategies)")
-    uc.add_argument("--database-url")
-    uc.add_argument("--json", action="store_true", help="print JSON")
-    uc.set_defaults(run=_update_client)
 
-    ck = cmds.add_parser("create-key", help="create a consumer API key; prints it once")
+    ck = _command(cmds, "create-key", "create a consumer API key; prints it once", _create_key)
     ck.add_argument("--name", required=True)
     _key_settings(ck)
     ck.add_argument("--credit", type=_usd, metavar="USD",
                     help="starting credit; the key then spends from its balance (default: unlimited)")
-    ck.add_argument("--database-url")
-    ck.add_argument("--json", action="store_true", help="print JSON")
-    ck.set_defaults(run=_create_key)
 
-    for name, helptext in (("list-keys", "list consumer keys (never their secrets)"),):
-        lk = cmds.add_parser(name, help=helptext)
-        lk.add_argument("--database-url")
-        lk.add_argument("--json", action="store_true", help="print JSON")
-        lk.set_defaults(run=_list_keys)
-    for name, helptext, run in (
-            ("show-key", "show one key", _show_key),
-            ("disable-key", "stop a key from working (it can be enabled again)", _disable_key),
-            ("enable-key", "let a disabled key work again", _enable_key),
-            ("rotate-key", "a new secret for the key, printed once; the old one stops working", _rotate_key),
-            ("delete-key", "delete a key (its records stay)", _delete_key)):
-        one = cmds.add_parser(name, help=helptext)
-        one.add_argument("key_id", metavar="KEY_ID")
-        one.add_argument("--database-url")
-        one.add_argument("--json", action="store_true", help="print JSON")
-        one.set_defaults(run=run)
-    uk = cmds.add_parser("update-key", help="change a key's limits, models, expiry or owner")
-    uk.add_argument("key_id", metavar="KEY_ID")
+    _command(cmds, "list-keys", "list consumer keys (never their secrets)", _list_keys)
+    _commands(cmds, "KEY_ID", (
+        ("show-key", "show one key", _show_key),
+        ("disable-key", "stop a key from working (it can be enabled again)", _disable_key),
+        ("enable-key", "let a disabled key work again", _enable_key),
+        ("rotate-key", "a new secret for the key, printed once; the old one stops working", _rotate_key),
+        ("delete-key", "delete a key (its records stay)", _delete_key)))
+    uk = _command(cmds, "update-key", "change a key's limits, models, expiry or owner", _update_key, target="KEY_ID")
     uk.add_argument("--name")
     _key_settings(uk)
     uk.add_argument("--unlimited", action=argparse.BooleanOptionalAction, default=None,
                     help="--unlimited: no credit limit; --no-unlimited: spend from the key's balance")
-    uk.add_argument("--database-url")
-    uk.add_argument("--json", action="store_true", help="print JSON")
-    uk.set_defaults(run=_update_key)
 
-    tu = cmds.add_parser("top-up", help="add credit to a key")
-    tu.add_argument("key_id", metavar="KEY_ID")
+    tu = _command(cmds, "top-up", "add credit to a key", _top_up, target="KEY_ID")
     tu.add_argument("usd", metavar="USD", type=_usd, help="amount in USD, e.g. 25 or 12.50")
     tu.add_argument("--note", help="why (kept with the entry)")
-    tu.add_argument("--database-url")
-    tu.add_argument("--json", action="store_true", help="print JSON")
-    tu.set_defaults(run=_top_up)
 
-    sp = cmds.add_parser("set-price", help="set a model's price (USD per 1M tokens, and per image)")
-    sp.add_argument("model", metavar="MODEL")
+    sp = _command(cmds, "set-price", "set a model's price (USD per 1M tokens, and per image)", _set_price,
+                  target="MODEL")
     sp.add_argument("--prompt", required=True, type=_usd, metavar="USD_PER_1M", help="USD per 1M prompt tokens")
     sp.add_argument("--completion", required=True, type=_usd, metavar="USD_PER_1M",
                     help="USD per 1M completion tokens")
     sp.add_argument("--image", type=_usd, default=0, metavar="USD", help="USD per image in a prompt (default 0)")
-    sp.add_argument("--database-url")
-    sp.add_argument("--json", action="store_true", help="print JSON")
-    sp.set_defaults(run=_set_price)
 
-    us = cmds.add_parser("usage", help="what keys spent and clients earned, by UTC day and model")
+    us = _command(cmds, "usage", "what keys spent and clients earned, by UTC day and model", _usage)
     us.add_argument("--key", metavar="KEY_ID", help="only this key's requests")
     us.add_argument("--client", metavar="CLIENT_ID", help="only requests this client served")
     us.add_argument("--since", type=_when, metavar="ISO", help="from this time (inclusive)")
     us.add_argument("--until", type=_when, metavar="ISO", help="up to this time (exclusive)")
-    us.add_argument("--database-url")
-    us.add_argument("--json", action="store_true", help="print JSON")
-    us.set_defaults(run=_usage)
 
-    rt = cmds.add_parser("reset-admin-token", help="make a new admin token (the old one stops working); prints it once")
-    rt.add_argument("--database-url")
-    rt.add_argument("--json", action="store_true", help="print JSON")
-    rt.set_defaults(run=_reset_admin_token)
-    package_cli.add_parser(cmds)  # client-package
+    _command(cmds, "reset-admin-token", "make a new admin token (the old one stops working); prints it once",
+             _reset_admin_token)
+    package_cli.add_arguments(_command(cmds, "client-package", package_cli.HELP, package_cli.run, target="CLIENT_ID",
+                                       json_help=package_cli.JSON_HELP, description=package_cli.DESCRIPTION))
+    password_cli.add_arguments(_command(cmds, "set-dashboard-password", password_cli.HELP, password_cli.run,
+                                        json_help=password_cli.JSON_HELP))
+
+
+def _command(cmds: argparse._SubParsersAction, name: str, helptext: str,  # type: ignore[type-arg]
+             run: Callable[[argparse.Namespace], int], *, target: str | None = None,
+             json_help: str = "print JSON", **parser_kw: Any) -> argparse.ArgumentParser:
+    """One admin command with the flags they all take (--database-url, --json); ``target`` names its
+    positional argument (``CLIENT_ID`` becomes ``args.client_id``)."""
+    parser: argparse.ArgumentParser = cmds.add_parser(name, help=helptext, **parser_kw)
+    if target:
+        parser.add_argument(target.lower(), metavar=target)
+    parser.add_argument("--database-url",
+                        help="the platform's database (default: ARENAHUB_DATABASE_URL, else the local SQLite file)")
+    parser.add_argument("--json", action="store_true", help=json_help)
+    parser.set_defaults(run=run)
+    return parser
+
+
+def _commands(cmds: argparse._SubParsersAction, target: str,  # type: ignore[type-arg]
+              table: tuple[tuple[str, str, Callable[[argparse.Namespace], int]], ...]) -> None:
+    """Commands that take only ``target`` (and the common flags): (name, help, run) each."""
+    for name, helptext, run in table:
+        _command(cmds, name, helptext, run, target=target)
 
 
 def _key_settings(parser: argparse.ArgumentParser) -> None:
@@ -403,15 +392,50 @@ def _reset_admin_token(args: argparse.Namespace) -> int:
 
 
 def _list_clients(args: argparse.Namespace) -> int:
-    found = asyncio.run(_with_engine(args.database_url, accounts.list_clients))
+    found = [stored_view(c) for c in asyncio.run(_with_engine(args.database_url, accounts.list_clients))]
     if args.json:
         print(json.dumps(found))
         return 0
     for c in found:
         state = "disabled" if c["disabled"] else "maintenance" if c["maintenance_reason"] else (
             "draining" if c["draining"] else "active")
-        print(f"{c['id']}  {state:11}  priority {c['priority']:>5}  weight {c['weight']:>4}  {c['name']}")
+        version = (c["version"] or "?") + (" (outdated)" if c["outdated"] else "")
+        print(f"{c['id']}  {state:11}  priority {c['priority']:>5}  weight {c['weight']:>4}  version {version:18}"
+              f"  {c['name']}")
     return 0
+
+
+def _delete_client(args: argparse.Namespace) -> int:
+    if not args.yes and not sys.stdin.isatty():
+        print("arenahub admin delete-client: pass --yes to delete without a terminal to confirm on", file=sys.stderr)
+        return 2
+
+    async def work(engine: Any) -> dict[str, Any] | None:
+        client = await accounts.client_view(engine, args.client_id)
+        if client is None:
+            return None
+        if not args.yes and not _confirm(f"Delete client {client['id']} ({client['name']})? Its request records "
+                                         "stay. [y/N] "):
+            return {}
+        return client if await accounts.delete_client(engine, args.client_id) else None
+
+    client = asyncio.run(_with_engine(args.database_url, work))
+    if client is None:
+        print(f"arenahub admin: no client {args.client_id!r}", file=sys.stderr)
+        return 1
+    if not client:
+        print("arenahub admin delete-client: not deleted", file=sys.stderr)
+        return 1
+    _emit(args, {"deleted": True, "id": args.client_id},
+          f"deleted client {args.client_id} ({client['name']}); a running platform disconnects it within a second")
+    return 0
+
+
+def _confirm(question: str) -> bool:
+    try:
+        return input(question).strip().lower() in ("y", "yes")
+    except EOFError:
+        return False
 
 
 def _client_change(args: argparse.Namespace, **values: Any) -> int:
@@ -424,6 +448,7 @@ def _client_change(args: argparse.Namespace, **values: Any) -> int:
     if client is None:
         print(f"arenahub admin: no client {args.client_id!r}", file=sys.stderr)
         return 1
+    client = stored_view(client)
     text = "\n".join(f"{k}: {v}" for k, v in client.items())
     if values:
         text += "\n(a running platform applies it within a second)"

@@ -1,7 +1,8 @@
 """The admin token: generated on first start and shown once, stored only as a hash.
 
 ``ARENAHUB_ADMIN_TOKEN`` sets it instead (automated deployments); ``arenahub admin reset-admin-token``
-makes a new one. A consumer key is never an admin token: the hashes differ.
+makes a new one (and ends every dashboard session). A consumer key is never an admin token: the hashes
+differ.
 """
 
 from __future__ import annotations
@@ -14,10 +15,12 @@ from collections.abc import Callable
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from arenahub.platform import credentials
+from arenahub.platform.dashboard.sessions import end_all_sessions
 from arenahub.platform.storage.settings_store import get_setting, put_setting
 from arenahub.protocol.errors import ApiError
 
 SETTING = "admin_token_sha256"
+FRESH_SECONDS = 5.0  # a running platform stops taking a replaced token within this long
 
 
 class AdminUnauthorized(ApiError):
@@ -41,23 +44,30 @@ class AdminAuth:
         self._hash = token_hash
         self._engine = engine  # None: set by ARENAHUB_ADMIN_TOKEN, never re-read
         self._reread_at = 0.0
+        self._fresh_until = 0.0
+
+    async def matches(self, token: str) -> bool:
+        ok = credentials.matches(token, self._hash)
+        # `arenahub admin reset-admin-token` may have replaced it: look again, at most once a second
+        # for a token that does not match, and every few seconds for one that does (so the old one stops).
+        now = time.monotonic()
+        if self._engine is not None and (now >= self._fresh_until if ok else now >= self._reread_at):
+            if not ok:
+                self._reread_at = now + 1.0
+            self._fresh_until = now + FRESH_SECONDS
+            stored = await get_setting(self._engine, SETTING)
+            if isinstance(stored, str):
+                self._hash = stored
+                ok = credentials.matches(token, self._hash)
+        return ok
 
     async def check(self, authorization: str | None) -> None:
         scheme, _, token = (authorization or "").partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
             raise AdminUnauthorized("The admin API needs `Authorization: Bearer <admin token>`.")
-        if credentials.matches(token, self._hash):
-            return
-        # `arenahub admin reset-admin-token` may have replaced it: look again, at most once a second.
-        if self._engine is not None and time.monotonic() >= self._reread_at:
-            self._reread_at = time.monotonic() + 1.0
-            stored = await get_setting(self._engine, SETTING)
-            if isinstance(stored, str):
-                self._hash = stored
-                if credentials.matches(token, self._hash):
-                    return
-        raise AdminUnauthorized("Wrong admin token.")
+        if not await self.matches(token):
+            raise AdminUnauthorized("Wrong admin token.")
 
 
 async def load_admin_auth(engine: AsyncEngine, env_token: str = "",
@@ -75,6 +85,8 @@ async def load_admin_auth(engine: AsyncEngine, env_token: str = "",
 
 
 async def reset_admin_token(engine: AsyncEngine) -> str:
+    """A new token; the old one stops working, and every dashboard session ends."""
     token = new_admin_token()
     await put_setting(engine, SETTING, credentials.hash_secret(token))
+    await end_all_sessions(engine)
     return token

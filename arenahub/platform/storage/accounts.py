@@ -172,16 +172,51 @@ async def record_client_hello(engine: AsyncEngine, client_id: str, models: list[
                               client_version: str) -> None:
     async with engine.begin() as conn:
         await conn.execute(clients.update().where(clients.c.id == client_id).values(
-            models=models, client_version=client_version, last_seen_at=utcnow()))
+            models=models, client_version=client_version[:64], last_seen_at=utcnow()))
 
 
 async def record_client_states(engine: AsyncEngine, states: dict[str, dict[str, Any]]) -> None:
-    """Store each client's latest heartbeat (coalesced: one row update per client per flush)."""
+    """Store each client's latest heartbeat (coalesced: one row update per client per flush).
+
+    ``last_stats`` is merged into the stored document key by key: the heartbeat's stats and the
+    last refusal (``arenahub.platform.refusals``) live side by side in it. Rows are locked and
+    written in id order, so two platforms writing the same clients cannot deadlock."""
     if not states:
         return
     async with engine.begin() as conn:
-        for client_id, state in states.items():
+        merging = sorted(cid for cid, state in states.items() if "last_stats" in state)
+        stored: dict[str, Any] = {}
+        if merging:
+            query = (sa.select(clients.c.id, clients.c.last_stats).where(clients.c.id.in_(merging))
+                     .order_by(clients.c.id).with_for_update())
+            stored = {row.id: row.last_stats for row in await conn.execute(query)}
+        for client_id in sorted(states):
+            state = states[client_id]
+            if "last_stats" in state:
+                if client_id not in stored:
+                    continue  # deleted meanwhile: nothing to update
+                before = stored[client_id] if isinstance(stored[client_id], dict) else {}
+                state = {**state, "last_stats": {**before, **state["last_stats"]}}
             await conn.execute(clients.update().where(clients.c.id == client_id).values(**state))
+
+
+async def delete_client(engine: AsyncEngine, client_id: str) -> bool:
+    """Delete a client's registration; False when there is no such client. Its request records and
+    the ledger's entries keep its id (they are history, not registration)."""
+    async with engine.begin() as conn:
+        result = await conn.execute(sa.delete(clients).where(clients.c.id == client_id))
+    return result.rowcount > 0
+
+
+async def registered_client_ids(engine: AsyncEngine, client_ids: set[str], *, chunk: int = 500) -> set[str]:
+    """Which of ``client_ids`` are still registered (a primary-key lookup per id, ``chunk`` per query)."""
+    ids = sorted(client_ids)
+    found: set[str] = set()
+    async with engine.connect() as conn:
+        for start in range(0, len(ids), chunk):
+            query = sa.select(clients.c.id).where(clients.c.id.in_(ids[start:start + chunk]))
+            found.update((await conn.execute(query)).scalars())
+    return found
 
 
 async def create_key(engine: AsyncEngine, *, name: str, rpm: int | None = None) -> tuple[str, str]:

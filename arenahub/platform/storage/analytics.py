@@ -11,11 +11,14 @@ it starts in it). Results are plain dicts, or dataclasses with ``as_dict()`` rea
     await overview(engine, window, *, client_id=None, key_id=None, model=None) -> Overview
     await summaries(engine, by, since, until, *, client_id=None, key_id=None, model=None) -> list[Summary]
                                               # by: "client", "key" or "model"; busiest first
+    await answered_by_client(engine, since, until) -> {client_id: Answered}   # the client list's figures
     Stats                                     # .requests .success_rate .errors .histogram ...; as_dict()
     await request_log(engine, LogFilter(...), *, limit=50, cursor=None) -> LogPage
                                               # newest first; LogPage.next_cursor fetches the next page;
                                               # a cursor it did not make raises ValueError
     await request_detail(engine, request_id) -> dict | None   # the record, with key and client names
+    await request_content(engine, request_id) -> dict | None  # its stored prompt and answer, if any
+    await names(engine, "client" | "key", ids) -> {id: name}  # for the ids that exist
     export_records(engine, LogFilter(...), fmt="csv" | "json") -> AsyncIterator[bytes]   # oldest first
     export_minutes(engine, since, until, fmt, *, client_id=None, key_id=None, model=None)
                                               # both stream: rows are read and sent a chunk at a time
@@ -40,8 +43,8 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from arenahub.platform.storage.schema import (COUNTERS, LATENCY_BUCKETS_MS, LATENCY_COLUMNS, clients, consumer_keys,
-                                              request_days, request_hours, request_minutes, request_records,
-                                              request_totals)
+                                              request_contents, request_days, request_hours, request_minutes,
+                                              request_records, request_totals)
 
 ERROR_KINDS = ("4xx", "429", "499", "5xx")
 STATUS_KINDS = ("success", "error", "4xx", "5xx")  # what LogFilter.status takes besides an exact code
@@ -259,6 +262,36 @@ async def summaries(engine: AsyncEngine, by: str, since: dt.datetime, until: dt.
     return out
 
 
+@dataclass(frozen=True)
+class Answered:
+    requests: int
+    successes: int
+    histogram: list[int]  # latencies of answered requests, lat_* order
+
+    @property
+    def success_rate(self) -> float | None:
+        return self.successes / self.requests if self.requests else None
+
+    @property
+    def p50_ms(self) -> float | None:
+        return percentile(self.histogram, 0.5)
+
+
+_ANSWERED = ("requests", "successes", *LATENCY_COLUMNS)
+
+
+async def answered_by_client(engine: AsyncEngine, since: dt.datetime, until: dt.datetime) -> dict[str | None, Answered]:
+    """Requests, successes and latency histogram of each client with requests in ``[since, until)``
+    (None: requests no client served), in one query of request_minutes. The client list's figures:
+    summing these 23 counters, not all 33 of ``summaries``, takes half the time on SQLite."""
+    t = request_minutes.c
+    query = (sa.select(t.client_id, *(sa.cast(sa.func.sum(t[name]), sa.BigInteger) for name in _ANSWERED))
+             .where(*_minute_filters(since, until, None, None, None)).group_by(t.client_id))
+    async with engine.connect() as conn:
+        rows = (await conn.execute(query)).all()
+    return {row[0] or None: Answered(int(row[1]), int(row[2]), [int(v) for v in row[3:]]) for row in rows}
+
+
 # -- the request log ------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -271,6 +304,7 @@ class LogFilter:
     status: int | str | None = None  # an exact status code, or one of STATUS_KINDS
     error_code: str | None = None
     stream: bool | None = None
+    id: str | None = None  # one record, by its id
 
     def __post_init__(self) -> None:
         if isinstance(self.status, str) and self.status not in STATUS_KINDS:
@@ -284,7 +318,7 @@ class LogFilter:
         if self.until is not None:
             where.append(t.created_at < utc(self.until))
         for column, value in ((t.client_id, self.client_id), (t.key_id, self.key_id), (t.model, self.model),
-                              (t.error_code, self.error_code), (t.stream, self.stream)):
+                              (t.error_code, self.error_code), (t.stream, self.stream), (t.id, self.id)):
             if value is not None:
                 where.append(column == value)
         if isinstance(self.status, int):
@@ -356,6 +390,26 @@ async def request_detail(engine: AsyncEngine, request_id: str) -> dict[str, Any]
     return None if row is None else _record(row)
 
 
+async def request_content(engine: AsyncEngine, request_id: str) -> dict[str, str] | None:
+    """The prompt and answer stored for a request (only when the operator stores them), or None."""
+    c = request_contents.c
+    async with engine.connect() as conn:
+        row = (await conn.execute(sa.select(c.prompt, c.answer).where(c.request_id == request_id))).first()
+    return None if row is None else {"prompt": row.prompt, "answer": row.answer}
+
+
+async def names(engine: AsyncEngine, kind: str, ids: Iterable[str | None]) -> dict[str, str]:
+    """The names of the clients or keys (``kind``: "client" or "key") among ``ids`` that exist."""
+    table = {"client": clients, "key": consumer_keys}[kind]
+    wanted = sorted({i for i in ids if i})
+    found: dict[str, str] = {}
+    async with engine.connect() as conn:
+        for start in range(0, len(wanted), 500):  # bounded IN lists
+            query = sa.select(table.c.id, table.c.name).where(table.c.id.in_(wanted[start:start + 500]))
+            found.update((row.id, row.name) for row in await conn.execute(query))
+    return found
+
+
 # -- exports --------------------------------------------------------------------------------------
 
 def export_records(engine: AsyncEngine, filters: LogFilter = LogFilter(), fmt: str = "csv", *,
@@ -399,9 +453,19 @@ def _encode(rows: Sequence[Any], columns: Sequence[str], fmt: str, first: bool) 
     writer = csv.writer(out)
     if first:
         writer.writerow(columns)
-    writer.writerows([("" if v is None else v.isoformat() if isinstance(v, dt.datetime) else v)
-                      for v in _dated(row).values()] for row in rows)
+    writer.writerows([_cell(v) for v in _dated(row).values()] for row in rows)
     return out.getvalue().encode()
+
+
+def _cell(value: Any) -> Any:
+    """A CSV cell: times in ISO 8601, JSON values (a record's detail) as JSON text, None empty."""
+    if value is None:
+        return ""
+    if isinstance(value, dt.datetime):
+        return value.isoformat()
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, separators=(",", ":"))
+    return value
 
 
 def _dated(row: Any) -> dict[str, Any]:

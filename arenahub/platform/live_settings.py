@@ -1,0 +1,155 @@
+"""Settings an operator changes while the platform runs (the dashboard's Settings page).
+
+Precedence, lowest first: the defaults, ``ARENAHUB_*`` environment variables, command-line flags,
+then the overrides stored in the database (``platform_settings`` row ``runtime_overrides``). An
+override applies at once in the process that stored it and within about a second in every other
+platform process on the same database (``follow``); it is loaded again at start. Setting one back
+to null drops the override: the flag or environment value applies again.
+
+    LIVE                                       # name -> description, the settings that can change
+    SettingsPatch                              # a change: {name: value | null}, validated with bounds
+    live = LiveSettings(base)                  # base: the settings from defaults, env and flags
+    live.current -> PlatformSettings           # base with the overrides
+    live.view() -> dict                        # values, defaults, overridden, choices, descriptions
+    await live.load(engine) -> bool            # read the stored overrides; True when they changed
+    await live.change(engine, {name: value})   # validate, store and use; ValueError when invalid
+    await follow(engine, live, apply)          # poll for other processes' changes, call apply()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from collections.abc import Callable
+from typing import Annotated, Any, Literal
+
+import msgspec
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from arenahub.platform.routing import STRATEGIES
+from arenahub.platform.settings import PlatformSettings
+from arenahub.platform.storage.settings_store import get_setting, put_setting
+
+log = logging.getLogger("arenahub.platform.settings")
+
+ROW = "runtime_overrides"
+AUTO = ""  # routing_strategy: what most connected clients prefer, else least_load
+
+LIVE: dict[str, str] = {
+    "routing_strategy": "How a client is chosen for a request: " + ", ".join(STRATEGIES) + "; empty: what most "
+                        "connected clients prefer, else least_load.",
+    "queue_size": "Requests that may wait when every eligible client is busy (0: refuse at once with a 503).",
+    "queue_timeout_seconds": "Longest wait in that queue before a 503 with Retry-After (0: no queue).",
+    "first_byte_timeout_seconds": "Time a client may take to start a streamed answer before the request is "
+                                  "retried on another client.",
+    "idle_timeout_seconds": "Longest silence between two chunks of an answer.",
+    "total_timeout_seconds": "Longest a whole answer may take, retries included.",
+    "max_attempts": "Clients tried for one request, before its first byte.",
+    "record_retention_days": "Raw request records (and stored prompts) older than this many days are deleted; "
+                             "the aggregates stay (0: keep forever).",
+    "store_prompts": "Keep each request's prompt and answer for the request log. Off: they are never stored.",
+    "sticky_routing": "Send a conversation's follow-ups to the client that served it, while it can take it.",
+}
+
+Seconds = Annotated[float, msgspec.Meta(gt=0, le=86_400)]
+
+
+class SettingsPatch(msgspec.Struct, forbid_unknown_fields=True):
+    """Only the settings sent change; null drops an override (the flag or environment value applies)."""
+
+    routing_strategy: Literal[("", *STRATEGIES)] | None | msgspec.UnsetType = msgspec.UNSET  # type: ignore[valid-type]
+    queue_size: Annotated[int, msgspec.Meta(ge=0, le=100_000)] | None | msgspec.UnsetType = msgspec.UNSET
+    queue_timeout_seconds: Annotated[float, msgspec.Meta(ge=0, le=3600)] | None | msgspec.UnsetType = msgspec.UNSET
+    first_byte_timeout_seconds: Annotated[float, msgspec.Meta(gt=0, le=3600)] | None | msgspec.UnsetType = (
+        msgspec.UNSET)
+    idle_timeout_seconds: Annotated[float, msgspec.Meta(gt=0, le=3600)] | None | msgspec.UnsetType = msgspec.UNSET
+    total_timeout_seconds: Seconds | None | msgspec.UnsetType = msgspec.UNSET
+    max_attempts: Annotated[int, msgspec.Meta(ge=1, le=10)] | None | msgspec.UnsetType = msgspec.UNSET
+    record_retention_days: Annotated[int, msgspec.Meta(ge=0, le=36_500)] | None | msgspec.UnsetType = msgspec.UNSET
+    store_prompts: bool | None | msgspec.UnsetType = msgspec.UNSET
+    sticky_routing: bool | None | msgspec.UnsetType = msgspec.UNSET
+
+    def changes(self) -> dict[str, Any]:
+        return {name: value for name in self.__struct_fields__ if (value := getattr(self, name)) is not msgspec.UNSET}
+
+
+def _valid(stored: Any) -> dict[str, Any]:
+    """The stored overrides that are still valid (a value another version wrote may not be)."""
+    out: dict[str, Any] = {}
+    if not isinstance(stored, dict):
+        return out
+    for name, value in stored.items():
+        try:
+            patch = msgspec.convert({name: value}, SettingsPatch)
+        except msgspec.ValidationError as exc:
+            log.warning("ignoring the stored setting %s: %s", name, exc)
+            continue
+        value = getattr(patch, name)
+        if value is not None:
+            out[name] = value
+    return out
+
+
+class LiveSettings:
+    def __init__(self, base: PlatformSettings) -> None:
+        self.base = base
+        self.overrides: dict[str, Any] = {}
+        self.current = base
+        # A poll that read the row before a change was stored must not undo the change: one at a time.
+        self._lock = asyncio.Lock()
+
+    def _use(self, overrides: dict[str, Any]) -> bool:
+        current = dataclasses.replace(self.base, **overrides)  # PlatformSettings' own checks: ValueError
+        changed = overrides != self.overrides
+        self.overrides, self.current = overrides, current
+        return changed
+
+    def view(self) -> dict[str, Any]:
+        return {"values": {name: getattr(self.current, name) for name in LIVE},
+                "defaults": {name: getattr(self.base, name) for name in LIVE},
+                "overridden": sorted(self.overrides),
+                "choices": {"routing_strategy": [AUTO, *STRATEGIES]},
+                "descriptions": dict(LIVE)}
+
+    async def load(self, engine: AsyncEngine) -> bool:
+        """Read the stored overrides; True when they differ from the ones in use."""
+        async with self._lock:
+            overrides = _valid(await get_setting(engine, ROW))
+            if overrides == self.overrides:
+                return False
+            try:
+                return self._use(overrides)
+            except ValueError as exc:
+                log.warning("ignoring the stored settings %s: %s", overrides, exc)
+                return False
+
+    async def change(self, engine: AsyncEngine, changes: dict[str, Any]) -> None:
+        """Merge ``changes`` (None drops an override) into the stored overrides, store and use them.
+        Raises ValueError (nothing stored) when the result is not valid settings."""
+        async with self._lock:
+            overrides = _valid(await get_setting(engine, ROW))  # another process may have changed others
+            for name, value in changes.items():
+                if value is None:
+                    overrides.pop(name, None)
+                else:
+                    overrides[name] = value
+            dataclasses.replace(self.base, **overrides)  # check before storing
+            await put_setting(engine, ROW, overrides)
+            self._use(overrides)
+
+
+async def follow(engine: AsyncEngine, live: LiveSettings, apply: Callable[[PlatformSettings], None],
+                 period: float = 1.0) -> None:
+    """Every ``period`` seconds, read the stored overrides (one small row) and apply another
+    process's change."""
+    while True:
+        await asyncio.sleep(period)
+        try:
+            changed = await live.load(engine)
+        except Exception as exc:  # the database is away: keep the settings in use, try again
+            log.warning("reading the live settings failed: %s", exc)
+            continue
+        if changed:
+            log.info("settings changed by another platform process: %s", live.overrides)
+            apply(live.current)
