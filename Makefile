@@ -32,8 +32,9 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
-# The dashboard's queries on 1,000,000 seeded records, then its client list with 1,000 clients:
-# SQLite, and PostgreSQL with ARENAHUB_TEST_PG_URL set.
+# The dashboard on 1,000,000 seeded records and their ledger: its storage queries, then every API call
+# each page makes, over HTTP against a platform started on that database; then its client list with
+# 1,000 clients. SQLite, and PostgreSQL with ARENAHUB_TEST_PG_URL set (about 7 minutes for both).
 bench-analytics: $(STAMP)
 	$(BIN)/python bench/analytics.py $(BENCH_ARGS)
 	$(BIN)/python bench/clients.py $(BENCH_CLIENTS_ARGS)

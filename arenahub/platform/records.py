@@ -215,58 +215,62 @@ AGGREGATES = (request_minutes, request_totals, request_hours, request_days)  # w
 
 def aggregate(records: Iterable[Mapping[str, Any]]) -> tuple[list[dict[str, Any]], ...]:
     """What records add to each table of AGGREGATES, in that order, each list in key order."""
-    minutes = minute_rows(records)
+    minutes: dict[tuple[Any, ...], list[Any]] = {}
     totals: dict[tuple[Any, ...], list[Any]] = {}
     hours: dict[tuple[Any, ...], list[Any]] = {}
     days: dict[tuple[Any, ...], list[Any]] = {}
-    for row in minutes:
-        counts = [row[name] for name in COUNTERS]
-        _add(totals, (row["minute"],), counts)
-        hour = row["minute"].replace(minute=0)
+    for r in records:
+        minute, adds = _minute(r), _counts(r)
+        hour = minute.replace(minute=0)
         day = hour.replace(hour=0)
-        for dimension, value in (("client", row["client_id"]), ("key", row["key_id"]), ("model", row["model"])):
-            _add(hours, (dimension, value, hour), counts)
-            _add(days, (day, dimension, value), counts)
-    return (minutes,
-            [{"minute": minute, **dict(zip(COUNTERS, counts))} for (minute,), counts in sorted(totals.items())],
-            [{"dimension": dimension, "value": value, "hour": hour, **dict(zip(COUNTERS, counts))}
-             for (dimension, value, hour), counts in sorted(hours.items())],
-            [{"day": day, "dimension": dimension, "value": value, **dict(zip(COUNTERS, counts))}
-             for (day, dimension, value), counts in sorted(days.items())])
+        client, key, model = r["client_id"] or "", r["key_id"], r["model"]
+        # Each record adds its few counters to every row it belongs to (cheaper than adding up
+        # whole minute rows: with many clients and keys those hardly merge).
+        for into, ident in ((minutes, (minute, client, key, model)), (totals, (minute,)),
+                            (hours, ("client", client, hour)), (hours, ("key", key, hour)),
+                            (hours, ("model", model, hour)), (days, (day, "client", client)),
+                            (days, (day, "key", key)), (days, (day, "model", model))):
+            row = into.get(ident)
+            if row is None:
+                row = into[ident] = [0] * len(COUNTERS)
+            for at, value in adds:
+                row[at] += value
+    return (_rows(minutes, ("minute", "client_id", "key_id", "model")), _rows(totals, ("minute",)),
+            _rows(hours, ("dimension", "value", "hour")), _rows(days, ("day", "dimension", "value")))
 
 
-def _add(into: dict[tuple[Any, ...], list[Any]], ident: tuple[Any, ...], counts: list[Any]) -> None:
-    sums = into.get(ident)
-    into[ident] = counts if sums is None else [a + b for a, b in zip(sums, counts)]
+def _rows(sums: dict[tuple[Any, ...], list[Any]], identity: tuple[str, ...]) -> list[dict[str, Any]]:
+    names = (*identity, *COUNTERS)
+    return [dict(zip(names, (*ident, *counts))) for ident, counts in sorted(sums.items())]
+
+
+_AT = {name: at for at, name in enumerate(COUNTERS)}
+
+
+def _minute(record: Mapping[str, Any]) -> dt.datetime:
+    created = record["created_at"]
+    created = created.replace(tzinfo=dt.UTC) if created.tzinfo is None else created.astimezone(dt.UTC)
+    return created.replace(second=0, microsecond=0)
+
+
+def _counts(r: Mapping[str, Any]) -> list[tuple[int, Any]]:
+    """What one record adds: (position in COUNTERS, amount) for the counters it changes."""
+    adds: list[tuple[int, Any]] = [(_AT["requests"], 1), (_AT["prompt_tokens"], r["prompt_tokens"]),
+                                   (_AT["completion_tokens"], r["completion_tokens"]), (_AT["cost"], r["cost"] or 0)]
+    kind = status_column(r["status"])
+    if kind is not None:
+        adds.append((_AT[kind], 1))
+    if kind == "successes":
+        adds += [(_AT["latency_sum_ms"], r["latency_ms"]), (_AT[latency_column(r["latency_ms"])], 1)]
+    if r["ttft_ms"] is not None:
+        adds += [(_AT["ttft_sum_ms"], r["ttft_ms"]), (_AT["ttft_count"], 1)]
+    return adds
 
 
 def minute_rows(records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """What records (``vars(RequestRecord)``) add to request_minutes: one row per UTC minute, client,
     key and model, sorted by that identity (concurrent writers then lock rows in the same order)."""
-    rows: dict[tuple[dt.datetime, str, str, str], dict[str, Any]] = {}
-    for r in records:
-        created = r["created_at"]
-        created = created.replace(tzinfo=dt.UTC) if created.tzinfo is None else created.astimezone(dt.UTC)
-        minute = created.replace(second=0, microsecond=0)
-        ident = (minute, r["client_id"] or "", r["key_id"], r["model"])
-        row = rows.get(ident)
-        if row is None:
-            row = rows[ident] = dict.fromkeys(COUNTERS, 0)
-            row.update(minute=minute, client_id=ident[1], key_id=ident[2], model=ident[3])
-        row["requests"] += 1
-        kind = status_column(r["status"])
-        if kind is not None:
-            row[kind] += 1
-        if kind == "successes":
-            row["latency_sum_ms"] += r["latency_ms"]
-            row[latency_column(r["latency_ms"])] += 1
-        if r["ttft_ms"] is not None:
-            row["ttft_sum_ms"] += r["ttft_ms"]
-            row["ttft_count"] += 1
-        row["prompt_tokens"] += r["prompt_tokens"]
-        row["completion_tokens"] += r["completion_tokens"]
-        row["cost"] += r["cost"] or 0
-    return [rows[ident] for ident in sorted(rows)]
+    return aggregate(records)[0]
 
 
 # -- retention ----------------------------------------------------------------------------------

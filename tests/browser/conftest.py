@@ -12,6 +12,8 @@
 - ``open_arena_tab(bridge_ws_url, *, context=None, path="/") -> Page``: a tab on the simulator's
   page with the userscript injected as Tampermonkey would (again on every reload, so the
   ``refresh`` command works). Tabs of one context share the account's cookie, like real tabs.
+- The dashboard's fixtures, ``dashboard``, ``dashboard_tab``, ``dashboard_page`` and ``client_venv``,
+  are defined in ``dashboard_fixtures.py`` and offered to every module here by the import below.
 
 When the playwright package or /usr/bin/chromium is missing, the browser tests are skipped
 locally and fail under CI (CI=true), where they must run: ``.ci/run`` installs chromium.
@@ -35,6 +37,12 @@ from starlette.types import ASGIApp
 
 from arenahub.bridge.userscript import render
 from arenahub.tools.lmarena_sim import create_app
+from tests.browser.dashboard_fixtures import (  # noqa: F401 (fixtures, for every module here)
+    client_venv,
+    dashboard,
+    dashboard_page,
+    dashboard_tab,
+)
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, BrowserContext, Page, Playwright

@@ -1,9 +1,8 @@
 """Fixtures for dashboard tests in a real browser: a real platform process with an admin token,
 a signed-in page at 1440x900, screenshots, and a prepared venv for a client package's start_client.sh.
 
-A test module imports the fixtures it uses (pytest finds fixtures by name in the module):
-
-    from tests.browser.dashboard_fixtures import client_venv, dashboard, dashboard_page, dashboard_tab  # noqa: F401
+``conftest.py`` imports the fixtures, so every test module under tests/browser can ask for them by name;
+a module imports from here only ``Dashboard`` (for annotations) and ``start_client_env``.
 
 - ``dashboard`` (module scope) -> ``Dashboard``: the platform (``.platform``, ``.url``), ``.admin(method,
   path, json)`` calls the admin API with the token (an ``httpx.Response``), ``.sign_in(page)``,

@@ -28,14 +28,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 import arenahub
-from tests.browser.dashboard_fixtures import (  # noqa: F401 (fixtures)
-    Dashboard,
-    client_venv,
-    dashboard,
-    dashboard_page,
-    dashboard_tab,
-    start_client_env,
-)
+from tests.browser.dashboard_fixtures import Dashboard, start_client_env
 from tests.e2e.harness import free_port, wait_until
 
 REQUESTS = 3

@@ -20,12 +20,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 import arenahub
-from tests.browser.dashboard_fixtures import (  # noqa: F401 (fixtures)
-    Dashboard,
-    dashboard,
-    dashboard_page,
-    dashboard_tab,
-)
+from tests.browser.dashboard_fixtures import Dashboard
 from tests.e2e.harness import MODELS, ask, wait_until
 
 
@@ -222,6 +217,10 @@ def test_usage_statement_and_export(dashboard: Dashboard, dashboard_page: Page, 
         expect(models.locator(f'tr[data-key="{model}"]')).to_be_visible()
     chart = page.locator('[data-page="usage"] .chart')
     expect(chart).to_be_hidden()  # one day: the card says it all
+    # The statement lines (from the summary, which keeps the newest): all of them, every request is today's.
+    lines = len(dashboard.admin("GET", "/usage").json()["by_key"])
+    expect(page.locator('[data-page="usage"] details.statement summary span.muted').last).to_have_text(
+        f"{lines} line{'' if lines == 1 else 's'}")
     assert int(page.locator('[data-card="requests"]').get_attribute("data-value").replace(",", "")) >= 2
     dashboard.screenshot(page, "usage-today")
 

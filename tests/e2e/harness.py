@@ -418,6 +418,19 @@ def ask(text: str) -> list[dict[str, str]]:
     return [{"role": "user", "content": text}]
 
 
+def served_by(consumer: openai.OpenAI, messages: list[dict[str, str]], headers: dict[str, str] | None = None, *,
+              model: str = MODELS[0], stream: bool = False) -> tuple[str, str]:
+    """(client id from x-arenahub-client, answer text) of one request."""
+    raw = consumer.chat.completions.with_raw_response.create(model=model, messages=messages, stream=stream,
+                                                             extra_headers=headers)
+    parsed = raw.parse()
+    if stream:
+        text = "".join(c.choices[0].delta.content or "" for c in parsed if c.choices)  # type: ignore[union-attr]
+    else:
+        text = parsed.choices[0].message.content or ""  # type: ignore[union-attr]
+    return raw.headers["x-arenahub-client"], text
+
+
 # -- the platform's database, read directly ----------------------------------------------------
 def read_table(database_url: str, table: sa.Table) -> list[dict[str, Any]]:
     """Every row of ``table``, oldest first."""

@@ -10,13 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import openai
 
-from .harness import Client, ask
-
-
-def served_by(consumer: openai.OpenAI, text: str) -> tuple[str, str]:
-    """(client id from x-arenahub-client, answer text) of one non-streaming request."""
-    raw = consumer.chat.completions.with_raw_response.create(model="e2e-alpha", messages=ask(text))
-    return raw.headers["x-arenahub-client"], raw.parse().choices[0].message.content or ""
+from .harness import Client, ask, served_by
 
 
 def test_a_client_drains_itself_and_takes_work_again(consumer: openai.OpenAI,
@@ -24,7 +18,7 @@ def test_a_client_drains_itself_and_takes_work_again(consumer: openai.OpenAI,
     a, b = start_client(name="a"), start_client(name="b")
     with ThreadPoolExecutor(4) as pool:
         # Two slow requests at once: least load puts one on each client.
-        slow = [pool.submit(served_by, consumer, f"slow {i} [[first_ms=1500]]") for i in range(2)]
+        slow = [pool.submit(served_by, consumer, ask(f"slow {i} [[first_ms=1500]]")) for i in range(2)]
         for client in (a, b):
             client.wait_status(lambda s: s["active_requests"] == 1, "a slow request in flight", timeout=5)
 
@@ -38,7 +32,7 @@ def test_a_client_drains_itself_and_takes_work_again(consumer: openai.OpenAI,
         assert status["active_requests"] == 1  # still answering the slow one
 
         # Every new request goes to b, within 2 s of the drain and while a's slow request runs.
-        fresh = list(pool.map(lambda i: served_by(consumer, f"new {i}"), range(6)))
+        fresh = list(pool.map(lambda i: served_by(consumer, ask(f"new {i}")), range(6)))
         assert time.monotonic() - drained_at < 2.0
         assert [client for client, _ in fresh] == [b.client_id] * 6
         assert sorted(text for _, text in fresh) == sorted(f"Echo: new {i}" for i in range(6))
@@ -54,5 +48,5 @@ def test_a_client_drains_itself_and_takes_work_again(consumer: openai.OpenAI,
     assert resp.status_code == 200 and resp.json()["routing"]["draining"] is False
     assert a.status()["routing"]["drained_by"] is None
     with ThreadPoolExecutor(4) as pool:
-        again = Counter(pool.map(lambda i: served_by(consumer, f"again {i} [[first_ms=300]]")[0], range(4)))
+        again = Counter(pool.map(lambda i: served_by(consumer, ask(f"again {i} [[first_ms=300]]"))[0], range(4)))
     assert again[a.client_id] >= 1, again

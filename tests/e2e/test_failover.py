@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import openai
 import pytest
 
-from .harness import Client, Platform, ask, wait_until
+from .harness import Client, Platform, ask, served_by, wait_until
 
 
 
@@ -45,24 +45,14 @@ def test_client_killed_before_its_first_byte_is_retried_on_another(
     clients = [start_client(name="a"), start_client(name="b")]
     text = "patience pays [[first_ms=3000]]"
 
-    def request() -> tuple[str, str]:
-        raw = consumer.chat.completions.with_raw_response.create(model="e2e-alpha", messages=ask(text),
-                                                                 stream=stream)
-        parsed = raw.parse()
-        if stream:
-            answer = "".join(c.choices[0].delta.content or "" for c in parsed if c.choices)  # type: ignore[union-attr]
-        else:
-            answer = parsed.choices[0].message.content or ""  # type: ignore[union-attr]
-        return raw.headers["x-arenahub-client"], answer
-
     with ThreadPoolExecutor(1) as pool:
-        future = pool.submit(request)
+        future = pool.submit(served_by, consumer, ask(text), stream=stream)
         first = wait_until(lambda: next((c for c in clients if c.status()["active_requests"]), None), 5,
                            "a client to take the request")
         first.kill()
-        served_by, answer = future.result(timeout=15)
+        client_id, answer = future.result(timeout=15)
 
     survivor = next(c for c in clients if c is not first)
     assert answer == "Echo: patience pays"
-    assert served_by == survivor.client_id
+    assert client_id == survivor.client_id
     assert survivor.health()["stats"]["requests_processed"] == 1

@@ -20,7 +20,7 @@ import httpx
 import openai
 import pytest
 
-from .harness import MODELS, Client, Platform, Stack, Upstream, ask, read_records, wait_until
+from .harness import MODELS, Client, Platform, Stack, Upstream, ask, read_records, served_by, wait_until
 
 MODEL = MODELS[0]
 ADMIN_TOKEN = "adm-e2e-resilience"
@@ -29,19 +29,6 @@ ADMIN_TOKEN = "adm-e2e-resilience"
 def env(**settings: object) -> dict[str, str]:
     """The platform's environment: records written within 0.2 s, plus ``ARENAHUB_<NAME>`` settings."""
     return {"ARENAHUB_RECORD_FLUSH_SECONDS": "0.2", **{f"ARENAHUB_{k.upper()}": str(v) for k, v in settings.items()}}
-
-
-def served_by(consumer: openai.OpenAI, messages: list[dict[str, str]], headers: dict[str, str] | None = None,
-              stream: bool = False) -> tuple[str, str]:
-    """(client id from x-arenahub-client, answer text) of one request."""
-    raw = consumer.chat.completions.with_raw_response.create(model=MODEL, messages=messages, stream=stream,
-                                                             extra_headers=headers)
-    parsed = raw.parse()
-    if stream:
-        text = "".join(c.choices[0].delta.content or "" for c in parsed if c.choices)  # type: ignore[union-attr]
-    else:
-        text = parsed.choices[0].message.content or ""  # type: ignore[union-attr]
-    return raw.headers["x-arenahub-client"], text
 
 
 def record_of(platform: Platform, request_id: str) -> dict[str, Any]:

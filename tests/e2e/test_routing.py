@@ -10,14 +10,8 @@ from concurrent.futures import ThreadPoolExecutor
 import openai
 import pytest
 
-from .harness import Client, Platform, Stack, ask, wait_until
+from .harness import Client, Platform, Stack, ask, served_by, wait_until
 
-
-
-def served_by(consumer: openai.OpenAI, model: str, text: str) -> tuple[str, str]:
-    """(client id from x-arenahub-client, answer text) of one non-streaming request."""
-    raw = consumer.chat.completions.with_raw_response.create(model=model, messages=ask(text))
-    return raw.headers["x-arenahub-client"], raw.parse().choices[0].message.content or ""
 
 
 def test_models_lists_the_union_of_connected_clients(stack: Stack, platform: Platform, consumer: openai.OpenAI,
@@ -29,8 +23,8 @@ def test_models_lists_the_union_of_connected_clients(stack: Stack, platform: Pla
     models = consumer.models.list()
     assert sorted(m.id for m in models.data) == ["m-only-a", "m-only-b-1", "m-only-b-2", "m-shared"]
     assert {m.object for m in models.data} == {"model"}
-    assert served_by(consumer, "m-only-a", "x")[0] == a.client_id
-    assert served_by(consumer, "m-only-b-2", "x")[0] == b.client_id
+    assert served_by(consumer, ask("x"), model="m-only-a")[0] == a.client_id
+    assert served_by(consumer, ask("x"), model="m-only-b-2")[0] == b.client_id
 
     b.stop()
     platform.wait_health(lambda h: h["clients_connected"] == 1, "client b gone")
@@ -44,7 +38,7 @@ def test_two_clients_share_the_load(platform: Platform, consumer: openai.OpenAI,
     n = 6
     # Each answer waits a little before it starts, so that all requests are in flight together.
     with ThreadPoolExecutor(n) as pool:
-        results = list(pool.map(lambda i: served_by(consumer, "e2e-alpha", f"request {i} [[first_ms=600]]"),
+        results = list(pool.map(lambda i: served_by(consumer, ask(f"request {i} [[first_ms=600]]")),
                                 range(n)))
 
     assert sorted(text for _, text in results) == sorted(f"Echo: request {i}" for i in range(n))
@@ -60,7 +54,7 @@ def test_a_client_never_gets_more_than_its_max_concurrent(platform: Platform, co
                                                           start_client: Callable[..., Client]) -> None:
     client = start_client(name="small", max_concurrent=2)
     with ThreadPoolExecutor(2) as pool:
-        slow = [pool.submit(served_by, consumer, "e2e-alpha", f"slow {i} [[first_ms=1500]]") for i in range(2)]
+        slow = [pool.submit(served_by, consumer, ask(f"slow {i} [[first_ms=1500]]")) for i in range(2)]
         wait_until(lambda: client.status()["active_requests"] == 2, 5, "two requests on the client")
 
         started = time.monotonic()
@@ -78,7 +72,7 @@ def test_a_client_whose_bridge_is_down_gets_no_work(stack: Stack, platform: Plat
                                                      start_client: Callable[..., Client]) -> None:
     bridge = stack.upstream(["m-fragile"], name="fragile-upstream")
     client = start_client(name="fragile", upstream=bridge)
-    assert served_by(consumer, "m-fragile", "x")[0] == client.client_id
+    assert served_by(consumer, ask("x"), model="m-fragile")[0] == client.client_id
 
     bridge.kill()
     # The client sees it at its next heartbeat (every second) and says so; the platform stops routing there.

@@ -8,20 +8,24 @@ import csv
 import datetime as dt
 import io
 import json
-import threading
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
 
-from arenahub.platform.app import create_app
 from arenahub.platform.records import RequestRecord
-from arenahub.platform.settings import PlatformSettings
 from arenahub.platform.storage.analytics import RECORD_COLUMNS
 from arenahub.protocol import frames
+from tests.platform.support import (
+    answer,
+    chat_in_background,
+    connected,
+    eventually,
+    next_request,
+    platform_of,
+    serving,
+)
 
 TOKEN = "adm-analytics-token"
 STATUSES = [200, 200, 200, 429, 502, 400]
@@ -29,38 +33,17 @@ RECENT = 30  # records in the last hour; OLD more, three days ago
 OLD = 6
 
 
-@contextmanager
-def serving(database_url: str) -> Iterator[TestClient]:
-    settings = PlatformSettings(database_url=database_url, admin_token=TOKEN, record_flush_seconds=0.05)
-    with TestClient(create_app(settings)) as http:
-        http.headers["Authorization"] = f"Bearer {TOKEN}"
-        yield http
-
-
 @pytest.fixture
 def admin(database_url: str) -> Iterator[TestClient]:
-    with serving(database_url) as http:
+    with serving(database_url, TOKEN, record_flush_seconds=0.05) as http:
         yield http
 
 
 @pytest.fixture
 def checker(tmp_path: Any) -> Iterator[TestClient]:
     """For validation, which happens before any query: SQLite only."""
-    with serving(f"sqlite+aiosqlite:///{tmp_path / 'checks.db'}") as http:
+    with serving(f"sqlite+aiosqlite:///{tmp_path / 'checks.db'}", TOKEN, record_flush_seconds=0.05) as http:
         yield http
-
-
-def platform_of(http: TestClient) -> Any:
-    return http.app.state.platform  # type: ignore[attr-defined]
-
-
-def eventually(check: Any, timeout: float = 5.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while not (result := check()):
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what} not reached within {timeout} s")
-        time.sleep(0.02)
-    return result
 
 
 class Seeded:
@@ -336,37 +319,6 @@ def test_openapi_lists_the_routes_and_their_query_parameters(checker: TestClient
 
 
 # -- real requests over the in-process tunnel ----------------------------------------------------------
-
-@contextmanager
-def connected(http: TestClient, client_id: str, api_key: str) -> Iterator[Any]:
-    with http.websocket_connect("/api/ws") as ws:
-        ws.send_bytes(frames.encode(frames.Hello(version=frames.PROTOCOL_VERSION, client_id=client_id,
-                                                 api_key=api_key, models=["m1"], max_concurrent_requests=4)))
-        assert isinstance(frames.decode(ws.receive_bytes()), frames.Welcome)
-        yield ws
-
-
-def next_request(ws: Any) -> frames.Request:
-    while not isinstance(frame := frames.decode(ws.receive_bytes()), frames.Request):
-        pass
-    return frame
-
-
-def answer(ws: Any, request: frames.Request, text: str) -> None:
-    ws.send_bytes(frames.encode(frames.Chunk(id=request.id, events=[[{"index": 0, "delta": {"content": text}}]])))
-    ws.send_bytes(frames.encode(frames.End(id=request.id)))
-
-
-def chat_in_background(http: TestClient, key: str, text: str) -> tuple[threading.Thread, dict[str, Any]]:
-    out: dict[str, Any] = {}
-
-    def run() -> None:
-        out["response"] = http.post("/v1/chat/completions", headers={"Authorization": f"Bearer {key}"},
-                                    json={"model": "m1", "messages": [{"role": "user", "content": text}]})
-    thread = threading.Thread(target=run)
-    thread.start()
-    return thread, out
-
 
 def stored_detail(http: TestClient, request_id: str) -> dict[str, Any]:
     return eventually(lambda: (r := http.get(f"/api/admin/requests/{request_id}")).status_code == 200 and r.json(),

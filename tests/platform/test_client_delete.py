@@ -6,51 +6,31 @@ import datetime as dt
 import io
 import json
 import time
-from contextlib import contextmanager
 
 import pytest
 import sqlalchemy as sa
-from starlette.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
 from arenahub.cli import main
-from arenahub.platform.app import create_app
 from arenahub.platform.billing import Entry, Kind
 from arenahub.platform.records import RequestRecord
-from arenahub.platform.settings import PlatformSettings
 from arenahub.platform.storage import accounts, billing_store
 from arenahub.platform.storage.db import create_engine, migrate
 from arenahub.platform.storage.schema import request_records
 from arenahub.protocol import frames
+from tests.platform.support import connected, register, serving
 
 TOKEN = "adm-delete"
 
 
 def platform_app(database_url):
-    client = TestClient(create_app(PlatformSettings(database_url=database_url, admin_token=TOKEN,
-                                                    record_flush_seconds=0.05)))
-    client.headers["Authorization"] = f"Bearer {TOKEN}"
-    return client
+    return serving(database_url, TOKEN, record_flush_seconds=0.05)
 
 
 @pytest.fixture
 def admin(database_url):
     with platform_app(database_url) as http:
         yield http
-
-
-def register(http, name="doomed"):
-    made = http.post("/api/admin/clients", json={"name": name}).json()
-    return made["client_id"], made["api_key"]
-
-
-@contextmanager
-def connected(http, client_id, api_key):
-    with http.websocket_connect("/api/ws") as ws:
-        ws.send_bytes(frames.encode(frames.Hello(version=frames.PROTOCOL_VERSION, client_id=client_id,
-                                                 api_key=api_key, models=["m1"])))
-        assert isinstance(frames.decode(ws.receive_bytes()), frames.Welcome)
-        yield ws
 
 
 def told_deleted_and_closed(ws):

@@ -2,47 +2,27 @@
 the client views, kept in memory for registered clients only and persisted for other processes."""
 
 import datetime as dt
-import time
 
 import pytest
-from starlette.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
-from arenahub.platform.app import create_app
 from arenahub.platform.records import RecordWriter
-from arenahub.platform.settings import PlatformSettings
 from arenahub.platform.storage import accounts
 from arenahub.platform.storage.db import create_engine, migrate
 from arenahub.protocol import frames
+from tests.platform.support import eventually, register, serving
 
 TOKEN = "adm-refusals"
 
 
 def platform_app(database_url):
-    http = TestClient(create_app(PlatformSettings(database_url=database_url, admin_token=TOKEN,
-                                                  record_flush_seconds=0.05)))
-    http.headers["Authorization"] = f"Bearer {TOKEN}"
-    return http
+    return serving(database_url, TOKEN, record_flush_seconds=0.05)
 
 
 @pytest.fixture
 def admin(database_url):
     with platform_app(database_url) as http:
         yield http
-
-
-def eventually(check, timeout=5.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while not (result := check()):
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what} not reached within {timeout} s")
-        time.sleep(0.02)
-    return result
-
-
-def register(http, name="c"):
-    made = http.post("/api/admin/clients", json={"name": name}).json()
-    return made["client_id"], made["api_key"]
 
 
 def hello(client_id, api_key):
@@ -149,9 +129,7 @@ def test_the_last_refusal_survives_heartbeats_and_shows_in_another_process(datab
 
 
 def test_missed_heartbeats_and_garbage_are_reasons_too(database_url):
-    settings = PlatformSettings(database_url=database_url, admin_token=TOKEN, missed_heartbeats=1)
-    with TestClient(create_app(settings)) as http:
-        http.headers["Authorization"] = f"Bearer {TOKEN}"
+    with serving(database_url, TOKEN, missed_heartbeats=1) as http:
         client_id, api_key = register(http)
         with http.websocket_connect("/api/ws") as ws:  # promises a heartbeat every 0.2 s, then sends none
             ws.send_bytes(frames.encode(frames.Hello(version=frames.PROTOCOL_VERSION, client_id=client_id,

@@ -4,11 +4,9 @@ flags clients older than the version its client package ships; unknown versions 
 import asyncio
 import dataclasses
 import json
-import time
 from pathlib import Path
 
 import pytest
-from starlette.testclient import TestClient
 
 import arenahub
 from arenahub.cli import main
@@ -16,12 +14,11 @@ from arenahub.client.config import ClientConfig
 from arenahub.client.link import PlatformLink
 from arenahub.client.stats import Stats
 from arenahub.platform import client_package
-from arenahub.platform.app import create_app
 from arenahub.platform.client_versions import current_client_version, is_outdated, version_key
-from arenahub.platform.settings import PlatformSettings
 from arenahub.platform.storage import accounts
 from arenahub.platform.storage.db import create_engine, migrate
 from arenahub.protocol import frames
+from tests.platform.support import eventually, register, serving
 
 TOKEN = "adm-versions"
 CURRENT = arenahub.__version__
@@ -29,24 +26,8 @@ CURRENT = arenahub.__version__
 
 @pytest.fixture
 def admin(database_url):
-    settings = PlatformSettings(database_url=database_url, admin_token=TOKEN, record_flush_seconds=0.05)
-    with TestClient(create_app(settings)) as http:
-        http.headers["Authorization"] = f"Bearer {TOKEN}"
+    with serving(database_url, TOKEN, record_flush_seconds=0.05) as http:
         yield http
-
-
-def eventually(check, timeout=5.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while not (result := check()):
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what} not reached within {timeout} s")
-        time.sleep(0.02)
-    return result
-
-
-def register(http, name="c"):
-    made = http.post("/api/admin/clients", json={"name": name}).json()
-    return made["client_id"], made["api_key"]
 
 
 def hello(client_id, api_key, version):

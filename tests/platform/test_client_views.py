@@ -5,28 +5,19 @@ import datetime as dt
 import time
 
 import pytest
-from starlette.testclient import TestClient
 
 import arenahub
-from arenahub.platform.app import create_app
 from arenahub.platform.records import RequestRecord
-from arenahub.platform.settings import PlatformSettings
 from arenahub.protocol import frames
+from tests.platform.support import register, serving
 
 TOKEN = "adm-views"
 
 
 @pytest.fixture
 def admin(database_url):
-    settings = PlatformSettings(database_url=database_url, admin_token=TOKEN, routing_strategy="round_robin")
-    with TestClient(create_app(settings)) as http:
-        http.headers["Authorization"] = f"Bearer {TOKEN}"
+    with serving(database_url, TOKEN, routing_strategy="round_robin") as http:
         yield http
-
-
-def register(http, name):
-    made = http.post("/api/admin/clients", json={"name": name}).json()
-    return made["client_id"], made["api_key"]
 
 
 def served(http, client_id, ago_minutes, status=200, latency_ms=100.0):

@@ -24,6 +24,7 @@ from arenahub.platform.settings import PlatformSettings
 from arenahub.platform.storage.db import create_engine, migrate
 from arenahub.platform.storage.schema import admin_sessions
 from arenahub.platform.storage.settings_store import put_setting
+from tests.platform.support import call, eventually, platform_of
 
 TOKEN = "adm-dashboard-test-token"
 PASSWORD = "correct horse battery"
@@ -45,14 +46,6 @@ def sqlite_url(databases):
 def web(sqlite_url):
     with browser(sqlite_url) as http:
         yield http
-
-
-def platform_of(http):
-    return http.app.state.platform
-
-
-def call(http, fn, *args, **kwargs):
-    return http.portal.call(lambda: fn(*args, **kwargs))
 
 
 def login_csrf(http):
@@ -320,7 +313,7 @@ def test_reset_admin_token_ends_sessions_and_the_old_token(sqlite_url, capsys):
         assert http.get("/api/admin/keys").status_code == 200
         assert main(["admin", "reset-admin-token", "--database-url", sqlite_url, "--json"]) == 0
         new_token = json.loads(capsys.readouterr().out)["admin_token"]
-        _eventually(lambda: http.get("/api/admin/keys").status_code == 401, "the session to end")
+        eventually(lambda: http.get("/api/admin/keys").status_code == 401, timeout=10.0, what="the session to end")
         platform.admin._fresh_until = 0  # skip the few seconds a running platform may keep the old token
         r = http.post("/dashboard/login", data={"secret": TOKEN, "csrf_token": login_csrf(http)})
         assert r.status_code == 401
@@ -345,7 +338,7 @@ def test_set_dashboard_password_command(sqlite_url, capsys, monkeypatch):
         http.app.state.platform.dashboard.sessions.cache_seconds = 0.05
         code, out, _ = run("--clear")
         assert code == 0 and json.loads(out) == {"password_set": False}
-        _eventually(lambda: http.get("/api/admin/keys").status_code == 401, "the session to end")
+        eventually(lambda: http.get("/api/admin/keys").status_code == 401, timeout=10.0, what="the session to end")
         r = http.post("/dashboard/login", data={"secret": PASSWORD, "csrf_token": login_csrf(http)})
         assert r.status_code == 401
 
@@ -408,12 +401,3 @@ async def _store_admin_token(url, token):
         await put_setting(engine, ADMIN_TOKEN_SETTING, hash_secret(token))
     finally:
         await engine.dispose()
-
-
-def _eventually(check, what, timeout=10.0):
-    import time
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what}: not within {timeout} s")
-        time.sleep(0.02)

@@ -4,24 +4,29 @@ a second platform on the same database following a change, and the platform real
 from __future__ import annotations
 
 import datetime as dt
-import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 from starlette.testclient import TestClient
 
-from arenahub.platform.app import create_app
 from arenahub.platform.live_settings import LIVE, ROW, SettingsPatch
 from arenahub.platform.records import RequestRecord
 from arenahub.platform.routing import STRATEGIES
 from arenahub.platform.settings import PlatformSettings
 from arenahub.platform.storage.schema import request_contents, request_records
 from arenahub.platform.storage.settings_store import put_setting
-from arenahub.protocol import frames
+from tests.platform.support import (
+    answer,
+    chat_in_background,
+    connected,
+    eventually,
+    next_request,
+    platform_of,
+    serving,
+)
 
 TOKEN = "adm-live-settings"
 NAMES = {"routing_strategy", "queue_size", "queue_timeout_seconds", "first_byte_timeout_seconds",
@@ -29,36 +34,16 @@ NAMES = {"routing_strategy", "queue_size", "queue_timeout_seconds", "first_byte_
          "sticky_routing"}
 
 
-@contextmanager
-def serving(database_url: str, **settings: Any) -> Iterator[TestClient]:
-    with TestClient(create_app(PlatformSettings(database_url=database_url, admin_token=TOKEN, **settings))) as http:
-        http.headers["Authorization"] = f"Bearer {TOKEN}"
-        yield http
-
-
 @pytest.fixture
 def admin(database_url: str) -> Iterator[TestClient]:
-    with serving(database_url) as http:
+    with serving(database_url, TOKEN) as http:
         yield http
 
 
 @pytest.fixture
 def checker(tmp_path: Any) -> Iterator[TestClient]:
-    with serving(f"sqlite+aiosqlite:///{tmp_path / 'checks.db'}") as http:
+    with serving(f"sqlite+aiosqlite:///{tmp_path / 'checks.db'}", TOKEN) as http:
         yield http
-
-
-def platform_of(http: TestClient) -> Any:
-    return http.app.state.platform  # type: ignore[attr-defined]
-
-
-def eventually(check: Any, timeout: float = 5.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while not (result := check()):
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what} not reached within {timeout} s")
-        time.sleep(0.02)
-    return result
 
 
 def test_the_patch_type_covers_exactly_the_live_settings() -> None:
@@ -127,9 +112,9 @@ def test_a_body_that_is_not_an_object_is_400(checker: TestClient) -> None:
 
 def test_overrides_outlive_a_restart_and_win_over_flags(database_url: str) -> None:
     # The "flags": what the platform is started with; the stored override wins, null goes back to them.
-    with serving(database_url, queue_size=5, max_attempts=2) as http:
+    with serving(database_url, TOKEN, queue_size=5, max_attempts=2) as http:
         http.patch("/api/admin/settings", json={"queue_size": 9, "sticky_routing": True})
-    with serving(database_url, queue_size=5, max_attempts=2) as http:
+    with serving(database_url, TOKEN, queue_size=5, max_attempts=2) as http:
         shown = http.get("/api/admin/settings").json()
         assert (shown["values"]["queue_size"], shown["defaults"]["queue_size"]) == (9, 5)
         assert shown["values"]["max_attempts"] == 2 and shown["overridden"] == ["queue_size", "sticky_routing"]
@@ -139,16 +124,16 @@ def test_overrides_outlive_a_restart_and_win_over_flags(database_url: str) -> No
 
 
 def test_stored_values_that_are_no_longer_valid_are_ignored(database_url: str) -> None:
-    with serving(database_url) as http:
+    with serving(database_url, TOKEN) as http:
         engine = platform_of(http).engine
         http.portal.call(put_setting, engine, ROW, {"queue_size": -5, "max_attempts": 4, "gone": 1})
-    with serving(database_url) as http:
+    with serving(database_url, TOKEN) as http:
         shown = http.get("/api/admin/settings").json()
         assert shown["overridden"] == ["max_attempts"] and shown["values"]["queue_size"] == 100
 
 
 def test_a_second_platform_on_the_database_follows_within_two_seconds(database_url: str) -> None:
-    with serving(database_url) as one, serving(database_url) as two:
+    with serving(database_url, TOKEN) as one, serving(database_url, TOKEN) as two:
         started = time.monotonic()
         assert one.patch("/api/admin/settings", json={"routing_strategy": "priority",
                                                       "queue_size": 3}).status_code == 200
@@ -164,47 +149,15 @@ def test_a_second_platform_on_the_database_follows_within_two_seconds(database_u
 
 # -- the platform really uses them -------------------------------------------------------------------
 
-@contextmanager
-def connected(http: TestClient, client_id: str, api_key: str, max_concurrent: int = 4) -> Iterator[Any]:
-    with http.websocket_connect("/api/ws") as ws:
-        ws.send_bytes(frames.encode(frames.Hello(version=frames.PROTOCOL_VERSION, client_id=client_id,
-                                                 api_key=api_key, models=["m1"],
-                                                 max_concurrent_requests=max_concurrent)))
-        assert isinstance(frames.decode(ws.receive_bytes()), frames.Welcome)
-        yield ws
-
-
-def next_request(ws: Any) -> frames.Request:
-    while not isinstance(frame := frames.decode(ws.receive_bytes()), frames.Request):
-        pass
-    return frame
-
-
-def answer(ws: Any, request: frames.Request) -> None:
-    ws.send_bytes(frames.encode(frames.Chunk(id=request.id, events=[[{"index": 0, "delta": {"content": "ok"}}]])))
-    ws.send_bytes(frames.encode(frames.End(id=request.id)))
-
-
-def in_background(http: TestClient, key: str) -> tuple[threading.Thread, dict[str, Any]]:
-    out: dict[str, Any] = {}
-
-    def run() -> None:
-        out["r"] = http.post("/v1/chat/completions", headers={"Authorization": f"Bearer {key}"},
-                             json={"model": "m1", "messages": [{"role": "user", "content": "hi"}]})
-    thread = threading.Thread(target=run)
-    thread.start()
-    return thread, out
-
-
 def test_the_dispatcher_uses_a_changed_queue_size_at_once(checker: TestClient) -> None:
     key = checker.post("/api/admin/keys", json={"name": "k"}).json()["key"]
     made = checker.post("/api/admin/clients", json={"name": "one"}).json()
     dispatcher = platform_of(checker).dispatcher
     with connected(checker, made["client_id"], made["api_key"], max_concurrent=1) as ws:
-        busy, busy_out = in_background(checker, key)
+        busy, busy_out = chat_in_background(checker, key)
         held = next_request(ws)  # the only slot is taken
         checker.patch("/api/admin/settings", json={"queue_size": 1, "queue_timeout_seconds": 30})
-        waiting, waiting_out = in_background(checker, key)
+        waiting, waiting_out = chat_in_background(checker, key)
         eventually(lambda: dispatcher.queued == 1, what="a request waiting in the queue")
         full = checker.post("/v1/chat/completions", headers={"Authorization": f"Bearer {key}"},
                             json={"model": "m1", "messages": [{"role": "user", "content": "hi"}]})
@@ -217,7 +170,7 @@ def test_the_dispatcher_uses_a_changed_queue_size_at_once(checker: TestClient) -
         answer(ws, next_request(ws))  # the one that waited gets the slot
         busy.join(10)
         waiting.join(10)
-        assert busy_out["r"].status_code == waiting_out["r"].status_code == 200
+        assert busy_out["response"].status_code == waiting_out["response"].status_code == 200
 
 
 def test_the_dispatcher_routes_with_a_changed_strategy(checker: TestClient) -> None:
@@ -231,12 +184,12 @@ def test_the_dispatcher_routes_with_a_changed_strategy(checker: TestClient) -> N
         sockets = {first["client_id"]: ws1, second["client_id"]: ws2}
 
         def served_by() -> str:
-            thread, out = in_background(checker, key)
+            thread, out = chat_in_background(checker, key)
             client_id = eventually(lambda: next((c for c in sockets if registry.get(c).active), None),
                                    what="a client to get the request")
             answer(sockets[client_id], next_request(sockets[client_id]))
             thread.join(10)
-            assert out["r"].status_code == 200
+            assert out["response"].status_code == 200
             return client_id
 
         checker.patch("/api/admin/settings", json={"routing_strategy": "priority"})
@@ -262,7 +215,7 @@ async def _count(engine: Any) -> tuple[int, int]:
 
 
 def test_a_shorter_retention_deletes_old_records_and_contents_at_once(tmp_path: Any) -> None:
-    with serving(f"sqlite+aiosqlite:///{tmp_path / 'r.db'}", record_retention_days=0) as http:
+    with serving(f"sqlite+aiosqlite:///{tmp_path / 'r.db'}", TOKEN, record_retention_days=0) as http:
         engine = platform_of(http).engine
         http.portal.call(_seed_old, engine, dt.datetime.now(dt.UTC) - dt.timedelta(days=10))
         writer_record = RequestRecord(id="new", created_at=dt.datetime.now(dt.UTC), key_id="k", client_id=None,

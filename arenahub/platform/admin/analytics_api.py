@@ -31,9 +31,11 @@ from __future__ import annotations
 import datetime as dt
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
+import anyio
 import msgspec
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.types import Send
 
 from arenahub.platform.admin.client_views import status
 from arenahub.platform.admin.inputs import platform_of, query
@@ -214,9 +216,21 @@ def _stamp(t: dt.datetime) -> str:
     return t.strftime("%Y%m%dT%H%M%SZ")
 
 
+class Download(StreamingResponse):
+    """A streamed export that closes its rows' generator however the download ends: one the browser
+    abandons is cancelled mid-stream, and its database connection must go back to the pool then."""
+
+    async def stream_response(self, send: Send) -> None:
+        try:
+            await super().stream_response(send)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self.body_iterator.aclose()  # type: ignore[attr-defined]
+
+
 def _download(what: str, fmt: str, since: dt.datetime | None, until: dt.datetime | None, body: Any) -> Response:
     span = f"{_stamp(since) if since else 'start'}-{_stamp(until or dt.datetime.now(dt.UTC))}"
-    return StreamingResponse(body, media_type=MEDIA_TYPES[fmt], headers={
+    return Download(body, media_type=MEDIA_TYPES[fmt], headers={
         "Content-Disposition": f'attachment; filename="arenahub-{what}-{span}.{fmt}"', "Cache-Control": "no-store"})
 
 

@@ -1,10 +1,11 @@
 """Reading an admin request's JSON body or query string into a msgspec type, with a 400 that names
-the field (``error.param``) when it does not fit. Shared by every module of the admin API."""
+the field (``error.param``) when it does not fit, and the field types several bodies share. Shared
+by every module of the admin API."""
 
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import msgspec
 from starlette.requests import Request
@@ -16,6 +17,12 @@ if TYPE_CHECKING:
     from arenahub.platform.runtime import Platform
 
 MAX_BODY_BYTES = 256 * 1024
+
+PositiveInt = Annotated[int, msgspec.Meta(ge=1, le=10_000_000)]
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+Email = Annotated[str, msgspec.Meta(max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")]
+# Money travels as decimal strings ("12.50"): floats never touch it. parse_usd says what is wrong.
+Usd = Annotated[str, msgspec.Meta(max_length=40, description='USD as a decimal string, e.g. "12.50"')]
 
 _AT = re.compile(r" - at `\$\.(.+)`$")
 _FIELD = re.compile(r"(?:missing required|unknown) field `(.+)`$")

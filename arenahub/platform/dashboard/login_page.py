@@ -14,23 +14,7 @@ def render_login(csrf_token: str, message: str = "", *, notice: str = "") -> str
     """The page; ``message`` is an error shown above the form, ``notice`` a neutral note (signed out)."""
     alert = (f'\n      <p class="auth-error" role="alert">{escape(message)}</p>' if message else
              f'\n      <p class="auth-notice" role="status">{escape(notice)}</p>' if notice else "")
-    return f"""<!doctype html>
-<html lang="en">
-<head>
-  <meta charset="utf-8">
-  <meta name="viewport" content="width=device-width, initial-scale=1">
-  <meta name="robots" content="noindex">
-  <title>{escape(TITLE)}</title>
-  <link rel="icon" href="data:,">
-  <link rel="stylesheet" href="/dashboard/static/style.css">
-</head>
-<body class="auth-page">
-  <main class="auth-card">
-    <div class="auth-brand">
-      <span class="brand-mark" aria-hidden="true"></span>
-      <span>arenahub</span>
-    </div>
-    <h1>Sign in</h1>
+    return _page(TITLE, f"""<h1>Sign in</h1>
     <p class="auth-lead">Sign in to the dashboard with the admin token or the dashboard password.</p>
     <form method="post" action="/dashboard/login" class="auth-form">{alert}
       <input type="hidden" name="csrf_token" value="{escape(csrf_token)}">
@@ -42,22 +26,25 @@ def render_login(csrf_token: str, message: str = "", *, notice: str = "") -> str
       <button type="submit" class="btn btn-primary auth-submit">Sign in</button>
     </form>
     <p class="auth-hint">Lost the token? On the platform's machine, <code>arenahub admin reset-admin-token</code>
-      makes a new one; <code>arenahub admin set-dashboard-password</code> sets the password.</p>
-  </main>
-</body>
-</html>
-"""
+      makes a new one; <code>arenahub admin set-dashboard-password</code> sets the password.</p>""")
 
 
 def render_message(title: str, message: str, *, link: str = "/dashboard", link_text: str = "Back to the dashboard") -> str:
     """A short page for an error outside the sign-in form (e.g. a sign-out without its CSRF token)."""
+    return _page(f"arenahub \u2014 {title}", f"""<h1>{escape(title)}</h1>
+    <p class="auth-error" role="alert">{escape(message)}</p>
+    <p><a class="btn btn-primary" href="{escape(link)}">{escape(link_text)}</a></p>""")
+
+
+def _page(title: str, content: str) -> str:
+    """The frame both pages share: the head, and a card with the brand above ``content`` (HTML)."""
     return f"""<!doctype html>
 <html lang="en">
 <head>
   <meta charset="utf-8">
   <meta name="viewport" content="width=device-width, initial-scale=1">
   <meta name="robots" content="noindex">
-  <title>arenahub \u2014 {escape(title)}</title>
+  <title>{escape(title)}</title>
   <link rel="icon" href="data:,">
   <link rel="stylesheet" href="/dashboard/static/style.css">
 </head>
@@ -67,9 +54,7 @@ def render_message(title: str, message: str, *, link: str = "/dashboard", link_t
       <span class="brand-mark" aria-hidden="true"></span>
       <span>arenahub</span>
     </div>
-    <h1>{escape(title)}</h1>
-    <p class="auth-error" role="alert">{escape(message)}</p>
-    <p><a class="btn btn-primary" href="{escape(link)}">{escape(link_text)}</a></p>
+    {content}
   </main>
 </body>
 </html>

@@ -39,6 +39,8 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import anyio
+import anyio.lowlevel
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -436,11 +438,27 @@ async def _export(engine: AsyncEngine, query: sa.Select[Any], columns: Sequence[
     if fmt not in FORMATS:
         raise ValueError(f"export format {fmt!r} is not one of {', '.join(FORMATS)}")
     first = True
-    async with engine.connect() as conn:
-        result = await conn.stream(query.execution_options(yield_per=chunk_rows))
-        async for rows in result.partitions():
+    # A download the browser abandons is cancelled. A read cancelled half-way leaves the driver's
+    # connection unusable (it is thrown away, noisily), so the reads and the close are shielded and
+    # the cancellation lands between chunks (the checkpoint: the server's send to a gone browser
+    # may return without waiting), and the connection goes back to the pool.
+    with anyio.CancelScope(shield=True):
+        conn = await engine.connect()
+    try:
+        with anyio.CancelScope(shield=True):
+            result = await conn.stream(query.execution_options(yield_per=chunk_rows))
+        partitions = result.partitions()
+        while True:
+            with anyio.CancelScope(shield=True):
+                rows = await anext(partitions, None)
+            if rows is None:
+                break
             yield _encode(rows, columns, fmt, first)
             first = False
+            await anyio.lowlevel.checkpoint()
+    finally:
+        with anyio.CancelScope(shield=True):
+            await conn.close()
     yield _encode([], columns, fmt, first) + (b"\n]\n" if fmt == "json" else b"")
 
 

@@ -3,7 +3,8 @@
 The platform keeps the live ledger in memory (``billing.ledger``) and persists its entries in
 batches; it starts from per-key totals summed here. The CLI writes top-ups and prices here
 directly; a running platform merges them within seconds (``money_since``, ``prices_since``).
-Statements are grouped in SQL, so they cost the same whatever the size of the book.
+Statements read the per-day sums of ``ledger_days`` (written with the entries) for whole days and the
+entries only for the ragged ends of a period, so a month costs about what a day does.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from arenahub.platform.billing.ledger import ClientEarnings, Entry, Kind
 from arenahub.platform.billing.pricing import Price, format_usd
 from arenahub.platform.billing.statements import StatementLine, totals
 from arenahub.platform.credentials import new_id
+from arenahub.platform.storage import ledger_days
 from arenahub.platform.storage.accounts import _aware, utcnow
 from arenahub.platform.storage.schema import ledger_entries, model_prices
 
@@ -48,12 +50,16 @@ def entry_from_row(row: Any) -> Entry:
 
 
 async def insert_entries(engine: AsyncEngine, entries: Sequence[Entry]) -> None:
-    """Persist entries; idempotent (a batch retried after a lost acknowledgement inserts nothing twice)."""
+    """Persist entries, and add the settles among them to ledger_days in the same transaction.
+
+    Idempotent: a batch retried after a lost acknowledgement inserts nothing twice, and only the
+    entries this insert really added (RETURNING) are added to the day sums."""
     if not entries:
         return
-    stmt = _insert(engine, ledger_entries).on_conflict_do_nothing()
+    stmt = _insert(engine, ledger_entries).on_conflict_do_nothing().returning(ledger_entries.c.entry_id)
     async with engine.begin() as conn:
-        await conn.execute(stmt, [entry_row(e) for e in entries])
+        added = set((await conn.execute(stmt, [entry_row(e) for e in entries])).scalars().all())
+        await ledger_days.add(conn, (e for e in entries if e.entry_id in added))
 
 
 @dataclass(frozen=True)
@@ -141,43 +147,15 @@ async def entries_for_request(engine: AsyncEngine, request_id: str) -> list[Entr
     return [entry_from_row(r) for r in rows]
 
 
-def _day(conn: AsyncConnection, column: Any) -> Any:
-    if conn.dialect.name == "postgresql":
-        return sa.cast(sa.func.timezone("UTC", column), sa.Date)
-    return sa.func.date(column)  # SQLite keeps UTC text: 'YYYY-MM-DD HH:MM:SS...'
-
-
 async def statement(engine: AsyncEngine, *, by: str, key_id: str | None = None, client_id: str | None = None,
                     since: dt.datetime | None = None, until: dt.datetime | None = None) -> list[StatementLine]:
     """Served requests grouped by account (``by``: "key" or "client"), UTC day and model.
 
     Filters combine: ``key_id`` and ``client_id`` narrow the requests counted; ``since`` is
-    inclusive and ``until`` exclusive.
+    inclusive and ``until`` exclusive. Whole days come from ledger_days, the ragged ends of the
+    period from the entries (see ledger_days.py).
     """
-    e = ledger_entries.c
-    account = {"key": e.key_id, "client": e.client_id}[by]
-    async with engine.connect() as conn:
-        day = _day(conn, e.created_at).label("day")
-        query = (sa.select(account.label("account"), day, e.model, sa.func.count().label("requests"),
-                           sa.func.sum(e.prompt_tokens).label("prompt"),
-                           sa.func.sum(e.completion_tokens).label("completion"),
-                           sa.func.sum(e.images).label("images"), sa.func.sum(-e.amount).label("cost"),
-                           sa.func.sum(e.uncharged).label("uncharged"))
-                 .where(e.kind == Kind.SETTLE.value, account.is_not(None))
-                 .group_by(account, day, e.model).order_by(account, day, e.model))
-        if key_id is not None:
-            query = query.where(e.key_id == key_id)
-        if client_id is not None:
-            query = query.where(e.client_id == client_id)
-        # Compare in UTC: SQLite keeps times as UTC text, so another offset would compare as clock text.
-        if since is not None:
-            query = query.where(e.created_at >= since.astimezone(dt.UTC))
-        if until is not None:
-            query = query.where(e.created_at < until.astimezone(dt.UTC))
-        rows = (await conn.execute(query)).all()
-    return [StatementLine(r.account, r.day if isinstance(r.day, dt.date) else dt.date.fromisoformat(r.day),
-                          r.model or "", int(r.requests), int(r.prompt), int(r.completion), int(r.images),
-                          int(r.cost), int(r.uncharged)) for r in rows]
+    return await ledger_days.statement(engine, by=by, key_id=key_id, client_id=client_id, since=since, until=until)
 
 
 # --- prices ---------------------------------------------------------------------------------------

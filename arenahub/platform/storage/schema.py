@@ -125,8 +125,9 @@ ledger_entries = sa.Table(
     sa.Column("note", sa.String(500)),
     # One reserve and one closing entry per request, whatever retries a writer makes.
     sa.UniqueConstraint("request_id", "kind", name="uq_ledger_entries_request_kind"),
-    sa.Index("ix_ledger_entries_key_created", "key_id", "created_at"),
-    sa.Index("ix_ledger_entries_client_created", "client_id", "created_at"),
+    # With the kind: a key's or client's settles of a period are one range (statements' ragged ends).
+    sa.Index("ix_ledger_entries_key_kind_created", "key_id", "kind", "created_at"),
+    sa.Index("ix_ledger_entries_client_kind_created", "client_id", "kind", "created_at"),
     sa.Index("ix_ledger_entries_kind_created", "kind", "created_at"),
 )
 
@@ -222,3 +223,26 @@ request_days = sa.Table(
 # Filters of the request log and its exports that the indexes above do not cover.
 sa.Index("ix_request_records_status_created", request_records.c.status, request_records.c.created_at)
 sa.Index("ix_request_records_error_created", request_records.c.error_code, request_records.c.created_at)
+
+# The ledger's settle entries (served requests) summed per UTC day, in several shapes (which of key,
+# client and model a row keeps; the others are ""), kept up to date by the entries' writer in the
+# same transaction as the entries (see ledger_days.py), so statements read these for whole days:
+# "key+model" and "client+model" are the statements' lines; "key", "client" and "model" the usage
+# page's totals per key, client and model. Settles with no client are only in the shapes without one.
+ledger_days = sa.Table(
+    "ledger_days", metadata,
+    sa.Column("shape", sa.String(16), primary_key=True),  # one of ledger_days.SHAPES
+    sa.Column("day", TS, primary_key=True),  # UTC midnight
+    sa.Column("key_id", sa.String(40), primary_key=True),
+    sa.Column("client_id", sa.String(40), primary_key=True),
+    sa.Column("model", sa.String(200), primary_key=True),
+    sa.Column("requests", sa.BigInteger, nullable=False),
+    sa.Column("prompt_tokens", sa.BigInteger, nullable=False),
+    sa.Column("completion_tokens", sa.BigInteger, nullable=False),
+    sa.Column("images", sa.BigInteger, nullable=False),
+    sa.Column("cost", sa.BigInteger, nullable=False),  # micro-USD charged (-amount)
+    sa.Column("uncharged", sa.BigInteger, nullable=False),
+    sa.Index("ix_ledger_days_key", "shape", "key_id", "day"),
+    sa.Index("ix_ledger_days_client", "shape", "client_id", "day"),
+    sqlite_with_rowid=False,
+)

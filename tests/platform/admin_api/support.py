@@ -1,34 +1,16 @@
 """Helpers of the admin API tests: the app's state, its event loop, and real client sessions over the
-in-process tunnel."""
+in-process tunnel (the helpers every platform test shares are in ``tests/platform/support.py``)."""
 
-import time
-from contextlib import contextmanager
-
-import pytest
+from contextlib import AbstractContextManager
+from typing import Any
 
 from arenahub.platform.billing import Entry, Kind, Usage
 from arenahub.platform.storage import billing_store
 from arenahub.protocol import frames
+from tests.platform import support
+from tests.platform.support import call, platform_of
 
 TOKEN = "adm-test-token"
-
-
-def platform_of(http):
-    return http.app.state.platform
-
-
-def call(http, fn, *args, **kwargs):
-    """Run ``fn`` (a coroutine function) on the app's event loop, where its engine lives."""
-    return http.portal.call(lambda: fn(*args, **kwargs))
-
-
-def eventually(check, timeout=5.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while not (result := check()):
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what} not reached within {timeout} s")
-        time.sleep(0.02)
-    return result
 
 
 def stop_following_client_changes(http):
@@ -39,19 +21,9 @@ def stop_following_client_changes(http):
             http.portal.call(task.cancel)
 
 
-def new_client(http, **body):
-    made = http.post("/api/admin/clients", json={"name": "box", **body}).json()
-    return made["client_id"], made["api_key"]
-
-
-@contextmanager
-def connected(http, client_id, api_key, models=("m1",)):
-    """A real client session over the in-process tunnel."""
-    with http.websocket_connect("/api/ws") as ws:
-        ws.send_bytes(frames.encode(frames.Hello(version=frames.PROTOCOL_VERSION, client_id=client_id,
-                                                 api_key=api_key, models=list(models), max_concurrent_requests=10)))
-        assert isinstance(frames.decode(ws.receive_bytes()), frames.Welcome)
-        yield ws
+def connected(http, client_id, api_key, models=("m1",)) -> AbstractContextManager[Any]:
+    """A real client session over the in-process tunnel, with room for 10 requests."""
+    return support.connected(http, client_id, api_key, models, max_concurrent=10)
 
 
 def next_routing(ws):

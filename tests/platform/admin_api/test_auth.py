@@ -52,6 +52,7 @@ def test_openapi_documents_every_route(admin):
                                  "/api/admin/clients/{client_id}/clear-maintenance", "/api/admin/clients/{client_id}/package",
                                  "/api/admin/clients/{client_id}/earnings", "/api/admin/status",
                                  "/api/admin/prices", "/api/admin/prices/{model}", "/api/admin/usage",
+                                 "/api/admin/usage/summary",
                                  "/api/admin/analytics/overview", "/api/admin/analytics/summaries",
                                  "/api/admin/requests", "/api/admin/requests/{request_id}",
                                  "/api/admin/exports/requests", "/api/admin/exports/aggregates",

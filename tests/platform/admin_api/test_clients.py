@@ -10,15 +10,12 @@ from starlette.websockets import WebSocketDisconnect
 from arenahub.platform.storage import accounts
 from arenahub.protocol import frames
 from tests.platform.admin_api.support import (
-    call,
     chat,
     connected,
-    eventually,
-    new_client,
     next_routing,
-    platform_of,
     stop_following_client_changes,
 )
+from tests.platform.support import call, eventually, platform_of, register
 
 
 def test_clients(admin):
@@ -58,7 +55,7 @@ def test_package_download_carries_a_new_key_and_the_old_one_stops(admin):
 
 def test_show_and_change_a_connected_client(admin):
     stop_following_client_changes(admin)
-    client_id, api_key = new_client(admin, max_concurrent=8, rpm=60)
+    client_id, api_key = register(admin, max_concurrent=8, rpm=60)
     shown = admin.get(f"/api/admin/clients/{client_id}")
     assert shown.status_code == 200, shown.text
     assert shown.json()["live"] is None and shown.json()["id"] == client_id and "api_key_hash" not in shown.json()
@@ -98,7 +95,7 @@ def test_show_and_change_a_connected_client(admin):
 
 def test_drain_keeps_work_in_flight_and_takes_no_new_work(admin):
     stop_following_client_changes(admin)
-    client_id, api_key = new_client(admin)
+    client_id, api_key = register(admin)
     key = admin.post("/api/admin/keys", json={"name": "k"}).json()["key"]
     with connected(admin, client_id, api_key) as ws:
         answer = {}
@@ -145,7 +142,7 @@ def test_drain_keeps_work_in_flight_and_takes_no_new_work(admin):
 
 def test_disabling_a_connected_client_closes_its_session(admin):
     stop_following_client_changes(admin)
-    client_id, api_key = new_client(admin)
+    client_id, api_key = register(admin)
     with connected(admin, client_id, api_key) as ws:
         session = platform_of(admin).registry.get(client_id)
         r = admin.patch(f"/api/admin/clients/{client_id}", json={"disabled": True})
@@ -170,7 +167,7 @@ def test_disabling_a_connected_client_closes_its_session(admin):
 def test_clear_maintenance(admin):
     stop_following_client_changes(admin)
     platform = platform_of(admin)
-    client_id, api_key = new_client(admin)
+    client_id, api_key = register(admin)
     with connected(admin, client_id, api_key) as ws:
         health = platform.dispatcher.health_of(client_id)
         now = platform.dispatcher.clock()

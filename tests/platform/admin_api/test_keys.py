@@ -3,7 +3,7 @@
 import datetime as dt
 
 from arenahub.platform.storage import billing_store
-from tests.platform.admin_api.support import call, eventually, platform_of
+from tests.platform.support import call, eventually, platform_of
 
 
 def test_key_lifecycle(admin):

@@ -4,13 +4,8 @@ import datetime as dt
 
 from arenahub.platform.billing import DEFAULT_PRICES, Price
 from arenahub.platform.storage import billing_store
-from tests.platform.admin_api.support import (
-    call,
-    eventually,
-    platform_of,
-    serve,
-    served_earlier,
-)
+from tests.platform.admin_api.support import serve, served_earlier
+from tests.platform.support import call, eventually, platform_of
 
 
 def test_prices(admin):

@@ -8,7 +8,7 @@ import re
 import pytest
 
 from arenahub.platform.admin.api import ROUTES
-from tests.platform.admin_api.support import new_client, platform_of
+from tests.platform.support import platform_of, register
 
 
 @pytest.fixture
@@ -129,7 +129,7 @@ def test_bad_usage_queries_name_the_parameter(admin, query, param):
     ({"maintenance_reason": None}, "maintenance_reason"),
 ])
 def test_bad_client_changes_name_the_field_and_change_nothing(admin, body, param):
-    client_id, _ = new_client(admin)
+    client_id, _ = register(admin)
     before = admin.get(f"/api/admin/clients/{client_id}").json()
     r = admin.patch(f"/api/admin/clients/{client_id}", json={"priority": 5, **body})
     assert r.status_code == 400, r.text
@@ -140,7 +140,7 @@ def test_bad_client_changes_name_the_field_and_change_nothing(admin, body, param
 @pytest.mark.parametrize("body, param", [({"reason": "x" * 201}, "reason"), ({"why": "x"}, "why"),
                                          ({"reason": 5}, "reason")])
 def test_bad_drain_bodies_name_the_field(admin, body, param):
-    client_id, _ = new_client(admin)
+    client_id, _ = register(admin)
     r = admin.post(f"/api/admin/clients/{client_id}/drain", json=body)
     assert r.status_code == 400 and r.json()["error"]["param"] == param, r.text
     r = admin.post(f"/api/admin/clients/{client_id}/drain", content=b"{nope")

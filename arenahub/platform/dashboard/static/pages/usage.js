@@ -1,6 +1,7 @@
 // Usage & billing: what keys were charged and clients earned over a period (presets or custom
 // dates), by key, client and model, with the cost per day; exports of the period's aggregates.
-// From GET /api/admin/usage: the stored book, by UTC day and model.
+// From GET /api/admin/usage/summary: the stored book's sums per key, client, model and UTC day, and
+// the newest statement lines (the whole statement of a busy month has hundreds of thousands).
 
 import { api, dataTable, download, fmtInt, fmtMicros, fmtUsd, h, toast } from "../ui.js";
 import { barChart } from "../charts.js";
@@ -27,21 +28,11 @@ function presetDays(preset, now = new Date()) {
   }
 }
 
+const LINES = 1000; // statement lines shown: the newest
 const plural = (n, word) => `${fmtInt(n)} ${word}${n === 1 ? "" : "s"}`;
 const sum = (rows, name) => rows.reduce((acc, r) => acc + (Number(r[name]) || 0), 0);
-
-// Statement lines (per account, day and model) summed by `field`.
-function group(lines, field) {
-  const out = new Map();
-  for (const ln of lines) {
-    const id = ln[field] ?? "";
-    const g = out.get(id) || { id, requests: 0, prompt_tokens: 0, completion_tokens: 0, images: 0, cost_micros: 0,
-      uncharged_micros: 0 };
-    for (const n of ["requests", "prompt_tokens", "completion_tokens", "images", "cost_micros", "uncharged_micros"]) g[n] += Number(ln[n]) || 0;
-    out.set(id, g);
-  }
-  return [...out.values()];
-}
+// The summary's rows (by key, client or model) with their account as `id`.
+const withId = (rows, field) => rows.map((r) => ({ ...r, id: r[field] ?? "" }));
 
 function card(id, label, value, sub) {
   return h("div", { class: "card", dataset: { card: id, value } }, h("div", { class: "card-label" }, label),
@@ -168,7 +159,7 @@ export default {
       const days = [];
       for (let d = midnight(state.from); d <= midnight(state.to); d = addDays(d, 1)) days.push(d);
       const costs = new Map();
-      for (const ln of report.by_key) costs.set(ln.day, (costs.get(ln.day) || 0) + Number(ln.cost_micros) / 1e6);
+      for (const d of report.by_day) costs.set(d.day, Number(d.cost_micros) / 1e6);
       return { times: days.map((d) => d.getTime() - DAY_MS / 2), values: days.map((d) => costs.get(dateText(d)) || 0) };
     }
 
@@ -182,7 +173,7 @@ export default {
       const mine = ++seq;
       try {
         const [report, keys, clients] = await Promise.all([
-          api("GET", "/usage", null, { query: { ...period(), key: state.key, client: state.client } }),
+          api("GET", "/usage/summary", null, { query: { ...period(), key: state.key, client: state.client, lines: LINES } }),
           api("GET", "/keys"), api("GET", "/clients")]);
         if (mine !== seq) return; // a newer choice is on its way
         const keyOf = new Map(keys.data.map((k) => [k.id, k]));
@@ -191,9 +182,9 @@ export default {
         options(clientSelect, "All clients", clients.data, state.client);
         const t = report.total;
         const earned = sum(report.by_client, "cost_micros");
-        const clientCount = new Set(report.by_client.map((l) => l.client_id)).size;
+        const clientCount = report.by_client.length;
         cards.replaceChildren(
-          card("requests", "Requests", fmtInt(t.requests), plural(new Set(report.by_key.map((l) => l.key_id)).size, "key")),
+          card("requests", "Requests", fmtInt(t.requests), plural(report.by_key.length, "key")),
           card("tokens", "Tokens", fmtInt(t.total_tokens), `${fmtInt(t.prompt_tokens)} prompt · ${fmtInt(t.completion_tokens)} completion`),
           card("charged", "Charged", fmtUsd(t.cost_usd), t.uncharged_micros ? `${fmtMicros(t.uncharged_micros)} not charged (credit ran out)` : "to consumer keys"),
           card("earned", "Client earnings", fmtMicros(earned), plural(clientCount, "client")));
@@ -202,14 +193,16 @@ export default {
         chart.update({ series: [{ name: "Charged (USD)", values: days.values }], times: days.times });
         // Names and credit go into the rows: a row is drawn again only when its data changes.
         const when = period();
-        byKey.update(group(report.by_key, "key_id").map((r) => {
+        byKey.update(withId(report.by_key, "key_id").map((r) => {
           const k = keyOf.get(r.id);
           return { ...r, ...when, name: k?.name, credit: !k ? null : k.unlimited ? "Unlimited" : k.credit.available_usd };
         }));
-        byClient.update(group(report.by_client, "client_id").map((r) => ({ ...r, ...when, name: clientOf.get(r.id)?.name })));
-        byModel.update(group(report.by_key, "model"));
-        lines.update(report.by_key.map((ln) => ({ ...ln, key_name: keyOf.get(ln.key_id)?.name })));
-        linesCount.textContent = plural(report.by_key.length, "line");
+        byClient.update(withId(report.by_client, "client_id").map((r) => ({ ...r, ...when, name: clientOf.get(r.id)?.name })));
+        byModel.update(withId(report.by_model, "model"));
+        lines.update(report.lines.map((ln) => ({ ...ln, key_name: keyOf.get(ln.key_id)?.name })));
+        linesCount.textContent = report.lines.length < report.lines_total
+          ? `the newest ${fmtInt(report.lines.length)} of ${plural(report.lines_total, "line")} (choose a key to narrow them)`
+          : plural(report.lines_total, "line");
         root.dataset.loaded = "true";
       } catch (err) {
         toast(`Usage: ${err.message}`, "error");

@@ -1,0 +1,167 @@
+"""``/api/admin/clients``: registering clients, changing their settings (applied to a live session
+at once), drain, maintenance, the client package download and earnings. The read-only views and
+delete are in ``client_views.py``; routes are declared in ``api.ROUTES``."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Annotated, Any
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from arenahub.platform import client_package
+from arenahub.platform.admin import client_views
+from arenahub.platform.admin.inputs import Email, Name, PositiveInt
+from arenahub.platform.admin.inputs import json_body as _body
+from arenahub.platform.admin.inputs import platform_of as _platform
+from arenahub.platform.billing import format_usd
+from arenahub.platform.storage import accounts
+from arenahub.protocol import frames
+from arenahub.protocol.errors import NotFound
+
+if TYPE_CHECKING:
+    from arenahub.platform.runtime import Platform
+
+log = logging.getLogger("arenahub.platform.admin")
+
+Url = Annotated[str, msgspec.Meta(max_length=500, pattern=r"^https?://\S+$")]
+
+
+class ClientCreate(msgspec.Struct, forbid_unknown_fields=True):
+    name: Name
+    email: Email | None = None
+    bridge_url: Url = "http://127.0.0.1:5102"
+    rpm: PositiveInt | None = None
+    max_concurrent: PositiveInt = 4
+
+
+class ClientUpdate(msgspec.Struct, forbid_unknown_fields=True):
+    """Only the fields sent change; send null to clear rpm or email. A connected client gets it at once."""
+
+    name: Name | msgspec.UnsetType = msgspec.UNSET
+    email: Email | None | msgspec.UnsetType = msgspec.UNSET
+    bridge_url: Url | msgspec.UnsetType = msgspec.UNSET
+    rpm: PositiveInt | None | msgspec.UnsetType = msgspec.UNSET
+    max_concurrent: Annotated[int, msgspec.Meta(ge=1, le=10_000)] | msgspec.UnsetType = msgspec.UNSET
+    priority: Annotated[int, msgspec.Meta(ge=-1000, le=1000, description="higher is chosen first by the "
+                                          "priority strategy (default 0)")] | msgspec.UnsetType = msgspec.UNSET
+    weight: Annotated[int, msgspec.Meta(ge=1, le=1000, description="share of requests among equals in the random "
+                                        "and priority strategies (default 1)")] | msgspec.UnsetType = msgspec.UNSET
+    disabled: Annotated[bool, msgspec.Meta(description="true also closes its connection")] | msgspec.UnsetType = (
+        msgspec.UNSET)
+
+
+class DrainRequest(msgspec.Struct, forbid_unknown_fields=True):
+    reason: Annotated[str, msgspec.Meta(max_length=200, description="why; written to the platform log")] | None = None
+
+
+async def list_clients(request: Request) -> Response:
+    return client_views.json_response({"data": await client_views.client_views(_platform(request))})
+
+
+def _no_client(client_id: str) -> NotFound:
+    return NotFound(f"No client with id {client_id!r}.", code="client_not_found")
+
+
+async def _show(platform: Platform, client_id: str) -> Response:
+    client = await client_views.client_view(platform, client_id)
+    if client is None:
+        raise _no_client(client_id)
+    return JSONResponse(client)
+
+
+async def show_client(request: Request) -> Response:
+    return await _show(_platform(request), request.path_params["client_id"])
+
+
+async def _change_client(request: Request, **values: Any) -> Response:
+    """Store the change, then apply it to the live session now rather than at the next poll."""
+    platform = _platform(request)
+    client_id = request.path_params["client_id"]
+    account: accounts.ClientAccount | None = None
+    if not values or await accounts.update_client(platform.engine, client_id, **values):
+        account = await accounts.get_client(platform.engine, client_id)
+    if account is None:
+        raise _no_client(client_id)
+    platform.client_settings_changed(account)
+    session = platform.registry.get(client_id)
+    if account.disabled and session is not None and not session.closed:
+        log.info("client %s disabled by an administrator; closing its connection", client_id)
+        # What the tunnel answers a disabled client on connect: the client stops reconnecting.
+        await session.close(frames.CLOSE_FORBIDDEN, "this client is disabled by an administrator")
+    return await _show(platform, client_id)
+
+
+async def update_client(request: Request) -> Response:
+    body: ClientUpdate = await _body(request, ClientUpdate)
+    return await _change_client(request, **{f: v for f in body.__struct_fields__
+                                            if (v := getattr(body, f)) is not msgspec.UNSET})
+
+
+async def drain_client(request: Request) -> Response:
+    body: DrainRequest = await _body(request, DrainRequest)
+    response = await _change_client(request, draining=True)
+    log.info("client %s drained by an administrator: %s", request.path_params["client_id"],
+             body.reason or "no reason given")
+    return response
+
+
+async def undrain_client(request: Request) -> Response:
+    response = await _change_client(request, draining=False)
+    log.info("client %s undrained by an administrator", request.path_params["client_id"])
+    return response
+
+
+async def clear_maintenance(request: Request) -> Response:
+    return await _change_client(request, maintenance_reason=None, maintenance_since=None)
+
+
+_WHEELS = client_package.WheelCache()
+
+
+async def download_package(request: Request) -> Response:
+    """The client package with a NEW api key (keys are stored hashed): the old key stops working and a
+    connected client is disconnected with the reason."""
+    platform = _platform(request)
+    client_id = request.path_params["client_id"]
+    account = await accounts.get_client(platform.engine, client_id)
+    if account is None:
+        raise _no_client(client_id)
+    platform_url = str(request.base_url).rstrip("/") + "/api"
+    wheel = await asyncio.to_thread(_WHEELS.get)
+    api_key = await accounts.regenerate_client_key(platform.engine, client_id)
+    if api_key is None:
+        raise _no_client(client_id)
+    data = await asyncio.to_thread(
+        client_package.build_client_package, platform_url=platform_url, client_id=client_id, api_key=api_key,
+        client_name=account.name, bridge_url=account.bridge_url, max_concurrent_requests=account.max_concurrent,
+        wheel=wheel)
+    fresh = await accounts.get_client(platform.engine, client_id)
+    if fresh is not None:
+        platform.client_settings_changed(fresh)  # ends a connection made with the old key, with the reason
+    return Response(data, media_type="application/zip", headers={
+        "Content-Disposition": f'attachment; filename="{client_package.package_filename(client_id)}"',
+        "Cache-Control": "no-store"})
+
+
+async def create_client(request: Request) -> Response:
+    body: ClientCreate = await _body(request, ClientCreate)
+    client_id, api_key = await accounts.create_client(
+        _platform(request).engine, name=body.name, email=body.email, bridge_url=body.bridge_url, rpm=body.rpm,
+        max_concurrent=body.max_concurrent)
+    return JSONResponse({"client_id": client_id, "api_key": api_key}, status_code=201)
+
+
+async def client_earnings(request: Request) -> Response:
+    platform = _platform(request)
+    client_id = request.path_params["client_id"]
+    if await accounts.get_client(platform.engine, client_id) is None:
+        raise _no_client(client_id)
+    e = platform.accounting.ledger.earnings(client_id)
+    return JSONResponse({"client_id": client_id, "requests": e.requests, "prompt_tokens": e.prompt_tokens,
+                         "completion_tokens": e.completion_tokens,
+                         "total_tokens": e.prompt_tokens + e.completion_tokens, "images": e.images,
+                         "value_usd": format_usd(e.value), "value_micros": e.value})
