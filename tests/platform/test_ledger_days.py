@@ -66,7 +66,8 @@ def periods(seed: int) -> list[tuple[dt.datetime | None, dt.datetime | None]]:
 
 
 def within(entries: list[Entry], key_id: str | None, client_id: str | None) -> list[Entry]:
-    return [e for e in entries if (key_id is None or e.key_id == key_id) and (client_id is None or e.client_id == client_id)]
+    return [e for e in entries
+            if (key_id is None or e.key_id == key_id) and (client_id is None or e.client_id == client_id)]
 
 
 async def old_statement(engine: AsyncEngine, *, by: str, key_id: str | None, client_id: str | None,

@@ -12,7 +12,7 @@ from the raw ``ledger_entries``, so a month costs about what a day does. Whateve
 filters, the figures equal those summed from the raw entries (``billing.statements``).
 
     await statement(engine, by="key" | "client", key_id=, client_id=, since=, until=) -> [StatementLine]
-    await summary(engine, key_id=, client_id=, since=, until=, lines=200) -> dict   # the usage page's
+    await summary(engine, key_id=, client_id=, since=, until=, lines=1000) -> dict  # the usage page's
     day_rows(entries) -> rows to upsert; await add(conn, entries)                 # the writer's part
 """
 
@@ -53,6 +53,7 @@ def day_rows(entries: Iterable[Entry]) -> list[dict[str, Any]]:
         created = created.replace(tzinfo=dt.UTC) if created.tzinfo is None else created.astimezone(dt.UTC)
         day = created.replace(hour=0, minute=0, second=0, microsecond=0)
         key, client, model = e.key_id, e.client_id, e.model or ""
+        # One row of each of SHAPES, the accounts it drops left "".
         idents = [("model", day, "", "", model), ("key", day, key, "", ""), ("key+model", day, key, "", model)]
         if client is not None:
             idents += [("client", day, "", client, ""), ("client+model", day, "", client, model)]

@@ -28,13 +28,15 @@ def test_the_summary_adds_up_the_statement_and_keeps_the_newest_lines(admin):
                        model="m-a", prompt=100, completion=100, charge=1000 * days)
     eventually(lambda: admin.get("/api/admin/usage").json()["total"]["requests"] == 6, what="usage persisted")
 
-    period = {"since": (midnight - dt.timedelta(days=3, hours=-2)).isoformat(), "until": dt.datetime.now(dt.UTC).isoformat()}
+    period = {"since": (midnight - dt.timedelta(days=3, hours=-2)).isoformat(),
+              "until": dt.datetime.now(dt.UTC).isoformat()}
     for filters in ({}, {"key": k1}, {"client": c2}, {"key": k1, "client": c1}):
         full = admin.get("/api/admin/usage", params={**period, **filters}).json()
         summary = admin.get("/api/admin/usage/summary", params={**period, **filters}).json()
         assert summary["filters"] == full["filters"] and summary["total"] == full["total"], filters
         assert {x["key_id"]: x["cost_micros"] for x in summary["by_key"]} == _summed(full["by_key"], "key_id")
-        assert {x["client_id"]: x["cost_micros"] for x in summary["by_client"]} == _summed(full["by_client"], "client_id")
+        assert {x["client_id"]: x["cost_micros"] for x in summary["by_client"]} == _summed(full["by_client"],
+                                                                                           "client_id")
         assert {x["model"]: x["cost_micros"] for x in summary["by_model"]} == _summed(full["by_key"], "model")
         assert {x["day"]: x["cost_micros"] for x in summary["by_day"]} == _summed(full["by_key"], "day")
         newest = sorted(full["by_key"], key=lambda x: (x["day"], x["key_id"], x["model"]))
