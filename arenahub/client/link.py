@@ -294,7 +294,8 @@ class PlatformLink:
         except RelayError as exc:
             log.warning("request %s failed: %s", req.id, exc.message)
             await self._send_quietly(frames.Error(id=req.id, code=exc.code, message=exc.message,
-                                                  status=exc.status, retryable=exc.retryable))
+                                                  status=exc.status, retryable=exc.retryable,
+                                                  retry_after=exc.retry_after))
         except asyncio.CancelledError:
             cancelled = True
             raise

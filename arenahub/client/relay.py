@@ -22,12 +22,23 @@ _encode = msgspec.json.Encoder().encode
 class RelayError(Exception):
     """The bridge could not answer; carries what the platform needs to decide on a retry."""
 
-    def __init__(self, message: str, *, code: str, status: int = 502, retryable: bool = False) -> None:
+    def __init__(self, message: str, *, code: str, status: int = 502, retryable: bool = False,
+                 retry_after: float | None = None) -> None:
         super().__init__(message)
         self.message, self.code, self.status, self.retryable = message, code, status, retryable
+        self.retry_after = retry_after
 
 
-def _error_from_body(status: int, body: bytes) -> RelayError:
+def _retry_after(value: str | None) -> float | None:
+    """A Retry-After header in seconds (dates are not used by the bridge); None when absent or unreadable."""
+    try:
+        seconds = float(value) if value else None
+    except ValueError:
+        return None
+    return seconds if seconds is not None and 0 < seconds <= 86_400 else None
+
+
+def _error_from_body(status: int, body: bytes, retry_after: str | None = None) -> RelayError:
     message, code = f"the bridge answered HTTP {status}", "bridge_error"
     try:
         data = _json.decode(body)
@@ -44,7 +55,8 @@ def _error_from_body(status: int, body: bytes) -> RelayError:
         if text:
             message = f"{message}: {text}"
     # 5xx and 429 depend on this bridge and its session; another client may well succeed.
-    return RelayError(message, code=code, status=status, retryable=status >= 500 or status == 429)
+    return RelayError(message, code=code, status=status, retryable=status >= 500 or status == 429,
+                      retry_after=_retry_after(retry_after) if status == 429 else None)
 
 
 class BridgeRelay:
@@ -105,7 +117,7 @@ class BridgeRelay:
             async with self._http.post(self._base + "/v1/chat/completions", data=_encode(request),
                                        headers={**self._headers, "Content-Type": "application/json"}) as resp:
                 if resp.status != 200:
-                    raise _error_from_body(resp.status, await resp.read())
+                    raise _error_from_body(resp.status, await resp.read(), resp.headers.get("retry-after"))
                 if "text/event-stream" not in resp.headers.get("content-type", ""):
                     yield self._single(await resp.read())
                     return

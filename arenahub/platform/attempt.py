@@ -10,6 +10,7 @@ tells its dispatcher which, for the client's health.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -27,9 +28,24 @@ if TYPE_CHECKING:
 Answer = frames.Chunk | frames.End
 
 
+MAX_RETRY_AFTER = 3600.0
+
+
+def retry_after(frame: frames.Error) -> float | None:
+    """A 429 frame's wait, bounded (a client may say anything); None when it gave none."""
+    if frame.status != 429 or frame.retry_after is None or not frame.retry_after > 0:
+        return None
+    return min(float(frame.retry_after), MAX_RETRY_AFTER)
+
+
 def client_error(frame: frames.Error) -> UpstreamError:
     status = frame.status if 400 <= frame.status <= 599 else 502
-    return UpstreamError(frame.message, code=frame.code, status=status)
+    wait = retry_after(frame)
+    headers = {"Retry-After": str(max(1, math.ceil(wait)))} if wait is not None else None
+    error = UpstreamError(frame.message, code=frame.code, status=status, headers=headers)
+    if status == 429:
+        error.type = "rate_limit_error"
+    return error
 
 
 def client_fault(frame: frames.Error) -> bool:

@@ -28,6 +28,7 @@ from arenahub.platform.attempt import (
     client_error,
     client_fault,
     error_outcome,
+    retry_after,
 )
 from arenahub.platform.exchange import Exchange
 from arenahub.platform.health import ClientHealth, HealthPolicy
@@ -57,12 +58,14 @@ from arenahub.protocol.errors import (
     NoClientAvailable,
     QueueFull,
     UpstreamError,
+    UpstreamRateLimited,
     UpstreamTimeout,
 )
 
 log = logging.getLogger("arenahub.platform.dispatch")
 
 AFFINITY_MAX = 100_000
+DEFAULT_UPSTREAM_WAIT = 30.0  # a client's 429 that says no Retry-After
 
 
 class _Waiter:
@@ -184,14 +187,14 @@ class Dispatcher:
 
     def _blocked(self, session: ClientSession, now: float) -> tuple[str, float | None] | None:
         h = self.health.get(session.client_id)
-        if h is None:
-            return None
-        if h.maintenance is not None:
-            return ("maintenance", None)
-        wait = h.blocked_for(now)
-        if wait is None:
-            return None
-        return ("probing", None) if wait == 0 else ("cooling", wait)
+        if h is not None:
+            if h.maintenance is not None:
+                return ("maintenance", None)
+            wait = h.blocked_for(now)
+            if wait is not None:
+                return ("probing", None) if wait == 0 else ("cooling", wait)
+        upstream = session.upstream_wait()
+        return ("upstream_limited", upstream) if upstream > 0 else None
 
     def _place(self, ex: Exchange, exclude: set[str]) -> Placement:
         """Choose a client, take a slot in its RPM window and open the request there: no await, atomic."""
@@ -299,8 +302,11 @@ class Dispatcher:
         self._timer = loop.call_at(at, self.notify)
 
     @staticmethod
-    def _unavailable(reason: NoRoute) -> NoClientAvailable:
+    def _unavailable(reason: NoRoute) -> ApiError:
         retry_after = "5" if reason.retry_after is None else format_retry_after(reason.retry_after)
+        if reason.upstream_limited:
+            return UpstreamRateLimited(f"No client can serve this request now: {reason}. Retry after {retry_after} s.",
+                                       headers={"Retry-After": retry_after})
         return NoClientAvailable(f"No client can serve this request now: {reason}.",
                                  headers={"Retry-After": retry_after})
 
@@ -399,6 +405,9 @@ class Dispatcher:
                 exclude.add(session.client_id)
                 continue
             if isinstance(frame, frames.Error):
+                if frame.status == 429:  # its upstream is rate limited: route around it until then
+                    session.upstream_rate_limited(retry_after(frame) or DEFAULT_UPSTREAM_WAIT)
+                    self._routing_changed(session.client_id)
                 placement.ended(error_outcome(frame), frame.code, frame.message)
                 if client_fault(frame):
                     self.attempt_failed(placement)

@@ -65,10 +65,13 @@ class NoRoute(Exception):
     them may take it, when that is known.
     """
 
-    def __init__(self, reason: str, retry_after: float | None = None, busy: bool = False) -> None:
+    def __init__(self, reason: str, retry_after: float | None = None, busy: bool = False,
+                 upstream_limited: bool = False) -> None:
         super().__init__(reason)
         self.retry_after = retry_after
         self.busy = busy
+        # Every client serving the model is rate limited by its upstream (arena.ai's 429): a 429 for the consumer.
+        self.upstream_limited = upstream_limited
 
 
 class Strategy(Protocol):
@@ -175,10 +178,10 @@ def select(candidates: Iterable[T], model: str, strategy: Strategy, *,
 
     ``rate_wait(c)``: seconds the client's rate limit holds it back (0: free now).
     ``blocked(c)``: None when its health lets it take work, else ("maintenance" | "cooling" |
-    "probing", seconds until it may or None). ``pinned``: only this client id. ``sticky``: this
+    "probing" | "upstream_limited", seconds until it may or None). ``pinned``: only this client id. ``sticky``: this
     client id if it is ready (a conversation's earlier client).
     """
-    serving = offline = draining = maintenance = cooling = probing = full = limited = 0
+    serving = offline = draining = maintenance = cooling = probing = full = limited = upstream = 0
     soonest: float | None = None
     ready: list[T] = []
     for c in candidates:
@@ -197,6 +200,10 @@ def select(candidates: Iterable[T], model: str, strategy: Strategy, *,
                 maintenance += 1
             elif kind == "probing":
                 probing += 1
+            elif kind == "upstream_limited":
+                upstream += 1
+                if wait is not None:
+                    soonest = wait if soonest is None else min(soonest, wait)
             else:
                 cooling += 1
                 if wait is not None:
@@ -226,13 +233,16 @@ def select(candidates: Iterable[T], model: str, strategy: Strategy, *,
             raise NoRoute(f"every client serving model '{model}' failed this request")
         raise NoRoute(f"no connected client serves model '{model}'")
     busy = full + limited + probing
+    if upstream == serving:
+        raise NoRoute(f"all {serving} {what}(s) serving model '{model}' are rate limited by their upstream", soonest,
+                      upstream_limited=True)
     if full == serving:
         raise NoRoute(f"all {serving} {what}(s) serving model '{model}' are at their concurrency limit", busy=True)
     if limited == serving:
         raise NoRoute(f"all {serving} {what}(s) serving model '{model}' are at their rate limit", soonest, busy=True)
     parts = [(offline, "unhealthy"), (draining, "draining"), (maintenance, "in maintenance"),
              (cooling, "cooling down after failures"), (probing, "being probed"), (full, "at capacity"),
-             (limited, "at their rate limit")]
+             (limited, "at their rate limit"), (upstream, "rate limited by their upstream")]
     detail = ", ".join(f"{n} {label}" for n, label in parts if n)
     # A wait is known only when nothing could free sooner (a slot at capacity, a probe ending).
     known = soonest if full == 0 and probing == 0 else None

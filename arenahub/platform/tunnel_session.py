@@ -16,6 +16,26 @@ from arenahub.protocol import frames
 log = logging.getLogger("arenahub.platform.tunnel")
 
 
+def bounded_status(status: frames.SessionStatus | None) -> frames.SessionStatus | None:
+    """A client's session report, cut to what the platform keeps and shows (a client may send anything)."""
+    if status is None:
+        return None
+
+    def cut(text: str | None, n: int) -> str | None:
+        return None if text is None else text[:n]
+
+    checks = [frames.SessionCheck(name=c.name[:40], ok=c.ok, detail=c.detail[:300], advice=c.advice[:300])
+              for c in status.checks[:MAX_CHECKS]]
+    return frames.SessionStatus(
+        bridge_reachable=status.bridge_reachable, browser_connected=status.browser_connected,
+        session_valid=status.session_valid, needs_verification=status.needs_verification,
+        rate_limited_until=status.rate_limited_until, last_error=cut(status.last_error, 500),
+        state=cut(status.state, 40), action=cut(status.action, 500), checks=checks)
+
+
+MAX_CHECKS = 20
+
+
 class ClientGone:
     """Put into a request's queue when its client disconnects or is dropped."""
 
@@ -58,7 +78,8 @@ class ClientSession:
         self.key_hash = ""  # the client's api key hash when it connected
         self.hello_max_concurrent = hello.max_concurrent_requests
         self.heartbeat_interval = max(0.2, hello.heartbeat_interval_seconds)
-        self.session_status: frames.SessionStatus | None = hello.session
+        self.session_status: frames.SessionStatus | None = bounded_status(hello.session)
+        self._upstream_limited_until = 0.0  # monotonic: its upstream (arena.ai) rate limits it until then
         self.stats: frames.ClientStats | None = None
         self.connected_at = time.time()
         self.last_heartbeat = time.monotonic()
@@ -83,6 +104,15 @@ class ClientSession:
         if s is None:
             return True
         return s.bridge_reachable and s.session_valid is not False and not s.needs_verification
+
+    def upstream_rate_limited(self, seconds: float) -> None:
+        """Its upstream refused work for ``seconds`` (a 429's Retry-After, bounded to an hour)."""
+        seconds = max(0.0, min(seconds, 3600.0))
+        self._upstream_limited_until = max(self._upstream_limited_until, time.monotonic() + seconds)
+
+    def upstream_wait(self) -> float:
+        """Seconds until its upstream takes work again; 0 when it does now."""
+        return max(0.0, self._upstream_limited_until - time.monotonic())
 
     @property
     def draining(self) -> bool:
@@ -148,7 +178,10 @@ class ClientSession:
         self.last_heartbeat_wall = time.time()
         self.stats = hb.stats
         if hb.session is not None:
-            self.session_status = hb.session
+            self.session_status = bounded_status(hb.session)
+            until = hb.session.rate_limited_until
+            if isinstance(until, float | int) and until > time.time():
+                self.upstream_rate_limited(until - time.time())
         if hb.models is not None:
             self.models = set(hb.models)
         if hb.client_version:

@@ -74,6 +74,14 @@ class QueueFull(ApiError):
     code = "queue_full"
 
 
+class UpstreamRateLimited(ApiError):
+    """Every client that could serve the request is rate limited by its upstream (arena.ai's 429)."""
+
+    status = 429
+    type = "rate_limit_error"
+    code = "upstream_rate_limited"
+
+
 class PinNotAllowed(ApiError):
     """Pinning a request to a client is for admins (debugging)."""
 

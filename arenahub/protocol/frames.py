@@ -28,8 +28,29 @@ class _Frame(msgspec.Struct, tag_field="type", omit_defaults=True):
     pass
 
 
+class SessionCheck(msgspec.Struct, omit_defaults=True):
+    """One check of the bridge's browser tab (``arenahub bridge doctor`` runs the same ones)."""
+
+    name: str
+    ok: bool | None = None  # None: a warning
+    detail: str = ""
+    advice: str = ""
+
+
+# ``SessionStatus.state``: what a person reads on the dashboard; ``action`` says what to do.
+SESSION_STATES = ("ready", "unknown", "bridge_unreachable", "no_tab", "userscript_outdated", "blocked",
+                  "cloudflare_challenge", "verification_required", "signed_out", "clock_skew", "site_changed",
+                  "session_invalid", "rate_limited")
+
+
 class SessionStatus(msgspec.Struct, omit_defaults=True):
-    """The bridge's view of its upstream session (LMArena: session validity, rate limits)."""
+    """The bridge's view of its upstream session (arena.ai: sign-in, verification, rate limits).
+
+    The flags are what routing reads (``session_valid`` False or ``needs_verification``: route
+    elsewhere). ``state``, ``action`` and ``checks`` came later (version 1 still: optional, and
+    ignored by peers that predate them): one of ``SESSION_STATES``, what a person should do, and
+    the tab's checks.
+    """
 
     bridge_reachable: bool = True
     browser_connected: bool | None = None
@@ -37,6 +58,9 @@ class SessionStatus(msgspec.Struct, omit_defaults=True):
     needs_verification: bool = False
     rate_limited_until: float | None = None
     last_error: str | None = None
+    state: str | None = None
+    action: str | None = None
+    checks: list[SessionCheck] = []
 
 
 class ClientStats(msgspec.Struct, omit_defaults=True):
@@ -116,6 +140,8 @@ class Error(_Frame, tag="error"):
     status: int = 502
     # True when another client might succeed (the bridge was unreachable, a 5xx, ...).
     retryable: bool = False
+    # With status 429: seconds until this client's upstream takes requests again (its Retry-After).
+    retry_after: float | None = None
 
 
 class Cancel(_Frame, tag="cancel"):

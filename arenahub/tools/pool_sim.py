@@ -130,6 +130,7 @@ class SimSession:
         self.preferred_strategy: str | None = None
         self.available = True  # False while its connection is down
         self.active = 0  # requests in flight
+        self.upstream_limited_for = 0.0  # its upstream's rate limit: never in the pool simulation
         self._rng = rng
         self._answer_tokens = answer_tokens
         self._tokens_per_chunk = tokens_per_chunk
@@ -146,6 +147,9 @@ class SimSession:
     @property
     def draining(self) -> bool:
         return self.admin_draining or self.self_draining
+
+    def upstream_wait(self) -> float:
+        return self.upstream_limited_for
 
     def serves(self, model: str) -> bool:
         return model in self.models

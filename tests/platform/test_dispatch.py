@@ -42,6 +42,7 @@ class FakeSession:
         self.admin_draining, self.self_draining, self.drain_reason = False, False, ""
         self.opened, self.cancelled, self.finished = [], [], []
         self.inflight = {}  # request id -> its queue
+        self.limited_until = 0.0  # its upstream's 429, as ClientSession keeps it
 
     @property
     def active(self):
@@ -53,6 +54,12 @@ class FakeSession:
 
     def serves(self, model):
         return model in self.models
+
+    def upstream_rate_limited(self, seconds):
+        self.limited_until = max(self.limited_until, time.monotonic() + min(seconds, 3600))
+
+    def upstream_wait(self):
+        return max(0.0, self.limited_until - time.monotonic())
 
     def open(self, request_id, body):
         self.opened.append(request_id)
@@ -474,8 +481,8 @@ async def attempt(d, ex=None):
     [ClientGone("killed")],
     [error(503, retryable=True)],
     [error(500)],  # not retried, but the client's fault
-    [error(429)],
     [],  # nothing before the first-byte timeout
+    # (a 429 routes around the client until its Retry-After: test_dispatch_upstream_limits.py)
 ])
 async def test_a_failing_client_is_cooled_down_then_probed_once(failure):
     bad = FakeSession("bad", failure, max_concurrent=8)  # preferred: more capacity
@@ -575,7 +582,7 @@ async def test_a_request_from_before_the_trip_leaving_does_not_free_the_probe():
 
 @pytest.mark.parametrize(("status", "retryable", "counts"), [
     (400, False, False), (404, False, False), (422, False, False),
-    (429, False, True), (500, False, True), (502, False, True), (422, True, True),
+    (500, False, True), (502, False, True), (422, True, True),
 ])
 async def test_only_errors_that_are_the_clients_fault_count(status, retryable, counts):
     client = FakeSession("a", [error(status, retryable)])

@@ -123,6 +123,9 @@ class ManualSession:
     def serves(self, model):
         return model in self.models
 
+    def upstream_wait(self):
+        return 0.0
+
     def open(self, request_id, body):
         self.queues[request_id] = asyncio.Queue()
         return self.queues[request_id]
