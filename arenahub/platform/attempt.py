@@ -49,8 +49,12 @@ def client_error(frame: frames.Error) -> UpstreamError:
 
 
 def client_fault(frame: frames.Error) -> bool:
-    """Whether an error frame counts against the client's health (not a consumer's bad request)."""
-    return frame.retryable or frame.status >= 500 or frame.status == 429
+    """Whether an error frame counts against the client's health (not a consumer's bad request).
+
+    A 429 does not: its upstream is rate limiting it for a known time, and routing goes around it
+    until then (``ClientSession.upstream_rate_limited``); the breaker is for failures.
+    """
+    return frame.status != 429 and (frame.retryable or frame.status >= 500)
 
 
 def error_outcome(frame: frames.Error) -> str:
