@@ -52,9 +52,18 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--once", action="store_true", help="exit after the first streamed answer")
     d.set_defaults(run=_run_demo)
 
-    s = sub.add_parser("simulate-lmarena", help="run a local LMArena simulator: the arena page and its upstream endpoint")
+    s = sub.add_parser("simulate-lmarena",
+                       help="run a local arena.ai simulator: the site's page, stream API and uploads, scripted "
+                            "through /__sim/")
+    s.add_argument("--protocol", choices=["2026", "2025"], default="2026",
+                   help="2026: arena.ai as of late 2026 (default); 2025: the older lmarena.ai retry-only simulator")
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=5180, help="port (default 5180)")
+    s.add_argument("--tls", action="store_true",
+                   help="serve HTTPS with a self-signed certificate for arena.ai, lmarena.ai, localhost, 127.0.0.1")
+    s.add_argument("--tls-cert", metavar="FILE", help="serve HTTPS with this certificate (with --tls-key)")
+    s.add_argument("--tls-key", metavar="FILE", help="the private key of --tls-cert")
+    s.add_argument("--models", metavar="FILE", help="a JSON model list (a list, or {\"models\": [...]})")
     s.set_defaults(run=_run_simulate_lmarena)
 
     from arenahub.bridge import cli as bridge_cli
@@ -118,7 +127,7 @@ def _run_demo(args: argparse.Namespace) -> int:
 
 
 def _run_simulate_lmarena(args: argparse.Namespace) -> int:
-    from arenahub.tools.lmarena_sim import run
+    from arenahub.tools.arena_sim import run
     return run(args)
 
 

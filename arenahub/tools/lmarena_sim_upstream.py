@@ -125,7 +125,9 @@ def _attachment_bytes(where: str, attachment: object) -> int:
 
 
 def check_body(body: object, session: Session, models: list[dict[str, Any]], max_attachment_bytes: int) -> list[dict]:
-    """The messages of a valid call; raises Rejected naming the first field the site would refuse."""
+    """The messages of a valid call; raises Rejected naming the first field the site would refuse.
+
+    Top-level keys other than ``messages`` and ``modelId`` (e.g. the 2026 ``recaptchaV3Token``) are ignored."""
     if not isinstance(body, dict):
         raise Rejected(400, "body must be a JSON object with messages and modelId")
     if "modelId" not in body:
@@ -159,9 +161,12 @@ def check_body(body: object, session: Session, models: list[dict[str, Any]], max
         if not is_uuid(message["id"]) or message["id"] in seen:
             raise Rejected(400, f"{at}.id must be a fresh uuid")
         seen.add(message["id"])
-        for name in ("evaluationId", "failureReason", "metadata"):
+        for name in ("evaluationId", "failureReason"):
             if message[name] is not None:
                 raise Rejected(400, f"{at}.{name} must be null")
+        # The 2026 site sends metadata as {} where the 2025 one sent null: both are accepted.
+        if message["metadata"] is not None and not isinstance(message["metadata"], dict):
+            raise Rejected(400, f"{at}.metadata must be null or an object")
         if message["evaluationSessionId"] != session.id:
             raise Rejected(400, f"{at}.evaluationSessionId must be the session in the path ({session.id})")
         parents = [] if i == 0 else [messages[i - 1].get("id")]

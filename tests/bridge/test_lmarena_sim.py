@@ -200,7 +200,8 @@ REFUSED = [
     ("repeated id", _set("messages.1.id", lambda b: b["messages"][0]["id"]), "messages[1].id must be a fresh uuid"),
     ("evaluationId set", _set("messages.0.evaluationId", "x"), "messages[0].evaluationId must be null"),
     ("failureReason set", _set("messages.1.failureReason", "x"), "messages[1].failureReason must be null"),
-    ("metadata set", _set("messages.1.metadata", {}), "messages[1].metadata must be null"),
+    ("metadata not an object", _set("messages.1.metadata", "x"), "messages[1].metadata must be null or an object"),
+    ("metadata a list", _set("messages.1.metadata", []), "messages[1].metadata must be null or an object"),
     ("other session", _set("messages.1.evaluationSessionId", str(uuid.uuid4())),
      "messages[1].evaluationSessionId must be the session in the path"),
     ("first has a parent", _set("messages.0.parentMessageIds", lambda b: [b["messages"][1]["id"]]),
@@ -245,6 +246,18 @@ async def test_every_message_field_is_required(sim, name):
 async def test_refuses_another_content_type(sim, content_type):
     response = await put(sim, body(), content_type=content_type)
     assert response.status_code == 400 and "Content-Type must be text/plain;charset=UTF-8" in response.json()["error"]
+
+
+async def test_metadata_may_be_null_or_an_object_as_the_2026_site_sends_it(sim):
+    b = body()
+    b["messages"][0]["metadata"] = {}
+    b["messages"][1]["metadata"] = {"source": "page"}
+    assert (await put(sim, b)).status_code == 200
+
+
+async def test_a_top_level_recaptcha_token_is_ignored(sim):
+    response = await put(sim, {**body(), "recaptchaV3Token": "03AFcWeA-anything"})
+    assert response.status_code == 200 and text_of(response) == "hello there  world"
 
 
 async def test_accepts_the_content_type_with_a_space(sim):
@@ -422,7 +435,7 @@ async def test_a_bad_script_is_refused_clearly(sim, outcomes, fragment):
 async def test_requests_are_recorded_with_headers_body_and_verdict(sim):
     await put(sim, body())
     b = body()
-    b["messages"][0]["metadata"] = {}
+    b["messages"][0]["evaluationId"] = "x"
     await put(sim, b)
     ok, refused = (await sim.get("/__sim/requests")).json()
     assert ok["method"] == "PUT" and ok["path"] == stream_path()
@@ -430,7 +443,7 @@ async def test_requests_are_recorded_with_headers_body_and_verdict(sim):
     assert json.loads(ok["body"]) == ok["json"] and ok["json"]["modelId"] == TEXT_MODEL
     assert (ok["status"], ok["error"], ok["outcome"]) == (200, None, "text")
     assert (ok["stream"], ok["lines_sent"]) == ("complete", 4)
-    assert refused["status"] == 400 and refused["error"] == "messages[0].metadata must be null"
+    assert refused["status"] == 400 and refused["error"] == "messages[0].evaluationId must be null"
     assert refused["outcome"] is None and refused["stream"] is None
 
 
