@@ -12,6 +12,7 @@ from starlette.types import Send
 
 from arenahub.asgi import WatchedResponse
 from arenahub.bridge import lmarena
+from arenahub.bridge.runtime import image_markdown
 from arenahub.protocol.errors import ApiError
 from arenahub.protocol.openai import (
     SSE_DONE,
@@ -26,10 +27,6 @@ from arenahub.protocol.openai import (
 from arenahub.tokens import count_tokens
 
 
-def image_markdown(urls: list[str]) -> str:
-    return "".join(f"![Image]({url})\n" for url in urls)
-
-
 class ChatAnswer(WatchedResponse):
     """One chat completion answered from a tab; errors before the first event get their HTTP status."""
 
@@ -42,21 +39,36 @@ class ChatAnswer(WatchedResponse):
         self.text: list[str] = []  # everything generated, for counting tokens
         self.content: list[str] = []
         self.reasoning: list[str] = []
+        self.annotations: list[dict[str, Any]] = []
+        self.chars = 0
         self.finish: str | None = None
+        self.upstream_usage: dict[str, int] | None = None
 
-    def _delta(self, event: lmarena.Event) -> dict[str, str] | None:
-        """The OpenAI delta an event adds to the answer, if any."""
+    def _delta(self, event: lmarena.Event) -> dict[str, Any] | None:
+        """The OpenAI delta an event adds to the answer, if any (reasoning as ``reasoning_content``, search
+        sources as ``annotations`` of type ``url_citation``)."""
         if isinstance(event, lmarena.TextDelta):
+            self.chars += len(event.text)
             return {"content": event.text}
         if isinstance(event, lmarena.Reasoning):
             return {"reasoning_content": event.text}
         if isinstance(event, lmarena.Images):
-            return {"content": image_markdown(event.urls)}
+            markdown = image_markdown(event.urls)
+            self.chars += len(markdown)
+            return {"content": markdown}
+        if isinstance(event, lmarena.Citations):
+            at = self.chars  # where in the answer they came: OpenAI's indexes of the cited span
+            return {"annotations": [{"type": "url_citation", "url_citation": {
+                "url": s["url"], "title": s["title"], "start_index": at, "end_index": at}} for s in event.sources]}
         if isinstance(event, lmarena.Finish):
             self.finish = event.openai_reason
+            self.upstream_usage = event.usage
         return None
 
     def _usage(self) -> dict[str, int]:
+        """arena.ai's own count when it gave one, else counted here on what was asked and answered."""
+        if self.upstream_usage is not None:
+            return dict(self.upstream_usage)
         return usage_dict(count_tokens(prompt_text(self.request)), count_tokens("".join(self.text)))
 
     async def _first(self) -> lmarena.Event | None:
@@ -93,7 +105,7 @@ class ChatAnswer(WatchedResponse):
             while event is not None:
                 delta = self._delta(event)
                 if delta:
-                    self.text.extend(delta.values())
+                    self.text.extend(v for k, v in delta.items() if k != "annotations")
                     await send({"type": "http.response.body", "more_body": True, "body": self._chunk(delta)})
                 event = await anext(self.events, None)
         except ApiError as err:
@@ -112,14 +124,17 @@ class ChatAnswer(WatchedResponse):
                 if delta:
                     self.content.append(delta.get("content", ""))
                     self.reasoning.append(delta.get("reasoning_content", ""))
-                    self.text.extend(delta.values())
+                    self.annotations.extend(delta.get("annotations", []))
+                    self.text.extend(v for k, v in delta.items() if k != "annotations")
                 event = await anext(self.events, None)
         except ApiError as err:
             await _send_error(send, err)
             return
-        message = {"role": "assistant", "content": "".join(self.content)}
+        message: dict[str, Any] = {"role": "assistant", "content": "".join(self.content)}
         if any(self.reasoning):
             message["reasoning_content"] = "".join(self.reasoning)
+        if self.annotations:
+            message["annotations"] = self.annotations
         body = completion_body(self.id, self.created, self.request.model, [{
             "index": 0, "message": message, "finish_reason": self.finish or "stop", "logprobs": None}], self._usage())
         await send({"type": "http.response.start", "status": 200, "headers": _headers("application/json")})
@@ -157,7 +172,7 @@ class ImageAnswer(WatchedResponse):
         finally:
             await self.events.aclose()  # type: ignore[attr-defined]
         if not urls:
-            await _send_error(send, ApiError("LMArena finished without producing an image.",
+            await _send_error(send, ApiError("arena.ai finished without producing an image.",
                                              code="no_image", status=502))
             return
         body = msgspec.json.encode({"created": int(time.time()), "data": [{"url": u} for u in urls]})

@@ -22,7 +22,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     b.set_defaults(run=_run_bridge)
     cmds = b.add_subparsers(dest="bridge_command", metavar="COMMAND")
 
-    c = cmds.add_parser("capture-ids", help="capture session_id/message_id from the LMArena tab (id_updater)")
+    c = cmds.add_parser("capture-ids", help="legacy-retry mode: capture session_id/message_id from the arena.ai tab (id_updater)")
     c.add_argument("--config", default=argparse.SUPPRESS, help="config.jsonc to write the ids into")
     c.add_argument("--mode", choices=["direct_chat", "battle"], help="default: id_updater_last_mode")
     c.add_argument("--target", type=str.upper, choices=["A", "B"], help="battle target (default: id_updater_battle_target)")
@@ -30,11 +30,20 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     c.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for the click (default 300)")
     c.set_defaults(run=_capture_ids)
 
-    u = cmds.add_parser("update-models", help="read the model list from the LMArena page")
+    u = cmds.add_parser("update-models", help="write models.json from the models the arena.ai page offers")
     u.add_argument("--config", default=argparse.SUPPRESS, help="config.jsonc (files are written beside it)")
     u.add_argument("--bridge-url", default=DEFAULT_BRIDGE)
-    u.add_argument("--write-models", action="store_true", help="also add the new models to models.json")
+    u.add_argument("--write-models", action="store_true",
+                   help="kept for older scripts: models.json is always written now (see --dry-run)")
+    u.add_argument("--dry-run", action="store_true", help="only print what would change; write nothing")
     u.set_defaults(run=_update_models)
+
+    d = cmds.add_parser("doctor", help="check the arena.ai tab item by item, then make one tiny real call")
+    d.add_argument("--config", default=argparse.SUPPRESS, help="config.jsonc (for the bridge's api_key)")
+    d.add_argument("--bridge-url", default=DEFAULT_BRIDGE)
+    d.add_argument("--no-call", action="store_true", help="skip the real call (it spends one arena.ai message)")
+    d.add_argument("--json", action="store_true", help="print the result as JSON")
+    d.set_defaults(run=_doctor)
 
     s = sub.add_parser("userscript", help="print the Tampermonkey userscript")
     s.add_argument("--bridge-url", default="ws://127.0.0.1:5102/ws", help="the bridge's WebSocket (default ws://127.0.0.1:5102/ws)")
@@ -111,7 +120,7 @@ def _capture_ids(args: argparse.Namespace) -> int:
     try:
         armed = _call(args.bridge_url, "POST", "/internal/start_id_capture", {"mode": mode, "target": target}, key)
         print(f"Capture armed in {armed['tabs']} tab(s), mode {mode}" + (f", target {target}" if mode == "battle" else "")
-              + ".\nIn the LMArena tab, click Retry on an answer" + (f" (the {target} side)" if mode == "battle" else "")
+              + ".\nIn the arena.ai tab, click Retry on an answer" + (f" (the {target} side)" if mode == "battle" else "")
               + "; waiting...", flush=True)
         deadline = time.monotonic() + args.timeout
         result: dict[str, Any] = {"captured": False}
@@ -121,7 +130,7 @@ def _capture_ids(args: argparse.Namespace) -> int:
     except RuntimeError as exc:
         return _fail(str(exc))
     if not result.get("captured"):
-        return _fail(f"no ids captured within {args.timeout:g} s: click Retry on an answer in the LMArena tab")
+        return _fail(f"no ids captured within {args.timeout:g} s: click Retry on an answer in the arena.ai tab")
     set_values(Path(args.config), {"session_id": result["session_id"], "message_id": result["message_id"],
                                    "id_updater_last_mode": mode, "id_updater_battle_target": target})
     try:
@@ -134,6 +143,7 @@ def _capture_ids(args: argparse.Namespace) -> int:
 
 def _update_models(args: argparse.Namespace) -> int:
     from arenahub import jsonc
+    from arenahub.bridge.lmarena import Model, models_json_text
     from arenahub.jsonc import ConfigError
 
     try:
@@ -141,23 +151,77 @@ def _update_models(args: argparse.Namespace) -> int:
     except (ConfigError, ValueError) as exc:
         return _fail(str(exc), 2)
     try:
-        found: dict[str, str] = _call(args.bridge_url, "POST", "/internal/request_model_update", {},
-                                      files.config.api_key or None)["models"]
+        answer = _call(args.bridge_url, "POST", "/internal/request_model_update", {}, files.config.api_key or None)
     except RuntimeError as exc:
         return _fail(str(exc))
+    offered: dict[str, str] = answer["models"]
+    every: list[dict[str, Any]] = answer.get("all", [])
     folder = Path(args.config).parent
-    (folder / "available_models.json").write_text(json.dumps(found, indent=2, ensure_ascii=False) + "\n")
-    new = {name: value for name, value in found.items() if name not in files.models}
-    print(f"The page offers {len(found)} model(s); written to {folder / 'available_models.json'}.")
-    if new:
-        print(f"{len(new)} not in models.json: " + ", ".join(sorted(new)))
-    if args.write_models and new:
-        models_path = folder / "models.json"
-        current = jsonc.load(models_path) if models_path.exists() else {}
-        current.update(new)
-        models_path.write_text(json.dumps(current, indent=2, ensure_ascii=False) + "\n")
-        print(f"Added them to {models_path}.")
+    models_path = folder / "models.json"
+    current = jsonc.load(models_path) if models_path.exists() else {}
+    current = current if isinstance(current, dict) else {}
+    page_ids = {m["model_id"] for m in every}
+    # Kept: the owner's own names for models the page still lists, and "null:..." entries; dropped: ids the
+    # page no longer lists at all (arena.ai retired them: asking for them would fail).
+    kept, dropped = {}, []
+    for name, value in current.items():
+        if name in offered:
+            continue
+        try:
+            model = Model.parse(name, value)
+        except ValueError:
+            dropped.append(name)
+            continue
+        if model.model_id is None or model.model_id in page_ids:
+            kept[name] = value
+        else:
+            dropped.append(name)
+    added = sorted(n for n in offered if n not in current)
+    changed = sorted(n for n in offered if n in current and current[n] != offered[n])
+    hidden = sum(1 for m in every if not m["selectable"])
+    print(f"The page offers {len(offered)} model(s) a person can select"
+          + (f" ({hidden} more are not selectable and left out)" if hidden else "") + ".")
+    for label, names in (("new", added), ("changed id", changed), ("removed (no longer on arena.ai)", dropped)):
+        if names:
+            print(f"  {label}: " + ", ".join(names))
+    if args.dry_run:
+        print("--dry-run: nothing written.")
+        return 0
+    (folder / "available_models.json").write_text(json.dumps(every, indent=2, ensure_ascii=False) + "\n")
+    models_path.write_text(models_json_text(offered, kept))
+    print(f"Wrote {models_path} ({len(offered) + len(kept)} models) and {folder / 'available_models.json'}; "
+          "a running bridge picks it up by itself.")
     return 0
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    """Exit 0 when the bridge can work, 1 when a check fails, 2 for a bad config or no bridge."""
+    from arenahub.jsonc import ConfigError
+
+    key = None
+    if getattr(args, "config", None):
+        try:
+            key = _load(args.config).config.api_key or None
+        except (ConfigError, ValueError) as exc:
+            return _fail(str(exc), 2)
+    try:
+        result = _call(args.bridge_url, "POST", "/internal/doctor", {"probe": not args.no_call}, key, timeout=150)
+    except RuntimeError as exc:
+        return _fail(str(exc), 2)
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0 if result["ok"] else 1
+    marks = {True: "ok  ", False: "FAIL", None: "warn"}
+    items = list(result["checks"]) + ([result["call"]] if result.get("call") else [])
+    for item in items:
+        print(f"[{marks[item['ok']]}] {item['name']:<11} {item['detail']}")
+        if item.get("ok") is not True and item.get("advice"):
+            print(f"       {'':<11} -> {item['advice']}")
+    if result.get("call") is None and not args.no_call and not result["ok"]:
+        print("[skip] call        not made: fix the failures above first")
+    print(f"\nstate: {result['state']}" + (f" - {result['action']}" if result.get("action") else ""))
+    print("The bridge can work." if result["ok"] else "The bridge cannot work until the failures above are fixed.")
+    return 0 if result["ok"] else 1
 
 
 def _print_userscript(args: argparse.Namespace) -> int:

@@ -16,6 +16,7 @@ from typing import Any
 
 from arenahub import jsonc
 from arenahub.bridge.lmarena import MODES, Endpoint, Mode, Model, Position, is_uuid
+from arenahub.bridge.lmarena.task import ArenaSettings
 from arenahub.client.config import read_allowed_origins
 from arenahub.jsonc import ConfigError
 from arenahub.protocol.errors import ApiError
@@ -47,6 +48,10 @@ IGNORED_KEYS = {
 CLIENT_KEYS = ("platform_integration", "platform_features", "lmarena_bridge_url")
 
 
+UPSTREAM_APIS = ("create-evaluation", "legacy-retry")
+ARENA_MODES = ("direct", "direct-battle", "side-by-side", "battle")
+
+
 class SessionNotCaptured(ApiError):
     status = 503
     type = "service_unavailable_error"
@@ -73,6 +78,12 @@ class BridgeConfig:
     use_default_ids_if_mapping_not_found: bool = True
     stream_response_timeout_seconds: float = 360.0
     api_key: str = field(default="", repr=False)
+    # arena.ai 2026: how conversations start (see README, "The bridge's config.jsonc").
+    upstream_api: str = "create-evaluation"  # or "legacy-retry": the 2025 retry of session_id/message_id
+    arena_mode: str = "direct"  # direct, direct-battle, side-by-side, battle
+    side_by_side_model: str = ""  # side b's model (a models.json name) in side-by-side
+    follow_up: bool = True  # continue a conversation this bridge answered with post-to-evaluation
+    allow_private_image_urls: bool = False
     platform_integration_enabled: bool = False
     allowed_origins: tuple[str, ...] = ()  # platform_features.allowed_origins, shared with the client
     # Read, never acted on (see IGNORED_KEYS):
@@ -94,6 +105,11 @@ class BridgeConfig:
         return self.path.parent / ENDPOINT_MAP_FILE
 
     @property
+    def legacy(self) -> bool:
+        """The 2025 retry path of captured ids, asked for with ``"upstream_api": "legacy-retry"``."""
+        return self.upstream_api == "legacy-retry"
+
+    @property
     def ids_captured(self) -> bool:
         return is_uuid(self.session_id) and is_uuid(self.message_id)
 
@@ -103,12 +119,14 @@ class BridgeConfig:
             shown = self.session_id if not is_uuid(self.session_id) else self.message_id
             raise SessionNotCaptured(
                 f"No LMArena session captured yet ({self.path.name} has {shown or 'an empty id'!r}): run {CAPTURE}, "
-                "then click Retry on an answer in the LMArena tab.")
+                "then click Retry on an answer in the arena.ai tab.")
         return Endpoint(self.session_id, self.message_id, self.id_updater_last_mode, self.id_updater_battle_target)
 
     def public(self) -> dict[str, Any]:
         """The settings without secrets, for status pages."""
-        return {"config_file": str(self.path), "ids_captured": self.ids_captured,
+        return {"config_file": str(self.path), "upstream_api": self.upstream_api, "arena_mode": self.arena_mode,
+                "side_by_side_model": self.side_by_side_model or None, "follow_up": self.follow_up,
+                "allow_private_image_urls": self.allow_private_image_urls, "ids_captured": self.ids_captured,
                 "mode": self.id_updater_last_mode, "battle_target": self.id_updater_battle_target.upper(),
                 "bypass_enabled": self.bypass_enabled, "tavern_mode_enabled": self.tavern_mode_enabled,
                 "use_default_ids_if_mapping_not_found": self.use_default_ids_if_mapping_not_found,
@@ -233,6 +251,17 @@ def load_bridge_config(path: Path | str) -> BridgeConfig:
     if not 0 < timeout <= 86_400:
         raise doc.fail(f"must be more than 0 and at most 86400 seconds, got {timeout}",
                        "stream_response_timeout_seconds")
+    upstream_api = get("upstream_api", str, "create-evaluation").strip().lower()
+    if upstream_api not in UPSTREAM_APIS:
+        raise doc.fail(f"must be 'create-evaluation' (the default) or 'legacy-retry', got {upstream_api!r}",
+                       "upstream_api")
+    arena_mode = get("arena_mode", str, "direct").strip().lower()
+    if arena_mode not in ARENA_MODES:
+        raise doc.fail(f"must be one of {', '.join(ARENA_MODES)}, got {arena_mode!r}", "arena_mode")
+    side_by_side = get("side_by_side_model", str, "").strip()
+    if arena_mode == "side-by-side" and not side_by_side:
+        raise doc.fail("side-by-side needs \"side_by_side_model\": the models.json name of the model answering on "
+                       "side B", "arena_mode")
     section = data.get("platform_integration")
     if section is not None and not isinstance(section, dict):
         raise doc.fail("must be an object ({\"enabled\": true, \"platform_url\": ...})", "platform_integration")
@@ -251,7 +280,8 @@ def load_bridge_config(path: Path | str) -> BridgeConfig:
 
     known = {"session_id", "message_id", "id_updater_last_mode", "id_updater_battle_target", "bypass_enabled",
              "tavern_mode_enabled", "use_default_ids_if_mapping_not_found", "stream_response_timeout_seconds",
-             "api_key", *CLIENT_KEYS}
+             "api_key", "upstream_api", "arena_mode", "side_by_side_model", "follow_up", "allow_private_image_urls",
+             *CLIENT_KEYS}
     ignored = tuple((key, IGNORED_KEYS.get(key, "not a key of the LMArena bridge (a typo?)"))
                     for key in data if key not in known)
     return BridgeConfig(
@@ -260,6 +290,8 @@ def load_bridge_config(path: Path | str) -> BridgeConfig:
         bypass_enabled=get("bypass_enabled", bool, False), tavern_mode_enabled=get("tavern_mode_enabled", bool, False),
         use_default_ids_if_mapping_not_found=get("use_default_ids_if_mapping_not_found", bool, True),
         stream_response_timeout_seconds=float(timeout), api_key=get("api_key", str, ""),
+        upstream_api=upstream_api, arena_mode=arena_mode, side_by_side_model=side_by_side,
+        follow_up=get("follow_up", bool, True), allow_private_image_urls=get("allow_private_image_urls", bool, False),
         platform_integration_enabled=section is not None and section.get("enabled", True) is True,
         allowed_origins=origins,
         version=lenient("version", str, ""), enable_auto_update=lenient("enable_auto_update", bool, True),
@@ -277,13 +309,13 @@ def load_models(path: Path | str, *, allow_empty: bool = False) -> dict[str, Mod
     """models.json: model name -> ``"<uuid>"``, ``"<uuid>:image"`` or ``"null:image"``, in file order."""
     path = Path(path)
     doc = _Located(path, _read(path, "write it beside config.jsonc ({\"model name\": \"<model uuid>\"}) or run "
-                                     "`arenahub bridge update-models` with an LMArena tab connected"))
+                                     "`arenahub bridge update-models` with an arena.ai tab connected"))
     if not isinstance(doc.data, dict):
         raise ConfigError(path, 'must hold a JSON object: {"model name": "<model uuid>", ...}', line=1)
     doc.check_duplicates()
     if not doc.data and not allow_empty:
         raise ConfigError(path, 'holds no models: add "model name": "<model uuid>" entries, or run '
-                                "`arenahub bridge update-models` with an LMArena tab connected", line=1)
+                                "`arenahub bridge update-models` with an arena.ai tab connected", line=1)
     models = {}
     for name, value in doc.data.items():
         if not name.strip():
@@ -354,6 +386,13 @@ class BridgeFiles:
     problems: tuple[str, ...] = ()  # loud, not fatal: e.g. no models.json yet (update-models writes it)
     rng: random.Random = field(default_factory=random.Random, repr=False)
 
+    def arena_settings(self) -> ArenaSettings:
+        """How new conversations start (create-evaluation mode)."""
+        c = self.config
+        other = self.models.get(c.side_by_side_model) if c.arena_mode == "side-by-side" else None
+        return ArenaSettings(mode=c.arena_mode, target=c.id_updater_battle_target,  # type: ignore[arg-type]
+                             side_by_side_model=other, tavern_mode=c.tavern_mode_enabled)
+
     @property
     def default_endpoint(self) -> Endpoint | None:
         """config.jsonc's ids, or None while they are not captured."""
@@ -381,7 +420,7 @@ class BridgeFiles:
                 raise SessionNotCaptured(
                     f"{ENDPOINT_MAP_FILE} maps {model_name!r} only to ids that were never captured "
                     f"({first.session_id!r}, line {first.line}): put real ids there (run {CAPTURE}, click Retry in "
-                    "the LMArena tab, and copy session_id and message_id from config.jsonc), or remove the entry.")
+                    "the arena.ai tab, and copy session_id and message_id from config.jsonc), or remove the entry.")
             e = self.rng.choice(usable)
             return Endpoint(e.session_id, e.message_id, e.mode or config.id_updater_last_mode,
                             e.battle_target or config.id_updater_battle_target)
@@ -402,12 +441,17 @@ def load_bridge_files(config_path: Path | str) -> BridgeFiles:
     if not config.models_path.exists():
         models: dict[str, Model] = {}
         problems.append(f"{config.models_path}: file not found: no models to serve until it exists; run "
-                        "`arenahub bridge update-models` with an LMArena tab connected, or write it by hand")
+                        "`arenahub bridge update-models` with an arena.ai tab connected, or write it by hand")
     else:
         models = load_models(config.models_path, allow_empty=True)
         if not models:
             problems.append(f"{config.models_path}: holds no models: add \"name\": \"<model uuid>\" entries or run "
                             "`arenahub bridge update-models`")
+    # Without models nothing is served yet, and the bridge must run for update-models to write them.
+    if config.arena_mode == "side-by-side" and models and config.side_by_side_model not in models:
+        line = _Located(config.path, _read(config.path, "")).line("side_by_side_model")
+        raise ConfigError(config.path, f"names {config.side_by_side_model!r}, which is not in {MODELS_FILE}: give the "
+                                       "name of a text model there", key="side_by_side_model", line=line)
     files = BridgeFiles(config, models, load_endpoint_map(config.endpoint_map_path), tuple(problems))
     for problem in problems:
         log.warning("%s", problem)

@@ -34,12 +34,14 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from arenahub.asgi import read_body
 from arenahub.bridge import lmarena
 from arenahub.bridge.answers import ChatAnswer, ImageAnswer
+from arenahub.bridge.diagnosis import fatal
 from arenahub.bridge.runtime import Bridge, Capture
 from arenahub.bridge.tabs import Tab
 from arenahub.client import local_api
 from arenahub.client.app import running_link
 from arenahub.client.config import ClientConfig
 from arenahub.jsonc import ConfigError
+from arenahub.protocol import tab
 from arenahub.protocol.errors import (
     ApiError,
     InvalidApiKey,
@@ -84,8 +86,7 @@ async def chat_completions(request: Request) -> Response:
     raw = _json.decode(body)
     model = _model(bridge, req.model)
     bridge.check_available()
-    endpoint = bridge.files.endpoint_for(req.model)
-    return ChatAnswer(bridge.events(raw, model, endpoint), req)
+    return ChatAnswer(bridge.events(raw, model, req.model), req)
 
 
 async def image_generations(request: Request) -> Response:
@@ -107,11 +108,11 @@ async def image_generations(request: Request) -> Response:
     if not model.image:
         raise InvalidRequest(f"'{name}' is not an image model (mark it \"<uuid>:image\" in models.json).", param="model")
     if data.get("response_format", "url") != "url":
-        raise InvalidRequest("Only response_format 'url' is supported: LMArena returns image URLs.",
+        raise InvalidRequest("Only response_format 'url' is supported: arena.ai returns image URLs.",
                              param="response_format")
     bridge.check_available()
     chat = {"model": name, "messages": [{"role": "user", "content": data["prompt"]}]}
-    return ImageAnswer(bridge.events(chat, model, bridge.files.endpoint_for(name)))
+    return ImageAnswer(bridge.events(chat, model, name))
 
 
 async def list_models(request: Request) -> Response:
@@ -123,12 +124,18 @@ async def list_models(request: Request) -> Response:
 async def bridge_status(request: Request) -> Response:
     bridge = _bridge(request)
     cfg = bridge.config
+    status = bridge.session.to_status(len(bridge.tabs.usable()) or len(bridge.tabs))
     return JSONResponse({
-        "lmarena": msgspec.to_builtins(bridge.session.to_status(len(bridge.tabs))),
+        "lmarena": msgspec.to_builtins(status),
+        "state": status.state, "action": status.action,
+        "checks": [dataclasses.asdict(c) for c in bridge.session.checks],
         "tabs": [t.snapshot() for t in bridge.tabs.tabs()],
         "models": len(bridge.files.models),
-        "mode": cfg.id_updater_last_mode, "battle_target": cfg.id_updater_battle_target,
-        "ids_captured": bridge.files.default_endpoint is not None,
+        "upstream_api": cfg.upstream_api, "arena_mode": cfg.arena_mode,
+        "battle_target": cfg.id_updater_battle_target.upper(), "follow_up": cfg.follow_up,
+        "conversations_known": len(bridge.conversations),
+        "legacy": {"mode": cfg.id_updater_last_mode, "ids_captured": bridge.files.default_endpoint is not None,
+                   "used": cfg.legacy},
         "capture": {"armed": bridge.capture is not None and not bridge.capture.result.done()},
         "config_file": str(bridge.config_path),
         "ignored_keys": [{"key": key, "why": why} for key, why in cfg.ignored],
@@ -137,17 +144,26 @@ async def bridge_status(request: Request) -> Response:
 
 
 async def health(request: Request) -> Response:
-    """The seed's health fields; ``healthy`` also needs a connected tab and a usable session."""
+    """The seed's health fields; ``healthy`` also needs a usable tab and session."""
     bridge = _bridge(request)
     response = await local_api.health(request)
     data = _json.decode(response.body)
-    status = bridge.session.to_status(len(bridge.tabs))
+    status = bridge.session.to_status(len(bridge.tabs.usable()))
     data["healthy"] = bool(data["healthy"] and status.browser_connected and status.session_valid is not False
                            and not status.needs_verification)
+    data["lmarena"] = {"state": status.state, "action": status.action}
     return JSONResponse(data)
 
 
 # -- internals used by the CLI --------------------------------------------------------------------
+def _need_tab(bridge: Bridge) -> Tab:
+    best = bridge.tabs.pick() or bridge.tabs.best()
+    if best is None:
+        raise ApiError("No arena.ai tab is connected: open https://arena.ai with the userscript first.",
+                       status=503, code="browser_not_connected")
+    return best
+
+
 async def start_id_capture(request: Request) -> Response:
     bridge = _bridge(request)
     try:
@@ -158,11 +174,9 @@ async def start_id_capture(request: Request) -> Response:
     target = str(data.get("target") or bridge.config.id_updater_battle_target).upper()
     if mode not in ("direct_chat", "battle") or target not in ("A", "B"):
         raise InvalidRequest("mode must be direct_chat or battle, and target A or B.")
-    if not len(bridge.tabs):
-        raise ApiError("No LMArena tab is connected: open lmarena.ai with the userscript first.",
-                       status=503, code="browser_not_connected")
+    _need_tab(bridge)
     bridge.capture = Capture(mode=mode, target=target)
-    sent = bridge.tabs.broadcast("activate_id_capture")
+    sent = bridge.tabs.broadcast(tab.ArmCapture())
     return JSONResponse({"armed": True, "tabs": sent, "mode": mode, "target": target})
 
 
@@ -172,7 +186,10 @@ async def id_capture_result(request: Request) -> Response:
     capture = bridge.capture
     if capture is None:
         raise NotFound("No capture is armed: POST /internal/start_id_capture first.", code="capture_not_armed")
-    wait = min(float(request.query_params.get("wait", "25") or 25), 60.0)
+    try:
+        wait = min(max(float(request.query_params.get("wait", "25") or 25), 0.0), 60.0)
+    except ValueError:
+        raise InvalidRequest("`wait` must be a number of seconds.", param="wait") from None
     try:
         ids = await asyncio.wait_for(asyncio.shield(capture.result), wait)
     except TimeoutError:
@@ -181,22 +198,40 @@ async def id_capture_result(request: Request) -> Response:
 
 
 async def request_model_update(request: Request) -> Response:
+    """The models the page offers, as ``update-models`` writes them: ``{"models": {name: value}, "all": [...]}``."""
     bridge = _bridge(request)
-    tab = bridge.tabs.pick()
-    if tab is None:
-        raise ApiError("No LMArena tab is connected: open lmarena.ai with the userscript first.",
-                       status=503, code="browser_not_connected")
-    bridge.page_source = asyncio.get_running_loop().create_future()
-    tab.send_nowait({"command": "send_page_source"})
+    on = _need_tab(bridge)
     try:
-        html = await asyncio.wait_for(asyncio.shield(bridge.page_source), 30)
-    except TimeoutError:
+        flight = await on.ask(lambda i: tab.PageModels(id=i), 30)
+    except (TimeoutError, ConnectionError):
         raise ApiError("The tab did not send its page within 30 s.", status=504, code="page_source_timeout") from None
-    models = lmarena.extract_page_models(html)
-    if not models:
-        raise ApiError("Found no model list in the page (has LMArena changed its page?).", status=502,
-                       code="no_models_in_page")
-    return JSONResponse({"models": models})
+    found = lmarena.page_models(flight.text)
+    on.models_in_page = len(found)
+    bridge.refresh_checks()
+    selectable = lmarena.extract_page_models(flight.text)  # ModelListNotFound (502) when there are none
+    return JSONResponse({"models": selectable, "all": [dataclasses.asdict(m) for m in found]})
+
+
+async def doctor(request: Request) -> Response:
+    """Every check of the best tab, looked at again, then (``probe``) one tiny real call."""
+    bridge = _bridge(request)
+    try:
+        data = _json.decode(await request.body() or b"{}")
+    except msgspec.DecodeError:
+        raise InvalidRequest("The body must be JSON.") from None
+    best = bridge.tabs.pick() or bridge.tabs.best()
+    if best is not None:
+        await bridge.inspect(best)
+    checks = bridge.checks()
+    call = None
+    if isinstance(data, dict) and data.get("probe", True) and fatal(checks) is None:
+        ok, said = await bridge.probe()
+        call = {"name": "call", "ok": ok, "detail": said}
+        checks = bridge.checks()
+    status = bridge.session.to_status(len(bridge.tabs.usable()) or len(bridge.tabs))
+    return JSONResponse({"checks": [dataclasses.asdict(c) for c in checks], "call": call,
+                         "state": status.state, "action": status.action,
+                         "ok": fatal(checks) is None and (call is None or call["ok"] is True)})
 
 
 async def reload_config(request: Request) -> Response:
@@ -210,12 +245,13 @@ async def reload_config(request: Request) -> Response:
 
 # -- the tabs' socket -----------------------------------------------------------------------------
 def _tab_origin_allowed(origin: str | None) -> bool:
-    """Tabs on LMArena (or a local page, such as the simulator) may connect; any other web page the
-    user happens to open must not be able to read the prompts this socket carries."""
+    """Tabs on arena.ai (or lmarena.ai, or a local page such as the simulator) may connect; any other web
+    page the user happens to open must not be able to read the prompts this socket carries."""
     if origin is None:
         return True  # not a browser page (tools, tests)
     host = urlsplit(origin).hostname or ""
-    return host == "lmarena.ai" or host.endswith(".lmarena.ai") or host in ("127.0.0.1", "localhost", "::1")
+    return any(host == h or host.endswith("." + h) for h in lmarena.site.SITE_HOSTS) \
+        or host in ("127.0.0.1", "localhost", "::1")
 
 
 async def tab_socket(ws: WebSocket) -> None:
@@ -226,9 +262,9 @@ async def tab_socket(ws: WebSocket) -> None:
         await ws.close(code=4403, reason="origin not allowed")
         return
     await ws.accept()
-    tab = Tab(ws, secrets.token_hex(4))
-    bridge.tabs.add(tab)
-    log.info("tab %s connected (%d open)", tab.id, len(bridge.tabs))
+    new = Tab(ws, secrets.token_hex(4))
+    bridge.tabs.add(new)
+    log.info("tab %s connected (%d open)", new.id, len(bridge.tabs))
     reason = "the tab closed its connection"
     try:
         while True:
@@ -237,42 +273,42 @@ async def tab_socket(ws: WebSocket) -> None:
                 break
             raw = message.get("text") or message.get("bytes") or b""
             try:
-                data = _json.decode(raw)
-            except msgspec.DecodeError:
-                log.warning("tab %s sent something that is not JSON: %.120r", tab.id, raw)
+                data = tab.decode(raw)
+            except tab.TabMessageError as exc:
+                log.warning("tab %s sent a message the bridge cannot read (%s): %.120r", new.id, exc, raw)
                 continue
-            if isinstance(data, dict):
-                _on_tab_message(bridge, tab, data)
+            _on_tab_message(bridge, new, data)
     except WebSocketDisconnect:
         pass
     finally:
-        bridge.tabs.remove(tab, reason)
-        log.info("tab %s disconnected (%d open)", tab.id, len(bridge.tabs))
+        bridge.tabs.remove(new, reason)
+        bridge.refresh_checks()
+        log.info("tab %s disconnected (%d open)", new.id, len(bridge.tabs))
 
 
-def _on_tab_message(bridge: Bridge, tab: Tab, data: dict[str, Any]) -> None:
-    request_id = data.get("request_id")
-    if isinstance(request_id, str) and "data" in data:
-        bridge.tabs.deliver(request_id, data["data"])
-        return
-    kind = data.get("type")
-    if kind == "hello":
-        tab.origin, tab.title, tab.script_version = (str(data.get(k) or "") or None for k in ("origin", "title", "version"))
-        bridge.session.tab_connected()
-    elif kind == "ids_captured":
-        session_id, message_id = data.get("session_id"), data.get("message_id")
+def _on_tab_message(bridge: Bridge, sender: Tab, data: tab.FromTab) -> None:
+    if isinstance(data, tab.Started | tab.Chunk | tab.Done | tab.Failed):
+        bridge.tabs.deliver(data.id, data)
+    elif isinstance(data, tab.Diagnosis | tab.Flight):
+        sender.answer(data.id, data)
+    elif isinstance(data, tab.Hello):
+        sender.protocol, sender.script_version, sender.facts = data.protocol, data.script_version[:40], data.facts
+        if sender.protocol != tab.TAB_PROTOCOL_VERSION:
+            log.warning("tab %s runs an old userscript (protocol %d; this bridge speaks %d): install it again "
+                        "(`arenahub userscript`)", sender.id, sender.protocol, tab.TAB_PROTOCOL_VERSION)
+            bridge.refresh_checks()
+        else:
+            bridge.spawn(bridge.inspect(sender), f"tab-inspect-{sender.id}")
+    elif isinstance(data, tab.PageCall):
+        bridge.page_call(data.ok)
+    elif isinstance(data, tab.IdsCaptured):
         capture = bridge.capture
         if capture is None or capture.result.done():
-            log.info("tab %s reported ids while no capture was armed; ignored", tab.id)
-        elif isinstance(session_id, str) and isinstance(message_id, str):
-            bridge.files.use_default_ids(session_id, message_id, capture.mode, capture.target)
-            bridge.session.ids_captured()
-            capture.result.set_result({"session_id": session_id, "message_id": message_id})
-    elif kind == "page_source":
-        if bridge.page_source is not None and not bridge.page_source.done() and isinstance(data.get("html"), str):
-            bridge.page_source.set_result(data["html"])
-    else:
-        log.debug("tab %s: unhandled message %.120r", tab.id, data)
+            log.info("tab %s reported ids while no capture was armed; ignored", sender.id)
+        elif lmarena.is_uuid(data.session_id) and lmarena.is_uuid(data.message_id):
+            bridge.files.use_default_ids(data.session_id, data.message_id, capture.mode, capture.target)
+            bridge.session.ids_changed()
+            capture.result.set_result({"session_id": data.session_id, "message_id": data.message_id})
 
 
 # -- the app --------------------------------------------------------------------------------------
@@ -296,9 +332,13 @@ def create_app(bridge: Bridge, client_config: ClientConfig, port: int) -> Starle
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         app.state.bridge = bridge
-        async with running_link(client_config) as link:
-            app.state.link = link
-            yield
+        bridge.spawn(bridge.watch_files(), "bridge-file-watch")
+        try:
+            async with running_link(client_config) as link:
+                app.state.link = link
+                yield
+        finally:
+            await bridge.close()
 
     routes = [
         Route("/v1/chat/completions", chat_completions, methods=["POST"]),
@@ -312,6 +352,7 @@ def create_app(bridge: Bridge, client_config: ClientConfig, port: int) -> Starle
         Route("/internal/id_capture", id_capture_result, methods=["GET"]),
         Route("/internal/request_model_update", request_model_update, methods=["POST"]),
         Route("/internal/reload", reload_config, methods=["POST"]),
+        Route("/internal/doctor", doctor, methods=["POST"]),
     ]
     # CORS is fixed at start: a changed platform_features.allowed_origins needs a restart, not /internal/reload.
     return Starlette(routes=routes, lifespan=lifespan, middleware=local_api.cors(bridge.config.allowed_origins),

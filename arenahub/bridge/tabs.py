@@ -1,18 +1,26 @@
-"""The browser tabs running the userscript: several may be connected; requests are spread over them."""
+"""The browser tabs running the userscript: several may be connected; requests are spread over them.
+
+Each tab has one socket (``/ws``) carrying many requests at once, each by its own id
+(``arenahub.protocol.tab``). A request's messages go into its own queue; when the tab goes away,
+every open request gets ``TabClosed``. Questions (diagnose, the page's models) are futures
+answered by id. Only tabs that speak this bridge's protocol, on a normal arena.ai page, take work.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
-from typing import Any
+import uuid
+from typing import Any, TypeVar
 
-import msgspec
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-log = logging.getLogger("arenahub.bridge.tabs")
+from arenahub.bridge.diagnosis import TabView, on_site
+from arenahub.protocol import tab
 
-_encode = msgspec.json.Encoder().encode
+log = logging.getLogger("arenahub.bridge.tabs")
+T = TypeVar("T")
 
 
 class TabClosed:
@@ -24,30 +32,62 @@ class TabClosed:
         self.reason = reason
 
 
+Incoming = tab.Started | tab.Chunk | tab.Done | tab.Failed | TabClosed
+
+
 class Tab:
     def __init__(self, ws: WebSocket, tab_id: str) -> None:
         self.ws = ws
         self.id = tab_id
         self.connected_at = time.time()
-        self.origin: str | None = None
-        self.title: str | None = None
-        self.script_version: str | None = None
-        self.requests: dict[str, asyncio.Queue[Any]] = {}
+        self.protocol = 0
+        self.script_version = ""
+        self.facts = tab.PageFacts()
+        self.models_in_page: int | None = None
+        self.requests: dict[str, asyncio.Queue[Incoming]] = {}
+        self.questions: dict[str, asyncio.Future[Any]] = {}
         self.closed = False
-        self._outbox: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self._outbox: asyncio.Queue[str | None] = asyncio.Queue()
         self._writer = asyncio.create_task(self._write_loop(), name=f"tab-writer-{tab_id}")
 
-    def send_nowait(self, message: dict[str, Any]) -> None:
+    @property
+    def usable(self) -> bool:
+        """Speaks this bridge's protocol and shows a normal arena.ai page (or a local stand-in)."""
+        return not self.closed and self.protocol == tab.TAB_PROTOCOL_VERSION and self.facts.page == "arena"
+
+    def view(self) -> TabView:
+        return TabView(self.protocol, self.script_version, self.facts, self.models_in_page)
+
+    def send(self, message: tab.FromBridge) -> None:
         if not self.closed:
-            self._outbox.put_nowait(_encode(message))
+            self._outbox.put_nowait(tab.encode(message))
 
     async def _write_loop(self) -> None:
         while (data := await self._outbox.get()) is not None:
             try:
-                await self.ws.send_text(data.decode())
+                await self.ws.send_text(data)
             except (RuntimeError, OSError, WebSocketDisconnect) as exc:
                 log.info("tab %s: send failed (%s)", self.id, exc)
                 return
+
+    async def ask(self, message_for: Any, timeout: float) -> Any:
+        """Send the question ``message_for(id)`` and wait for the answer with that id."""
+        question_id = uuid.uuid4().hex
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self.questions[question_id] = future
+        try:
+            self.send(message_for(question_id))
+            async with asyncio.timeout(timeout):
+                return await future
+        finally:
+            self.questions.pop(question_id, None)
+
+    def answer(self, question_id: str, value: Any) -> bool:
+        future = self.questions.get(question_id)
+        if future is None or future.done():
+            return False
+        future.set_result(value)
+        return True
 
     def close(self, reason: str) -> None:
         if self.closed:
@@ -56,11 +96,18 @@ class Tab:
         requests, self.requests = self.requests, {}
         for queue in requests.values():
             queue.put_nowait(TabClosed(reason))
+        for future in self.questions.values():
+            if not future.done():
+                future.set_exception(ConnectionError(reason))
         self._outbox.put_nowait(None)
 
     def snapshot(self) -> dict[str, Any]:
-        return {"id": self.id, "origin": self.origin, "title": self.title, "script_version": self.script_version,
-                "connected_at": self.connected_at, "active_requests": len(self.requests)}
+        facts = self.facts
+        return {"id": self.id, "origin": facts.origin or None, "on_site": on_site(facts.origin), "page": facts.page,
+                "title": facts.title or None, "script_version": self.script_version or None,
+                "protocol": self.protocol, "usable": self.usable, "signed_in": bool(facts.auth_cookies),
+                "models_in_page": self.models_in_page, "connected_at": self.connected_at,
+                "active_requests": len(self.requests)}
 
 
 class TabPool:
@@ -75,53 +122,70 @@ class TabPool:
     def tabs(self) -> list[Tab]:
         return list(self._tabs.values())
 
-    def add(self, tab: Tab) -> None:
-        self._tabs[tab.id] = tab
+    def get(self, tab_id: str) -> Tab | None:
+        found = self._tabs.get(tab_id)
+        return found if found is not None and found.usable else None
+
+    def usable(self) -> list[Tab]:
+        return [t for t in self._tabs.values() if t.usable]
+
+    def best(self) -> Tab | None:
+        """The tab whose page tells most about the session: a usable one, else the newest."""
+        tabs = self.usable() or self.tabs()
+        return max(tabs, key=lambda t: t.connected_at) if tabs else None
+
+    def add(self, new: Tab) -> None:
+        self._tabs[new.id] = new
         self.changed.set()
 
-    def remove(self, tab: Tab, reason: str) -> None:
-        if self._tabs.get(tab.id) is tab:
-            del self._tabs[tab.id]
-        for request_id in list(tab.requests):
+    def remove(self, gone: Tab, reason: str) -> None:
+        if self._tabs.get(gone.id) is gone:
+            del self._tabs[gone.id]
+        for request_id in list(gone.requests):
             self._owner.pop(request_id, None)
-        tab.close(reason)
+        gone.close(reason)
         self.changed.set()
 
-    def pick(self) -> Tab | None:
-        """The connected tab with the fewest requests in flight."""
+    def pick(self, prefer: str | None = None) -> Tab | None:
+        """``prefer`` if it is usable, else the usable tab with the fewest requests in flight."""
+        if prefer is not None and (chosen := self.get(prefer)) is not None:
+            return chosen
         best = None
-        for tab in self._tabs.values():
-            if not tab.closed and (best is None or len(tab.requests) < len(best.requests)):
-                best = tab
+        for candidate in self._tabs.values():
+            if candidate.usable and (best is None or len(candidate.requests) < len(best.requests)):
+                best = candidate
         return best
 
-    def open(self, tab: Tab, request_id: str, payload: dict[str, Any]) -> asyncio.Queue[Any]:
-        queue: asyncio.Queue[Any] = asyncio.Queue()
-        tab.requests[request_id] = queue
-        self._owner[request_id] = tab
-        tab.send_nowait({"request_id": request_id, "payload": payload})
+    def open(self, on: Tab, request_id: str, task: tab.Task) -> asyncio.Queue[Incoming]:
+        queue: asyncio.Queue[Incoming] = asyncio.Queue()
+        on.requests[request_id] = queue
+        self._owner[request_id] = on
+        on.send(tab.Run(id=request_id, task=task))
         return queue
 
-    def deliver(self, request_id: str, data: Any) -> bool:
-        tab = self._owner.get(request_id)
-        queue = tab.requests.get(request_id) if tab else None
+    def deliver(self, request_id: str, message: Incoming) -> bool:
+        owner = self._owner.get(request_id)
+        queue = owner.requests.get(request_id) if owner else None
         if queue is None:
             return False
-        queue.put_nowait(data)
+        queue.put_nowait(message)
         return True
 
     def finish(self, request_id: str) -> None:
-        tab = self._owner.pop(request_id, None)
-        if tab is not None:
-            tab.requests.pop(request_id, None)
+        owner = self._owner.pop(request_id, None)
+        if owner is not None:
+            owner.requests.pop(request_id, None)
 
     def cancel(self, request_id: str) -> None:
-        """Stop a request: the tab aborts its upstream fetch."""
-        tab = self._owner.pop(request_id, None)
-        if tab is not None and tab.requests.pop(request_id, None) is not None:
-            tab.send_nowait({"command": "cancel", "request_id": request_id})
+        """Stop a request: the tab aborts its upstream call."""
+        owner = self._owner.pop(request_id, None)
+        if owner is not None and owner.requests.pop(request_id, None) is not None:
+            owner.send(tab.Cancel(id=request_id))
 
-    def broadcast(self, command: str) -> int:
-        for tab in self._tabs.values():
-            tab.send_nowait({"command": command})
-        return len(self._tabs)
+    def broadcast(self, message: tab.FromBridge) -> int:
+        sent = 0
+        for each in self._tabs.values():
+            if each.protocol == tab.TAB_PROTOCOL_VERSION:
+                each.send(message)
+                sent += 1
+        return sent

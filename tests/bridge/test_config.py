@@ -204,9 +204,9 @@ MODELS = f"""{{
 def test_models(tmp_path):
     models = load_models(write(tmp_path, "models.json", MODELS))
     assert list(models) == ["gemini-2.5-pro", "imagen", "nano-banana"]
-    assert models["gemini-2.5-pro"] == Model("gemini-2.5-pro", GEMINI, False)
-    assert models["imagen"] == Model("imagen", GEMINI, True)
-    assert models["nano-banana"] == Model("nano-banana", None, True)
+    assert models["gemini-2.5-pro"] == Model("gemini-2.5-pro", GEMINI, "text")
+    assert models["imagen"] == Model("imagen", GEMINI, "image")
+    assert models["nano-banana"] == Model("nano-banana", None, "image")
 
 
 @pytest.mark.parametrize("text, key, line, words", [
@@ -214,7 +214,7 @@ def test_models(tmp_path):
     ("[]", None, 1, "must hold a JSON object"),
     ("{}", None, 1, "holds no models"),
     ("{\n // 空\n}", None, 1, "update-models"),
-    (f'{{\n  "ok": "{GEMINI}",\n  "bad": "YOUR_MODEL_ID",\n}}', "bad", 3, "not an LMArena model id"),
+    (f'{{\n  "ok": "{GEMINI}",\n  "bad": "YOUR_MODEL_ID",\n}}', "bad", 3, "not an arena.ai model id"),
     (f'{{\n  "ok": "{GEMINI}",\n\n  "vid": "{GEMINI}:video"\n}}', "vid", 4, "has type 'video'"),
     ('{\n  "n": 5\n}', "n", 2, "must be a string"),
     (f'{{\n  "": "{GEMINI}"\n}}', "", 2, "name is empty"),
@@ -398,3 +398,91 @@ def test_load_bridge_files_refuses_a_broken_file(tmp_path, name, text, line):
     with pytest.raises(ConfigError) as info:
         load_bridge_files(tmp_path / "config.jsonc")
     assert info.value.path == str(tmp_path / name) and info.value.line == line
+
+
+# --- arena.ai 2026: how conversations start ---
+
+def test_an_lmarenabridge_config_stays_on_the_new_default_until_asked(tmp_path):
+    config = load_bridge_config(write(tmp_path, "config.jsonc", CONFIG))
+    assert (config.upstream_api, config.arena_mode, config.side_by_side_model) == ("create-evaluation", "direct", "")
+    assert (config.follow_up, config.allow_private_image_urls, config.legacy) == (True, False, False)
+    assert config.ids_captured
+    legacy = load_bridge_config(write(tmp_path, "config.jsonc", CONFIG.replace(
+        '"api_key"', '"upstream_api": " Legacy-Retry ",\n  "api_key"')))
+    assert legacy.legacy and legacy.upstream_api == "legacy-retry"
+    assert legacy.captured_endpoint() == Endpoint(S1, M1, "battle", "b")
+
+
+def test_new_keys_are_read(tmp_path):
+    text = json.dumps({"arena_mode": "Side-By-Side", "side_by_side_model": " claude ", "follow_up": False,
+                       "allow_private_image_urls": True, "id_updater_battle_target": "B"})
+    config = load_bridge_config(write(tmp_path, "config.jsonc", text))
+    assert (config.arena_mode, config.side_by_side_model) == ("side-by-side", "claude")
+    assert (config.follow_up, config.allow_private_image_urls) == (False, True)
+    public = config.public()
+    assert {k: public[k] for k in ("upstream_api", "arena_mode", "side_by_side_model", "follow_up",
+                                   "allow_private_image_urls")} == {
+        "upstream_api": "create-evaluation", "arena_mode": "side-by-side", "side_by_side_model": "claude",
+        "follow_up": False, "allow_private_image_urls": True}
+    assert load_bridge_config(write(tmp_path, "config.jsonc", "{}")).public()["side_by_side_model"] is None
+
+
+@pytest.mark.parametrize("key, value, words", [
+    ("upstream_api", '"v3"', "must be 'create-evaluation' (the default) or 'legacy-retry', got 'v3'"),
+    ("upstream_api", "1", "must be a string"),
+    ("arena_mode", '"duel"', "must be one of direct, direct-battle, side-by-side, battle, got 'duel'"),
+    ("arena_mode", '"direct_chat"', "must be one of"),
+    ("arena_mode", "true", "must be a string"),
+    ("side_by_side_model", "5", "must be a string"),
+    ("follow_up", '"yes"', 'must be true or false, got "yes"'),
+    ("allow_private_image_urls", "1", "must be true or false, got 1"),
+])
+def test_bad_new_keys_name_file_line_and_key(tmp_path, key, value, words):
+    error = error_of(load_bridge_config, tmp_path, "config.jsonc",
+                     f'{{\n  // 2026\n  "tavern_mode_enabled": true,\n  "{key}": {value}, // here\n}}\n')
+    assert (error.key, error.line) == (key, 4) and words in error.reason
+    assert str(error).startswith(f"{tmp_path / 'config.jsonc'}:4: {key}: ")
+
+
+@pytest.mark.parametrize("extra", ["", ',\n  "side_by_side_model": "  "'])
+def test_side_by_side_needs_the_other_model(tmp_path, extra):
+    error = error_of(load_bridge_config, tmp_path, "config.jsonc",
+                     f'{{\n  "follow_up": true,\n  "arena_mode": "side-by-side"{extra}\n}}')
+    assert (error.key, error.line) == ("arena_mode", 3) and "side_by_side_model" in error.reason
+
+
+SIDE_BY_SIDE = '{\n  "arena_mode": "side-by-side",\n  // side B\n  "side_by_side_model": "%s"\n}'
+
+
+def test_side_by_side_model_must_be_in_models_json(tmp_path):
+    write(tmp_path, "models.json", MODELS)
+    with pytest.raises(ConfigError) as info:
+        load_bridge_files(write(tmp_path, "config.jsonc", SIDE_BY_SIDE % "claude"))
+    error = info.value
+    assert (error.path, error.key, error.line) == (str(tmp_path / "config.jsonc"), "side_by_side_model", 4)
+    assert "'claude', which is not in models.json" in error.reason
+
+
+def test_side_by_side_starts_before_models_json_exists(tmp_path):
+    files = load_bridge_files(write(tmp_path, "config.jsonc", SIDE_BY_SIDE % "claude"))
+    assert files.models == {} and "update-models" in files.problems[0]  # update-models needs a running bridge
+
+
+@pytest.mark.parametrize("values, mode, target, other, tavern", [
+    ({}, "direct", "a", None, False),
+    ({"arena_mode": "battle", "id_updater_battle_target": "B", "tavern_mode_enabled": True}, "battle", "b", None,
+     True),
+    ({"arena_mode": "side-by-side", "side_by_side_model": "imagen"}, "side-by-side", "a", "imagen", False),
+    ({"arena_mode": "direct-battle", "side_by_side_model": "imagen"}, "direct-battle", "a", None, False),
+    ({"arena_mode": "BATTLE"}, "battle", "a", None, False),
+])
+def test_arena_settings(tmp_path, values, mode, target, other, tavern):
+    write(tmp_path, "models.json", MODELS)
+    settings = load_bridge_files(write(tmp_path, "config.jsonc", json.dumps(values))).arena_settings()
+    assert (settings.mode, settings.target, settings.tavern_mode) == (mode, target, tavern)
+    assert (settings.side_by_side_model.name if settings.side_by_side_model else None) == other
+
+
+def test_search_models(tmp_path):
+    models = load_models(write(tmp_path, "models.json", f'{{"sonar": "{GEMINI}:Search"}}'))
+    assert models["sonar"] == Model("sonar", GEMINI, "search") and models["sonar"].modality == "search"

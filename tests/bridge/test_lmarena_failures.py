@@ -1,127 +1,261 @@
-"""classify_failure: every upstream failure becomes a named error that says how to fix it."""
+"""classify_failure: every way arena.ai refuses a call, as a named error that says what to do."""
 
 import json
+import re
 
 import pytest
 
 from arenahub.bridge.lmarena import (
     AttachmentTooLarge,
+    ClockSkew,
+    CloudflareBlocked,
     ContentRejected,
     InvalidSession,
     LMArenaError,
+    MessageHasFeedback,
     NeedsVerification,
+    SignedOut,
+    UnexpectedAnswer,
     UpstreamApiChanged,
     UpstreamRateLimited,
+    UpstreamSchemaError,
     UpstreamStreamTimeout,
+    VerificationRequired,
     classify_failure,
+    is_block_page,
     is_challenge,
     stream_timeout,
+    unexpected_answer,
 )
-from arenahub.protocol.errors import (
-    ApiError,
-    RequestTooLarge,
-    UpstreamError,
-    UpstreamTimeout,
+from arenahub.bridge.lmarena import failures as f
+from arenahub.bridge.lmarena.failures import (
+    RequestFieldRefused,
+    detail,
+    is_consumer_field,
+    schema_field,
 )
-from arenahub.protocol.openai import error_body
 
-SESSION_401 = '{"error":"User 6f0e does not have access to evaluation session cebc557a"}'
-CF_PAGE = ('<!DOCTYPE html><html><head><title>Just a moment...</title></head><body>'
-           'Enable JavaScript and cookies to continue</body></html>')
+SESSION = "0192f0a1-2b3c-7d4e-8f00-00000000a11c"
+USER = "0192f0a1-2b3c-7d4e-8f00-0000000000b0"
+UUID = re.compile(r"(?i)[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+CHALLENGE = "<!DOCTYPE html><html><head><title>Just a moment...</title></head><body>" + SESSION + "</body></html>"
+BLOCK = ("<!DOCTYPE html><html><head><title>Attention Required! | Cloudflare</title></head><body>"
+         "<div id='cf-error-details'>Sorry, you have been blocked</div>Ray ID " + SESSION + "</body></html>")
 
 
-@pytest.mark.parametrize("status, body, kind, words", [
-    (401, SESSION_401, InvalidSession, ["does not have access", "arenahub bridge capture-ids", "Retry"]),
-    (401, "", InvalidSession, ["capture-ids", "no details"]),
-    (403, SESSION_401, InvalidSession, ["capture-ids"]),
-    (None, "User x does not have access to evaluation session y", InvalidSession, ["capture-ids"]),
-    (None, "网络响应不正常。状态: 401. 内容: {}", InvalidSession, ["capture-ids"]),  # the old userscript's words
-    (401, "<html><head><title>Unauthorized</title></head></html>", InvalidSession, ["an HTML page (Unauthorized)"]),
-    (413, "", AttachmentTooLarge, ["5 MB", "resize"]),
-    (None, "Payload Too Large", AttachmentTooLarge, ["5 MB"]),
-    (400, '{"error":"File exceeds the maximum size"}', AttachmentTooLarge, ["maximum size"]),
-    (None, "状态: 413", AttachmentTooLarge, ["5 MB"]),
-    (422, '{"error":"Request rejected: Content violates our terms of use"}', ContentRejected,
-     ["Content violates our terms of use", "Rephrase"]),
-    (None, '{"error":{"message":"blocked","code":"moderation_blocked"}}', ContentRejected, ["blocked"]),
-    (429, '{"error":"Too many requests"}', UpstreamRateLimited, ["Too many requests", "in a minute"]),
-    (None, "You've reached a rate limit. Please try again in a moment.", UpstreamRateLimited, ["rate limit"]),
-    (429, "does not have access to evaluation session", UpstreamRateLimited, []),  # the status decides first
-    (503, CF_PAGE, NeedsVerification, ["Cloudflare", "reload"]),
-    (200, "<p>enable javascript and cookies to continue</p>", NeedsVerification, ["Cloudflare"]),
-    (403, '{"error":"recaptcha validation failed"}', NeedsVerification, ["reCAPTCHA", "reload"]),
-    (404, "Not Found", UpstreamApiChanged, ["404", "changed its private API", "arenahub userscript"]),
-    (405, "", UpstreamApiChanged, ["405"]),
-    (500, "Internal Server Error", LMArenaError, ["answered 500", "Internal Server Error"]),
-    (400, '{"error":"Invalid request body"}', LMArenaError, ["answered 400", "Invalid request body"]),
-    (None, "TypeError: Failed to fetch", LMArenaError, ["could not reach", "network"]),
-    (None, "NetworkError when attempting to fetch resource.", LMArenaError, ["could not reach"]),
-    (None, "", LMArenaError, ["reported an error", "no details"]),
-    (None, '{"message":"bad thing"}', LMArenaError, ["bad thing"]),
-])
-def test_classification(status, body, kind, words):
-    error = classify_failure(status, body)
+def zod(*path, message="Required"):
+    return json.dumps({"issues": [{"code": "invalid_type", "path": list(path), "message": message}]})
+
+
+# (status, body, legacy) -> (error class, HTTP status, code, words that name the fix)
+CASES = [
+    (401, f'{{"error": "User not found", "user": "{USER}"}}', False,
+     SignedOut, 503, "arena_signed_out", "Sign in at arena.ai in that tab"),
+    (401, f'{{"error": "User {USER} does not have access to evaluation session {SESSION}"}}', True,
+     InvalidSession, 503, "lmarena_session_invalid", "capture-ids"),
+    (401, f'{{"error": "User {USER} does not have access to evaluation session {SESSION}"}}', False,
+     InvalidSession, 503, "lmarena_session_invalid", "the bridge starts a new conversation"),
+    (None, f"Evaluation session has expired (user {USER})", True,
+     InvalidSession, 503, "lmarena_session_invalid", "Capture them again"),
+    (403, '{"error": "recaptcha validation failed"}', False,
+     VerificationRequired, 503, "verification_required", "Security Verification"),
+    (403, CHALLENGE, False, NeedsVerification, 503, "needs_verification", "complete it there"),
+    (None, CHALLENGE, False, NeedsVerification, 503, "needs_verification", "clears it by itself"),
+    (403, BLOCK, False, CloudflareBlocked, 503, "cloudflare_blocked", "use another network"),
+    (200, BLOCK, True, CloudflareBlocked, 503, "cloudflare_blocked", "A person must act"),
+    (400, f'{{"error": "Message {SESSION} already has feedback, cannot retry"}}', True,
+     MessageHasFeedback, 503, "message_has_feedback", "Capture fresh ids"),
+    (400, f'{{"error": "Evaluation session ID {SESSION} seems spoofed, offset too big"}}', False,
+     ClockSkew, 503, "clock_skew", "automatic time"),
+    (400, '{"error": "id must be a UUIDv7"}', False, ClockSkew, 503, "clock_skew", "set it right"),
+    (413, "Request Entity Too Large", False, AttachmentTooLarge, 413, "attachment_too_large", "resize or compress"),
+    (None, f"upload {SESSION} exceeds the maximum file size", False,
+     AttachmentTooLarge, 413, "attachment_too_large", "resize"),
+    (422, '{"error": "Unprocessable"}', False, ContentRejected, 400, "content_policy_violation", "Rephrase it"),
+    (400, '{"error": "Your message violates our terms of use"}', False,
+     ContentRejected, 400, "content_policy_violation", "Rephrase"),
+    (429, '{"error": "Request rejected"}', False, UpstreamRateLimited, 429, "upstream_rate_limited", "Retry in"),
+    (None, "Too Many Requests", False, UpstreamRateLimited, 429, "upstream_rate_limited", "more accounts"),
+    (None, "upstream said 429", False, UpstreamRateLimited, 429, "upstream_rate_limited", "Retry"),
+    (400, zod("modelAMessageId"), False, UpstreamSchemaError, 502, "upstream_schema_error", "`modelAMessageId`"),
+    (400, zod("userMessage", "content", message="String must contain at most 100000 character(s)"), False,
+     RequestFieldRefused, 400, "upstream_refused_request", "shorter text"),
+    (404, "<!DOCTYPE html><html><head><title>404: Not Found</title></head></html>", False,
+     UpstreamApiChanged, 502, "upstream_api_changed", "Update arenahub"),
+    (405, "", True, UpstreamApiChanged, 502, "upstream_api_changed", "reinstall the userscript"),
+    (None, "TypeError: Failed to fetch", False, LMArenaError, 502, "lmarena_error", "network connection"),
+    (500, f'{{"error": "internal {SESSION}"}}', False, LMArenaError, 502, "lmarena_error", "answered 500"),
+    (403, '{"error": "forbidden"}', False, LMArenaError, 502, "lmarena_error", "answered 403"),
+]
+
+
+@pytest.mark.parametrize("status, body, legacy, kind, http, code, fix", CASES)
+def test_named_failures(status, body, legacy, kind, http, code, fix):
+    error = classify_failure(status, body, legacy=legacy)
     assert type(error) is kind
-    for word in words:
-        assert word in error.message
+    assert (error.status, error.code) == (http, code)
+    assert fix in error.message
 
 
-@pytest.mark.parametrize("error, status, type_, code, base", [
-    (classify_failure(401, SESSION_401), 503, "service_unavailable_error", "lmarena_session_invalid", ApiError),
-    (classify_failure(422, ""), 400, "invalid_request_error", "content_policy_violation", ApiError),
-    (classify_failure(413, ""), 413, "invalid_request_error", "attachment_too_large", RequestTooLarge),
-    (classify_failure(429, ""), 429, "rate_limit_error", "upstream_rate_limited", ApiError),
-    (classify_failure(503, CF_PAGE), 503, "service_unavailable_error", "needs_verification", ApiError),
-    (classify_failure(404, ""), 502, "upstream_error", "upstream_api_changed", UpstreamError),
-    (classify_failure(500, ""), 502, "upstream_error", "lmarena_error", UpstreamError),
-    (stream_timeout(360), 504, "timeout_error", "upstream_stream_timeout", UpstreamTimeout),
+@pytest.mark.parametrize("status, body, legacy", [case[:3] for case in CASES])
+def test_messages_never_carry_an_id(status, body, legacy):
+    # Session and user ids are secrets: a message reaches the platform, its consumers and the logs.
+    assert not UUID.search(classify_failure(status, body, legacy=legacy).message)
+
+
+def test_schema_message_with_an_id_is_blanked():
+    error = classify_failure(400, zod("id", message=f"Invalid uuid {SESSION}"))
+    assert "<id>" in error.message and SESSION not in error.message
+
+
+def test_signed_out_names_the_modes_that_need_no_account():
+    assert '"direct-battle"' in classify_failure(401, "").message
+
+
+def test_verification_says_reloading_does_not_help():
+    assert "Reloading the page does not help" in classify_failure(403, "recaptcha validation failed").message
+
+
+# --- Retry-After ---
+
+@pytest.mark.parametrize("header, body, seconds", [
+    ("30", "", 30), ("  45 ", "", 45), (12.5, "", 12.5), (7, "", 7),
+    ("Wed, 21 Oct 2026 07:28:00 GMT", "try again in 2 minutes", 120),
+    (None, '{"error": "Rate limit. Retry after 500ms"}', 0.5),
+    (None, "please retry in 10 s", 10),
+    (None, "Try again in 3 min", 180),
+    (None, "Too many requests", None),
+    (0, "", None), (-5, "", None), ("abc", "", None),
 ])
-def test_openai_envelopes(error, status, type_, code, base):
-    assert isinstance(error, base)
-    assert error.status == status
-    body = json.loads(error_body(error))["error"]
-    assert (body["type"], body["code"]) == (type_, code)
-    assert body["message"] == error.message
-
-
-@pytest.mark.parametrize("body, seconds, header", [
-    ("try again in 20 seconds", 20, "20"),
-    ("Retry after 2 minutes", 120, "120"),
-    ("retry in 1.5s", 1.5, "2"),
-    ("please retry after 500ms", 0.5, "1"),
-    ("try again in 3 min", 180, "180"),
-    ("Too many requests", None, None),
-    ("try again in a moment", None, None),
-    ("Please try again in a moment. Code 1234", None, None),
-    ("retry-after: 7", None, None),
-])
-def test_rate_limit_retry_after(body, seconds, header):
-    error = classify_failure(429, body)
+def test_retry_after_from_header_and_body(header, body, seconds):
+    error = classify_failure(429, body, retry_after=header)
     assert isinstance(error, UpstreamRateLimited)
     assert error.retry_after == seconds
-    assert error.headers.get("Retry-After") == header
-    assert (f"in {seconds:g} s" if seconds else "in a minute") in error.message
+    if seconds:
+        assert error.headers == {"Retry-After": str(max(1, round(seconds)))}
+        assert f"in {seconds:g} s" in error.message
+    else:
+        assert error.headers == {} and "in a minute" in error.message
 
 
-def test_long_bodies_are_cut():
-    error = classify_failure(500, "x" * 5000)
-    assert "x" * 300 + "..." in error.message
-    assert len(error.message) < 400
+def test_zero_retry_after_header_sets_no_header():
+    error = classify_failure(429, "", retry_after="0")
+    assert "Retry-After" not in error.headers
 
 
-def test_detail_is_one_line():
-    assert "a b c" in classify_failure(500, "a\n  b\n\tc").message
+# --- reading a body ---
+
+@pytest.mark.parametrize("body, expected", [
+    ('{"issues": [{"path": ["userMessage", "metadata"], "message": "Expected object, received null"}]}',
+     ("userMessage.metadata", "Expected object, received null")),
+    ('{"errors": [{"path": ["modelAId"], "message": "Invalid uuid"}, {"path": ["x"], "message": "y"}]}',
+     ("modelAId", "Invalid uuid")),
+    ('{"details": [{"path": ["userMessage", "experimental_attachments", 0, "url"]}]}',
+     ("userMessage.experimental_attachments.0.url", "invalid")),
+    ('{"issues": [{"path": [], "message": "Expected object"}]}', ("(the body)", "Expected object")),
+    ('{"path": ["mode"], "error": "Invalid enum value"}', ("mode", "Invalid enum value")),
+    ('{"issues": ["not an issue"]}', None),
+    ('{"error": "no path here"}', None),
+    ("Bad Request", None),
+    ("[1, 2]", None),
+])
+def test_schema_field(body, expected):
+    assert schema_field(body) == expected
 
 
-def test_stream_timeout_names_the_setting():
+@pytest.mark.parametrize("name, consumer", [
+    ("userMessage.content", True), ("userMessage.experimental_attachments.0.url", True),
+    ("userMessage.experimental_attachments", True), ("userMessage.contentType", False),
+    ("userMessage.metadata", False), ("modelAId", False), ("", False),
+])
+def test_consumer_fields(name, consumer):
+    assert is_consumer_field(name) is consumer
+
+
+def test_schema_error_at_an_attachment_is_the_requests_fault():
+    error = classify_failure(400, zod("userMessage", "experimental_attachments", 0, "contentType",
+                                      message="Invalid enum value"))
+    assert isinstance(error, RequestFieldRefused) and isinstance(error, UpstreamSchemaError)
+    assert error.field == "userMessage.experimental_attachments.0.contentType"
+    assert "images" in error.message and error.type == "invalid_request_error"
+
+
+def test_schema_error_elsewhere_is_a_site_change():
+    error = classify_failure(400, zod("userMessage", "metadata", message="Expected object, received null"))
+    assert type(error) is UpstreamSchemaError and error.field == "userMessage.metadata"
+    assert "`userMessage.metadata`: Expected object, received null" in error.message
+    assert "update arenahub" in error.message
+
+
+@pytest.mark.parametrize("body, words", [
+    ('{"error": {"message": "nested words"}}', "nested words"),
+    ('{"error": "{\\"message\\": \\"a provider error inside a string\\"}"}', "a provider error inside a string"),
+    ('{"message": "  spread \\n over   lines "}', "spread over lines"),
+    ('{"other": 1}', '{"other": 1}'),
+    ("<!doctype html><html><head><title> Sign in </title></head></html>", "an HTML page (Sign in)"),
+    ("<html><body>no title</body></html>", "an HTML page"),
+    ("", "no details"),
+    (f"id {SESSION} and {SESSION.upper()}", "id <id> and <id>"),
+])
+def test_detail(body, words):
+    assert detail(body) == words
+
+
+def test_detail_is_short():
+    words = detail("x" * 1000)
+    assert len(words) == 303 and words.endswith("...")
+
+
+@pytest.mark.parametrize("text, challenge, block", [
+    (CHALLENGE, True, False), ("<p>Enable JavaScript and cookies to continue</p>", True, False),
+    ("<script>window._cf_chl_opt={}</script>", True, False), (BLOCK, False, True),
+    ("Sorry, you have been blocked", False, True), ('a0:"just a moment"', False, False), ("", False, False),
+])
+def test_cloudflare_pages(text, challenge, block):
+    assert (is_challenge(text), is_block_page(text)) == (challenge, block)
+
+
+def test_unexpected_answer_names_the_page_and_the_doctor():
+    error = unexpected_answer("text/html; charset=utf-8", "<html><head><title>Arena</title></head></html>")
+    assert isinstance(error, UnexpectedAnswer) and error.status == 502
+    assert "an HTML page (Arena) (text/html)" in error.message
+    assert "arenahub bridge doctor" in error.message
+
+
+def test_unexpected_answer_that_is_a_cloudflare_page():
+    assert isinstance(unexpected_answer("text/html", CHALLENGE), NeedsVerification)
+    assert isinstance(unexpected_answer("", BLOCK), CloudflareBlocked)
+    assert "no content type" in unexpected_answer("", "hello").message
+
+
+def test_stream_timeout():
     error = stream_timeout(12.5)
-    assert isinstance(error, UpstreamStreamTimeout)
+    assert isinstance(error, UpstreamStreamTimeout) and (error.status, error.code) == (504, "upstream_stream_timeout")
     assert "12.5 s" in error.message and "stream_response_timeout_seconds" in error.message
 
 
-@pytest.mark.parametrize("text, expected", [
-    (CF_PAGE, True), ("<TITLE>JUST A MOMENT...</TITLE>", True), ("window._cf_chl_opt = {}", True),
-    ("just a moment", False), ('a0:"hello"', False), ("", False),
+@pytest.mark.parametrize("kind, status, type_, code", [
+    (f.InvalidSession, 503, "service_unavailable_error", "lmarena_session_invalid"),
+    (f.SignedOut, 503, "service_unavailable_error", "arena_signed_out"),
+    (f.VerificationRequired, 503, "service_unavailable_error", "verification_required"),
+    (f.NeedsVerification, 503, "service_unavailable_error", "needs_verification"),
+    (f.CloudflareBlocked, 503, "service_unavailable_error", "cloudflare_blocked"),
+    (f.MessageHasFeedback, 503, "service_unavailable_error", "message_has_feedback"),
+    (f.ClockSkew, 503, "service_unavailable_error", "clock_skew"),
+    (f.RecaptchaUnavailable, 503, "service_unavailable_error", "recaptcha_unavailable"),
+    (f.ContentRejected, 400, "invalid_request_error", "content_policy_violation"),
+    (f.AttachmentTooLarge, 413, "invalid_request_error", "attachment_too_large"),
+    (f.UpstreamRateLimited, 429, "rate_limit_error", "upstream_rate_limited"),
+    (f.UpstreamStreamTimeout, 504, "timeout_error", "upstream_stream_timeout"),
+    (f.UpstreamApiChanged, 502, "upstream_error", "upstream_api_changed"),
+    (f.UpstreamSchemaError, 502, "upstream_error", "upstream_schema_error"),
+    (f.RequestFieldRefused, 400, "invalid_request_error", "upstream_refused_request"),
+    (f.UnexpectedAnswer, 502, "upstream_error", "unexpected_upstream_answer"),
+    (f.UploadUnavailable, 502, "upstream_error", "upload_unavailable"),
+    (f.LMArenaError, 502, "upstream_error", "lmarena_error"),
+    (f.WrongPosition, 502, "upstream_error", "wrong_participant_position"),
+    (f.ModelListNotFound, 502, "upstream_error", "model_list_not_found"),
 ])
-def test_is_challenge(text, expected):
-    assert is_challenge(text) is expected
+def test_every_named_error_has_its_status_type_and_code(kind, status, type_, code):
+    error = kind("words")
+    assert (error.status, error.type, error.code, error.message) == (status, type_, code, "words")

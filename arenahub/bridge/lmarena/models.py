@@ -40,13 +40,26 @@ class Endpoint:
         return self.battle_target if self.mode == "battle" else "a"
 
 
+ModelKind = Literal["text", "image", "search"]
+MODEL_KINDS: tuple[ModelKind, ...] = ("text", "image", "search")
+
+
 @dataclass(frozen=True)
 class Model:
-    """A models.json entry: ``"<uuid>"`` (text), ``"<uuid>:image"``, or ``"null:image"`` (no model id)."""
+    """A models.json entry: ``"<uuid>"`` (text), ``"<uuid>:image"``, ``"<uuid>:search"``, or ``"null:image"``."""
 
     name: str
     model_id: str | None
-    image: bool = False
+    kind: ModelKind = "text"
+
+    @property
+    def image(self) -> bool:
+        return self.kind == "image"
+
+    @property
+    def modality(self) -> str:
+        """The ``modality`` of a conversation with this model: chat, image or search."""
+        return "chat" if self.kind == "text" else self.kind
 
     @classmethod
     def parse(cls, name: str, value: Any) -> Model:
@@ -58,15 +71,15 @@ class Model:
             raise ValueError(f'must be a string like "<uuid>" or "<uuid>:image", got {value!r}')  # noqa: TRY004
         ident, _, kind = (s.strip() for s in value.partition(":"))
         kind = kind.lower() or "text"
-        if kind not in ("text", "image"):
-            raise ValueError(f'has type {kind!r}: write "<model uuid>" for a text model or "<model uuid>:image"')
+        if kind not in MODEL_KINDS:
+            raise ValueError(f'has type {kind!r}: write "<model uuid>" for a text model, "<model uuid>:image" or '
+                             '"<model uuid>:search"')
         if ident.lower() == "null":
-            return cls(name, None, kind == "image")
+            return cls(name, None, kind)  # type: ignore[arg-type]
         if not is_uuid(ident):
-            raise ValueError(f"{ident!r} is not an LMArena model id (a UUID, or null); "
+            raise ValueError(f"{ident!r} is not an arena.ai model id (a UUID, or null); "
                              "`arenahub bridge update-models` writes the current ones")
-        return cls(name, ident, kind == "image")
+        return cls(name, ident, kind)  # type: ignore[arg-type]
 
     def to_value(self) -> str:
-        return (self.model_id or "null") + (":image" if self.image else "")
-
+        return (self.model_id or "null") + ("" if self.kind == "text" else f":{self.kind}")
