@@ -22,3 +22,9 @@ def missing() -> str | None:
     if not Path(CHROMIUM).exists():
         return f"{CHROMIUM} is missing (as root: apt-get install chromium)"
     return None
+
+
+def host_rules(port: int) -> str:
+    """The flag that makes Chromium reach arena.ai (and lmarena.ai) on the local simulator's ``port``."""
+    return (f"--host-resolver-rules=MAP arena.ai 127.0.0.1:{port}, MAP lmarena.ai 127.0.0.1:{port}, "
+            f"MAP www.lmarena.ai 127.0.0.1:{port}")

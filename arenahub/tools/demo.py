@@ -1,7 +1,9 @@
 """``arenahub demo``: the whole system on this machine, then a streamed answer.
 
 The real path: consumer -> platform -> client (inside the bridge) -> bridge -> the userscript in a
-headless Chromium tab -> the LMArena simulator. Each program runs as its own process, as it would
+headless Chromium tab on https://arena.ai -> the arena.ai simulator (served under that name by
+Chromium's host rules, over HTTPS with its own certificate); the bridge reads its models from the
+page with ``arenahub bridge update-models``, as a person would. Each program runs as its own process, as it would
 be deployed; their logs go to ``.arenahub/demo/*.log``. ``--upstream local`` swaps the bridge,
 browser and simulator for the fast local upstream (no browser needed).
 """
@@ -68,7 +70,8 @@ async def _wait_for(demo: Demo, http: aiohttp.ClientSession, url: str, ready: Ca
     while time.monotonic() < deadline:
         demo.check_alive()
         try:
-            async with http.get(url, timeout=aiohttp.ClientTimeout(total=2)) as resp:
+            # ssl=False: the simulator's self-signed certificate (only ever on this machine's loopback)
+            async with http.get(url, timeout=aiohttp.ClientTimeout(total=2), ssl=False) as resp:
                 if resp.status == 200:
                     data = await resp.json()
                     if ready(data):
@@ -139,27 +142,36 @@ async def _start_local(demo: Demo, http: aiohttp.ClientSession, client_id: str, 
 
 
 async def _start_real(demo: Demo, http: aiohttp.ClientSession, client_id: str, api_key: str) -> tuple[str, str]:
+    """The 2026 flow: the simulator as https://arena.ai, a tab on it, models read from its page."""
     args = demo.args
-    sim_url = f"http://127.0.0.1:{args.simulator_port}"
-    demo.spawn("simulator", "simulate-lmarena", "--port", str(args.simulator_port))
-    state = await _wait_for(demo, http, sim_url + "/__sim/state", lambda j: True, "the LMArena simulator")
-    models = {m["publicName"]: m["id"] + (":image" if "image" in m["capabilities"]["outputCapabilities"] else "")
-              for m in state["models"]}
+    bridge_url = f"http://127.0.0.1:{args.bridge_port}"
+    demo.spawn("simulator", "simulate-lmarena", "--port", str(args.simulator_port), "--tls")
+    await _wait_for(demo, http, f"https://127.0.0.1:{args.simulator_port}/__sim/state", lambda j: True,
+                    "the arena.ai simulator")
     bridge_dir = demo.dir / "bridge"
     bridge_dir.mkdir()
-    (bridge_dir / "models.json").write_text(json.dumps(models, indent=2) + "\n")
-    config = {"session_id": state["page"]["session_id"], "message_id": state["page"]["message_id"],
-              "id_updater_last_mode": "direct_chat", "id_updater_battle_target": "A", "bypass_enabled": False,
-              "tavern_mode_enabled": False, "stream_response_timeout_seconds": 120,
+    config_path = bridge_dir / "config.jsonc"
+    config = {"arena_mode": "direct", "stream_response_timeout_seconds": 120,
               "platform_integration": _integration(demo, client_id, api_key)}
-    (bridge_dir / "config.jsonc").write_text("// written by `arenahub demo`: the LMArenaBridge config, with the "
-                                             "platform integration on\n" + json.dumps(config, indent=2) + "\n")
-    demo.spawn("bridge", "bridge", "--config", str(bridge_dir / "config.jsonc"), "--port", str(args.bridge_port))
-    await _wait_for(demo, http, f"http://127.0.0.1:{args.bridge_port}/bridge/status", lambda j: True, "the bridge")
-    await demo.open_tab(sim_url, f"ws://127.0.0.1:{args.bridge_port}/ws")
-    await _wait_for(demo, http, f"http://127.0.0.1:{args.bridge_port}/bridge/status",
-                    lambda j: len(j["tabs"]) > 0, "the browser tab to connect to the bridge")
-    text_models = [name for name, value in models.items() if not value.endswith(":image")]
+    config_path.write_text("// written by `arenahub demo`: the bridge's config, with the platform integration on\n"
+                           + json.dumps(config, indent=2) + "\n")
+    demo.spawn("bridge", "bridge", "--config", str(config_path), "--port", str(args.bridge_port))
+    await _wait_for(demo, http, bridge_url + "/bridge/status", lambda j: True, "the bridge")
+    await demo.open_tab(args.simulator_port, f"ws://127.0.0.1:{args.bridge_port}/ws")
+    await _wait_for(demo, http, bridge_url + "/bridge/status",
+                    lambda j: any(t["usable"] and t["models_in_page"] for t in j["tabs"]),
+                    "the arena.ai tab to connect to the bridge")
+    update = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "arenahub", "bridge", "update-models", "--config", str(config_path),
+        "--bridge-url", bridge_url, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    out, _ = await update.communicate()
+    (demo.dir / "update-models.log").write_bytes(out)
+    if update.returncode != 0:
+        raise RuntimeError(f"`arenahub bridge update-models` failed: {out.decode(errors='replace').strip()}")
+    models = json.loads((bridge_dir / "models.json").read_text())
+    text_models = [name for name, value in models.items() if ":" not in value]
+    await _wait_for(demo, http, bridge_url + "/v1/models", lambda j: len(j["data"]) == len(models),
+                    "the bridge to pick up models.json")
     return text_models[0], PROMPT
 
 
@@ -177,7 +189,7 @@ async def _main(demo: Demo) -> None:
         await _wait_for(demo, http, demo.platform_url + "/api/health", lambda j: model in j.get("models", []),
                         "the client to connect to the platform")
         path = ("platform -> client -> local upstream" if args.upstream == "local" else
-                "platform -> client -> bridge -> userscript in headless Chromium -> LMArena simulator")
+                "platform -> client -> bridge -> userscript in headless Chromium on arena.ai -> arena.ai simulator")
         print(f"platform  {demo.platform_url}   (client {client_id} connected)")
         print(f"streaming an answer through {path}:\n")
         await _stream_once(http, demo.platform_url, key, model, prompt)
@@ -209,16 +221,19 @@ class RealDemo(Demo):
         self._playwright: Any = None
         self._browser: Any = None
 
-    async def open_tab(self, page_url: str, bridge_ws_url: str) -> None:
+    async def open_tab(self, simulator_port: int, bridge_ws_url: str) -> None:
+        """A tab on https://arena.ai (the simulator, by Chromium's host rules) running the userscript."""
         from playwright.async_api import async_playwright
 
         from arenahub.bridge.userscript import render
         self._playwright = await async_playwright().start()
         self._browser = await self._playwright.chromium.launch(
-            executable_path=browser.CHROMIUM, args=browser.CHROMIUM_ARGS, headless=True)
-        page = await self._browser.new_page()
+            executable_path=browser.CHROMIUM, args=[*browser.CHROMIUM_ARGS, browser.host_rules(simulator_port)],
+            headless=True)
+        context = await self._browser.new_context(ignore_https_errors=True)  # the simulator's own certificate
+        page = await context.new_page()
         await page.add_init_script(script=render(bridge_ws_url))
-        await page.goto(page_url + "/")
+        await page.goto("https://arena.ai/")
 
     async def close_browser(self) -> None:
         if self._browser is not None:

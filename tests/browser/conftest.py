@@ -1,17 +1,19 @@
-"""Browser fixtures: the LMArena simulator on a loopback port, Debian's chromium driven by Playwright
-(the sync API), and tabs on the simulator's origin running the rendered userscript.
+"""Browser fixtures: the arena.ai simulator served as https://arena.ai, Debian's chromium driven by
+Playwright (the sync API), and tabs on arena.ai running the rendered userscript.
 
 - ``serve_app(app) -> "http://127.0.0.1:PORT/"``: serves any ASGI app with uvicorn in a background
   thread on a free loopback port until the test ends (the bridge server, say).
-- ``lmarena_sim`` -> ``Simulator``: the simulator (one server for the session, reset before each
-  test): ``.url``, ``.origin``, ``.state()``, ``.script(*outcomes)``, ``.set_sessions(...)``,
-  ``.set_models(...)``, ``.requests()``, ``.stream_requests()``, ``.reset()``.
-- ``browser`` (one per test module) and ``browser_context`` (a fresh one per test: its own cookies).
-  The Playwright API here is the sync one: tests that use these fixtures are plain ``def`` tests,
-  and a module that uses them holds no asyncio tests (sync Playwright owns the thread's loop).
-- ``open_arena_tab(bridge_ws_url, *, context=None, path="/") -> Page``: a tab on the simulator's
-  page with the userscript injected as Tampermonkey would (again on every reload, so the
-  ``refresh`` command works). Tabs of one context share the account's cookie, like real tabs.
+- ``lmarena_sim`` -> ``Simulator``: the 2026 simulator (``arenahub.tools.arena_sim``; one HTTPS
+  server for the session, reset before each test): ``.url`` (``https://arena.ai/``), ``.state()``,
+  ``.script(*outcomes)``, ``.control(path, body)``, ``.requests()``, ``.stream_requests()``, ``.reset()``.
+- ``browser`` (one per test module), started with ``--host-resolver-rules`` mapping arena.ai and
+  lmarena.ai to the simulator, and ``browser_context`` (a fresh one per test: its own cookies; HTTPS
+  errors ignored, as the simulator's certificate is self-signed). The Playwright API here is the sync
+  one: tests that use these fixtures are plain ``def`` tests, and a module that uses them holds no
+  asyncio tests (sync Playwright owns the thread's loop).
+- ``open_arena_tab(bridge_ws_url, *, context=None, path="/") -> Page``: a tab on https://arena.ai
+  with the userscript injected as Tampermonkey would (again on every reload). Tabs of one context
+  share the account's cookies, like real tabs.
 - The dashboard's fixtures, ``dashboard``, ``dashboard_tab``, ``dashboard_page`` and ``client_venv``,
   are defined in ``dashboard_fixtures.py`` and offered to every module here by the import below.
 
@@ -36,7 +38,9 @@ import uvicorn
 from starlette.types import ASGIApp
 
 from arenahub.bridge.userscript import render
-from arenahub.tools.lmarena_sim import create_app
+from arenahub.tools.arena_sim import create_app
+from arenahub.tools.arena_sim.tls import self_signed
+from arenahub.tools.browser import host_rules
 from tests.browser.dashboard_fixtures import (  # noqa: F401 (fixtures, for every module here)
     client_venv,
     dashboard,
@@ -80,16 +84,17 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 # --- Serving ASGI apps in a thread -------------------------------------------------------------
 
 class ServerThread:
-    """uvicorn serving ``app`` on a free loopback port, in a daemon thread."""
+    """uvicorn serving ``app`` on a free loopback port, in a daemon thread (HTTPS with ``tls``: cert, key)."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, tls: tuple[Path, Path] | None = None) -> None:
         self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._socket.bind(("127.0.0.1", 0))
         self.port = self._socket.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}/"
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}/"
         config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="auto", ws="websockets-sansio",
-                                timeout_graceful_shutdown=2)
+                                timeout_graceful_shutdown=2, ssl_certfile=tls[0] if tls else None,
+                                ssl_keyfile=tls[1] if tls else None)
         self.server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self._socket]},
                                         name=f"uvicorn-{self.port}", daemon=True)
@@ -123,52 +128,51 @@ def serve_app() -> Iterator[Callable[[ASGIApp], str]]:
         server.stop()
 
 
-# --- The simulator -----------------------------------------------------------------------------
+# --- The simulator ---------------------------------------------------------------------------
+
+SITE = "https://arena.ai/"
+
 
 class Simulator:
-    """The running simulator and its control API (see arenahub/tools/lmarena_sim.py)."""
+    """The running simulator and its control API (see arenahub/tools/arena_sim/__init__.py)."""
 
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.origin = url.rstrip("/")
-        self.http = httpx.Client(base_url=url, timeout=10)
+    def __init__(self, control_url: str, port: int) -> None:
+        self.url = SITE  # where browsers open it (mapped to the port by --host-resolver-rules)
+        self.origin = SITE.rstrip("/")
+        self.port = port
+        self.http = httpx.Client(base_url=control_url, timeout=10, verify=False)
 
-    def _call(self, method: str, path: str, json: Any = None) -> Any:
-        response = self.http.request(method, path, json=json)
+    def control(self, path: str, body: Any = None, method: str = "POST") -> Any:
+        response = self.http.request(method, "/__sim/" + path.lstrip("/"), json=body)
         assert response.status_code == 200, f"{method} {path}: {response.status_code} {response.text}"
         return response.json()
 
     def state(self) -> dict[str, Any]:
-        return self._call("GET", "/__sim/state")  # type: ignore[no-any-return]
+        return self.control("state", method="GET")  # type: ignore[no-any-return]
 
     def script(self, *outcomes: dict[str, Any]) -> None:
-        self._call("POST", "/__sim/script", list(outcomes))
+        self.control("script", list(outcomes))
 
-    def set_sessions(self, sessions: list[str | dict[str, str]], page: dict[str, str] | None = None) -> dict[str, Any]:
-        body: dict[str, Any] = {"sessions": sessions, **({"page": page} if page else {})}
-        return self._call("POST", "/__sim/sessions", body)  # type: ignore[no-any-return]
-
-    def set_models(self, models: list[dict[str, Any]]) -> None:
-        self._call("POST", "/__sim/models", {"models": models})
-
-    def requests(self) -> list[dict[str, Any]]:
-        return self._call("GET", "/__sim/requests")  # type: ignore[no-any-return]
+    def requests(self, kind: str | None = None) -> list[dict[str, Any]]:
+        calls = self.control("requests", method="GET")
+        return [c for c in calls if kind is None or c.get("kind") == kind]
 
     def stream_requests(self) -> list[dict[str, Any]]:
-        """The upstream calls that passed every check."""
-        return [r for r in self.requests() if r["status"] == 200]
+        """The stream calls (create, follow-up, retry) that passed every check."""
+        return [r for r in self.requests() if r["kind"] in ("create", "follow_up", "retry") and r["status"] == 200]
 
     def reset(self) -> None:
-        self._call("POST", "/__sim/reset")
+        self.control("reset")
 
     def close(self) -> None:
         self.http.close()
 
 
 @pytest.fixture(scope="session")
-def lmarena_sim_server() -> Iterator[Simulator]:
-    server = ServerThread(create_app()).start()
-    sim = Simulator(server.url)
+def lmarena_sim_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Simulator]:
+    tls = self_signed(tmp_path_factory.mktemp("arena-tls"))
+    server = ServerThread(create_app(), tls=tls).start()
+    sim = Simulator(server.url, server.port)
     yield sim
     sim.close()
     server.stop()
@@ -176,7 +180,7 @@ def lmarena_sim_server() -> Iterator[Simulator]:
 
 @pytest.fixture
 def lmarena_sim(lmarena_sim_server: Simulator) -> Simulator:
-    """The simulator, back at its start: no script, no recorded requests, only the page's session."""
+    """The simulator, back at its start: no script, no recorded requests, only the page's conversation."""
     lmarena_sim_server.reset()
     return lmarena_sim_server
 
@@ -211,16 +215,18 @@ def playwright_driver() -> Iterator[Playwright]:
 
 
 @pytest.fixture(scope="module")
-def browser(playwright_driver: Playwright) -> Iterator[Browser]:
-    """Debian's chromium, headless, with the flags this machine needs (no background network)."""
-    browser = playwright_driver.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+def browser(playwright_driver: Playwright, lmarena_sim_server: Simulator) -> Iterator[Browser]:
+    """Debian's chromium, headless, with the flags this machine needs (no background network), and
+    arena.ai and lmarena.ai answered by the simulator."""
+    browser = playwright_driver.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                                args=[*CHROMIUM_ARGS, host_rules(lmarena_sim_server.port)])
     yield browser
     browser.close()
 
 
 @pytest.fixture
 def browser_context(browser: Browser) -> Iterator[BrowserContext]:
-    context = browser.new_context()
+    context = browser.new_context(ignore_https_errors=True)
     context.set_default_timeout(15_000)
     yield context
     context.close()
@@ -243,6 +249,9 @@ class TabOpener:
         page.add_init_script(script=render(bridge_ws_url))
         page.goto(self.sim.url + path.lstrip("/"))
         return page
+
+    def console_text(self) -> str:
+        return "\n".join(self.console)
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@
 
 1. sign in with the admin token; 2. register a client through the dialog; 3. download its package
 and unzip it; 4. start the client from it (start_client.sh: the bridge with the client inside, an
-LMArena tab on the simulator); 5. see it connected and healthy in the Clients table; 6. send
+arena.ai tab on the simulator); 5. see it connected and healthy in the Clients table; 6. send
 requests with the openai package and watch the Overview's numbers and chart move; 7. regenerate the
 key and see the client refused, with the reason; 8. export the request log as CSV (the Requests
 page's button) and check its rows.
@@ -44,19 +44,20 @@ def card_value(page: Page, card: str) -> str:
 
 
 def prepare_package(folder: Path, sim_state: dict) -> None:
-    """What the client's owner does once: capture the LMArena session (here: the simulator's ids) and
-    the models; and a short heartbeat, so that the test sees stats soon."""
+    """What the client's owner does once: the models (as `arenahub bridge update-models` writes them from
+    the page's initialModels); and a short heartbeat, so that the test sees stats soon."""
     config = folder / "config.jsonc"
     text = config.read_text()
-    page = sim_state["page"]
-    for name, value in (("session_id", page["session_id"]), ("message_id", page["message_id"])):
-        text, n = re.subn(rf'"{name}": ""', f'"{name}": {json.dumps(value)}', text)
-        assert n == 1, f"{name} not found once in the package's config.jsonc"
+    assert '"upstream_api": "create-evaluation"' in text, "a package starts new conversations: nothing to capture"
     text, n = re.subn(r'"heartbeat_interval_seconds": [0-9.]+', '"heartbeat_interval_seconds": 1', text)
     assert n == 1
     config.write_text(text)
-    models = {m["publicName"]: m["id"] + (":image" if "image" in m["capabilities"]["outputCapabilities"] else "")
-              for m in sim_state["models"]}
+    kinds = {"image": ":image", "search": ":search"}
+    models = {}
+    for m in sim_state["models"]:
+        out = m["capabilities"]["outputCapabilities"]
+        if m["userSelectable"] and ("text" in out or "image" in out):
+            models[m["publicName"]] = m["id"] + next((v for k, v in kinds.items() if k in out), "")
     (folder / "models.json").write_text(json.dumps(models, indent=2))
 
 
@@ -138,7 +139,7 @@ def test_register_start_watch_regenerate_export(dashboard: Dashboard, dashboard_
     made.get_by_role("button", name="Done").click()
     expect(row(page, client_id)).to_contain_text("Not connected")
 
-    # 4. Start the client from the package, and attach an LMArena tab (the simulator) to its bridge.
+    # 4. Start the client from the package, and attach an arena.ai tab (the simulator) to its bridge.
     prepare_package(folder, lmarena_sim.state())
     client = StartedClient(folder, start_client_env(client_venv, bridge_port))
     started.append(client)
@@ -161,7 +162,8 @@ def test_register_start_watch_regenerate_export(dashboard: Dashboard, dashboard_
     row(page, client_id).get_by_role("button", name="Manage").click()
     drawer = page.locator(f'aside.drawer[data-client="{client_id}"]')
     expect(drawer).to_be_visible()
-    expect(drawer).to_contain_text("LMArena session")
+    expect(drawer).to_contain_text("arena.ai session")
+    expect(drawer).to_contain_text("Tab checks")
     shot(page, "clients-detail")
     drawer.get_by_role("button", name="Close").click()
 

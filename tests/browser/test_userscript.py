@@ -1,11 +1,13 @@
-"""The userscript in real headless chromium, on the simulator's page, talking to a fake bridge.
+"""The userscript in real headless chromium, on https://arena.ai (the simulator), talking to a fake bridge.
 
-The fake bridge is a plain WebSocket server: it sees exactly the frames the script sends and
-sends it the frames the real bridge would. The simulator records the upstream calls.
+The fake bridge is a plain WebSocket server: it sees exactly the messages the script sends
+(``arenahub.protocol.tab``) and sends it what the real bridge would. The simulator records the
+upstream calls and refuses what the real site refuses.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import queue
 import socket
@@ -13,15 +15,17 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import datetime
 from typing import Any
 
 import pytest
 from websockets.sync.server import Server, ServerConnection, serve
 
-from arenahub.tools.lmarena_sim import AUTH_COOKIE
+from arenahub.bridge.lmarena import page_models
 
 Message = dict[str, Any]
+PNG = base64.b64encode(bytes.fromhex(
+    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+    "1f15c4890000000d49444154789c6300010000050001a5f645400000000049454e44ae426082")).decode()
 
 
 class FakeTab:
@@ -30,10 +34,11 @@ class FakeTab:
     def __init__(self, conn: ServerConnection) -> None:
         self.conn = conn
         self.inbox: queue.Queue[tuple[float, Message]] = queue.Queue()
+        self.all: list[Message] = []
         self._stash: list[tuple[float, Message]] = []
         self.closed = threading.Event()
         self.hello: Message = {}
-        self.page: Any = None  # the Playwright page, when the test opened it
+        self.page: Any = None
 
     def send(self, message: Message) -> None:
         self.conn.send(json.dumps(message))
@@ -55,27 +60,31 @@ class FakeTab:
 
     def receive(self, match: Callable[[Message], bool] = lambda m: True, timeout: float = 15.0) -> Message:
         found = self._next(match, timeout)
-        assert found, f"no matching frame from the tab within {timeout} s; others: {[m for _, m in self._stash]}"
+        assert found, f"no matching message from the tab within {timeout} s; others: {[m for _, m in self._stash]}"
         return found[1]
 
     def expect_none(self, match: Callable[[Message], bool], seconds: float) -> None:
         found = self._next(match, seconds)
-        assert found is None, f"unexpected frame from the tab: {found[1] if found else None}"
+        assert found is None, f"unexpected message from the tab: {found[1] if found else None}"
 
-    def run(self, payload: Message) -> str:
+    def ask(self, kind: str, answer: str, **fields: Any) -> Message:
+        question = str(uuid.uuid4())
+        self.send({"type": kind, "id": question, **fields})
+        return self.receive(lambda m: m.get("type") == answer and m.get("id") == question, 30)
+
+    def run(self, **task: Any) -> str:
         request_id = str(uuid.uuid4())
-        self.send({"request_id": request_id, "payload": payload})
+        self.send({"type": "run", "id": request_id, "task": {"mode": "direct", "modality": "chat", **task}})
         return request_id
 
-    def answer(self, request_id: str, timeout: float = 20.0) -> list[tuple[float, Any]]:
-        """Every ``data`` of the request, with arrival times, up to "[DONE]" or an error."""
-        items: list[tuple[float, Any]] = []
+    def answer(self, request_id: str, timeout: float = 30.0) -> list[Message]:
+        """Every message of the request, up to ``done`` or ``failed``."""
+        items: list[Message] = []
         while True:
-            found = self._next(lambda m: m.get("request_id") == request_id, timeout)
+            found = self._next(lambda m: m.get("id") == request_id, timeout)
             assert found, f"request {request_id} did not end within {timeout} s: {items}"
-            at, message = found
-            items.append((at, message["data"]))
-            if message["data"] == "[DONE]" or isinstance(message["data"], dict):
+            items.append(found[1])
+            if found[1]["type"] in ("done", "failed"):
                 return items
 
 
@@ -93,8 +102,8 @@ class FakeBridge:
         return f"ws://127.0.0.1:{self.port}/ws"
 
     def start(self) -> FakeBridge:
-        sock = socket.create_server(("127.0.0.1", self.port))  # SO_REUSEADDR: restarts on the same port
-        self._server = serve(self._handle, sock=sock, max_size=32 * 1024 * 1024, compression=None)
+        sock = socket.create_server(("127.0.0.1", self.port))
+        self._server = serve(self._handle, sock=sock, max_size=64 * 1024 * 1024, compression=None)
         self.port = sock.getsockname()[1]
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True, name="fake-bridge")
         self._thread.start()
@@ -112,7 +121,9 @@ class FakeBridge:
         self.tabs.put(tab)
         try:
             for frame in conn:
-                tab.inbox.put((time.monotonic(), json.loads(frame)))
+                message = json.loads(frame)
+                tab.all.append(message)
+                tab.inbox.put((time.monotonic(), message))
         finally:
             tab.closed.set()
 
@@ -135,31 +146,21 @@ def bridge() -> Iterator[FakeBridge]:
 
 @pytest.fixture
 def tab(bridge, open_arena_tab) -> FakeTab:
-    """One page running the userscript, connected to the fake bridge; the page is ``tab.page``."""
+    """One page on https://arena.ai running the userscript, connected to the fake bridge (``tab.page``)."""
     page = open_arena_tab(bridge.url)
     fake = bridge.next_tab()
     fake.page = page
     return fake
 
 
-def template(role: str, content: str, position: str = "a", attachments: list[Message] | None = None) -> Message:
-    return {"role": role, "content": content, "attachments": attachments or [], "participantPosition": position}
+def model(sim, name: str = "gpt-5-high") -> str:
+    return next(m["id"] for m in sim.state()["models"] if m["publicName"] == name)
 
 
-def payload(sim, *templates: Message, model: str | None | bool = True, session: str | None = None,
-            image: bool = False) -> Message:
-    state = sim.state()
-    model_id = state["models"][0]["id"] if model is True else model
-    return {"message_templates": list(templates), "target_model_id": model_id,
-            "session_id": session or state["page"]["session_id"], "message_id": state["page"]["message_id"],
-            "is_image_request": image}
-
-
-def text_lines(chunks: list[tuple[float, Any]]) -> list[str]:
-    assert chunks[-1][1] == "[DONE]", chunks[-1]
-    raw = "".join(data for _, data in chunks[:-1])
-    assert all(isinstance(data, str) and data for _, data in chunks[:-1])
-    return raw.rstrip("\n").split("\n")
+def text_of(items: list[Message], side: str = "a") -> str:
+    assert items[-1]["type"] == "done", items[-1]
+    raw = "".join(m["data"] for m in items if m["type"] == "chunk")
+    return "".join(json.loads(line[3:]) for line in raw.splitlines() if line.startswith(f"{side}0:"))
 
 
 def wait_title(page, prefix: str) -> str:
@@ -167,246 +168,314 @@ def wait_title(page, prefix: str) -> str:
     return str(page.title())
 
 
-# --- Connecting --------------------------------------------------------------------------------
+def uuid7_ms(value: str) -> int:
+    parsed = uuid.UUID(value)
+    assert parsed.version == 7 and parsed.variant == uuid.RFC_4122, value
+    return int(value.replace("-", "")[:12], 16)
 
-def test_connects_says_hello_and_shows_its_state_in_the_title(tab, lmarena_sim):
-    page = tab.page
-    assert tab.hello == {"type": "hello", "version": tab.hello["version"], "origin": lmarena_sim.origin,
-                          "title": "LMArena"}
-    assert tab.hello["version"]
-    assert wait_title(page, "✅ ") == "✅ LMArena"
+
+# --- Connecting, and what the page shows -----------------------------------------------------------
+
+def test_hello_says_what_the_page_has_and_the_title_shows_the_state(tab, lmarena_sim):
+    hello = tab.hello
+    state = lmarena_sim.state()
+    assert hello["protocol"] == 2 and hello["script_version"]
+    facts = hello["facts"]
+    assert facts["origin"] == "https://arena.ai" and facts["page"] == "arena"
+    assert set(facts["auth_cookies"]) == {"arena-auth-prod-v1.0", "arena-auth-prod-v1.1"}
+    assert facts["sitekey_found"] and facts["sitekey_hint"] == state["site_key"][:6]
+    assert "site_key" not in json.dumps(hello) and state["site_key"] not in json.dumps(hello)
+    assert wait_title(tab.page, "✅ ") == "✅ Arena AI (simulated)"
+
+
+def test_diagnose_finds_recaptcha_and_the_upload_actions_in_the_pages_scripts(tab):
+    facts = tab.ask("diagnose", "diagnosis")["facts"]
+    assert facts["grecaptcha"] is True and facts["upload_actions"] is True and facts["page"] == "arena"
+
+
+def test_page_models_sends_the_flight_data_with_initial_models(tab, lmarena_sim):
+    flight = tab.ask("page_models", "flight")
+    assert flight["source"] == "flight"
+    found = {m.name: m for m in page_models(flight["text"])}
+    assert set(found) == {m["publicName"] for m in lmarena_sim.state()["models"]}
+    assert found["internal-test-model"].selectable is False and found["veo-3"].kind is None
+    assert found["imagen-4.0-generate"].kind == "image" and found["gemini-2.5-pro-grounding"].kind == "search"
+
+
+def test_lmarena_ai_redirects_to_arena_ai_and_the_tab_connects_there(bridge, open_arena_tab):
+    page = open_arena_tab(bridge.url, path="/")
+    bridge.next_tab()
+    page.goto("https://lmarena.ai/text/direct")
+    again = bridge.next_tab()
+    assert page.url == "https://arena.ai/text/direct" and again.hello["facts"]["origin"] == "https://arena.ai"
 
 
 def test_without_a_bridge_the_title_says_disconnected(open_arena_tab):
     with socket.create_server(("127.0.0.1", 0)) as unused:
         port = unused.getsockname()[1]
     page = open_arena_tab(f"ws://127.0.0.1:{port}/ws")
-    assert wait_title(page, "🔴 ") == "🔴 LMArena"
+    assert wait_title(page, "🔴 ") == "🔴 Arena AI (simulated)"
     assert page.evaluate("window.__arenahubBridge.state") == "disconnected"
 
 
-def test_two_tabs_connect_at_once_and_stream_in_parallel(bridge, open_arena_tab, lmarena_sim):
-    pages = [open_arena_tab(bridge.url), open_arena_tab(bridge.url)]
-    tabs = [bridge.next_tab(), bridge.next_tab()]
-    for page in pages:
-        wait_title(page, "✅ ")
-    lmarena_sim.script(*[{"kind": "text", "words": 8, "delay_ms": 100}] * 2)
-    request_ids = [t.run(payload(lmarena_sim, template("user", f"tab {i}"))) for i, t in enumerate(tabs)]
-    answers = [t.answer(r) for t, r in zip(tabs, request_ids, strict=True)]
-    for chunks in answers:
-        assert text_lines(chunks)[-1] == 'ad:{"finishReason":"stop"}'
-    first_chunks, ends = [a[0][0] for a in answers], [a[-1][0] for a in answers]
-    assert max(first_chunks) < min(ends), "the two answers streamed at the same time"
-    assert len(lmarena_sim.stream_requests()) == 2
+# --- A new conversation, a follow-up, the legacy retry ------------------------------------------
 
-
-def test_reconnects_after_the_bridge_restarts_and_drops_its_calls(bridge, tab, lmarena_sim):
-    page = tab.page
-    lmarena_sim.script({"kind": "text", "words": 60, "delay_ms": 50})
-    request_id = tab.run(payload(lmarena_sim, template("user", "long")))
-    tab.receive(lambda m: m.get("request_id") == request_id)
-    bridge.stop()
-    assert wait_title(page, "🔴 ") == "🔴 LMArena"
-    bridge.start()  # same port
-    again = bridge.next_tab(timeout=15)
-    assert again.hello["origin"] == lmarena_sim.origin
-    assert wait_title(page, "✅ ") == "✅ LMArena"
-    (call,) = lmarena_sim.stream_requests()
-    assert call["stream"] != "complete" and call["lines_sent"] < 61, "the socket closed: the upstream call stopped"
-
-
-# --- Tasks: the upstream call ------------------------------------------------------------------
-
-def _assert_messages(body: Message, session: str, templates: list[Message]) -> None:
-    messages = body["messages"]
-    assert [m["role"] for m in messages] == [t["role"] for t in templates]
-    assert [m["content"] for m in messages] == [t["content"] for t in templates]
-    assert [m["participantPosition"] for m in messages] == [t["participantPosition"] for t in templates]
-    assert [m["experimental_attachments"] for m in messages] == [t["attachments"] for t in templates]
-    ids = [m["id"] for m in messages]
-    assert len(set(ids)) == len(ids) and all(str(uuid.UUID(i)) == i for i in ids)
-    assert [m["parentMessageIds"] for m in messages] == [[]] + [[i] for i in ids[:-1]]
-    assert [m["status"] for m in messages] == ["success"] * (len(messages) - 1) + ["pending"]
-    for m in messages:
-        assert (m["evaluationId"], m["failureReason"], m["metadata"]) == (None, None, None)
-        assert m["evaluationSessionId"] == session
-        datetime.fromisoformat(m["createdAt"])
-        datetime.fromisoformat(m["updatedAt"])
-        assert set(m) == {"role", "content", "id", "evaluationId", "evaluationSessionId", "parentMessageIds",
-                          "experimental_attachments", "failureReason", "metadata", "participantPosition",
-                          "createdAt", "updatedAt", "status"}
-
-
-def test_direct_chat_task_makes_exactly_the_upstream_call(tab, lmarena_sim):
-    state = lmarena_sim.state()
-    templates = [template("system", "Be brief.", "b"), template("user", "Hi"), template("assistant", "Hello!"),
-                 template("user", "Say  something, twice?")]
-    request_id = tab.run(payload(lmarena_sim, *templates))
-    assert text_lines(tab.answer(request_id)) == [
-        'a0:"Say  "', 'a0:"something, "', 'a0:"twice?"', 'ad:{"finishReason":"stop"}']
-    (call,) = lmarena_sim.requests()
-    session, message = state["page"]["session_id"], state["page"]["message_id"]
-    assert call["method"] == "PUT" and call["status"] == 200 and call["error"] is None
-    assert call["path"] == f"/nextjs-api/stream/retry-evaluation-session-message/{session}/messages/{message}"
+def test_create_makes_exactly_the_call_the_site_takes(tab, lmarena_sim):
+    started = time.time() * 1000
+    request_id = tab.run(call="create", model_a_id=model(lmarena_sim), content="Say  something, twice?")
+    items = tab.answer(request_id)
+    assert items[0]["type"] == "started" and items[0]["status"] == 200
+    assert items[0]["content_type"].startswith("text/plain")
+    assert text_of(items) == "Say  something, twice?"
+    raw = "".join(m["data"] for m in items if m["type"] == "chunk")
+    assert raw.startswith('af:{"messageId":') and '"usage":{"promptTokens"' in raw
+    (call,) = lmarena_sim.requests("create")
+    body = call["json"]
+    assert call["status"] == 200 and call["error"] is None and call["method"] == "POST"
     assert call["headers"]["content-type"] == "text/plain;charset=UTF-8"
-    assert f"{AUTH_COOKIE}={state['auth_cookie']['value']}" in call["headers"]["cookie"]
-    assert call["headers"]["origin"] == lmarena_sim.origin
-    assert set(call["json"]) == {"messages", "modelId"} and call["json"]["modelId"] == state["models"][0]["id"]
-    _assert_messages(call["json"], session, templates)
+    assert "arena-auth-prod-v1.0" in call["headers"]["cookie"] and "arena-auth-prod-v1.1" in call["headers"]["cookie"]
+    assert body["mode"] == "direct" and body["modelAId"] == model(lmarena_sim) and body["modality"] == "chat"
+    assert body["userMessage"] == {"content": "Say  something, twice?", "experimental_attachments": [],
+                                   "metadata": {}}
+    assert body["recaptchaV3Token"] == "<token>"
+    for key in ("id", "userMessageId", "modelAMessageId", "modelBMessageId"):
+        assert abs(uuid7_ms(body[key]) - started) < 60_000, key
+    assert items[0]["evaluation_id"] == body["id"]
 
 
-@pytest.mark.parametrize("target", ["a", "b"])
-def test_battle_task_keeps_the_target_position_and_no_model(tab, lmarena_sim, target):
-    battle = str(uuid.uuid4())
-    lmarena_sim.set_sessions([{"id": battle, "mode": "battle"}])
-    templates = [template("system", "Rules", target), template("user", "Who wins?", target)]
-    request_id = tab.run(payload(lmarena_sim, *templates, model=None, session=battle))
-    assert text_lines(tab.answer(request_id)) == [f'{target}0:"Who "', f'{target}0:"wins?"',
-                                                   f'{target}d:{{"finishReason":"stop"}}']
-    (call,) = lmarena_sim.requests()
-    assert call["status"] == 200 and call["json"]["modelId"] is None
-    _assert_messages(call["json"], battle, templates)
+def test_a_follow_up_continues_the_conversation(tab, lmarena_sim):
+    first = tab.answer(tab.run(call="create", model_a_id=model(lmarena_sim), content="one"))
+    evaluation = first[0]["evaluation_id"]
+    second = tab.answer(tab.run(call="follow_up", evaluation_id=evaluation, content="two"))
+    assert text_of(second) == "two" and second[0]["evaluation_id"] == evaluation
+    (call,) = lmarena_sim.requests("follow_up")
+    assert call["status"] == 200 and call["path"] == f"/nextjs-api/stream/post-to-evaluation/{evaluation}"
+    assert call["json"]["userMessage"]["content"] == "two" and "id" not in call["json"]
+    evaluations = {e["id"]: e for e in lmarena_sim.state()["evaluations"]}
+    assert len(evaluations[evaluation]["messages"]) == 4
 
 
-def test_attachments_are_sent_as_experimental_attachments(tab, lmarena_sim):
-    attachments = [{"name": "dot.png", "contentType": "image/png", "url": "data:image/png;base64,iVBORw0KGgo="},
-                   {"name": "cat.jpg", "contentType": "image/jpeg", "url": "https://images.example.test/cat.jpg"}]
-    templates = [template("user", "What is in these?", attachments=attachments)]
-    tab.answer(tab.run(payload(lmarena_sim, *templates)))
-    (call,) = lmarena_sim.stream_requests()
-    assert call["json"]["messages"][0]["experimental_attachments"] == attachments
+@pytest.mark.parametrize("mode, side", [("battle", "b"), ("direct-battle", "a")])
+def test_battle_modes_stream_both_sides(tab, lmarena_sim, mode, side):
+    task = {"call": "create", "mode": mode, "content": "who wins"}
+    if mode != "battle":
+        task["model_a_id"] = model(lmarena_sim)
+    items = tab.answer(tab.run(**task))
+    assert text_of(items, "a") == "who wins" and text_of(items, "b") == "B: who wins"
+    (call,) = lmarena_sim.requests("create")
+    assert call["json"]["mode"] == mode and ("modelAId" in call["json"]) == (mode != "battle")
 
 
-def test_image_model_task_streams_the_image_line(tab, lmarena_sim):
-    image_model = lmarena_sim.state()["models"][-1]
-    assert "image" in image_model["capabilities"]["outputCapabilities"]
-    task = payload(lmarena_sim, template("user", "a cat"), model=image_model["id"], image=True)
-    lines = text_lines(tab.answer(tab.run(task)))
-    assert lines[0].startswith('a2:[{"type":"image","image":"' + lmarena_sim.origin + "/__sim/images/")
-    assert lines[1] == 'ad:{"finishReason":"stop"}'
+def test_the_legacy_retry_sends_a_chat_retry_token_and_metadata_objects(tab, lmarena_sim):
+    page = lmarena_sim.state()["page"]
+    messages = [{"role": "system", "content": "Rules", "position": "b", "attachments": []},
+                {"role": "user", "content": "Retry me", "position": "a", "attachments": []}]
+    items = tab.answer(tab.run(call="retry", session_id=page["session_id"], message_id=page["message_id"],
+                               messages=messages, model_id=None))
+    assert text_of(items) == "Retry me"
+    (call,) = lmarena_sim.requests("retry")
+    assert call["status"] == 200 and call["method"] == "PUT" and call["json"]["recaptchaV3Token"] == "<token>"
+    sent = call["json"]["messages"]
+    assert [m["metadata"] for m in sent] == [{}, {}] and [m["participantPosition"] for m in sent] == ["b", "a"]
+    assert sent[1]["parentMessageIds"] == [sent[0]["id"]] and sent[1]["status"] == "pending"
 
 
-def test_chunks_are_forwarded_raw_as_they_come_then_done(tab, lmarena_sim):
-    lines = ['a0:"one"', "x9:unknown", '{"error":"late"}', 'ad:{"finishReason":"length"}']
-    lmarena_sim.script({"kind": "raw", "lines": lines, "delay_ms": 150})
-    chunks = tab.answer(tab.run(payload(lmarena_sim, template("user", "go"))))
-    assert len(chunks) >= 4, "a slow stream arrives in several chunks"
-    assert "".join(d for _, d in chunks[:-1]) == "\n".join(lines) + "\n"
-    assert chunks[-1][1] == "[DONE]"
+def test_every_call_gets_its_own_token_and_no_token_ever_reaches_the_bridge(tab, lmarena_sim):
+    tab.page.wait_for_function("window.grecaptcha && window.grecaptcha.enterprise")
+    tab.page.evaluate("""() => {
+        window.__tokens = [];
+        const g = window.grecaptcha.enterprise, execute = g.execute.bind(g);
+        g.execute = (key, options) => execute(key, options).then((t) => { window.__tokens.push([options.action, t]); return t; });
+    }""")
+    for i in range(3):
+        assert text_of(tab.answer(tab.run(call="create", model_a_id=model(lmarena_sim), content=f"n{i}"))) == f"n{i}"
+    tokens = tab.page.evaluate("window.__tokens")
+    assert [action for action, _ in tokens] == ["chat_submit"] * 3 and len({t for _, t in tokens}) == 3
+    sent = json.dumps(tab.all)
+    assert not any(token in sent for _, token in tokens)
 
 
-def test_unicode_split_across_chunks_is_decoded_whole(tab, lmarena_sim):
-    lmarena_sim.script({"kind": "text", "text": "héllo wörld ✅ 漢字", "delay_ms": 20})
-    lines = text_lines(tab.answer(tab.run(payload(lmarena_sim, template("user", "x")))))
-    assert "".join(json.loads(line[3:]) for line in lines if line.startswith("a0:")) == "héllo wörld ✅ 漢字"
+def test_a_refused_token_is_retried_once_with_a_new_one_then_reported(tab, lmarena_sim):
+    lmarena_sim.control("recaptcha", {"fail_next": 1})
+    assert text_of(tab.answer(tab.run(call="create", model_a_id=model(lmarena_sim), content="x"))) == "x"
+    lmarena_sim.control("recaptcha", {"fail_next": 2})
+    items = tab.answer(tab.run(call="create", model_a_id=model(lmarena_sim), content="y"))
+    failed = items[-1]
+    assert failed["stage"] == "upstream" and failed["status"] == 403
+    assert json.loads(failed["body"]) == {"error": "recaptcha validation failed"}
+    calls = lmarena_sim.requests("create")
+    assert [c["status"] for c in calls] == [403, 200, 403, 403]
 
 
-# --- Errors --------------------------------------------------------------------------------------
+def test_a_rotated_site_key_is_read_again_from_the_reloaded_page(bridge, tab, lmarena_sim):
+    lmarena_sim.control("recaptcha", {"rotate_site_key": True})
+    items = tab.answer(tab.run(call="create", model_a_id=model(lmarena_sim), content="old page"))
+    assert items[-1]["type"] == "failed" and items[-1]["stage"] == "token"  # the old page's key is refused
+    tab.page.reload()
+    again = bridge.next_tab()
+    assert again.hello["facts"]["sitekey_hint"] == lmarena_sim.state()["site_key"][:6]
+    assert text_of(again.answer(again.run(call="create", model_a_id=model(lmarena_sim), content="new"))) == "new"
 
-def test_a_foreign_session_reports_401_with_status_and_body(tab, lmarena_sim):
-    foreign = str(uuid.uuid4())
-    request_id = tab.run(payload(lmarena_sim, template("user", "hi"), session=foreign))
-    ((_, error),) = tab.answer(request_id)
-    assert error["status"] == 401 and "401" in error["error"]
-    user = lmarena_sim.state()["user_id"]
-    assert json.loads(error["body"]) == {"error": f"User {user} does not have access to evaluation session {foreign}"}
-    tab.expect_none(lambda m: m.get("request_id") == request_id, 0.5)  # no [DONE] after an error
 
+# --- Images ------------------------------------------------------------------------------------
+
+def image(name: str = "dot.png") -> dict[str, str]:
+    return {"name": name, "content_type": "image/png", "data_url": f"data:image/png;base64,{PNG}"}
+
+
+def test_images_are_uploaded_the_way_the_page_does_then_attached(tab, lmarena_sim):
+    items = tab.answer(tab.run(call="create", model_a_id=model(lmarena_sim, "claude-opus-4-1"), content="what is it",
+                               attachments=[image("a.png"), image("b.png")]))
+    assert items[-1]["type"] == "done", items[-1]
+    kinds = [(c["kind"], c.get("action")) for c in lmarena_sim.requests()]
+    assert kinds.count(("action", "generateUploadUrl")) == 2 and kinds.count(("action", "getSignedUrl")) == 2
+    assert sum(1 for kind, _ in kinds if kind == "storage") >= 2
+    (call,) = lmarena_sim.requests("create")
+    files = call["json"]["userMessage"]["experimental_attachments"]
+    assert [(f["name"], f["contentType"]) for f in files] == [("a.png", "image/png"), ("b.png", "image/png")]
+    assert all("/__storage/" in f["url"] for f in files) and call["status"] == 200
+
+
+def test_a_new_build_of_the_site_is_found_again(tab, lmarena_sim):
+    task = {"call": "create", "model_a_id": model(lmarena_sim, "claude-opus-4-1"), "content": "x",
+            "attachments": [image()]}
+    assert tab.answer(tab.run(**task))[-1]["type"] == "done"
+    lmarena_sim.control("build", {"rotate": True})
+    items = tab.answer(tab.run(**task))
+    assert items[-1]["type"] == "done", items[-1]
+    statuses = [c["status"] for c in lmarena_sim.requests("action")]
+    assert 404 in statuses, "the cached action id was stale, then found again"
+
+
+def test_upload_actions_that_cannot_be_found_are_a_named_failure(tab, lmarena_sim):
+    lmarena_sim.control("build", {"actions": "missing"})
+    items = tab.answer(tab.run(call="create", model_a_id=model(lmarena_sim), content="x", attachments=[image()]))
+    failed = items[-1]
+    assert failed["type"] == "failed" and failed["stage"] == "upload"
+    assert "generateUploadUrl" in failed["message"]
+    assert lmarena_sim.requests("create") == []
+    facts = tab.ask("diagnose", "diagnosis")["facts"]
+    assert facts["upload_actions"] is False and "generateUploadUrl" in facts["upload_problem"]
+
+
+def test_an_image_too_large_for_the_storage_is_reported_with_its_status(tab, lmarena_sim):
+    big = base64.b64encode(b"\x89PNG" + b"0" * (6 * 1024 * 1024)).decode()
+    attachment = {"name": "big.png", "content_type": "image/png", "data_url": f"data:image/png;base64,{big}"}
+    items = tab.answer(tab.run(call="create", model_a_id=model(lmarena_sim), content="x", attachments=[attachment]))
+    failed = items[-1]
+    assert failed["stage"] == "upload" and failed["status"] == 413 and "EntityTooLarge" in failed["body"]
+
+
+# --- Failures and commands --------------------------------------------------------------------------
 
 @pytest.mark.parametrize("outcome, status, fragment", [
-    ({"kind": "challenge", "status": 503}, 503, "<title>Just a moment...</title>"),
-    ({"kind": "challenge"}, 403, "Enable JavaScript and cookies to continue"),
-    ({"kind": "status", "status": 413}, 413, "Too Large"),
-    ({"kind": "status", "status": 422}, 422, "Content violates our terms of use"),
-    ({"kind": "status", "status": 429}, 429, "Too many requests"),
+    ({"kind": "challenge"}, 403, "<title>Just a moment...</title>"),
+    ({"kind": "block"}, 403, "Attention Required! | Cloudflare"),
+    ({"kind": "status", "status": 429, "retry_after": 42}, 429, "Too many requests"),
+    ({"kind": "schema", "path": ["userMessage", "metadata"], "message": "Expected object, received null"}, 400,
+     "Expected object"),
 ])
-def test_upstream_failures_report_status_and_body(tab, lmarena_sim, outcome, status, fragment):
+def test_upstream_failures_report_status_headers_and_body(tab, lmarena_sim, outcome, status, fragment):
     lmarena_sim.script(outcome)
-    ((_, error),) = tab.answer(tab.run(payload(lmarena_sim, template("user", "hi"))))
-    assert error["status"] == status and fragment in error["body"]
+    failed = tab.answer(tab.run(call="create", model_a_id=model(lmarena_sim), content="hi"))[-1]
+    assert failed["type"] == "failed" and failed["status"] == status and fragment in failed["body"]
+    if status == 429:
+        assert failed["retry_after"] == "42"
 
 
-def test_a_long_error_body_is_cut_to_2000_characters(tab, lmarena_sim):
-    lmarena_sim.script({"kind": "status", "status": 500, "body": "x" * 5000})
-    ((_, error),) = tab.answer(tab.run(payload(lmarena_sim, template("user", "hi"))))
-    assert error["status"] == 500 and error["body"] == "x" * 2000
+def test_a_long_error_body_is_cut_to_4000_characters(tab, lmarena_sim):
+    lmarena_sim.script({"kind": "status", "status": 500, "body": "x" * 9000})
+    failed = tab.answer(tab.run(call="create", model_a_id=model(lmarena_sim), content="hi"))[-1]
+    assert failed["status"] == 500 and failed["body"] == "x" * 4000
 
 
-def test_a_task_without_ids_is_an_error_naming_the_fix(tab, lmarena_sim):
-    task = payload(lmarena_sim, template("user", "hi"))
-    task["session_id"] = None
-    ((_, error),) = tab.answer(tab.run(task))
-    assert "capture-ids" in error["error"] and "status" not in error
-    assert lmarena_sim.requests() == []
+def test_an_html_page_where_a_stream_was_expected_is_streamed_with_its_content_type(tab, lmarena_sim):
+    lmarena_sim.script({"kind": "html"})
+    items = tab.answer(tab.run(call="create", model_a_id=model(lmarena_sim), content="hi"))
+    assert items[0]["type"] == "started" and items[0]["content_type"].startswith("text/html")
+    assert "<html" in "".join(m.get("data", "") for m in items).lower()
 
 
 def test_cancel_aborts_the_upstream_call(tab, lmarena_sim):
-    lmarena_sim.script({"kind": "text", "words": 30, "delay_ms": 100})
-    request_id = tab.run(payload(lmarena_sim, template("user", "long")))
-    tab.receive(lambda m: m.get("request_id") == request_id)
-    tab.send({"command": "cancel", "request_id": request_id})
-    tab.expect_none(lambda m: m.get("request_id") == request_id and m["data"] == "[DONE]", 3.5)
-    (call,) = lmarena_sim.stream_requests()
-    assert call["stream"] != "complete" and call["lines_sent"] < 31
-    # The tab goes on serving.
-    assert text_lines(tab.answer(tab.run(payload(lmarena_sim, template("user", "next")))))[0] == 'a0:"next"'
+    lmarena_sim.script({"kind": "text", "words": 40, "delay_ms": 100})
+    request_id = tab.run(call="create", model_a_id=model(lmarena_sim), content="long")
+    tab.receive(lambda m: m.get("id") == request_id and m["type"] == "chunk")
+    tab.send({"type": "cancel", "id": request_id})
+    tab.expect_none(lambda m: m.get("id") == request_id and m["type"] == "done", 2.0)
+    (call,) = lmarena_sim.requests("create")
+    assert call["stream"] != "complete" and call["lines_sent"] < 40
+    assert text_of(tab.answer(tab.run(call="create", model_a_id=model(lmarena_sim), content="next"))) == "next"
 
 
-# --- Commands ------------------------------------------------------------------------------------
+def test_a_person_sending_a_message_in_the_page_is_reported(tab):
+    page = tab.page
+    page.fill("#prompt", "typed by a person")
+    page.click("#send")
+    call = tab.receive(lambda m: m.get("type") == "page_call")
+    assert call == {"type": "page_call", "ok": True, "status": 200}
+    page.wait_for_selector("#answer[data-state=done]")
+
 
 def test_id_capture_reports_the_ids_of_the_pages_retry_once(tab, lmarena_sim):
     page = tab.page
     state = lmarena_sim.state()
-    tab.send({"command": "activate_id_capture"})
-    assert wait_title(page, "✅ 🎯 ") == "✅ 🎯 LMArena"
-    # The script's own calls are not the user's Retry.
-    tab.answer(tab.run(payload(lmarena_sim, template("user", "mine"))))
-    tab.expect_none(lambda m: m.get("type") == "ids_captured", 0.3)
+    tab.send({"type": "arm_capture"})
+    assert wait_title(page, "✅ 🎯 ").startswith("✅ 🎯 Arena AI")
     page.click("#retry")
     captured = tab.receive(lambda m: m.get("type") == "ids_captured")
     assert captured == {"type": "ids_captured", "session_id": state["page"]["session_id"],
                         "message_id": state["page"]["message_id"]}
-    page.wait_for_selector("#answer[data-state=done]")  # the page's own call went through unchanged
-    assert page.text_content("#answer") == "Hello! Which model are you?"
-    assert wait_title(page, "✅ ") == "✅ LMArena"
-    assert page.evaluate("window.__arenahubBridge.armed") is False
-    assert page.evaluate("window.fetch.toString().includes('[native code]')")
+    page.wait_for_selector("#answer[data-state=done]")
+    assert wait_title(page, "✅ ") == "✅ Arena AI (simulated)"
     page.click("#retry")  # disarmed: nothing more is reported
-    page.wait_for_function("document.querySelector('#answer').dataset.state === 'done'")
     tab.expect_none(lambda m: m.get("type") == "ids_captured", 0.5)
-    assert len(lmarena_sim.stream_requests()) == 3
 
 
-def test_send_page_source_sends_the_page_with_its_model_list(tab, lmarena_sim):
-    from arenahub.bridge.lmarena import extract_page_models
-
-    tab.send({"command": "send_page_source"})
-    source = tab.receive(lambda m: m.get("type") == "page_source")
-    assert "self.__next_f.push" in source["html"] and "<title>" in source["html"]
-    models = extract_page_models(source["html"])
-    assert set(models) == {m["publicName"] for m in lmarena_sim.state()["models"]}
-
-
-def test_page_model_list_is_real_flight_data(tab):
-    page = tab.page
-    flight = page.evaluate("self.__next_f.filter(x => x[0] === 1).map(x => x[1]).join('')")
-    assert '"initialModels":[{"id":"' in flight
-
-
-@pytest.mark.parametrize("command", ["refresh", "reconnect"])
-def test_refresh_and_reconnect_reload_the_page_which_connects_again(bridge, tab, command):
+def test_reload_reloads_the_page_which_connects_again(bridge, tab):
     page = tab.page
     page.evaluate("window.__marker = 1")
-    tab.send({"command": command})
+    tab.send({"type": "reload", "reason": "test"})
     again = bridge.next_tab()
-    assert again.hello["title"] == "LMArena"
-    assert tab.closed.wait(10)
+    assert again.hello["facts"]["page"] == "arena" and tab.closed.wait(10)
     assert page.evaluate("window.__marker") is None  # a new document
-    assert wait_title(page, "✅ ") == "✅ LMArena"
 
 
-def test_unknown_commands_and_frames_are_ignored(tab, lmarena_sim):
-    tab.send({"command": "dance"})
+def test_unknown_messages_are_ignored(tab, lmarena_sim):
+    tab.send({"type": "dance"})
     tab.conn.send("not json")
     tab.send({"what": "ever"})
-    assert text_lines(tab.answer(tab.run(payload(lmarena_sim, template("user", "still here")))))[0] == 'a0:"still "'
+    assert text_of(tab.answer(tab.run(call="create", model_a_id=model(lmarena_sim), content="still"))) == "still"
+
+
+# --- Pages that are not the chat ---------------------------------------------------------------
+
+def test_cloudflares_check_is_reported_then_cleared_by_the_browser(bridge, open_arena_tab, lmarena_sim):
+    lmarena_sim.control("cloudflare", {"mode": "challenge"})
+    open_arena_tab(bridge.url)
+    first = bridge.next_tab()
+    assert first.hello["facts"]["page"] == "challenge"
+    failed = first.answer(first.run(call="create", model_a_id=model(lmarena_sim), content="x"))[-1]
+    assert failed["stage"] == "task" and "challenge" in failed["message"]
+    cleared = bridge.next_tab(timeout=20)  # the interstitial clears itself and reloads the page
+    assert cleared.hello["facts"]["page"] == "arena"
+
+
+def test_cloudflares_block_page_is_reported(bridge, open_arena_tab, lmarena_sim):
+    lmarena_sim.control("cloudflare", {"mode": "block"})
+    open_arena_tab(bridge.url)
+    blocked = bridge.next_tab()
+    assert blocked.hello["facts"]["page"] == "block"
+    lmarena_sim.control("cloudflare", {"mode": "off"})
+
+
+def test_signed_out_the_hello_has_no_auth_cookie_and_the_site_refuses(bridge, browser, open_arena_tab, lmarena_sim):
+    lmarena_sim.control("auth", {"auto_sign_in": "none"})
+    context = browser.new_context(ignore_https_errors=True)
+    try:
+        open_arena_tab(bridge.url, context=context)
+        tab = bridge.next_tab()
+        assert tab.hello["facts"]["auth_cookies"] == []
+        failed = tab.answer(tab.run(call="create", model_a_id=model(lmarena_sim), content="x"))[-1]
+        assert failed["status"] == 401 and json.loads(failed["body"]) == {"error": "User not found"}
+    finally:
+        context.close()
