@@ -58,13 +58,21 @@ def config_text(c: PackageInputs) -> str:
     "allowed_origins": []
   }},
 
-  // -- The LMArena bridge's own settings (as in LMArenaBridge's config.jsonc) ----------------------
-  // The LMArena conversation to use: written by `arenahub bridge capture-ids --config config.jsonc`.
+  // -- The bridge's own settings (LMArenaBridge's keys, and the 2026 ones) -------------------------
+  // How conversations start on arena.ai: "create-evaluation" (each request starts one; nothing to
+  // capture) or "legacy-retry" (the 2025 way: retry the conversation in session_id/message_id).
+  "upstream_api": "create-evaluation",
+  // direct (the model a request names answers), direct-battle (it answers beside an anonymous one;
+  // works without an account), side-by-side (with side_by_side_model) or battle (two anonymous models).
+  "arena_mode": "direct",
+  // Continue a conversation this bridge answered in the same arena.ai conversation.
+  "follow_up": true,
+  // In battle mode, the side (A or B) whose answer is returned.
+  "id_updater_battle_target": "A",
+  // legacy-retry only: the conversation to retry (`arenahub bridge capture-ids --config config.jsonc`).
   "session_id": "",
   "message_id": "",
-  // direct_chat or battle; in battle mode, the side (A or B) whose answer is returned.
   "id_updater_last_mode": "direct_chat",
-  "id_updater_battle_target": "A",
   "bypass_enabled": false,
   "tavern_mode_enabled": false,
   "use_default_ids_if_mapping_not_found": true,
@@ -99,14 +107,15 @@ Client id:   {c.client_id}
 Platform:    {c.platform_url}
 Made:        {c.made_at_text}, arenahub {wheel.version}
 
-These files run an LMArena bridge on this machine and connect it to the platform above, which
-then sends its users' requests here; the bridge answers them through your logged-in LMArena tab.
+These files run an arenahub bridge on this machine and connect it to the platform above, which
+then sends its users' requests here; the bridge answers them through your signed-in arena.ai tab
+(the site was lmarena.ai until 2026; that address now leads to arena.ai).
 
   config.jsonc                     the settings: the platform, this client's id and API key, the bridge's own keys
   start_client.sh                  installs what is missing, then starts the bridge with the platform integration
   {wheel.filename:<32} the arenahub program (not on PyPI; start_client.sh installs it)
   requirements_platform.txt        what arenahub needs from PyPI
-  userscript.js                    the Tampermonkey userscript that connects your LMArena tab to the bridge
+  userscript.js                    the Tampermonkey userscript that connects your arena.ai tab to the bridge
   {INTEGRATION_FILE:<32} only for people who run the existing LMArenaBridge (see the end)
 
 Keep config.jsonc private: it holds this client's API key.
@@ -115,7 +124,8 @@ Keep config.jsonc private: it holds this client's API key.
 1. Install first
 ----------------
 - Python {low[0]}.{low[1]} or newer with venv (Debian/Ubuntu: sudo apt-get install python3 python3-venv).
-- Chrome or Firefox with the Tampermonkey extension, and an LMArena account you are signed in to.
+- Chrome or Firefox with the Tampermonkey extension, and an arena.ai account you are signed in to
+  (without one, set "arena_mode": "direct-battle" in config.jsonc).
 - Outbound access to {c.platform_url} and, for the first start, to PyPI (https://pypi.org).
 
 
@@ -145,34 +155,40 @@ Settings, as environment variables:
 -------------------------
 1. Open Tampermonkey in your browser and create a new script.
 2. Replace its text with the contents of userscript.js, save, and make sure it is enabled.
-3. Open https://lmarena.ai (signed in). The script connects the tab to the bridge at
-   {c.userscript_url}; the bridge's log says "tab ... connected".
+3. Open https://arena.ai and sign in. The script connects the tab to the bridge at
+   {c.userscript_url}: the tab's title starts with a green check, and the bridge's log says
+   "tab ... connected". Keep the tab open (in its own window if you like).
 With another ARENAHUB_BRIDGE_PORT, make a matching script:
     .venv/bin/arenahub userscript --bridge-url ws://127.0.0.1:PORT/ws > userscript.js
 
 
-4. Capture your LMArena session (once; again whenever LMArena asks you to sign in)
----------------------------------------------------------------------------------
+4. Read the models (once; again when arena.ai adds models)
+----------------------------------------------------------
 With the bridge running and the tab open, in a second terminal in this folder:
 
-    .venv/bin/arenahub bridge update-models --config config.jsonc --write-models
-    .venv/bin/arenahub bridge capture-ids --config config.jsonc
+    .venv/bin/arenahub bridge update-models --config config.jsonc
+    .venv/bin/arenahub bridge doctor --config config.jsonc
 
-The first writes models.json (the models the page offers). The second waits until you click
-Retry on an answer in the LMArena tab, then saves session_id and message_id into config.jsonc and
-reloads the bridge (it replaces LMArenaBridge's id_updater.py). If you changed
-ARENAHUB_BRIDGE_PORT, add --bridge-url http://127.0.0.1:PORT to both.
+The first writes models.json from the models the page offers (the running bridge picks it up by
+itself). The second checks the tab item by item (signed in, reCAPTCHA, models, uploads), makes one
+tiny real call, and says what to fix if something is wrong. If you changed ARENAHUB_BRIDGE_PORT,
+add --bridge-url http://127.0.0.1:PORT to both.
 
 
 5. Check it
 -----------
     curl http://127.0.0.1:{port}/health
         "connected": true once the platform has accepted this client; "healthy" also needs the
-        tab connected and a captured session.
+        tab connected and its session usable.
     curl http://127.0.0.1:{port}/platform/status
-        the connection state, last heartbeat, last error or refusal, and the LMArena session.
+        the connection state, last heartbeat, last error or refusal, and the arena.ai session:
+        its "state" and, when a person must act, the "action" to take.
     curl http://127.0.0.1:{port}/bridge/status
-        the connected tabs, the models, and whether the session ids are captured.
+        the connected tabs, the tab's checks, the models and the mode.
+
+When the session state is "verification_required", arena.ai's reCAPTCHA wants a person: open the
+tab, send one message there by hand and complete the "Security Verification" if it shows; the
+bridge takes requests again as soon as that message goes through. Reloading the page does not help.
 
 The client reconnects by itself when the connection drops. If the platform refuses it for good
 (a wrong key, a disabled client), /platform/status says why and it stops retrying until it is
@@ -184,8 +200,8 @@ When the API key is regenerated
 The platform keeps only a hash of the key, so a new package means a new key: regenerating it (in
 the dashboard, or with `arenahub admin client-package`) makes the key in this config.jsonc stop
 working: the platform refuses this client, as /platform/status shows. Download the new package, copy
-the "api_key" line of its config.jsonc into this config.jsonc (the rest of your file, such as the
-captured session, stays), then restart ./start_client.sh or run
+the "api_key" line of its config.jsonc into this config.jsonc (the rest of your file stays), then
+restart ./start_client.sh or run
     curl -X POST http://127.0.0.1:{port}/platform/register
 
 
@@ -200,7 +216,7 @@ run ./start_client.sh again: it installs the new version.
 
 For people who run the existing LMArenaBridge
 ---------------------------------------------
-Instead of steps 2 to 4 (your bridge has its own userscript and id_updater.py), add the
+Instead of steps 2 to 4 (your bridge has its own userscript), add the
 integration to your LMArenaBridge folder:
 
     pip install -r requirements_platform.txt      (run it in this folder: it installs the wheel)

@@ -62,19 +62,48 @@ function statusWords(c) {
   return words.join(" ");
 }
 
-// [label, pill kind, detail] of the LMArena session a connected client's bridge reports.
+// What a person reads for each state the bridge reports (arenahub/protocol/frames.py SESSION_STATES).
+const SESSION_STATES = {
+  ready: ["OK", "ok"],
+  unknown: ["Unknown", "muted"],
+  bridge_unreachable: ["Bridge down", "bad"],
+  no_tab: ["No arena.ai tab", "bad"],
+  userscript_outdated: ["Old userscript", "bad"],
+  blocked: ["Blocked by Cloudflare", "bad"],
+  cloudflare_challenge: ["Cloudflare check", "warn"],
+  verification_required: ["Verification required", "warn"],
+  signed_out: ["Signed out", "bad"],
+  clock_skew: ["Clock off", "bad"],
+  site_changed: ["Site changed", "bad"],
+  session_invalid: ["Session invalid", "bad"],
+  rate_limited: ["Rate limited", "warn"],
+};
+
+// [label, pill kind, detail] of the arena.ai session a connected client's bridge reports.
 function sessionState(c) {
   const s = c.live && c.live.session;
   if (!isConnected(c)) return null;
   if (!s) return ["Unknown", "muted", ""];
-  const why = s.last_error || "";
+  const why = s.action || s.last_error || "";
   if (s.bridge_reachable === false) return ["Bridge down", "bad", why];
-  if (s.browser_connected === false) return ["No LMArena tab", "bad", why];
+  if (s.state && SESSION_STATES[s.state]) {
+    const [label, kind] = SESSION_STATES[s.state];
+    const until = s.state === "rate_limited" && s.rate_limited_until ? ` until ${fmtTime(s.rate_limited_until)}` : "";
+    return [label, kind, why + until];
+  }
+  if (s.browser_connected === false) return ["No arena.ai tab", "bad", why];
   if (s.needs_verification) return ["Needs verification", "warn", why];
   if (s.rate_limited_until && s.rate_limited_until * 1000 > Date.now()) return ["Rate limited", "warn", `until ${fmtTime(s.rate_limited_until)}`];
   if (s.session_valid === false) return ["Session invalid", "bad", why];
   if (s.session_valid === true || s.browser_connected === true) return ["OK", "ok", why];
   return ["Unknown", "muted", why];
+}
+
+// The bridge's checks of its tab, one line each (what `arenahub bridge doctor` prints).
+function checksList(s) {
+  const marks = { true: "ok", false: "failed", null: "warning" };
+  return h("ul", { class: "checks" }, ...s.checks.map((c) => h("li", { class: `check check-${marks[String(c.ok ?? null)]}` },
+    h("strong", null, `${c.name}: `), c.detail || "", c.ok === true || !c.advice ? "" : ` — ${c.advice}`)));
 }
 
 const sessionText = (c) => (sessionState(c) || [""])[0];
@@ -118,7 +147,7 @@ const COLUMNS = [
     render: (c) => [h("div", { class: "cell-main" }, c.name), h("div", { class: "cell-sub mono" }, c.id)] },
   { key: "status", label: "Status", value: statusRank, class: "status-cell",
     filterText: statusWords, render: statusPills },
-  { key: "session", label: "LMArena", title: "LMArena session status, as the client's bridge reports it",
+  { key: "session", label: "arena.ai", title: "arena.ai session status, as the client's bridge reports it",
     value: sessionText, render: sessionCell },
   { key: "load", label: "Load", class: "num", title: "Requests in flight / how many it takes at once",
     value: (c) => (c.live ? c.live.active_requests : null),
@@ -308,8 +337,10 @@ function detailPanel({ onClose, refresh, go }) {
     const st = l.stats || {};
     info.replaceChildren(
       ...row("Status", h("div", null, statusPills(c))),
-      ...row("LMArena session", sessionCell(c)),
+      ...row("arena.ai session", sessionCell(c)),
+      ...(l.session && l.session.action ? row("What to do", l.session.action) : []),
       ...(l.session && l.session.last_error ? row("Session error", l.session.last_error) : []),
+      ...(l.session && l.session.checks && l.session.checks.length ? row("Tab checks", checksList(l.session)) : []),
       ...row("Active / capacity", loadCell(c)),
       ...row("Last heartbeat", heartbeat(c) ? `${fmtAgo(heartbeat(c))} (${fmtTime(heartbeat(c))})` : "—"),
       ...row("Connected since", l.connected_at ? fmtTime(l.connected_at) : "—"),
