@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench bench-analytics bench-pool install clean chromium
+.PHONY: demo test lint bench bench-analytics bench-pool install clean chromium
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,8 +26,13 @@ chromium:
 # Two workers by default (CI has 2 cores); whole files go to one worker, so a module's shared
 # programs start once. PYTEST_WORKERS=0 runs everything in this process.
 PYTEST_WORKERS ?= 2
-test: $(STAMP)
+test: $(STAMP) lint
 	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+
+# ruff and mypy (settings in pyproject.toml; strict on protocol/ and the pure cores); `make test` runs it first.
+lint: $(STAMP)
+	$(BIN)/ruff check arenahub tests bench
+	$(BIN)/mypy
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py $(BENCH_ARGS)

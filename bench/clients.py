@@ -59,7 +59,8 @@ def client_rows(count: int, now: dt.datetime, rng: random.Random) -> list[dict[s
                  "session": {"bridge_reachable": True, "session_valid": True}}
         if n % 3 == 0:
             stats["last_refusal"] = {"code": "invalid_credentials", "at": now.isoformat(),
-                                     "message": "the client's API key was regenerated: download the client package again"}
+                                     "message": "the client's API key was regenerated: download the client package "
+                                                "again"}
         rows.append({"id": f"cl_{n:04d}", "name": f"bench client {n}", "email": f"owner{n}@example.test",
                      "bridge_url": "http://127.0.0.1:5102", "api_key_hash": secrets.token_hex(32), "rpm": None,
                      "max_concurrent": 4, "disabled": False, "models": [f"model-{m}" for m in range(3)],
@@ -91,7 +92,7 @@ async def seed(url: str, args: argparse.Namespace, now: dt.datetime) -> int:
         tables = aggregate(records(args.records, args.clients, now, rng))
         async with engine.begin() as conn:
             await conn.execute(clients.insert(), client_rows(args.clients, now, rng))
-            for table, rows in zip(AGGREGATES, tables):
+            for table, rows in zip(AGGREGATES, tables, strict=True):
                 for start in range(0, len(rows), 5000):
                     await conn.execute(table.insert(), rows[start:start + 5000])
         return len(tables[0])

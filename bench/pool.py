@@ -77,9 +77,11 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {"clients": args.clients, "concurrency": args.concurrency, "seed": args.seed,
                            "requests": args.requests, "warmup": args.warmup, "breaker_requests": args.breaker_requests,
                            "breaker_concurrency": args.breaker_concurrency,
-                           "speed_ratio": args.speed_ratio, "top_share": args.top_share, "strategies": [], "breaker": []}
+                           "speed_ratio": args.speed_ratio, "top_share": args.top_share, "strategies": [],
+                           "breaker": []}
     rows: list[list[str]] = []
-    pool = Pool.build(args.clients, seed=args.seed, speed_ratio=args.speed_ratio, top_priority=round(args.top_share * args.clients))
+    pool = Pool.build(args.clients, seed=args.seed, speed_ratio=args.speed_ratio,
+                      top_priority=round(args.top_share * args.clients))
     by_name: dict[str, Report] = {}
     for name in args.strategies.split(","):
         say(f"{name}: {args.requests} requests over {args.clients} clients at concurrency {args.concurrency} ...")

@@ -58,7 +58,8 @@ class Data:
 def make_data(count: int, days: float, now: dt.datetime, seed: int) -> Data:
     records = make_records(count, days, now, seed)
     entries = make_entries(records, now, random.Random(seed + 1))
-    tables: list[tuple[sa.Table, Rows]] = [(request_records, records), *zip(AGGREGATES, aggregate(records)),
+    tables: list[tuple[sa.Table, Rows]] = [(request_records, records),
+                                           *zip(AGGREGATES, aggregate(records), strict=True),
                                            (ledger_entries, [entry_row(e) for e in entries])]
     tables += ledger_days.day_tables(entries)
     tables += [(consumer_keys, key_rows(now)), (clients, client_rows(now))]

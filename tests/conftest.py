@@ -51,7 +51,7 @@ def _run(make_coroutine: Callable[[], Coroutine[Any, Any, None]]) -> None:
     def target() -> None:
         try:
             asyncio.run(make_coroutine())
-        except BaseException as exc:  # handed to the caller's thread below
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread below, which raises it
             errors.append(exc)
 
     thread = threading.Thread(target=target, name="test-database-admin")

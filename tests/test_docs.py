@@ -53,7 +53,8 @@ def test_documented_command_lines_parse(usage):
     # Turn "[--port 8080]" into "--port 8080" and placeholders into sample values.
     text = re.sub(r"[\[\]]", "", usage)
     argv = shlex.split(text)[1:]
-    samples = {"NAME": "n", "E": "e@x", "URL": "sqlite:///x.db", "N": "3", "a,b": "a,b", "config.jsonc": "c.jsonc", "ISO": "2030-01-01T00:00:00Z", "KEY_ID": "key_1",
+    samples = {"NAME": "n", "E": "e@x", "URL": "sqlite:///x.db", "N": "3", "a,b": "a,b", "config.jsonc": "c.jsonc",
+               "ISO": "2030-01-01T00:00:00Z", "KEY_ID": "key_1",
                "USD": "12.50", "USD_PER_1M": "2.50", "TEXT": "t", "MODEL": "m", "K": "key_1", "C": "cl_1",
                "PLATFORM_URL": "https://gateway.example.test"}
     argv = [samples.get(a, a) for a in argv]

@@ -142,7 +142,8 @@ class ChatAnswer(WatchedResponse):
 
 
 async def _send_error(send: Send, err: ApiError) -> None:
-    await send({"type": "http.response.start", "status": err.status, "headers": _headers("application/json", err.headers)})
+    await send({"type": "http.response.start", "status": err.status,
+                "headers": _headers("application/json", err.headers)})
     await send({"type": "http.response.body", "body": error_body(err)})
 
 

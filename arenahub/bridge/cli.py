@@ -9,12 +9,15 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from arenahub.bridge.config import BridgeFiles
 
 DEFAULT_BRIDGE = "http://127.0.0.1:5102"
 
 
-def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     b = sub.add_parser("bridge", help="run the LMArena bridge (OpenAI-compatible server on 127.0.0.1:5102)")
     b.add_argument("--config", help="config.jsonc (models.json and model_endpoint_map.json beside it)")
     b.add_argument("--host", default="127.0.0.1")
@@ -22,10 +25,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     b.set_defaults(run=_run_bridge)
     cmds = b.add_subparsers(dest="bridge_command", metavar="COMMAND")
 
-    c = cmds.add_parser("capture-ids", help="legacy-retry mode: capture session_id/message_id from the arena.ai tab (id_updater)")
+    c = cmds.add_parser("capture-ids",
+                        help="legacy-retry mode: capture session_id/message_id from the arena.ai tab (id_updater)")
     c.add_argument("--config", default=argparse.SUPPRESS, help="config.jsonc to write the ids into")
     c.add_argument("--mode", choices=["direct_chat", "battle"], help="default: id_updater_last_mode")
-    c.add_argument("--target", type=str.upper, choices=["A", "B"], help="battle target (default: id_updater_battle_target)")
+    c.add_argument("--target", type=str.upper, choices=["A", "B"],
+                   help="battle target (default: id_updater_battle_target)")
     c.add_argument("--bridge-url", default=DEFAULT_BRIDGE)
     c.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for the click (default 300)")
     c.set_defaults(run=_capture_ids)
@@ -55,7 +60,7 @@ def _fail(message: str, code: int = 1) -> int:
     return code
 
 
-def _load(config: str | None):  # type: ignore[no-untyped-def]
+def _load(config: str | None) -> BridgeFiles:
     from arenahub.bridge.config import load_bridge_files
     if not config:
         raise ValueError("--config is required")
@@ -119,8 +124,9 @@ def _capture_ids(args: argparse.Namespace) -> int:
     key = files.config.api_key or None
     try:
         armed = _call(args.bridge_url, "POST", "/internal/start_id_capture", {"mode": mode, "target": target}, key)
-        print(f"Capture armed in {armed['tabs']} tab(s), mode {mode}" + (f", target {target}" if mode == "battle" else "")
-              + ".\nIn the arena.ai tab, click Retry on an answer" + (f" (the {target} side)" if mode == "battle" else "")
+        battle = mode == "battle"
+        print(f"Capture armed in {armed['tabs']} tab(s), mode {mode}" + (f", target {target}" if battle else "")
+              + ".\nIn the arena.ai tab, click Retry on an answer" + (f" (the {target} side)" if battle else "")
               + "; waiting...", flush=True)
         deadline = time.monotonic() + args.timeout
         result: dict[str, Any] = {"captured": False}

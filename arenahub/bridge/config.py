@@ -10,12 +10,12 @@ import logging
 import random
 from bisect import bisect_right
 from dataclasses import dataclass, field, replace
-from json.decoder import scanstring
+from json.decoder import scanstring  # type: ignore[attr-defined]  # there at run time; typeshed leaves it out
 from pathlib import Path
 from typing import Any
 
 from arenahub import jsonc
-from arenahub.bridge.lmarena import MODES, Endpoint, Mode, Model, Position, is_uuid
+from arenahub.bridge.lmarena import MODES, POSITIONS, Endpoint, Mode, Model, Position, is_uuid
 from arenahub.bridge.lmarena.task import ArenaSettings
 from arenahub.client.config import read_allowed_origins
 from arenahub.jsonc import ConfigError
@@ -237,7 +237,8 @@ def load_bridge_config(path: Path | str) -> BridgeConfig:
         if value is None:
             return default
         if isinstance(value, bool) != (kind is bool) or not isinstance(value, kind):
-            wanted = {bool: "true or false", str: "a string"}.get(kind, "a number")  # type: ignore[call-overload]
+            names: dict[object, str] = {bool: "true or false", str: "a string"}
+            wanted = names.get(kind, "a number")
             raise doc.fail(f"must be {wanted}, got {json.dumps(value, ensure_ascii=False)}", key)
         return value
 
@@ -286,7 +287,7 @@ def load_bridge_config(path: Path | str) -> BridgeConfig:
                     for key in data if key not in known)
     return BridgeConfig(
         path=path, session_id=get("session_id", str, "").strip(), message_id=get("message_id", str, "").strip(),
-        id_updater_last_mode=mode, id_updater_battle_target=target,  # type: ignore[arg-type]
+        id_updater_last_mode=mode, id_updater_battle_target=target,
         bypass_enabled=get("bypass_enabled", bool, False), tavern_mode_enabled=get("tavern_mode_enabled", bool, False),
         use_default_ids_if_mapping_not_found=get("use_default_ids_if_mapping_not_found", bool, True),
         stream_response_timeout_seconds=float(timeout), api_key=get("api_key", str, ""),
@@ -364,14 +365,19 @@ def _entry(doc: _Located, item: Any, *path: Any) -> MappedEndpoint:
         if not isinstance(value, str) or not value.strip():
             raise doc.fail("is missing: every entry needs session_id and message_id (strings)", *path, key)
         ids.append(value.strip())
-    mode = item.get("mode")
-    if mode is not None and (not isinstance(mode, str) or mode.strip().lower() not in MODES):
-        raise doc.fail(f"must be 'direct_chat' or 'battle', got {json.dumps(mode)}", *path, "mode")
-    target = item.get("battle_target")
-    if target is not None and (not isinstance(target, str) or target.strip().lower() not in ("a", "b")):
-        raise doc.fail(f"must be 'A' or 'B', got {json.dumps(target)}", *path, "battle_target")
-    return MappedEndpoint(ids[0], ids[1], mode.strip().lower() if mode else None,
-                          target.strip().lower() if target else None, doc.line(*path))
+    mode: Mode | None = None
+    if (raw := item.get("mode")) is not None:
+        name = raw.strip().lower() if isinstance(raw, str) else None
+        if name not in MODES:
+            raise doc.fail(f"must be 'direct_chat' or 'battle', got {json.dumps(raw)}", *path, "mode")
+        mode = name
+    target: Position | None = None
+    if (raw := item.get("battle_target")) is not None:
+        side = raw.strip().lower() if isinstance(raw, str) else None
+        if side not in POSITIONS:
+            raise doc.fail(f"must be 'A' or 'B', got {json.dumps(raw)}", *path, "battle_target")
+        target = side
+    return MappedEndpoint(ids[0], ids[1], mode, target, doc.line(*path))
 
 
 # --- The three files together, and which endpoint serves a model ---------------------------------

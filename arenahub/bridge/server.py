@@ -20,7 +20,6 @@ import hmac
 import logging
 import secrets
 from collections.abc import AsyncIterator
-from typing import Any
 from urllib.parse import urlsplit
 
 import msgspec
@@ -106,7 +105,8 @@ async def image_generations(request: Request) -> Response:
         name = image_models[0].name
     model = _model(bridge, name)
     if not model.image:
-        raise InvalidRequest(f"'{name}' is not an image model (mark it \"<uuid>:image\" in models.json).", param="model")
+        raise InvalidRequest(f"'{name}' is not an image model (mark it \"<uuid>:image\" in models.json).",
+                             param="model")
     if data.get("response_format", "url") != "url":
         raise InvalidRequest("Only response_format 'url' is supported: arena.ai returns image URLs.",
                              param="response_format")

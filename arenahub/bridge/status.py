@@ -23,7 +23,8 @@ from arenahub.protocol.frames import SessionStatus
 
 ACTIONS = {
     "no_tab": "Open https://arena.ai in the browser where the arenahub userscript is installed.",
-    "userscript_outdated": "Install the userscript again (`arenahub userscript` prints it) and reload the arena.ai tab.",
+    "userscript_outdated": "Install the userscript again (`arenahub userscript` prints it) and reload the arena.ai "
+                           "tab.",
     "blocked": "Cloudflare blocks this browser: open the arena.ai tab, use another network (or turn a VPN off) and "
                "reload.",
     "cloudflare_challenge": "Cloudflare is checking the browser: wait a few seconds; if a check shows in the arena.ai "

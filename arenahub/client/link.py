@@ -8,6 +8,7 @@ the client asked for is sent again after every welcome (see ``arenahub.client.dr
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
 import time
@@ -216,12 +217,12 @@ class PlatformLink:
             if isinstance(frame, frames.Request):
                 task = asyncio.create_task(self._handle(frame))
                 self._requests[frame.id] = task
-                task.add_done_callback(lambda _t, rid=frame.id: self._requests.pop(rid, None))
+                task.add_done_callback(functools.partial(self._request_done, frame.id))
             elif isinstance(frame, frames.Cancel):
-                task = self._requests.get(frame.id)
-                if task is not None:
+                running = self._requests.get(frame.id)
+                if running is not None:
                     log.info("request %s cancelled by the platform: %s", frame.id, frame.reason)
-                    task.cancel()
+                    running.cancel()
             elif isinstance(frame, frames.Refused):
                 await ws.close()
                 raise Refusal(frame)
@@ -270,6 +271,9 @@ class PlatformLink:
         data = frames.encode(frame)
         async with self._send_lock:
             await ws.send_bytes(data)
+
+    def _request_done(self, request_id: str, _task: asyncio.Task[None]) -> None:
+        self._requests.pop(request_id, None)
 
     async def _handle(self, req: frames.Request) -> None:
         if self.config.enable_request_validation and (refused := rejection(req)) is not None:

@@ -95,10 +95,10 @@ def mount(app: Any, *, config: Path | str = CONFIG_FILE, port: int = BRIDGE_PORT
     Returns the settings in use. Raises ConfigError for a bad config.jsonc, TypeError for an object
     that is not a Starlette/FastAPI app, ValueError if ``app`` already serves one of the paths.
     """
-    router = getattr(app, "router", None)
+    router: Any = getattr(app, "router", None)  # duck-typed: FastAPI's or Starlette's Router
     if not (isinstance(getattr(router, "routes", None), list) and hasattr(router, "lifespan_context")):
         raise TypeError(f"mount() takes the FastAPI or Starlette app (app = FastAPI(...)), got {app!r}")
-    taken = sorted({getattr(route, "path", None) for route in router.routes} & set(PATHS))
+    taken = sorted(set(PATHS) & {getattr(route, "path", None) for route in router.routes})
     if taken:
         raise ValueError(f"the app already serves {', '.join(taken)}: call mount(app) once, on an app "
                          "without these routes")

@@ -17,6 +17,7 @@ import time
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from arenahub.background import watched
 from arenahub.platform.billing import (
     Entry,
     Ledger,
@@ -28,6 +29,7 @@ from arenahub.platform.billing import (
 from arenahub.platform.exchange import Exchange
 from arenahub.platform.storage import billing_store
 from arenahub.platform.storage.accounts import utcnow
+from arenahub.platform.storage.db import DATABASE_ERRORS
 
 log = logging.getLogger("arenahub.platform.accounting")
 
@@ -54,7 +56,7 @@ class Accounting:
         totals = await billing_store.load_totals(self._engine)
         self.ledger.restore(totals.balances, totals.earnings, totals.money_ids)
         await self.sync()
-        self._task = asyncio.create_task(self._sync_loop(), name="accounting-sync")
+        self._task = watched(self._sync_loop(), "accounting-sync")
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -98,7 +100,7 @@ class Accounting:
             await asyncio.sleep(self._sync_seconds)
             try:
                 await self.sync()
-            except Exception as exc:
+            except DATABASE_ERRORS as exc:
                 log.warning("reading top-ups and prices failed: %s", exc)
 
     # -- the request path -------------------------------------------------------------------

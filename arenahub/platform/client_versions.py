@@ -67,4 +67,4 @@ def version_key(text: str | None) -> VersionKey | None:
 def is_outdated(reported: str | None, current: str | None = None) -> bool:
     """True only when both versions are readable and ``reported`` is older than ``current``."""
     have, want = version_key(reported), version_key(current if current is not None else current_client_version())
-    return have is not None and want is not None and have < want  # type: ignore[operator]
+    return have is not None and want is not None and have < want

@@ -123,7 +123,7 @@ class ChatResponse(WatchedResponse):
     def done(self) -> None:
         self.platform.exchange_finished(self.ex)
 
-    def _headers(self, content_type: str, extra: dict[str, str] | None = None) -> list[tuple[bytes, bytes]]:
+    def _start_headers(self, content_type: str, extra: dict[str, str] | None = None) -> list[tuple[bytes, bytes]]:
         headers = [(b"content-type", content_type.encode()), (b"x-request-id", self.ex.id.encode())]
         if self.ex.client_id:
             headers.append((b"x-arenahub-client", self.ex.client_id.encode()))
@@ -134,7 +134,7 @@ class ChatResponse(WatchedResponse):
     async def _send_error(self, send: Send, err: ApiError) -> None:
         self.ex.fail(err.status, err.code, err.message)
         await send({"type": "http.response.start", "status": err.status,
-                    "headers": self._headers(JSON, err.headers)})
+                    "headers": self._start_headers(JSON, err.headers)})
         await send({"type": "http.response.body", "body": error_body(err)})
 
     async def _stream(self, send: Send) -> None:
@@ -146,7 +146,7 @@ class ChatResponse(WatchedResponse):
             return
         try:
             await send({"type": "http.response.start", "status": 200,
-                        "headers": self._headers("text/event-stream") + [(b"cache-control", b"no-cache")]})
+                        "headers": self._start_headers("text/event-stream") + [(b"cache-control", b"no-cache")]})
             ex.first_byte_at = time.perf_counter()
             try:
                 async for batch in attempt.batches():
@@ -207,7 +207,7 @@ class ChatResponse(WatchedResponse):
                 attempt.abandon("consumer disconnected")
         ex.completion_parts = [acc.text()]
         body = completion_body(ex.completion_id, ex.created, ex.model, acc.choices(), ex.usage())
-        await send({"type": "http.response.start", "status": 200, "headers": self._headers(JSON)})
+        await send({"type": "http.response.start", "status": 200, "headers": self._start_headers(JSON)})
         await send({"type": "http.response.body", "body": body})
         ex.completed = True
 

@@ -120,8 +120,8 @@ class Dispatcher:
                             if s.preferred_strategy in STRATEGIES)
             ranked = votes.most_common(2)
             tie = len(ranked) == 2 and ranked[0][1] == ranked[1][1]
-            self._auto_strategy = ranked[0][0] if ranked and not tie else DEFAULT_STRATEGY  # type: ignore[assignment]
-        return self._auto_strategy  # type: ignore[return-value]
+            self._auto_strategy = ranked[0][0] if ranked and not tie else DEFAULT_STRATEGY
+        return self._auto_strategy
 
     def _strategy(self) -> Strategy:
         name = self.strategy_name

@@ -78,7 +78,9 @@ class Exchange:
         opening: list[str] = []
         for message in self.request.messages:  # up to and including the first user message
             content = message.content
-            opening.append(f"{message.role}:{content if isinstance(content, str) else msgspec.json.encode(content)}")
+            # Parts as the repr of their JSON (b'[...]'), which is what str() of the bytes always gave.
+            text = content if isinstance(content, str) else repr(msgspec.json.encode(content))
+            opening.append(f"{message.role}:{text}")
             if message.role == "user":
                 break
         digest = hashlib.sha256("\0".join([self.key.id, self.model, *opening]).encode())
@@ -145,7 +147,7 @@ class Exchange:
         usage = usage or self.usage()
         return RequestRecord(
             id=self.id,
-            created_at=dt.datetime.fromtimestamp(self.created, dt.timezone.utc),
+            created_at=dt.datetime.fromtimestamp(self.created, dt.UTC),
             key_id=self.key.id, client_id=self.client_id, model=self.model,
             stream=self.request.stream, status=self.status, error_code=self.error_code,
             latency_ms=round((now - self.started) * 1000, 3),

@@ -17,8 +17,10 @@ from collections.abc import Awaitable, Callable
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from arenahub.background import watched
 from arenahub.platform import credentials
 from arenahub.platform.storage.accounts import ConsumerKey, find_key, keys_changed_since
+from arenahub.platform.storage.db import DATABASE_ERRORS
 from arenahub.protocol.errors import InvalidApiKey
 
 log = logging.getLogger("arenahub.platform.keys")
@@ -41,7 +43,7 @@ class KeyCache:
 
     async def start(self) -> None:
         await self.refresh()
-        self._task = asyncio.create_task(self._refresh_loop(), name="key-cache-refresh")
+        self._task = watched(self._refresh_loop(), "key-cache-refresh")
 
     async def stop(self) -> None:
         if self._task:
@@ -73,7 +75,7 @@ class KeyCache:
             await asyncio.sleep(self._refresh_seconds)
             try:
                 await self.refresh()
-            except Exception as exc:
+            except DATABASE_ERRORS as exc:
                 log.warning("refreshing consumer keys failed: %s", exc)
 
     async def authenticate(self, authorization: str | None) -> ConsumerKey:
@@ -91,7 +93,7 @@ class KeyCache:
             raise InvalidApiKey("Incorrect API key provided.")
         if key.disabled:
             raise InvalidApiKey("This API key has been disabled.", code="api_key_disabled")
-        if key.expired(dt.datetime.now(dt.timezone.utc)):
+        if key.expired(dt.datetime.now(dt.UTC)):
             raise InvalidApiKey(f"This API key expired at {key.expires_at.isoformat()}.",  # type: ignore[union-attr]
                                 code="api_key_expired")
         return key

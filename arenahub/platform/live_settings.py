@@ -29,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from arenahub.platform.routing import STRATEGIES
 from arenahub.platform.settings import PlatformSettings
+from arenahub.platform.storage.db import DATABASE_ERRORS
 from arenahub.platform.storage.settings_store import get_setting, put_setting
 
 log = logging.getLogger("arenahub.platform.settings")
@@ -147,7 +148,7 @@ async def follow(engine: AsyncEngine, live: LiveSettings, apply: Callable[[Platf
         await asyncio.sleep(period)
         try:
             changed = await live.load(engine)
-        except Exception as exc:  # the database is away: keep the settings in use, try again
+        except DATABASE_ERRORS as exc:  # the database is away: keep the settings in use, try again
             log.warning("reading the live settings failed: %s", exc)
             continue
         if changed:

@@ -16,12 +16,22 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from arenahub.background import watched
 from arenahub.platform.billing.ledger import Entry
 from arenahub.platform.storage.accounts import record_client_states, utcnow
 from arenahub.platform.storage.billing_store import insert_entries
-from arenahub.platform.storage.schema import (COUNTERS, LATENCY_BUCKETS_MS, LATENCY_COLUMNS, request_contents,
-                                              request_days, request_hours, request_minutes, request_records,
-                                              request_totals)
+from arenahub.platform.storage.db import DATABASE_ERRORS
+from arenahub.platform.storage.schema import (
+    COUNTERS,
+    LATENCY_BUCKETS_MS,
+    LATENCY_COLUMNS,
+    request_contents,
+    request_days,
+    request_hours,
+    request_minutes,
+    request_records,
+    request_totals,
+)
 
 log = logging.getLogger("arenahub.platform.records")
 # Stored prompts and answers are written about this much text per transaction (at least one each).
@@ -85,7 +95,7 @@ class RecordWriter:
                 set_={name: table.c[name] + upsert.excluded[name] for name in COUNTERS}))
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="record-writer")
+        self._task = watched(self._run(), "record-writer")
 
     def add(self, record: RequestRecord) -> None:
         self._pending.append(vars(record))  # the record is not used again
@@ -129,7 +139,7 @@ class RecordWriter:
             try:
                 await self.flush()
                 delay = self._flush_seconds
-            except Exception as exc:  # the database is away: keep the records, back off, retry
+            except DATABASE_ERRORS as exc:  # the database is away: keep the records, back off, retry
                 log.warning("writing %d request records and ledger entries failed (%s); retrying", self.backlog, exc)
                 delay = min(max(delay * 2, 1.0), 30.0)
 
@@ -149,7 +159,7 @@ class RecordWriter:
                         inserted = (await conn.execute(self._insert, batch)).scalars().all()
                         if inserted:
                             by_id = {record["id"]: record for record in batch}
-                            for upsert, rows in zip(self._upserts, aggregate(by_id[i] for i in inserted)):
+                            for upsert, rows in zip(self._upserts, aggregate(by_id[i] for i in inserted), strict=True):
                                 await conn.execute(upsert, rows)
                     if contents:
                         await conn.execute(self._insert_contents, contents)
@@ -176,7 +186,7 @@ class RecordWriter:
             try:
                 await self.flush()
                 return
-            except Exception as exc:
+            except DATABASE_ERRORS as exc:
                 log.error("final flush of %d records and ledger entries failed (%s), attempt %d", self.backlog, exc,
                           attempt + 1)
                 await asyncio.sleep(0.5 * (attempt + 1))
@@ -241,7 +251,7 @@ def aggregate(records: Iterable[Mapping[str, Any]]) -> tuple[list[dict[str, Any]
 
 def _rows(sums: dict[tuple[Any, ...], list[Any]], identity: tuple[str, ...]) -> list[dict[str, Any]]:
     names = (*identity, *COUNTERS)
-    return [dict(zip(names, (*ident, *counts))) for ident, counts in sorted(sums.items())]
+    return [dict(zip(names, (*ident, *counts), strict=True)) for ident, counts in sorted(sums.items())]
 
 
 _AT = {name: at for at, name in enumerate(COUNTERS)}
@@ -302,6 +312,6 @@ async def keep_records_for(engine: AsyncEngine, days: int, *, every: float = 360
             deleted = await delete_records_before(engine, utcnow() - dt.timedelta(days=days))
             if deleted:
                 log.info("deleted %d request records older than %d days", deleted, days)
-        except Exception as exc:  # the database is away: try again next time
+        except DATABASE_ERRORS as exc:  # the database is away: try again next time
             log.warning("deleting request records older than %d days failed: %s", days, exc)
         await asyncio.sleep(every)

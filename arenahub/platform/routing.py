@@ -3,13 +3,18 @@
 ``select`` first sorts the clients serving the model into those that can take the request now
 and those that cannot (and why); a strategy then picks among the ready ones:
 
-| strategy | picks |
-|---|---|
-| ``least_load`` | the lowest active/max_concurrent; ties go to the larger capacity |
-| ``round_robin`` | clients in turn (per model, in client id order) |
-| ``random`` | at random, weighted by each client's weight |
-| ``fastest`` | the lowest expected time (decayed time to first token + 100 tokens at the decayed throughput), scaled up by load; unmeasured clients first (each until 3 of its requests are answered or in flight), and a random ready client 5% of the time so slow ones are re-measured |
-| ``priority`` | the highest operator-set priority, then at random by weight |
+``least_load``
+    the lowest active/max_concurrent; ties go to the larger capacity
+``round_robin``
+    clients in turn (per model, in client id order)
+``random``
+    at random, weighted by each client's weight
+``fastest``
+    the lowest expected time (decayed time to first token + 100 tokens at the decayed throughput),
+    scaled up by load; unmeasured clients first (each until 3 of its requests are answered or in
+    flight), and a random ready client 5% of the time so slow ones are re-measured
+``priority``
+    the highest operator-set priority, then at random by weight
 
 Every strategy sees only clients that serve the model, are connected with a usable session, are
 not draining or in maintenance, whose circuit breaker lets a request through, and that are under

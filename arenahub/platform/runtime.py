@@ -8,7 +8,9 @@ import logging
 import time
 
 import msgspec
+from starlette.websockets import WebSocketDisconnect
 
+from arenahub.background import watched
 from arenahub.platform.accounting import Accounting
 from arenahub.platform.admin.token import AdminAuth, load_admin_auth
 from arenahub.platform.dashboard.auth import DashboardAuth
@@ -23,7 +25,7 @@ from arenahub.platform.refusals import STORED_KEY, RefusalBook
 from arenahub.platform.registry import LocalClientRegistry
 from arenahub.platform.settings import PlatformSettings
 from arenahub.platform.storage import accounts
-from arenahub.platform.storage.db import create_engine, migrate
+from arenahub.platform.storage.db import DATABASE_ERRORS, create_engine, migrate
 from arenahub.platform.tunnel import heartbeat_watchdog
 from arenahub.platform.tunnel_session import ClientSession
 from arenahub.protocol import frames
@@ -71,15 +73,13 @@ class Platform:
         await self.accounting.start()
         self.catalog = await accounts.known_models(self.engine)
         self.writer.start()
-        self._tasks.append(asyncio.create_task(heartbeat_watchdog(self), name="heartbeat-watchdog"))
-        self._tasks.append(asyncio.create_task(self._follow_client_changes(), name="client-changes"))
+        self._tasks.append(watched(heartbeat_watchdog(self), "heartbeat-watchdog"))
+        self._tasks.append(watched(self._follow_client_changes(), "client-changes"))
         self._tasks.append(self._retention())
-        self._tasks.append(asyncio.create_task(follow(self.engine, self.live, self.apply_settings),
-                                               name="settings-changes"))
+        self._tasks.append(watched(follow(self.engine, self.live, self.apply_settings), "settings-changes"))
 
     def _retention(self) -> asyncio.Task[None]:
-        return asyncio.create_task(keep_records_for(self.engine, self.settings.record_retention_days),
-                                   name="record-retention")
+        return watched(keep_records_for(self.engine, self.settings.record_retention_days), "record-retention")
 
     def apply_settings(self, settings: PlatformSettings) -> None:
         """Use changed live settings (live_settings.py) from now on: routing, the queue, timeouts and
@@ -155,19 +155,19 @@ class Platform:
     # -- clients ------------------------------------------------------------------------------
     async def _follow_client_changes(self, period: float = 1.0, prune_every: int = 60) -> None:
         """Apply what `arenahub admin` changed about clients (drain, limits, maintenance, deletion) within a second."""
-        since = dt.datetime.now(dt.timezone.utc)
-        seen: dict[str, dt.datetime] = {}
+        since = dt.datetime.now(dt.UTC)
+        seen: dict[str, dt.datetime | None] = {}
         ticks = 0
         while True:
             await asyncio.sleep(period)
             ticks += 1
-            started = dt.datetime.now(dt.timezone.utc)
+            started = dt.datetime.now(dt.UTC)
             try:
                 changed = await accounts.clients_changed_since(self.engine, since - dt.timedelta(seconds=5))
                 # A deleted row leaves no change to read: check that the connected clients still exist
                 # (a primary-key lookup each), and now and then that the remembered ones do.
                 await self._forget_deleted_clients(everyone=ticks % prune_every == 0)
-            except Exception as exc:
+            except DATABASE_ERRORS as exc:
                 log.warning("reading client changes failed: %s", exc)
                 continue
             for account in changed:
@@ -223,8 +223,8 @@ class Platform:
         async def refuse() -> None:
             try:  # tell the client why, as at connect time, so it stops retrying with a dead key
                 await session.ws.send_bytes(frames.encode(frames.Refused(code=code, message=reason, retry=False)))
-            except Exception:  # the socket is already gone: closing below is all that is left
-                pass
+            except (RuntimeError, OSError, WebSocketDisconnect):
+                pass  # the socket is already gone: closing below is all that is left
             await session.close(close, reason)
         return asyncio.create_task(refuse())
 
@@ -275,14 +275,14 @@ class Platform:
         if health.maintenance is not None and client_id not in self._maintenance_saved:
             self._maintenance_saved.add(client_id)
             self.writer.client_state(client_id, maintenance_reason=health.maintenance[:500],
-                                     maintenance_since=dt.datetime.now(dt.timezone.utc))
+                                     maintenance_since=dt.datetime.now(dt.UTC))
         elif health.maintenance is None:
             self._maintenance_saved.discard(client_id)
 
     def client_disconnected(self, session: ClientSession) -> None:
         self.registry.remove(session)
         self.dispatcher.sessions_changed()
-        self.writer.client_state(session.client_id, last_seen_at=dt.datetime.now(dt.timezone.utc))
+        self.writer.client_state(session.client_id, last_seen_at=dt.datetime.now(dt.UTC))
 
     def client_heartbeat(self, session: ClientSession, hb: frames.Heartbeat) -> None:
         if hb.models is not None:
@@ -292,7 +292,7 @@ class Platform:
 
     def record_heartbeat(self, client_id: str, hb: frames.Heartbeat) -> None:
         state: dict[str, object] = {
-            "last_seen_at": dt.datetime.now(dt.timezone.utc),
+            "last_seen_at": dt.datetime.now(dt.UTC),
             "last_stats": {"stats": msgspec.to_builtins(hb.stats),  # merged with what is stored (refusals.py)
                            "session": msgspec.to_builtins(hb.session) if hb.session else None},
         }

@@ -71,7 +71,7 @@ class PlatformSettings:
         return normalize_url(self.database_url or None)
 
     @classmethod
-    def from_env(cls, **overrides: object) -> "PlatformSettings":
+    def from_env(cls, **overrides: object) -> PlatformSettings:
         """Defaults, then ``ARENAHUB_<FIELD>`` variables, then explicit overrides (flags)."""
         values: dict[str, object] = {}
         for f in dataclasses.fields(cls):

@@ -9,7 +9,7 @@ WebSocket text or binary messages (both sides accept either).
 
 from __future__ import annotations
 
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 import msgspec
 
@@ -178,7 +178,7 @@ class Routing(_Frame, tag="routing"):
     breaker: Literal["closed", "open", "half_open"] = "closed"
 
 
-Frame = Union[Hello, Welcome, Refused, Heartbeat, Request, Chunk, End, Error, Cancel, Notice, Drain, Routing]
+Frame = Hello | Welcome | Refused | Heartbeat | Request | Chunk | End | Error | Cancel | Notice | Drain | Routing
 
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(Frame)

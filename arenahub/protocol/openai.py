@@ -5,7 +5,7 @@ Pure functions and small classes, no I/O: the platform, the client and the bridg
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 
 import msgspec
 
@@ -81,7 +81,7 @@ def parse_chat_request(body: bytes) -> ChatCompletionRequest:
     return req
 
 
-def _raise(err: ApiError) -> Any:
+def _raise(err: ApiError) -> NoReturn:
     raise err
 
 

@@ -14,7 +14,7 @@ Secrets stay in the tab: reCAPTCHA tokens and cookie values are never sent over 
 
 from __future__ import annotations
 
-from typing import Literal, Union
+from typing import Literal
 
 import msgspec
 
@@ -186,8 +186,8 @@ class PageCall(_Message, tag="page_call"):
     status: int = 0
 
 
-FromBridge = Union[Run, Cancel, Diagnose, PageModels, Reload, ArmCapture]
-FromTab = Union[Hello, Diagnosis, Flight, Started, Chunk, Done, Failed, IdsCaptured, PageCall]
+FromBridge = Run | Cancel | Diagnose | PageModels | Reload | ArmCapture
+FromTab = Hello | Diagnosis | Flight | Started | Chunk | Done | Failed | IdsCaptured | PageCall
 
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(FromTab)

@@ -141,7 +141,7 @@ async def _start_local(demo: Demo, http: aiohttp.ClientSession, client_id: str, 
     return "arena-echo", PROMPT + " [[delay_ms=40]]"
 
 
-async def _start_real(demo: Demo, http: aiohttp.ClientSession, client_id: str, api_key: str) -> tuple[str, str]:
+async def _start_real(demo: RealDemo, http: aiohttp.ClientSession, client_id: str, api_key: str) -> tuple[str, str]:
     """The 2026 flow: the simulator as https://arena.ai, a tab on it, models read from its page."""
     args = demo.args
     bridge_url = f"http://127.0.0.1:{args.bridge_port}"
@@ -175,7 +175,7 @@ async def _start_real(demo: Demo, http: aiohttp.ClientSession, client_id: str, a
     return text_models[0], PROMPT
 
 
-async def _main(demo: Demo) -> None:
+async def _main(demo: RealDemo) -> None:
     args = demo.args
     async with aiohttp.ClientSession() as http:
         # Given to the platform, so that it is not printed into the platform's log file.

@@ -12,9 +12,13 @@ The page, ``GET /``
     the account's auth cookie ``arena-auth-prod-v1``; upstream calls without it get a 401.
 
     The model list is embedded as on the real Next.js page: in React Server Components flight
-    data, a JS string pushed to ``self.__next_f`` whose JSON therefore shows escaped quotes::
+    data, a JS string pushed to ``self.__next_f`` whose JSON therefore shows escaped quotes (one
+    line in the page, wrapped here)::
 
-        <script>self.__next_f.push([1,"7:[\\"$\\",\\"$L8\\",null,{\\"initialModels\\":[{\\"id\\":\\"<uuid>\\",\\"publicName\\":\\"gpt-5-high\\",\\"organization\\":\\"openai\\",\\"provider\\":\\"openai\\",\\"capabilities\\":{\\"inputCapabilities\\":{\\"text\\":true},\\"outputCapabilities\\":{\\"text\\":true}}}, ...]}]\\n"])</script>
+        <script>self.__next_f.push([1,"7:[\\"$\\",\\"$L8\\",null,{\\"initialModels\\":[{\\"id\\":\\"<uuid>\\",
+        \\"publicName\\":\\"gpt-5-high\\",\\"organization\\":\\"openai\\",\\"provider\\":\\"openai\\",
+        \\"capabilities\\":{\\"inputCapabilities\\":{\\"text\\":true},\\"outputCapabilities\\":{\\"text\\":true}}},
+        ...]}]\\n"])</script>
 
     That is: every model is one object starting ``{\\"id\\":\\"<uuid>\\"``; undo one level of JS
     string escaping (``\\"`` -> ``"``, ``\\\\`` -> ``\\``) and it parses as JSON. Image models have
@@ -151,7 +155,7 @@ def create_app(*, sessions: list[str | dict[str, str]] | None = None, models: li
     app.state.sim = fresh_state()
 
     def sim() -> SimState:
-        return app.state.sim  # type: ignore[no-any-return]
+        return app.state.sim
 
     async def page(request: Request) -> Response:
         state = sim()

@@ -12,7 +12,8 @@ from arenahub.bridge.images import ImageFetcher, is_public, public_refs
 from arenahub.bridge.lmarena import ImageRef, Turn
 from arenahub.protocol.errors import InvalidRequest, RequestTooLarge
 
-PNG = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==")
+PNG = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9a"
+                       "wAAAABJRU5ErkJggg==")
 DATA = "data:image/png;base64,AAAA"
 WHERE = "messages[0].content[0].image_url.url"
 

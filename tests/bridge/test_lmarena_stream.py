@@ -148,8 +148,9 @@ def test_single_lines(line, expected):
     assert parser.feed(line + "\n") == expected
 
 
-@pytest.mark.parametrize("reason, openai", [("stop", "stop"), ("length", "length"), ("content-filter", "content_filter"),
-                                            ("tool-calls", "tool_calls"), ("other", "stop"), ("unknown", "stop")])
+@pytest.mark.parametrize("reason, openai", [("stop", "stop"), ("length", "length"),
+                                            ("content-filter", "content_filter"), ("tool-calls", "tool_calls"),
+                                            ("other", "stop"), ("unknown", "stop")])
 def test_finish_reason_in_openai_words(reason, openai):
     (finish,) = StreamParser().feed(f'ad:{{"finishReason":"{reason}"}}\n')
     assert finish.openai_reason == openai

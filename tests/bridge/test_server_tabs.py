@@ -75,7 +75,8 @@ async def test_doctor_reports_item_by_item_and_makes_one_tiny_call(running, caps
         await running.ready(tab)
         r = await running.http.post("/internal/doctor", json={"probe": True})
         result = r.json()
-        assert result["ok"] is True and result["call"] == {"name": "call", "ok": True, "detail": "gpt-test answered: 'OK'"}
+        assert result["ok"] is True
+        assert result["call"] == {"name": "call", "ok": True, "detail": "gpt-test answered: 'OK'"}
         assert tab.tasks[0]["content"] == "Reply with the single word OK."
         code = await asyncio.to_thread(cli_main, ["bridge", "doctor", "--bridge-url", str(running.http.base_url),
                                                   "--no-call"])
@@ -103,7 +104,8 @@ async def test_doctor_when_no_bridge_runs(capsys, tmp_path):
     assert code == 2 and "cannot reach the bridge" in capsys.readouterr().err
 
 
-async def test_update_models_writes_the_selectable_models_and_the_running_bridge_picks_them_up(running, tmp_path, capsys):
+async def test_update_models_writes_the_selectable_models_and_the_running_bridge_picks_them_up(
+        running, tmp_path, capsys):
     models = tmp_path / "models.json"
     retired = "0199e8e9-0000-7000-8000-00000000dead"
     models.write_text(json.dumps({"gpt-test": MODEL_ID, "my-alias": MODEL_ID, "old-model": retired,

@@ -181,7 +181,8 @@ def test_verification_required_until_a_person_sends_a_message_in_the_tab(stack, 
     calls = len(lmarena_sim.requests("create"))
     with pytest.raises(openai.APIStatusError):
         ask(api)  # refused at once: no call upstream, and the page is not reloaded
-    assert len(lmarena_sim.requests("create")) == calls and page.evaluate("window.__arenahubBridge.state") == "connected"
+    assert len(lmarena_sim.requests("create")) == calls
+    assert page.evaluate("window.__arenahubBridge.state") == "connected"
     page.fill("#prompt", "I am a person")
     page.click("#send")
     bridge.wait_state("ready")

@@ -180,7 +180,8 @@ def test_register_start_watch_regenerate_export(dashboard: Dashboard, dashboard_
     for i in range(REQUESTS):
         prompt = f"dashboard flow {i}"
         if i % 2:
-            stream = consumer.chat.completions.create(model=model, stream=True, messages=[{"role": "user", "content": prompt}])
+            stream = consumer.chat.completions.create(model=model, stream=True,
+                                                      messages=[{"role": "user", "content": prompt}])
             answers.append("".join(c.choices[0].delta.content or "" for c in stream if c.choices))
         else:
             done = consumer.chat.completions.create(model=model, messages=[{"role": "user", "content": prompt}])

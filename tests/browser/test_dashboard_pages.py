@@ -50,7 +50,7 @@ def wait_records(board: Dashboard, count: int, **filters: str) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def seeded(dashboard: Dashboard) -> Iterator[Seeded]:  # noqa: F811
+def seeded(dashboard: Dashboard) -> Iterator[Seeded]:
     """A connected client and a consumer key with two answered requests (one streamed) and one the upstream refused."""
     upstream = dashboard.stack.upstream(MODELS)
     for model in MODELS:  # dear enough that a few tokens cost cents
@@ -88,7 +88,7 @@ LOG_PAGE = re.compile(r"/api/admin/requests\?")
 NAME, STATUS, LIMITS, MODELS_COL, CREDIT, REQUESTS, TOKENS, COST = range(8)
 
 
-def test_keys_create_top_up_edit_revoke(dashboard: Dashboard, dashboard_page: Page, seeded: Seeded) -> None:  # noqa: F811
+def test_keys_create_top_up_edit_revoke(dashboard: Dashboard, dashboard_page: Page, seeded: Seeded) -> None:
     page = dashboard_page
     shot = dashboard.screenshot
     dashboard.open(page, "keys")
@@ -202,7 +202,7 @@ def test_keys_create_top_up_edit_revoke(dashboard: Dashboard, dashboard_page: Pa
     assert page.errors == [BAD_REQUEST], page.errors  # the invalid credit, and nothing else  # type: ignore[attr-defined]
 
 
-def test_usage_statement_and_export(dashboard: Dashboard, dashboard_page: Page, seeded: Seeded) -> None:  # noqa: F811
+def test_usage_statement_and_export(dashboard: Dashboard, dashboard_page: Page, seeded: Seeded) -> None:
     page = dashboard_page
     dashboard.open(page, "usage", "preset=today")
     usage = dashboard.admin("GET", "/usage", key=seeded.key_id).json()
@@ -257,7 +257,7 @@ def test_usage_statement_and_export(dashboard: Dashboard, dashboard_page: Page, 
     assert not page.errors, page.errors  # type: ignore[attr-defined]
 
 
-def test_requests_filter_detail_export(dashboard: Dashboard, dashboard_page: Page, seeded: Seeded) -> None:  # noqa: F811
+def test_requests_filter_detail_export(dashboard: Dashboard, dashboard_page: Page, seeded: Seeded) -> None:
     page = dashboard_page
     dashboard.open(page, "requests", f"key_id={seeded.key_id}")
     rows = page.locator('[data-page="requests"] .table-wrap tbody tr[data-key]')
@@ -291,7 +291,8 @@ def test_requests_filter_detail_export(dashboard: Dashboard, dashboard_page: Pag
     try:
         made = dashboard.admin("POST", "/keys", {"name": "content key"}).json()
         with consumer(dashboard, made["key"]) as api:
-            answer = api.chat.completions.create(model=MODELS[0], messages=ask("stored words")).choices[0].message.content
+            done = api.chat.completions.create(model=MODELS[0], messages=ask("stored words"))
+            answer = done.choices[0].message.content
         stored = wait_records(dashboard, 1, key_id=made["id"])[0]
     finally:
         assert dashboard.admin("PATCH", "/settings", {"store_prompts": None}).status_code == 200
@@ -340,7 +341,7 @@ def test_requests_filter_detail_export(dashboard: Dashboard, dashboard_page: Pag
     assert not page.errors, page.errors  # type: ignore[attr-defined]
 
 
-def test_settings_prices_and_password(dashboard: Dashboard, dashboard_page: Page, seeded: Seeded) -> None:  # noqa: F811
+def test_settings_prices_and_password(dashboard: Dashboard, dashboard_page: Page, seeded: Seeded) -> None:
     page = dashboard_page
     shot = dashboard.screenshot
     dashboard.open(page, "settings")
@@ -351,7 +352,8 @@ def test_settings_prices_and_password(dashboard: Dashboard, dashboard_page: Page
     # An invalid value: the API's error is shown next to the field.
     page.get_by_label("Queue size").fill("-1")
     page.get_by_role("button", name="Save changes").click()
-    expect(page.locator('[data-setting="queue_size"] .field-error, [data-setting="queue_size"] [aria-invalid="true"]')).not_to_have_count(0)
+    expect(page.locator('[data-setting="queue_size"] .field-error, '
+                        '[data-setting="queue_size"] [aria-invalid="true"]')).not_to_have_count(0)
     expect(page.locator('[data-panel="settings"]')).to_contain_text("Must be at least 0.")
     shot(page, "settings-error")
 
@@ -396,8 +398,8 @@ def test_settings_prices_and_password(dashboard: Dashboard, dashboard_page: Page
     dialog.get_by_role("button", name="Save price").click()
     expect(price_row).to_contain_text("$3.00")
     prices = {p["model"]: p for p in dashboard.admin("GET", "/prices").json()["data"]}
-    assert (prices["vendor/browser-model"]["prompt_per_1m_usd"], prices["vendor/browser-model"]["completion_per_1m_usd"]) == (
-        "1.25", "3.00")
+    price = prices["vendor/browser-model"]
+    assert (price["prompt_per_1m_usd"], price["completion_per_1m_usd"]) == ("1.25", "3.00")
     shot(page, "settings-saved")
 
     # The dashboard password: a short one is refused next to the field; a good one ends the session.

@@ -44,7 +44,7 @@ class FakeTab:
         self.conn.send(json.dumps(message))
 
     def _next(self, match: Callable[[Message], bool], timeout: float) -> tuple[float, Message] | None:
-        for i, (at, message) in enumerate(self._stash):
+        for i, (_at, message) in enumerate(self._stash):
             if match(message):
                 return self._stash.pop(i)
         deadline = time.monotonic() + timeout
@@ -285,7 +285,10 @@ def test_every_call_gets_its_own_token_and_no_token_ever_reaches_the_bridge(tab,
     tab.page.evaluate("""() => {
         window.__tokens = [];
         const g = window.grecaptcha.enterprise, execute = g.execute.bind(g);
-        g.execute = (key, options) => execute(key, options).then((t) => { window.__tokens.push([options.action, t]); return t; });
+        g.execute = (key, options) => execute(key, options).then((t) => {
+            window.__tokens.push([options.action, t]);
+            return t;
+        });
     }""")
     for i in range(3):
         assert text_of(tab.answer(tab.run(call="create", model_a_id=model(lmarena_sim), content=f"n{i}"))) == f"n{i}"

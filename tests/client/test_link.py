@@ -6,7 +6,7 @@ def test_backoff_grows_exponentially_with_jitter_up_to_the_cap():
     b = Backoff(base=0.5, cap=4.0)
     delays = [b.next_delay() for _ in range(8)]
     bounds = [0.5, 1, 2, 4, 4, 4, 4, 4]
-    for delay, full in zip(delays, bounds):
+    for delay, full in zip(delays, bounds, strict=True):
         assert full / 2 <= delay <= full
     b.reset()
     assert b.next_delay() <= 0.5

@@ -84,7 +84,8 @@ def test_unzip_start_client_and_see_it_connect(stack: Stack, platform: Platform,
         live = None
         while live is None or not live["connected"]:
             assert proc.poll() is None, f"start_client.sh exited with {proc.returncode}:\n{log_tail()}"
-            assert time.monotonic() - started < INSTALL_SECONDS, f"not connected in {INSTALL_SECONDS:g} s:\n{log_tail()}"
+            assert time.monotonic() - started < INSTALL_SECONDS, (
+                f"not connected in {INSTALL_SECONDS:g} s:\n{log_tail()}")
             time.sleep(0.5)
             live = live_client(platform, account["client_id"])
         connected_after = time.monotonic() - started

@@ -12,7 +12,6 @@ import pytest
 from .harness import Client, Platform, ask, served_by, wait_until
 
 
-
 def test_client_killed_mid_stream_ends_the_stream_with_an_error(platform: Platform, consumer: openai.OpenAI,
                                                                 start_client: Callable[..., Client]) -> None:
     client = start_client()

@@ -69,7 +69,8 @@ def test_tpm_counts_the_estimate_then_the_real_use_exactly(stack: Stack, platfor
         used += usage["total_tokens"]
     else:
         raise AssertionError("never refused")
-    assert resp.json()["error"]["code"] == "rate_limit_exceeded" and "tokens per minute" in resp.json()["error"]["message"]
+    error = resp.json()["error"]
+    assert error["code"] == "rate_limit_exceeded" and "tokens per minute" in error["message"]
     prompt = count_tokens(f"request {i}")
     assert used + prompt + max_tokens > tpm  # refused exactly when the estimate no longer fits
     assert 1 <= int(resp.headers["retry-after"]) <= 60

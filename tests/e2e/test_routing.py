@@ -13,7 +13,6 @@ import pytest
 from .harness import Client, Platform, Stack, ask, served_by, wait_until
 
 
-
 def test_models_lists_the_union_of_connected_clients(stack: Stack, platform: Platform, consumer: openai.OpenAI,
                                                      start_client: Callable[..., Client]) -> None:
     a = start_client(name="a", upstream=stack.upstream(["m-shared", "m-only-a"], name="upstream-a"))

@@ -263,7 +263,7 @@ def test_request_exports_stream_the_filtered_log_as_csv_and_json(admin: TestClie
     rows = list(csv.DictReader(io.StringIO(body.decode())))
     expected = sorted((rec for rec in seeded.records if rec.status >= 400), key=lambda rec: (rec.created_at, rec.id))
     assert [row["id"] for row in rows] == [rec.id for rec in expected]  # oldest first
-    for row, rec in zip(rows, expected):
+    for row, rec in zip(rows, expected, strict=True):
         assert (int(row["status"]), row["key_id"], row["client_id"] or None, row["model"]) == (
             rec.status, rec.key_id, rec.client_id, rec.model)
         assert json.loads(row["detail"]) == rec.detail if rec.detail else row["detail"] == ""

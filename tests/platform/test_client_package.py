@@ -115,7 +115,8 @@ def test_readme_has_this_clients_steps(package):
     readme = text(package, "README.txt")
     for fragment in ("cl_0123abcd", PLATFORM, "./start_client.sh", "Tampermonkey", "userscript.js",
                      "http://127.0.0.1:5102/health", "http://127.0.0.1:5102/platform/status", "regenerated",
-                     "update-models", "doctor", "https://arena.ai", "verification_required", "PYTHON=", "ARENAHUB_BRIDGE_PORT", "unzip lmarena-client-cl_0123abcd.zip"):
+                     "update-models", "doctor", "https://arena.ai", "verification_required", "PYTHON=",
+                     "ARENAHUB_BRIDGE_PORT", "unzip lmarena-client-cl_0123abcd.zip"):
         assert fragment in readme, fragment
 
 

@@ -4,6 +4,7 @@ flags clients older than the version its client package ships; unknown versions 
 import asyncio
 import dataclasses
 import json
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -125,7 +126,7 @@ def test_versions_sort_as_pep_440_does():
     ordered = ["0.9", "1.0.dev1", "1.0a1.dev1", "1.0a1", "1.0a2.post1", "1.0b1", "1.0rc1", "1.0",
                "1.0.post1.dev1", "1.0.post1", "1.0.1", "1.10", "1!0.1"]
     keys = [version_key(v) for v in ordered]
-    assert all(a < b for a, b in zip(keys, keys[1:]))
+    assert all(a < b for a, b in pairwise(keys))
     assert version_key("1.0") == version_key("1.0.0") == version_key("V1.0") == version_key("1.0+abc")
     assert version_key("1.0-1") == version_key("1.0.post1")
 

@@ -134,7 +134,7 @@ def _sums(lines: list[StatementLine], field: str) -> dict[Any, tuple[int, ...]]:
     for line in lines:
         ident = getattr(line, field)
         add = (line.requests, line.prompt_tokens, line.completion_tokens, line.images, line.cost, line.uncharged)
-        out[ident] = tuple(a + b for a, b in zip(out.get(ident, (0,) * 6), add))
+        out[ident] = tuple(a + b for a, b in zip(out.get(ident, (0,) * 6), add, strict=True))
     return out
 
 

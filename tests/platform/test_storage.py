@@ -241,7 +241,8 @@ async def test_record_writer_writes_every_record_by_close(engine: AsyncEngine) -
     async with engine.connect() as conn:
         row = (await conn.execute(sa.select(schema.request_records)
                                   .where(schema.request_records.c.id == "req_000007"))).one()
-    assert (row.model, row.stream, row.status, row.prompt_tokens, row.completion_tokens) == ("gpt-test", False, 200, 7, 14)
+    assert (row.model, row.stream, row.status, row.prompt_tokens, row.completion_tokens) == (
+        "gpt-test", False, 200, 7, 14)
     assert (row.ttft_ms, row.error_code, row.client_id) == (None, None, None)
 
 
@@ -398,7 +399,8 @@ class Relay:
 
 
 @pytest.mark.postgres
-async def test_record_writer_keeps_records_through_a_postgres_outage(databases: Any, caplog: pytest.LogCaptureFixture) -> None:
+async def test_record_writer_keeps_records_through_a_postgres_outage(databases: Any,
+                                                                     caplog: pytest.LogCaptureFixture) -> None:
     url = make_url(databases.new("postgres"))
     direct = db.create_engine(url.render_as_string(hide_password=False))
     await db.migrate(direct)

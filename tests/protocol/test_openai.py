@@ -3,7 +3,13 @@ import pytest
 
 from arenahub.protocol.errors import InvalidRequest
 from arenahub.protocol.openai import (
-    ChoiceAccumulator, chunk_event, delta_text, error_body, parse_chat_request, prompt_text)
+    ChoiceAccumulator,
+    chunk_event,
+    delta_text,
+    error_body,
+    parse_chat_request,
+    prompt_text,
+)
 
 
 def test_valid_request_parses():
@@ -57,12 +63,15 @@ def test_accumulator_folds_deltas_into_a_message():
     acc = ChoiceAccumulator()
     acc.add([{"index": 0, "delta": {"role": "assistant", "content": "Hel"}}])
     acc.add([{"index": 0, "delta": {"content": "lo", "reasoning_content": "think"}}])
-    acc.add([{"index": 0, "delta": {"tool_calls": [{"index": 0, "id": "t1", "function": {"name": "f", "arguments": "{\"a\""}}]}}])
-    acc.add([{"index": 0, "delta": {"tool_calls": [{"index": 0, "function": {"arguments": ":1}"}}]}, "finish_reason": "tool_calls"}])
+    acc.add([{"index": 0, "delta": {"tool_calls": [{"index": 0, "id": "t1",
+                                                    "function": {"name": "f", "arguments": "{\"a\""}}]}}])
+    acc.add([{"index": 0, "delta": {"tool_calls": [{"index": 0, "function": {"arguments": ":1}"}}]},
+              "finish_reason": "tool_calls"}])
     [choice] = acc.choices()
     assert choice["message"]["content"] == "Hello"
     assert choice["message"]["reasoning_content"] == "think"
-    assert choice["message"]["tool_calls"] == [{"id": "t1", "type": "function", "function": {"name": "f", "arguments": "{\"a\":1}"}}]
+    assert choice["message"]["tool_calls"] == [{"id": "t1", "type": "function",
+                                                "function": {"name": "f", "arguments": "{\"a\":1}"}}]
     assert choice["finish_reason"] == "tool_calls"
     assert acc.text() == "Hellothink"
 

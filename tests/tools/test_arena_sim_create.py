@@ -211,7 +211,8 @@ async def test_every_issue_is_listed_with_zod_fields(site):
     assert [i["path"] for i in issues] == [["id"], ["mode"], ["userMessage", "metadata"], ["modality"]]
     assert issues[0] == {"code": "invalid_type", "expected": "string", "received": "undefined", "path": ["id"],
                          "message": "Required"}
-    assert issues[1]["options"] == ["direct", "direct-battle", "side-by-side", "battle"] and issues[1]["received"] == "duel"
+    assert issues[1]["options"] == ["direct", "direct-battle", "side-by-side", "battle"]
+    assert issues[1]["received"] == "duel"
     assert issues[2] == {"code": "invalid_type", "expected": "object", "received": "null",
                          "path": ["userMessage", "metadata"], "message": "Expected object, received null"}
 
@@ -354,9 +355,11 @@ MODEL_REFUSALS = [
     ("not selectable", create_body(modelAId=INTERNAL), {"error": "Model not available"}),
     ("text model, image modality", create_body(modality="image"),
      {"error": "Model gpt-5-high does not support modality image"}),
-    ("image model, chat", create_body(modelAId=IMAGEN), {"error": "Model imagen-4.0-generate does not support modality chat"}),
+    ("image model, chat", create_body(modelAId=IMAGEN),
+     {"error": "Model imagen-4.0-generate does not support modality chat"}),
     ("no search", create_body(modality="search"), {"error": "Model gpt-5-high does not support modality search"}),
-    ("video only", create_body(modelAId=VEO, modality="video"), {"error": "Model veo-3 does not support modality video"}),
+    ("video only", create_body(modelAId=VEO, modality="video"),
+     {"error": "Model veo-3 does not support modality video"}),
     ("video only, chat", create_body(modelAId=VEO), {"error": "Model veo-3 does not support modality chat"}),
     ("side-by-side B unfit", create_body("side-by-side", modelBId=IMAGEN),
      {"error": "Model imagen-4.0-generate does not support modality chat"}),

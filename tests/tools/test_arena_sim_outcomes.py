@@ -187,8 +187,8 @@ async def test_status_with_its_own_body_and_retry_after(site):
 async def test_schema_outcome(site):
     response, _ = await answer(site, {"kind": "schema", "path": ["userMessage", "content"], "message": "Too long"})
     assert response.status_code == 400
-    assert response.json() == {"error": "Invalid request body",
-                               "issues": [{"code": "custom", "path": ["userMessage", "content"], "message": "Too long"}]}
+    assert response.json() == {"error": "Invalid request body", "issues": [
+        {"code": "custom", "path": ["userMessage", "content"], "message": "Too long"}]}
 
 
 async def test_html_outcome(site):

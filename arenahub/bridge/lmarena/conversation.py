@@ -118,7 +118,8 @@ def _content(where: str, content: Any) -> tuple[str, list[ImageRef]]:
 
 
 def _tool_calls(message: dict[str, Any]) -> list[str]:
-    calls = message.get("tool_calls") if isinstance(message.get("tool_calls"), list) else []
+    listed = message.get("tool_calls")
+    calls: list[Any] = listed if isinstance(listed, list) else []
     if isinstance(message.get("function_call"), dict):
         calls = [*calls, {"function": message["function_call"]}]
     out = []

@@ -306,7 +306,8 @@ def classify_failure(status: int | None, body: str, *, retry_after: str | float 
             return InvalidSession(f"arena.ai refused the conversation ({words}): it belongs to another account or "
                                   "has expired. Retry: the bridge starts a new conversation.")
         return signed_out(words)
-    if (status == 403 and site.RECAPTCHA_FAILED.search(body)) or (status is None and site.RECAPTCHA_REFUSED.search(body)):
+    if ((status == 403 and site.RECAPTCHA_FAILED.search(body))
+            or (status is None and site.RECAPTCHA_REFUSED.search(body))):
         return verification_required(words)
     if status == 413 or (status is None and site.TOO_LARGE.search(body)):
         return AttachmentTooLarge(f"arena.ai refused an attachment as too large ({words}). It takes about 5 MB an "
@@ -323,7 +324,8 @@ def classify_failure(status: int | None, body: str, *, retry_after: str | float 
     if status == 400 and (field := schema_field(body)):
         name, what = field
         if is_consumer_field(name):
-            return RequestFieldRefused(f"arena.ai refused the request's {'images' if 'attachments' in name else 'text'} "
+            part = "images" if "attachments" in name else "text"
+            return RequestFieldRefused(f"arena.ai refused the request's {part} "
                                        f"at `{name}`: {what}. Change the request (shorter text, fewer or smaller "
                                        "images) and send it again.", field=name)
         return UpstreamSchemaError(f"arena.ai refused the shape of the request at `{name}`: {what}. The site has "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeGuard
 
 Mode = Literal["direct_chat", "battle"]
 Position = Literal["a", "b"]
@@ -14,7 +14,7 @@ POSITIONS: tuple[Position, ...] = ("a", "b")
 _UUID = re.compile(r"(?i)[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
-def is_uuid(value: object) -> bool:
+def is_uuid(value: object) -> TypeGuard[str]:
     """LMArena's session, message and model ids are all UUIDs; anything else was never captured."""
     return isinstance(value, str) and _UUID.fullmatch(value) is not None
 
@@ -68,18 +68,18 @@ class Model:
             return cls(name, None)
         if not isinstance(value, str):
             # ValueError for every bad value: callers catch one type.
-            raise ValueError(f'must be a string like "<uuid>" or "<uuid>:image", got {value!r}')  # noqa: TRY004
+            raise ValueError(f'must be a string like "<uuid>" or "<uuid>:image", got {value!r}')
         ident, _, kind = (s.strip() for s in value.partition(":"))
         kind = kind.lower() or "text"
         if kind not in MODEL_KINDS:
             raise ValueError(f'has type {kind!r}: write "<model uuid>" for a text model, "<model uuid>:image" or '
                              '"<model uuid>:search"')
         if ident.lower() == "null":
-            return cls(name, None, kind)  # type: ignore[arg-type]
+            return cls(name, None, kind)
         if not is_uuid(ident):
             raise ValueError(f"{ident!r} is not an arena.ai model id (a UUID, or null); "
                              "`arenahub bridge update-models` writes the current ones")
-        return cls(name, ident, kind)  # type: ignore[arg-type]
+        return cls(name, ident, kind)
 
     def to_value(self) -> str:
         return (self.model_id or "null") + ("" if self.kind == "text" else f":{self.kind}")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import mimetypes
 import re
 from dataclasses import dataclass
+
 from arenahub.bridge.lmarena import conversation
 from arenahub.bridge.lmarena.conversation import ImageRef, Turn
 from arenahub.bridge.lmarena.models import Endpoint, Model, Position

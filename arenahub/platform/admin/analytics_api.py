@@ -29,7 +29,7 @@ last 24 hours.
 from __future__ import annotations
 
 import datetime as dt
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypedDict
 
 import anyio
 import msgspec
@@ -141,7 +141,13 @@ def _log_filter(q: LogFilters) -> LogFilter:
                      status=_status(q.status), error_code=q.error_code, stream=q.stream, id=q.id)
 
 
-def _dimensions(q: Dimensions) -> dict[str, str | None]:
+class _DimensionArgs(TypedDict):
+    client_id: str | None
+    key_id: str | None
+    model: str | None
+
+
+def _dimensions(q: Dimensions) -> _DimensionArgs:
     return {"client_id": q.client_id, "key_id": q.key_id, "model": q.model}
 
 

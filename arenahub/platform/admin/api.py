@@ -29,12 +29,14 @@ from arenahub.platform.admin import (
 from arenahub.platform.admin.inputs import platform_of as _platform
 from arenahub.platform.dashboard import auth as dashboard_auth
 
+Endpoint = Callable[[Request], Awaitable[Response]]
+
 
 @dataclass(frozen=True)
 class Spec:
     method: str
     path: str  # Starlette syntax: "{model:path}" takes a value with "/" in it
-    handler: Callable[[Request], Awaitable[Response]]
+    handler: Endpoint
     summary: str
     body: type[Any] | None = None
     query: type[Any] | None = None  # a Struct: one query parameter per field
@@ -119,7 +121,7 @@ _PARAM = re.compile(r"\{(\w+)(?::(\w+))?\}")
 def openapi() -> dict[str, Any]:
     types = list(dict.fromkeys(t for s in ROUTES for t in (s.body, s.query) if t is not None))
     schemas, components = msgspec.json.schema_components(types, ref_template="#/components/schemas/{name}")
-    by_type = dict(zip(types, schemas))
+    by_type = dict(zip(types, schemas, strict=True))
     paths: dict[str, Any] = {}
     for spec in ROUTES:
         op: dict[str, Any] = {"summary": spec.summary, "security": [{"adminToken": []}], "responses": {
@@ -157,7 +159,7 @@ def _query_parameters(schema: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def _guarded(handler: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
+def _guarded(handler: Endpoint) -> Endpoint:
     async def endpoint(request: Request) -> Response:
         await _platform(request).dashboard.check_admin(request)  # the admin token, or a dashboard session
         return await handler(request)
@@ -170,7 +172,7 @@ async def openapi_document(request: Request) -> Response:
 
 def routes() -> list[Route]:
     out = [Route("/api/admin/openapi.json", openapi_document, methods=["GET"])]
-    grouped: dict[str, dict[str, Callable[[Request], Awaitable[Response]]]] = {}
+    grouped: dict[str, dict[str, Endpoint]] = {}
     for spec in ROUTES:
         grouped.setdefault(spec.path, {})[spec.method] = spec.handler
     for path, handlers in grouped.items():
@@ -178,7 +180,7 @@ def routes() -> list[Route]:
     return out
 
 
-def _dispatch(handlers: dict[str, Callable[[Request], Awaitable[Response]]]) -> Callable[[Request], Awaitable[Response]]:
+def _dispatch(handlers: dict[str, Endpoint]) -> Endpoint:
     guarded = {m: _guarded(h) for m, h in handlers.items()}
 
     async def endpoint(request: Request) -> Response:  # Starlette lets HEAD through wherever GET is

@@ -29,7 +29,7 @@ from arenahub.platform.storage import accounts, billing_store
 from arenahub.platform.storage.db import create_engine, migrate
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     admin = sub.add_parser("admin", help="manage clients and consumer keys")
     cmds = admin.add_subparsers(dest="admin_command", required=True, metavar="COMMAND")
 
@@ -105,7 +105,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
                                         json_help=password_cli.JSON_HELP))
 
 
-def _command(cmds: argparse._SubParsersAction, name: str, helptext: str,  # type: ignore[type-arg]
+def _command(cmds: argparse._SubParsersAction[argparse.ArgumentParser], name: str, helptext: str,
              run: Callable[[argparse.Namespace], int], *, target: str | None = None,
              json_help: str = "print JSON", **parser_kw: Any) -> argparse.ArgumentParser:
     """One admin command with the flags they all take (--database-url, --json); ``target`` names its
@@ -120,7 +120,7 @@ def _command(cmds: argparse._SubParsersAction, name: str, helptext: str,  # type
     return parser
 
 
-def _commands(cmds: argparse._SubParsersAction, target: str,  # type: ignore[type-arg]
+def _commands(cmds: argparse._SubParsersAction[argparse.ArgumentParser], target: str,
               table: tuple[tuple[str, str, Callable[[argparse.Namespace], int]], ...]) -> None:
     """Commands that take only ``target`` (and the common flags): (name, help, run) each."""
     for name, helptext, run in table:

@@ -24,6 +24,7 @@ from arenahub.platform.client_package import (
     package_filename,
 )
 from arenahub.platform.storage import accounts
+from arenahub.platform.storage.accounts import ClientAccount
 from arenahub.platform.storage.db import create_engine, migrate
 
 HELP = ("regenerate a client's API key and write its package lmarena-client-<CLIENT_ID>.zip "
@@ -82,7 +83,7 @@ def _write_private(path: Path, data: bytes) -> None:
 
 
 async def _regenerate(database_url: str | None, client_id: str,
-                      package: Callable[[accounts.ClientAccount, str], bytes]) -> tuple[accounts.ClientAccount, bytes] | str:
+                      package: Callable[[ClientAccount, str], bytes]) -> tuple[ClientAccount, bytes] | str:
     """The client and its package with a new key; or why not (the key is then unchanged)."""
     engine = create_engine(database_url)
     try:
@@ -114,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
     except (ClientPackageError, OSError) as exc:
         return _fail(f"cannot build the arenahub wheel: {exc}")
 
-    def package(account: accounts.ClientAccount, api_key: str) -> bytes:
+    def package(account: ClientAccount, api_key: str) -> bytes:
         return build_client_package(
             platform_url=args.platform_url, client_id=account.id, api_key=api_key, client_name=account.name,
             bridge_url=account.bridge_url, max_concurrent_requests=account.max_concurrent, wheel=wheel)

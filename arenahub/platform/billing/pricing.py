@@ -163,6 +163,7 @@ COMPLETION_ESTIMATE_CAP = 4_096
 def estimate_reservation(price: Price, prompt_tokens: int, max_tokens: int | None, *, images: int = 0,
                          default_completion: int = DEFAULT_COMPLETION_ESTIMATE,
                          cap: int = COMPLETION_ESTIMATE_CAP) -> int:
-    """What to reserve at admission: the prompt plus ``min(max_tokens or default_completion, cap)`` completion tokens."""
+    """What to reserve at admission: the prompt plus ``min(max_tokens or default_completion, cap)``
+    completion tokens."""
     completion = default_completion if max_tokens is None else max_tokens
     return cost(price, prompt_tokens, min(completion, cap), images)

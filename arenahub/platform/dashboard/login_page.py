@@ -29,7 +29,8 @@ def render_login(csrf_token: str, message: str = "", *, notice: str = "") -> str
       makes a new one; <code>arenahub admin set-dashboard-password</code> sets the password.</p>""")
 
 
-def render_message(title: str, message: str, *, link: str = "/dashboard", link_text: str = "Back to the dashboard") -> str:
+def render_message(title: str, message: str, *, link: str = "/dashboard",
+                   link_text: str = "Back to the dashboard") -> str:
     """A short page for an error outside the sign-in form (e.g. a sign-out without its CSRF token)."""
     return _page(f"arenahub \u2014 {title}", f"""<h1>{escape(title)}</h1>
     <p class="auth-error" role="alert">{escape(message)}</p>

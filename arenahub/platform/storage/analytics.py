@@ -44,9 +44,19 @@ import anyio.lowlevel
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from arenahub.platform.storage.schema import (COUNTERS, LATENCY_BUCKETS_MS, LATENCY_COLUMNS, clients, consumer_keys,
-                                              request_contents, request_days, request_hours, request_minutes,
-                                              request_records, request_totals)
+from arenahub.platform.storage.schema import (
+    COUNTERS,
+    LATENCY_BUCKETS_MS,
+    LATENCY_COLUMNS,
+    clients,
+    consumer_keys,
+    request_contents,
+    request_days,
+    request_hours,
+    request_minutes,
+    request_records,
+    request_totals,
+)
 
 ERROR_KINDS = ("4xx", "429", "499", "5xx")
 STATUS_KINDS = ("success", "error", "4xx", "5xx")  # what LogFilter.status takes besides an exact code
@@ -93,13 +103,13 @@ class Stats:
 
     def add(self, row: Iterable[Any]) -> None:
         """Add a row holding the COUNTERS in order (a result row, or another Stats' ``values``)."""
-        self.values = [a + (b or 0) for a, b in zip(self.values, row)]
+        self.values = [a + (b or 0) for a, b in zip(self.values, row, strict=True)]
 
     def __getitem__(self, name: str) -> Any:
         return self.values[_INDEX[name]]
 
     def sums(self) -> dict[str, Any]:
-        return dict(zip(COUNTERS, self.values))
+        return dict(zip(COUNTERS, self.values, strict=True))
 
     @property
     def requests(self) -> int:
@@ -207,7 +217,7 @@ async def overview(engine: AsyncEngine, window: Window, *, client_id: str | None
         time, where = h.hour, [h.dimension == given[0][0], h.value == given[0][1], h.hour >= since, h.hour < until]
     else:
         time, where = request_minutes.c.minute, _minute_filters(since, until, client_id, key_id, model)
-    query = sa.select(time, *_sums(time.table)).where(*where).group_by(time)  # type: ignore[arg-type]
+    query = sa.select(time, *_sums(time.table)).where(*where).group_by(time)
     buckets = [Stats() for _ in range(math.ceil((until.timestamp() - start) / step))]
     async with engine.connect() as conn:
         for row in await conn.execute(query):

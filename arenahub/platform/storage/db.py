@@ -7,11 +7,18 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import event
+from sqlalchemy import Connection, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.engine.interfaces import DBAPIConnection
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import ConnectionPoolEntry
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+# What a statement raises when the database is away or refuses it: SQLAlchemy's errors (the drivers'
+# errors wrapped), and OSError (TimeoutError, ConnectionRefusedError, ...) from connecting, which
+# SQLAlchemy passes on as it is. Loops that keep going while the database is away catch these.
+DATABASE_ERRORS = (SQLAlchemyError, OSError)
 
 
 def default_data_dir() -> Path:
@@ -49,7 +56,7 @@ def create_engine(url: str | None = None) -> AsyncEngine:
         engine = create_async_engine(url, connect_args={"timeout": 30})
 
         @event.listens_for(engine.sync_engine, "connect")
-        def _pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
+        def _pragmas(dbapi_conn: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")
@@ -70,7 +77,7 @@ async def migrate(engine: AsyncEngine) -> None:
     """Apply every pending migration (idempotent; safe to run on each start)."""
     cfg = alembic_config()
 
-    def _upgrade(sync_conn) -> None:  # type: ignore[no-untyped-def]
+    def _upgrade(sync_conn: Connection) -> None:
         cfg.attributes["connection"] = sync_conn
         command.upgrade(cfg, "head")
 

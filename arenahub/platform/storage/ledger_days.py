@@ -66,7 +66,7 @@ def day_rows(entries: Iterable[Entry]) -> list[dict[str, Any]]:
                 for at, value in enumerate(add):
                     row[at] += value
     names = ("shape", "day", *ACCOUNTS, *SUMS)
-    return [dict(zip(names, (*ident, *row))) for ident, row in sorted(sums.items())]
+    return [dict(zip(names, (*ident, *row), strict=True)) for ident, row in sorted(sums.items())]
 
 
 def day_tables(entries: Iterable[Entry]) -> list[tuple[sa.Table, list[dict[str, Any]]]]:
@@ -262,7 +262,7 @@ async def summary(engine: AsyncEngine, *, key_id: str | None = None, client_id: 
             for by, served in _plans(names, given):
                 for span in spans:
                     for ident, sums in await _rows(conn, _entries_query(conn, by, filters, span), by):
-                        values = {**filters, **dict(zip(by, ident))}
+                        values = {**filters, **dict(zip(by, ident, strict=True))}
                         for n in served:
                             if "client_id" not in SUMMARY[n] or values["client_id"] is not None:
                                 _add(found[n], tuple(values[a] for a in SUMMARY[n]), sums)
@@ -288,7 +288,7 @@ async def summary(engine: AsyncEngine, *, key_id: str | None = None, client_id: 
     for (day, model), sums in found["day_model"].items():
         _add(models, (model,), sums)
         _add(days, (day,), sums)
-        total = [a + b for a, b in zip(total, sums)]
+        total = [a + b for a, b in zip(total, sums, strict=True)]
     newest_lines = sorted(found["lines"].items(), key=lambda item: (-item[0][1].toordinal(), item[0][0], item[0][2]))
     return {
         "filters": {"key": key_id, "client": client_id, "since": since.isoformat() if since else None,

@@ -114,7 +114,8 @@ class Str(Schema):
                            "exact": False, "path": list(path),
                            "message": f"String must contain at least {self.min_length} character(s)"})
         if self.uuid and not is_uuid(value):
-            issues.append({"code": "invalid_string", "validation": "uuid", "path": list(path), "message": "Invalid uuid"})
+            issues.append({"code": "invalid_string", "validation": "uuid", "path": list(path),
+                           "message": "Invalid uuid"})
         if self.datetime and not _is_iso_datetime(value):
             issues.append({"code": "invalid_string", "validation": "datetime", "path": list(path),
                            "message": "Invalid datetime"})
@@ -232,7 +233,8 @@ UUID = Str(uuid=True)
 ATTACHMENT = Shape({"name": Field(Str()), "contentType": Field(Str()), "url": Field(Str())})
 USER_MESSAGE = Shape({"content": Field(Str(min_length=1)), "experimental_attachments": Field(ListOf(ATTACHMENT)),
                       "metadata": Field(AnyObject())})
-_TOKENS = {"recaptchaV3Token": Field(Str(), optional=True), "recaptchaV2Token": Field(Str(), optional=True, nullable=True)}
+_TOKENS = {"recaptchaV3Token": Field(Str(), optional=True),
+           "recaptchaV2Token": Field(Str(), optional=True, nullable=True)}
 _TURN = {"userMessageId": Field(UUID), "modelAMessageId": Field(UUID), "modelBMessageId": Field(UUID, optional=True),
          "userMessage": Field(USER_MESSAGE), "modality": Field(OneOf(MODALITY_OPTIONS)), **_TOKENS}
 
@@ -272,7 +274,8 @@ def check_create(body: object) -> dict[str, Any]:
     return body
 
 
-def check_follow_up(body: object, session_id: str, mode: str, model_a: str | None, model_b: str | None) -> dict[str, Any]:
+def check_follow_up(body: object, session_id: str, mode: str, model_a: str | None,
+                    model_b: str | None) -> dict[str, Any]:
     """The post-to-evaluation body, or Refused: what it repeats must match the evaluation in the path."""
     raise_issues(validate(FOLLOW_UP, body))
     assert isinstance(body, dict)

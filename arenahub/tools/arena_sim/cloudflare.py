@@ -43,7 +43,8 @@ setTimeout(function () {
 BLOCK_PAGE = """<!DOCTYPE html><html lang="en-US"><head><title>Attention Required! | Cloudflare</title>
 <meta charset="UTF-8"><meta name="robots" content="noindex, nofollow"></head>
 <body><div id="cf-wrapper"><div id="cf-error-details" class="cf-error-details-wrapper">
-<div class="cf-wrapper cf-header cf-error-overview"><h1 data-translate="block_headline">Sorry, you have been blocked</h1>
+<div class="cf-wrapper cf-header cf-error-overview">\
+<h1 data-translate="block_headline">Sorry, you have been blocked</h1>
 <h2 class="cf-subheadline"><span data-translate="unable_to_access">You are unable to access</span> arena.ai</h2></div>
 <div class="cf-section cf-wrapper"><h2 data-translate="blocked_why_headline">Why have I been blocked?</h2>
 <p>This website is using a security service to protect itself from online attacks.</p></div>

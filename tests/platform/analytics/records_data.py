@@ -73,7 +73,7 @@ async def stored_records(engine: AsyncEngine) -> list[dict[str, Any]]:
 
 def assert_same_rows(got: list[dict[str, Any]], expected: list[dict[str, Any]]) -> None:
     assert len(got) == len(expected)
-    for g, e in zip(got, expected):
+    for g, e in zip(got, expected, strict=True):
         assert set(g) == set(e)
         for name, value in e.items():
             assert g[name] == (pytest.approx(value) if isinstance(value, float) else value), (e, name)
@@ -81,7 +81,7 @@ def assert_same_rows(got: list[dict[str, Any]], expected: list[dict[str, Any]]) 
 
 def assert_same_aggregates(got: tuple[list[dict[str, Any]], ...], expected: tuple[list[dict[str, Any]], ...]) -> None:
     assert len(got) == len(expected) == 4
-    for g, e in zip(got, expected):
+    for g, e in zip(got, expected, strict=True):
         assert_same_rows(g, e)
 
 

@@ -4,6 +4,8 @@ client, key or model) and indexes for the request log's filters
 Revision ID: 0006
 Revises: 0005
 """
+from itertools import pairwise
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -81,9 +83,8 @@ def _backfill() -> None:
         return sa.func.coalesce(sa.func.sum(column), 0)
 
     ok = r.c.status == 200
-    lows = (None, *LATENCY_BUCKETS_MS)
     histogram = [count(ok & (r.c.latency_ms <= high) & (r.c.latency_ms > low if low else sa.true()))
-                 for low, high in zip(lows, LATENCY_BUCKETS_MS)]
+                 for low, high in pairwise((None, *LATENCY_BUCKETS_MS))]
     histogram.append(count(ok & (r.c.latency_ms > LATENCY_BUCKETS_MS[-1])))
     status = r.c.status
     sums = [sa.func.count(), count(ok), count((status >= 400) & (status < 500) & status.not_in((429, 499))),

@@ -5,6 +5,8 @@ ledger's key and client indexes gain the kind (a key's or client's settles of a 
 Revision ID: 0008
 Revises: 0007
 """
+from typing import Any
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -46,6 +48,7 @@ def _backfill() -> None:
     e = sa.table("ledger_entries", *(sa.column(n) for n in (
         "kind", "created_at", "key_id", "client_id", "model", "amount", "prompt_tokens", "completion_tokens",
         "images", "uncharged")))
+    day: sa.ColumnElement[Any]
     if op.get_bind().dialect.name == "postgresql":  # truncated in UTC, whatever the session's time zone
         day = sa.func.timezone("UTC", sa.func.date_trunc("day", sa.func.timezone("UTC", e.c.created_at)))
     else:  # SQLAlchemy keeps SQLite datetimes as 'YYYY-MM-DD HH:MM:SS.ffffff' text
