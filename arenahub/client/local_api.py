@@ -9,14 +9,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from starlette.datastructures import Headers
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from arenahub.client.drain import DrainBodyError, parse_drain_body
 from arenahub.client.link import PlatformLink
+from arenahub.protocol.errors import ApiError
+from arenahub.protocol.openai import error_body
 
 
 def _link(request: Request) -> PlatformLink:
@@ -103,13 +107,41 @@ platform_routes = [
 routes = [Route("/health", health, methods=["GET"]), *platform_routes]
 
 
+class ForeignOriginGuard:
+    """Refuses a POST (or any other unsafe method) that a web page on an origin not listed sends.
+
+    A page can send a "simple" cross-origin POST without asking first (no preflight), and CORS only
+    stops it from reading the answer: without this, any site the owner visits could make this
+    machine spend its arena.ai account, drain the client or re-register it. Programs (the openai
+    package, curl, the platform's client) send no ``Origin`` and are not affected.
+    """
+
+    def __init__(self, app: ASGIApp, allowed_origins: Sequence[str]) -> None:
+        self.app = app
+        self.allowed = set(allowed_origins)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] not in ("GET", "HEAD", "OPTIONS"):
+            origin = Headers(scope=scope).get("origin")
+            if origin is not None and origin.rstrip("/").lower() not in self.allowed and "*" not in self.allowed:
+                error = ApiError(f"Requests from web pages on {origin} are refused: list the origin in "
+                                 "platform_features.allowed_origins to allow it.", status=403,
+                                 code="origin_not_allowed")
+                error.type = "invalid_request_error"
+                await Response(error_body(error), 403, media_type="application/json")(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 def cors(allowed_origins: Sequence[str]) -> list[Middleware]:
-    """Cross-origin access for the listed origins only; none at all (no CORS headers) when the list is empty.
+    """Cross-origin access for the listed origins only (none at all, no CORS headers, when the list is
+    empty), and unsafe requests from other pages refused (``ForeignOriginGuard``).
 
     Browsers send no cookies here (credentials are off): a page reaches the bridge's OpenAI endpoints with
     ``Authorization: Bearer``, which is why any request header may be allowed.
     """
+    guard = Middleware(ForeignOriginGuard, allowed_origins=list(allowed_origins))
     if not allowed_origins:
-        return []
+        return [guard]
     return [Middleware(CORSMiddleware, allow_origins=list(allowed_origins), allow_methods=["GET", "POST"],
-                       allow_headers=["*"], allow_credentials=False)]
+                       allow_headers=["*"], allow_credentials=False), guard]

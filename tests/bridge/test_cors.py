@@ -84,3 +84,19 @@ def test_bad_allowed_origins_name_key_and_line(tmp_path, features, key, line, wo
         load_bridge_config(write_config(tmp_path, features))
     assert (info.value.key, info.value.line) == (key, line)
     assert words in info.value.reason
+
+
+@pytest.mark.parametrize("features", [None, {"allowed_origins": [ALLOWED]}])
+def test_a_post_from_a_page_not_listed_is_refused(tmp_path, features):
+    with bridge_app(write_config(tmp_path, features)) as http:
+        chat = {"model": "gpt-test", "messages": [{"role": "user", "content": "hi"}]}
+        for path in ("/v1/chat/completions", "/platform/drain", "/internal/doctor", "/internal/reload"):
+            # A "simple" cross-site POST (text/plain: no preflight), as any web page can send.
+            refused = http.post(path, headers={"Origin": OTHER, "Content-Type": "text/plain"}, content=b"{}")
+            assert refused.status_code == 403, path
+            error = refused.json()["error"]
+            assert error["code"] == "origin_not_allowed" and OTHER in error["message"]
+        # Programs send no Origin; the listed origin gets through to the real answer.
+        assert http.post("/v1/chat/completions", json=chat).status_code == 503
+        listed = http.post("/v1/chat/completions", headers={"Origin": ALLOWED}, json=chat)
+        assert listed.status_code == (503 if features else 403)
