@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from arenahub.background import watched
 from arenahub.bridge import lmarena
 from arenahub.bridge.config import BridgeConfig, load_bridge_files
 from arenahub.bridge.diagnosis import Check, check_tab, fatal
@@ -97,7 +98,7 @@ class Bridge:
 
     def spawn(self, work: Coroutine[Any, Any, Any], name: str) -> None:
         """Run ``work`` in the background for as long as the bridge runs."""
-        task = asyncio.get_running_loop().create_task(work, name=name)
+        task = watched(work, name)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
@@ -201,6 +202,9 @@ class Bridge:
         found = self.conversations.find(key, turns) if self.config.follow_up else None
         if found is not None and self.tabs.get(found[0].tab_id) is not None:
             known, new_turns = found
+            # Taken until this answer is in: a second request with the same history (at the same time, or a
+            # regenerated answer) starts its own conversation instead of adding turns to this one.
+            self.conversations.forget(known.evaluation_id)
             task, prompt = lmarena.follow_up_task(new_turns, model, settings, known.evaluation_id)
             task.attachments = lmarena.attachments(prompt.images)
             return _Plan(task, settings.position(), known.tab_id, (key, turns), known.evaluation_id)

@@ -322,3 +322,16 @@ async def test_tab_sockets_from_other_web_pages_are_refused(running):
             await ws.send(json.dumps({"type": "hello", "script_version": "t", "protocol": 2}))
             await until(lambda: len(running.state.tabs) == 1, "the tab")
         await until(lambda: len(running.state.tabs) == 0, "the tab to go")
+
+
+async def test_two_requests_continuing_one_history_at_once_do_not_share_its_conversation(running):
+    slow = {**ok('a0:"later"', STOP), "chunks": ['a0:"later"\n', STOP + "\n"]}
+    async with running.tab([ok('a0:"first"', STOP, evaluation_id="0199aaaa-0000-7000-8000-000000000009"),
+                            slow, ok('a0:"other"', STOP)]) as tab:
+        await running.ready(tab)
+        await running.http.post("/v1/chat/completions", json=chat(content="q"))
+        history = [{"role": "user", "content": "q"}, {"role": "assistant", "content": "first"},
+                   {"role": "user", "content": "next"}]
+        await asyncio.gather(*(running.http.post("/v1/chat/completions", json=chat(messages=history))
+                               for _ in range(2)))
+    assert sorted(t["call"] for t in tab.tasks[1:]) == ["create", "follow_up"]
