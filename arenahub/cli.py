@@ -54,7 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("simulate-lmarena",
                        help="run a local arena.ai simulator: the site's page, stream API and uploads, scripted "
-                            "through /__sim/")
+                            "through /__sim/",
+                       epilog="GET /__sim/ on the running simulator describes the site and its control API "
+                              "(script outcomes, sign-out, Cloudflare, reCAPTCHA, builds).")
     s.add_argument("--protocol", choices=["2026", "2025"], default="2026",
                    help="2026: arena.ai as of late 2026 (default); 2025: the older lmarena.ai retry-only simulator")
     s.add_argument("--host", default="127.0.0.1")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -155,23 +156,34 @@ def _headers(content_type: str, extra: dict[str, str] | None = None) -> list[tup
 
 
 class ImageAnswer(WatchedResponse):
-    """``/v1/images/generations``: the image URLs the upstream produced."""
+    """``/v1/images/generations``: the image URLs the upstream produced, of ``n`` conversations run at once."""
 
-    def __init__(self, events: AsyncIterator[lmarena.Event]) -> None:
+    def __init__(self, runs: list[AsyncIterator[lmarena.Event]]) -> None:
         super().__init__()
-        self.events = events
+        self.runs = runs
 
-    async def answer(self, send: Send) -> None:
+    @staticmethod
+    async def _images(events: AsyncIterator[lmarena.Event]) -> list[str]:
         urls: list[str] = []
         try:
-            async for event in self.events:
+            async for event in events:
                 if isinstance(event, lmarena.Images):
                     urls.extend(event.urls)
+        finally:
+            await events.aclose()  # type: ignore[attr-defined]
+        return urls
+
+    async def answer(self, send: Send) -> None:
+        tasks = [asyncio.ensure_future(self._images(run)) for run in self.runs]
+        try:
+            results = await asyncio.gather(*tasks)
         except ApiError as err:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
             await _send_error(send, err)
             return
-        finally:
-            await self.events.aclose()  # type: ignore[attr-defined]
+        urls = [url for found in results for url in found]
         if not urls:
             await _send_error(send, ApiError("arena.ai finished without producing an image.",
                                              code="no_image", status=502))

@@ -61,9 +61,14 @@ def _fail(message: str, code: int = 1) -> int:
 
 
 def _load(config: str | None) -> BridgeFiles:
+    """The bridge's files, quietly: what is missing (models.json, before update-models writes it) is the running
+    bridge's to report, not this command's."""
+    import logging
+
     from arenahub.bridge.config import load_bridge_files
     if not config:
         raise ValueError("--config is required")
+    logging.getLogger("arenahub.bridge.config").setLevel(logging.ERROR)
     return load_bridge_files(Path(config))
 
 
@@ -185,8 +190,11 @@ def _update_models(args: argparse.Namespace) -> int:
     added = sorted(n for n in offered if n not in current)
     changed = sorted(n for n in offered if n in current and current[n] != offered[n])
     hidden = sum(1 for m in every if not m["selectable"])
-    print(f"The page offers {len(offered)} model(s) a person can select"
-          + (f" ({hidden} more are not selectable and left out)" if hidden else "") + ".")
+    video = sorted(m["name"] for m in every if m["selectable"] and m["kind"] is None)
+    left_out = ([f"{hidden} not selectable"] if hidden else []) + (
+        [f"{len(video)} that only make video, which chat cannot serve ({', '.join(video)})"] if video else [])
+    print(f"The page offers {len(offered)} model(s) a person can select and the bridge can serve"
+          + (f"; left out: {'; '.join(left_out)}" if left_out else "") + ".")
     for label, names in (("new", added), ("changed id", changed), ("removed (no longer on arena.ai)", dropped)):
         if names:
             print(f"  {label}: " + ", ".join(names))

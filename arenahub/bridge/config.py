@@ -33,7 +33,7 @@ _NO_HANGING = "arenahub keeps no keep-alive pool"
 # Keys of the existing bridge (current and older versions) that arenahub reads but does not act on.
 IGNORED_KEYS = {
     "version": "the existing bridge's own version, used by its updater",
-    "enable_auto_update": "arenahub never updates itself from GitHub; upgrade it with pip",
+    "enable_auto_update": "arenahub never updates itself from GitHub; a new client package brings a new version",
     "file_bed_enabled": _NO_FILE_BED, "file_bed_upload_url": _NO_FILE_BED, "file_bed_api_key": _NO_FILE_BED,
     "enable_idle_restart": _NO_RESTART, "idle_restart_timeout_seconds": _NO_RESTART,
     "api_port": "give the port as `arenahub bridge --port`",

@@ -29,6 +29,14 @@ class Check:
     def to_frame(self) -> frames.SessionCheck:
         return frames.SessionCheck(name=self.name, ok=self.ok, detail=self.detail[:300], advice=self.advice[:300])
 
+    def public(self) -> dict[str, object]:
+        """For /bridge/status and ``doctor --json``: the state only of a check that fails and sets one."""
+        out: dict[str, object] = {"name": self.name, "ok": self.ok, "detail": self.detail, "advice": self.advice,
+                                  "fatal": self.fatal}
+        if self.ok is False and self.fatal:
+            out["state"] = self.state
+        return out
+
 
 @dataclass(frozen=True)
 class TabView:
@@ -80,8 +88,15 @@ def check_tab(view: TabView | None, *, needs_sign_in: bool, uses_images: bool = 
                             "open https://arena.ai in that tab", fatal=True))
         return checks
     checks.append(Check("page", True, f"an arena.ai page ({facts.title[:80] or 'no title'})"))
-    if facts.auth_cookies:
-        checks.append(Check("signed_in", True, "signed in (" + ", ".join(facts.auth_cookies) + ")"))
+    if facts.auth_cookies and facts.account == "guest":
+        checks.append(Check("signed_in", False if needs_sign_in else None,
+                            "signed in as a guest (an anonymous session), which may only battle",
+                            "sign in with an account at arena.ai in that tab" + ("" if needs_sign_in else
+                                                                                 " (battle modes work as a guest)"),
+                            fatal=needs_sign_in, state="signed_out"))
+    elif facts.auth_cookies:
+        who = "an account" if facts.account == "user" else "auth cookie"
+        checks.append(Check("signed_in", True, f"signed in ({who}: " + ", ".join(facts.auth_cookies) + ")"))
     else:
         checks.append(Check("signed_in", False if needs_sign_in else None, "not signed in: no arena.ai auth cookie",
                             "sign in at arena.ai in that tab" + ("" if needs_sign_in else

@@ -89,7 +89,7 @@ class Bridge:
         self.images = ImageFetcher(allow_private=self.config.allow_private_image_urls)
         self._seen_kinds: set[str] = set()
         self._background: set[asyncio.Task[Any]] = set()
-        self._reloaded_at: dict[str, float] = {}
+        self._reloaded_at = -RELOAD_EVERY  # the last reload of a tab for a Cloudflare interstitial (monotonic)
         self._stamp = self._file_stamp()
 
     @property
@@ -115,7 +115,8 @@ class Bridge:
         self.images.allow_private = self.config.allow_private_image_urls
         self._stamp = self._file_stamp()
         self.refresh_checks()
-        log.info("reloaded %s: %d model(s)", self.config_path, len(self.files.models))
+        log.info("reloaded %s and the files beside it: %d model(s) in %s", self.config_path.name,
+                 len(self.files.models), self.config.models_path.name)
 
     def _file_stamp(self) -> tuple[float, ...]:
         stamps = []
@@ -178,6 +179,10 @@ class Bridge:
         state = session.state(len(self.tabs.usable()) or len(self.tabs))
         if state == "no_tab":
             return  # the call itself says so, with its own advice
+        if session.rate_limited():
+            wait = max(1.0, (session.rate_limited_until or 0) - time.time())
+            raise lmarena.UpstreamRateLimited(f"arena.ai is rate limiting this account for {wait:.0f} s more; retry "
+                                              "then, or spread requests over more accounts.", retry_after=wait)
         blocking = fatal(session.checks)
         refused = state in _REFUSING or (state == "site_changed" and blocking is not None)
         if not refused:
@@ -331,11 +336,12 @@ class Bridge:
         if isinstance(err, BrowserNotConnected | TabGone):
             return
         self.session.failed(err)
-        if isinstance(err, lmarena.NeedsVerification):
-            last = self._reloaded_at.get(on.id, 0.0)
-            if time.monotonic() - last > RELOAD_EVERY:
-                self._reloaded_at[on.id] = time.monotonic()
-                on.send(tab.Reload(reason="Cloudflare interstitial"))  # the browser clears it; once, not a loop
+        log.warning("arena.ai request failed: %s (%s)", err.code, err.message)
+        # One reload for the whole bridge at most this often (a reloaded tab comes back as a new one): the
+        # browser clears the interstitial by itself, and a page that keeps showing it needs a person, not a loop.
+        if isinstance(err, lmarena.NeedsVerification) and time.monotonic() - self._reloaded_at > RELOAD_EVERY:
+            self._reloaded_at = time.monotonic()
+            on.send(tab.Reload(reason="Cloudflare interstitial"))
 
     # -- doctor ---------------------------------------------------------------------------------
     async def probe(self) -> tuple[bool, str]:

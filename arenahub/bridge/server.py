@@ -52,7 +52,8 @@ from arenahub.protocol.openai import error_body, models_body, parse_chat_request
 
 log = logging.getLogger("arenahub.bridge")
 
-MAX_BODY = 32 * 1024 * 1024  # attachments ride in the body (LMArena takes about 5 MB each)
+MAX_BODY = 32 * 1024 * 1024  # attachments ride in the body (arena.ai takes about 5 MB each)
+MAX_IMAGES = 4  # /v1/images/generations ``n``: one arena.ai conversation each
 _json = msgspec.json.Decoder()
 
 
@@ -110,9 +111,13 @@ async def image_generations(request: Request) -> Response:
     if data.get("response_format", "url") != "url":
         raise InvalidRequest("Only response_format 'url' is supported: arena.ai returns image URLs.",
                              param="response_format")
+    n = data.get("n", 1)
+    if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= MAX_IMAGES:
+        raise InvalidRequest(f"`n` must be a whole number from 1 to {MAX_IMAGES} (each image is one arena.ai "
+                             "conversation).", param="n")
     bridge.check_available()
     chat = {"model": name, "messages": [{"role": "user", "content": data["prompt"]}]}
-    return ImageAnswer(bridge.events(chat, model, name))
+    return ImageAnswer([bridge.events(chat, model, name) for _ in range(n)])
 
 
 async def list_models(request: Request) -> Response:
@@ -128,7 +133,7 @@ async def bridge_status(request: Request) -> Response:
     return JSONResponse({
         "lmarena": msgspec.to_builtins(status),
         "state": status.state, "action": status.action,
-        "checks": [dataclasses.asdict(c) for c in bridge.session.checks],
+        "checks": [c.public() for c in bridge.session.checks],
         "tabs": [t.snapshot() for t in bridge.tabs.tabs()],
         "models": len(bridge.files.models),
         "upstream_api": cfg.upstream_api, "arena_mode": cfg.arena_mode,
@@ -229,9 +234,12 @@ async def doctor(request: Request) -> Response:
         call = {"name": "call", "ok": ok, "detail": said}
         checks = bridge.checks()
     status = bridge.session.to_status(len(bridge.tabs.usable()) or len(bridge.tabs))
-    return JSONResponse({"checks": [dataclasses.asdict(c) for c in checks], "call": call,
+    return JSONResponse({"checks": [c.public() for c in checks], "call": call,
                          "state": status.state, "action": status.action,
-                         "ok": fatal(checks) is None and (call is None or call["ok"] is True)})
+                         # Able to work now: the checks pass, no condition holds (one set by an earlier failure
+                         # counts, as requests are refused while it lasts), and the call, if made, went through.
+                         "ok": fatal(checks) is None and status.state in ("ready", "unknown")
+                         and (call is None or call["ok"] is True)})
 
 
 async def reload_config(request: Request) -> Response:

@@ -59,6 +59,7 @@ class SessionState:
         self.conditions.clear()
         self.rate_limited_until = None
         self.last_ok_at = time.time()
+        self.last_error = None  # kept with its time until then; a success means it no longer holds
 
     def failed(self, err: ApiError) -> None:
         """A request failed with ``err``: note the condition it shows, if any."""
@@ -98,7 +99,8 @@ class SessionState:
     # -- the state ----------------------------------------------------------------------------
     def state(self, tabs: int) -> str:
         if tabs == 0:
-            return "no_tab"
+            # A tab reloading for a Cloudflare interstitial is away for a moment: the condition says more.
+            return "cloudflare_challenge" if "cloudflare_challenge" in self.conditions else "no_tab"
         blocking = fatal(self.checks)
         # What the tab shows now comes before what failed last: a person must fix it first.
         if blocking is not None and blocking.state in ("no_tab", "userscript_outdated", "blocked",

@@ -105,7 +105,8 @@ class Tab:
         facts = self.facts
         return {"id": self.id, "origin": facts.origin or None, "on_site": on_site(facts.origin), "page": facts.page,
                 "title": facts.title or None, "script_version": self.script_version or None,
-                "protocol": self.protocol, "usable": self.usable, "signed_in": bool(facts.auth_cookies),
+                "protocol": self.protocol, "usable": self.usable,
+                "signed_in": bool(facts.auth_cookies) and facts.account != "guest", "account": facts.account or None,
                 "models_in_page": self.models_in_page, "connected_at": self.connected_at,
                 "active_requests": len(self.requests)}
 

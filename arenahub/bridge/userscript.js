@@ -53,6 +53,10 @@
       waitMs: 15000,
     },
     authCookies: ["arena-auth-prod-v1", "arena-auth-prod-v1.0", "arena-auth-prod-v1.1"],
+    // The session cookie is "base64-" + base64url(JSON of the session), split in .0 and .1 when long;
+    // its user.is_anonymous tells a guest from an account. Read here; only "user" or "guest" leaves the page.
+    sessionPrefix: "base64-",
+    isGuest: (session) => (session && session.user ? session.user.is_anonymous : undefined),
     challengeMarkers: ["just a moment..."], // page titles
     blockMarkers: ["attention required! | cloudflare"],
     blockElement: "#cf-error-details, .cf-error-details",
@@ -158,9 +162,32 @@
     return g && g.enterprise && typeof g.enterprise.execute === "function" ? g.enterprise : null;
   }
 
+  function cookieJar() {
+    const jar = {};
+    for (const part of document.cookie.split(";")) {
+      const at = part.indexOf("=");
+      if (at > 0) jar[part.slice(0, at).trim()] = part.slice(at + 1).trim();
+    }
+    return jar;
+  }
+
   function authCookies() {
-    const names = document.cookie.split(";").map((c) => c.split("=")[0].trim());
-    return UPSTREAM.authCookies.filter((name) => names.includes(name));
+    const jar = cookieJar();
+    return UPSTREAM.authCookies.filter((name) => name in jar);
+  }
+
+  function account() {
+    const [whole, first, second] = UPSTREAM.authCookies.map((name) => cookieJar()[name] || "");
+    let value = decodeURIComponent(whole || first + second);
+    if (!value) return "";
+    try {
+      if (value.startsWith(UPSTREAM.sessionPrefix)) value = value.slice(UPSTREAM.sessionPrefix.length);
+      const b64 = value.replace(/-/g, "+").replace(/_/g, "/");
+      const guest = UPSTREAM.isGuest(JSON.parse(atob(b64 + "=".repeat((4 - (b64.length % 4)) % 4))));
+      return guest === true ? "guest" : guest === false ? "user" : "";
+    } catch (error) {
+      return ""; // another format: the site knows; the call will tell
+    }
   }
 
   async function waitFor(test, ms) {
@@ -175,7 +202,7 @@
   function facts(extra) {
     const key = siteKey();
     return Object.assign({
-      origin: location.origin, page: pageKind(), title: pageTitle().slice(0, 200), auth_cookies: authCookies(),
+      origin: location.origin, page: pageKind(), title: pageTitle().slice(0, 200), auth_cookies: authCookies(), account: account(),
       sitekey_found: !!key, sitekey_hint: key ? key.slice(0, 6) : "", grecaptcha: !!enterprise(),
     }, extra || {});
   }
@@ -485,14 +512,19 @@
     window.fetch = function (input, init) {
       const url = urlOf(input);
       const capture = capturing && url.match(UPSTREAM.retryPattern);
-      if (capture) {
-        capturing = false;
-        showState();
-        send({ type: "ids_captured", session_id: capture[1].toLowerCase(), message_id: capture[2].toLowerCase() });
-      }
       const result = previous.apply(this, arguments);
       if (UPSTREAM.streamPath.test(url)) {
-        result.then((r) => send({ type: "page_call", ok: r.ok, status: r.status }), () => {});
+        result.then((r) => {
+          send({ type: "page_call", ok: r.ok, status: r.status });
+          // Ids are worth keeping only if the site took the retry (not, say, a message already voted on).
+          if (capture && capturing && r.ok) {
+            capturing = false;
+            showState();
+            send({ type: "ids_captured", session_id: capture[1].toLowerCase(), message_id: capture[2].toLowerCase() });
+          } else if (capture && !r.ok) {
+            log(`the site refused that Retry (HTTP ${r.status}): still armed, click Retry on another answer`);
+          }
+        }, () => {});
       }
       return result;
     };

@@ -80,6 +80,8 @@ class PageFacts(msgspec.Struct, omit_defaults=True):
     title: str = ""
     # Names of the auth cookies present (arena-auth-prod-v1, .0, .1): signed in, as far as the page can tell.
     auth_cookies: list[str] = []
+    # What the session cookie says of the account, read in the page: "user", "guest" (anonymous), or "" (unknown).
+    account: str = ""
     sitekey_found: bool = False
     sitekey_hint: str = ""  # the first characters of the reCAPTCHA site key (it is public, but the whole is not needed)
     grecaptcha: bool = False  # grecaptcha.enterprise.execute is there to call

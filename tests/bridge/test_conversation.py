@@ -49,7 +49,7 @@ def test_roles_and_content_shapes():
     assert turns[2].text == "look\n\n\x00image\x00"
     assert turns[2].images == (ImageRef(PNG, None, "messages[2].content[1].image_url.url"),)
     assert turns[3].text == '[called weather({"city":"Paris"})]'
-    assert (turns[4].label, turns[5].label) == ("c1", "clock")
+    assert (turns[4].label, turns[5].label) == ("weather", "clock")  # the call's tool, found by its id
     assert turns[6].text == "ok\n[called f({})]"
     assert turns[7].images[0].url == "https://x.example/i.png"
 

@@ -82,7 +82,7 @@ CASES = [
      RequestFieldRefused, 400, "upstream_refused_request", "shorter text"),
     (404, "<!DOCTYPE html><html><head><title>404: Not Found</title></head></html>", False,
      UpstreamApiChanged, 502, "upstream_api_changed", "Update arenahub"),
-    (405, "", True, UpstreamApiChanged, 502, "upstream_api_changed", "reinstall the userscript"),
+    (405, "", True, UpstreamApiChanged, 502, "upstream_api_changed", "install the userscript again"),
     (None, "TypeError: Failed to fetch", False, LMArenaError, 502, "lmarena_error", "network connection"),
     (500, f'{{"error": "internal {SESSION}"}}', False, LMArenaError, 502, "lmarena_error", "answered 500"),
     (403, '{"error": "forbidden"}', False, LMArenaError, 502, "lmarena_error", "answered 403"),

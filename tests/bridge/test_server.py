@@ -335,3 +335,40 @@ async def test_two_requests_continuing_one_history_at_once_do_not_share_its_conv
         await asyncio.gather(*(running.http.post("/v1/chat/completions", json=chat(messages=history))
                                for _ in range(2)))
     assert sorted(t["call"] for t in tab.tasks[1:]) == ["create", "follow_up"]
+
+
+async def test_n_images_are_n_conversations_at_once(running):
+    image = ok('a2:[{"type":"image","image":"https://img.example/x.png"}]', STOP)
+    async with running.tab([image, image, image]) as tab:
+        await running.ready(tab)
+        r = await running.http.post("/v1/images/generations", json={"prompt": "cats", "model": "img-test", "n": 3})
+        assert r.status_code == 200 and len(r.json()["data"]) == 3 and len(tab.tasks) == 3
+        for n in (0, 5, "2", True):
+            r = await running.http.post("/v1/images/generations", json={"prompt": "cats", "n": n})
+            assert r.status_code == 400 and r.json()["error"]["param"] == "n"
+
+
+async def test_a_rate_limit_is_held_back_by_the_bridge_until_its_time(running):
+    async with running.tab([fail(status=429, body='{"error":"Too many requests"}', retry_after="30")]) as tab:
+        await running.ready(tab)
+        await running.http.post("/v1/chat/completions", json=chat())
+        r = await running.http.post("/v1/chat/completions", json=chat())
+    assert r.status_code == 429 and 28 <= int(r.headers["retry-after"]) <= 30 and len(tab.tasks) == 1
+
+
+async def test_every_named_failure_is_logged_and_says_when_to_retry(running, caplog):
+    caplog.set_level(logging.WARNING, "arenahub.bridge")
+    async with running.tab([fail(status=403, body='{"error":"recaptcha validation failed"}')]) as tab:
+        await running.ready(tab)
+        r = await running.http.post("/v1/chat/completions", json=chat())
+    assert r.headers["retry-after"] == "30"
+    assert any("verification_required" in rec.getMessage() for rec in caplog.records)
+
+
+async def test_a_guest_is_not_signed_in_for_a_mode_that_needs_an_account(running):
+    async with running.tab(facts={"account": "guest"}) as tab:
+        await running.ready(tab)
+        status = await running.status()
+        r = await running.http.post("/v1/chat/completions", json=chat())
+    assert status["state"] == "signed_out" and "guest" in status["action"] + json.dumps(status["checks"])
+    assert r.status_code == 503 and r.json()["error"]["code"] == "arena_signed_out" and tab.tasks == []

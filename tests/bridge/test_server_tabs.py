@@ -122,7 +122,7 @@ async def test_update_models_writes_the_selectable_models_and_the_running_bridge
                                                   str(running.http.base_url)])
     out = capsys.readouterr().out
     assert code == 0 and "new: img-test" in out and "removed (no longer on arena.ai): old-model" in out
-    assert "1 more are not selectable" in out
+    assert "left out: 1 not selectable" in out
     assert json.loads(models.read_text()) == {"gpt-test": MODEL_ID, "img-test": IMAGE_ID + ":image",
                                               "my-alias": MODEL_ID, "own-images": "null:image"}
     every = json.loads((tmp_path / "available_models.json").read_text())

@@ -171,6 +171,9 @@ def test_priorities():
         assert state.state(1) == condition  # each before the ones set earlier
     state.tab_reported(checks(protocol=1))
     assert state.state(1) == "userscript_outdated"  # what the tab shows now comes first
+    # With no tab at all: a tab reloading for Cloudflare's interstitial is away only a moment.
+    assert state.state(0) == "cloudflare_challenge"
+    state.tab_reported(checks())
     assert state.state(0) == "no_tab"
 
 

@@ -482,3 +482,33 @@ def test_signed_out_the_hello_has_no_auth_cookie_and_the_site_refuses(bridge, br
         assert failed["status"] == 401 and json.loads(failed["body"]) == {"error": "User not found"}
     finally:
         context.close()
+
+
+@pytest.mark.parametrize("who", ["user", "guest"])
+def test_the_hello_tells_an_account_from_a_guest_without_sending_the_cookie(bridge, browser, open_arena_tab,
+                                                                            lmarena_sim, who):
+    lmarena_sim.control("auth", {"auto_sign_in": who})
+    context = browser.new_context(ignore_https_errors=True)
+    try:
+        open_arena_tab(bridge.url, context=context)
+        tab = bridge.next_tab()
+        assert tab.hello["facts"]["account"] == who
+        cookies = {c["name"]: c["value"] for c in context.cookies("https://arena.ai")}
+        assert cookies["arena-auth-prod-v1.0"] not in json.dumps(tab.all)
+    finally:
+        context.close()
+
+
+def test_a_retry_the_site_refuses_is_not_captured(tab, lmarena_sim):
+    page = tab.page
+    ids = lmarena_sim.state()["page"]
+    lmarena_sim.control("feedback", {**{k: ids[k] for k in ("session_id", "message_id")}, "has_feedback": True})
+    tab.send({"type": "arm_capture"})
+    wait_title(page, "✅ 🎯 ")
+    page.click("#retry")
+    assert tab.receive(lambda m: m.get("type") == "page_call")["ok"] is False
+    tab.expect_none(lambda m: m.get("type") == "ids_captured", 0.5)
+    assert page.evaluate("window.__arenahubBridge.armed") is True  # still waiting for a Retry the site takes
+    lmarena_sim.control("feedback", {**{k: ids[k] for k in ("session_id", "message_id")}, "has_feedback": False})
+    page.click("#retry")
+    assert tab.receive(lambda m: m.get("type") == "ids_captured")["session_id"] == ids["session_id"]

@@ -219,3 +219,12 @@ def test_serves_https_on_a_real_socket(tmp_path):
         thread.join(timeout=10)
         sock.close()
 
+
+
+async def test_the_control_api_describes_itself_for_a_person():
+    from arenahub.tools.arena_sim import create_app
+
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app()), base_url="https://arena.ai") as sim:
+        for path in ("/__sim/", "/__sim"):
+            text = (await sim.get(path)).text
+            assert "Control API" in text and "POST /__sim/script" in text and "fail_next" in text

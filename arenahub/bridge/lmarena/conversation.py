@@ -69,10 +69,18 @@ def read_turns(messages: Any) -> list[Turn]:
     """The request's ``messages`` as turns; InvalidRequest names the field that is wrong."""
     if not isinstance(messages, list) or not messages:
         raise InvalidRequest("`messages` must be a non-empty list of messages.", param="messages")
-    return [_turn(i, m) for i, m in enumerate(messages)]
+    # A tool result names its call by id; the call (in an earlier assistant message) names the tool.
+    names: dict[str, str] = {}
+    for m in messages:
+        calls: list[Any] = m["tool_calls"] if isinstance(m, dict) and isinstance(m.get("tool_calls"), list) else []
+        for call in calls:
+            fn = call.get("function") if isinstance(call, dict) else None
+            if isinstance(fn, dict) and isinstance(call.get("id"), str) and isinstance(fn.get("name"), str):
+                names[call["id"]] = fn["name"]
+    return [_turn(i, m, names) for i, m in enumerate(messages)]
 
 
-def _turn(i: int, message: Any) -> Turn:
+def _turn(i: int, message: Any, tool_names: dict[str, str]) -> Turn:
     where = f"messages[{i}]"
     if not isinstance(message, dict):
         raise InvalidRequest(f"`{where}` must be an object with `role` and `content`.", param=where)
@@ -83,7 +91,10 @@ def _turn(i: int, message: Any) -> Turn:
     text, images = _content(where, message.get("content"))
     if role == "assistant":
         text = "\n".join(filter(None, [text, *_tool_calls(message)]))
-    label = message.get("name") or message.get("tool_call_id") if role in ("tool", "function") else ""
+    label: Any = ""
+    if role in ("tool", "function"):
+        call_id = message.get("tool_call_id")
+        label = message.get("name") or (tool_names.get(call_id) if isinstance(call_id, str) else None) or call_id
     return Turn(ROLES[role], text, tuple(images), label if isinstance(label, str) else "")
 
 

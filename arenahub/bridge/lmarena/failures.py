@@ -22,14 +22,19 @@ from arenahub.protocol.errors import (
 
 CAPTURE_HINT = "`arenahub bridge capture-ids --config config.jsonc`"
 DOCTOR_HINT = "`arenahub bridge doctor --config config.jsonc`"
-UPDATE_HINT = "update arenahub (pip install -U arenahub, or download a new client package) and reinstall the userscript"
+UPDATE_HINT = ("update arenahub (download a new client package from the platform: its start_client.sh installs the "
+               "new version) and install the userscript again")
 
 
 class _Unavailable(ApiError):
-    """This client cannot serve now; another one may."""
+    """This client cannot serve now; another one may (try again in 30 s, unless the error says otherwise)."""
 
     status = 503
     type = "service_unavailable_error"
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None, status: int | None = None,
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(message, param=param, code=code, status=status, headers=headers or {"Retry-After": "30"})
 
 
 class InvalidSession(_Unavailable):

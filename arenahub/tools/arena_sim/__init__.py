@@ -128,6 +128,8 @@ from typing import Any
 import msgspec
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from arenahub.tools.arena_sim import account, cloudflare, control, evaluations, page, retry, uploads
@@ -177,10 +179,17 @@ def create_app(*, models: Sequence[Mapping[str, Any] | Model] | None = None, sit
         Route("/__storage/{key:path}", uploads.storage_get, methods=["GET", "HEAD"]),
         Route("/cdn-cgi/challenge-platform/clear", cloudflare.clear_challenge),
         *control.ROUTES,
+        Route("/__sim", _describe),
+        Route("/__sim/", _describe),
     ]
     app = Starlette(routes=routes, middleware=[Middleware(cloudflare.Edge, sim=sim)])
     app.state.sim = sim
     return app
+
+
+async def _describe(request: Request) -> Response:
+    """``GET /__sim/``: this docstring, the simulated site and its control API, for a person to read."""
+    return PlainTextResponse(__doc__ or "")
 
 
 def _load_models(path: str) -> list[Any]:
@@ -215,8 +224,8 @@ def run(args: argparse.Namespace) -> int:
             return 2
         scheme = "https" if cert else "http"
         serving.configure_logging("info")
-        print(f"arena.ai simulator (protocol {args.protocol}) on {scheme}://{args.host}:{args.port}/ ; "
-              f"control API under /__sim/", flush=True)
+        print(f"arena.ai simulator (protocol {args.protocol}) on {scheme}://{args.host}:{args.port}/ ; the control "
+              f"API is described at {scheme}://{args.host}:{args.port}/__sim/", flush=True)
         if cert:
             print(f"TLS certificate {cert}; open https://arena.ai/ in a browser started with "
                   f'--host-resolver-rules="MAP arena.ai {args.host}:{args.port}, MAP lmarena.ai '

@@ -2,7 +2,7 @@
 ``PUT /nextjs-api/stream/retry-evaluation-session-message/{sessionId}/messages/{messageId}``.
 
 It answers one assistant message again, always "by" the evaluation's own model for that side (the
-body's ``modelId`` is ignored, as on the real path), echoing the last user message of the body.
+body's ``modelId`` is ignored, as on the real path), echoing the last user message of the body that has words.
 """
 
 from __future__ import annotations
@@ -51,7 +51,9 @@ async def retry_message(request: Request) -> Response:
     position = message.position or "a"
     model_id = evaluation.model_b if position == "b" else evaluation.model_a
     model = next((m for m in sim.models if m.id == model_id), None)
-    prompt = next((m["content"] for m in reversed(body["messages"]) if m["role"] == "user"), "")
+    # The last user message with words (LMArenaBridge's bypass appends an empty one after it).
+    prompt = next((m["content"] for m in reversed(body["messages"]) if m["role"] == "user" and m["content"].strip()),
+                  "")
     question = Question((Side(position, message.id, model),), evaluation.modality, prompt,
                         f"{request.url.scheme}://{request.url.netloc}", tuple(sim.models))
 
