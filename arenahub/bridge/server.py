@@ -20,6 +20,7 @@ import hmac
 import logging
 import secrets
 from collections.abc import AsyncIterator
+from typing import Any
 from urllib.parse import urlsplit
 
 import msgspec
@@ -169,12 +170,20 @@ def _need_tab(bridge: Bridge) -> Tab:
     return best
 
 
+async def _json_object(request: Request) -> dict[str, Any]:
+    """An internal call's JSON object body (empty: ``{}``); a clear 400 for anything else."""
+    try:
+        data = _json.decode(await read_body(request, 64 * 1024) or b"{}")
+    except msgspec.DecodeError:
+        raise InvalidRequest("The body must be a JSON object.", code="invalid_json") from None
+    if not isinstance(data, dict):
+        raise InvalidRequest("The body must be a JSON object.")
+    return data
+
+
 async def start_id_capture(request: Request) -> Response:
     bridge = _bridge(request)
-    try:
-        data = _json.decode(await request.body() or b"{}")
-    except msgspec.DecodeError:
-        raise InvalidRequest("The body must be JSON.") from None
+    data = await _json_object(request)
     mode = data.get("mode") or bridge.config.id_updater_last_mode
     target = str(data.get("target") or bridge.config.id_updater_battle_target).upper()
     if mode not in ("direct_chat", "battle") or target not in ("A", "B"):
@@ -220,16 +229,13 @@ async def request_model_update(request: Request) -> Response:
 async def doctor(request: Request) -> Response:
     """Every check of the best tab, looked at again, then (``probe``) one tiny real call."""
     bridge = _bridge(request)
-    try:
-        data = _json.decode(await request.body() or b"{}")
-    except msgspec.DecodeError:
-        raise InvalidRequest("The body must be JSON.") from None
+    data = await _json_object(request)
     best = bridge.tabs.pick() or bridge.tabs.best()
     if best is not None:
         await bridge.inspect(best)
     checks = bridge.checks()
     call = None
-    if isinstance(data, dict) and data.get("probe", True) and fatal(checks) is None:
+    if data.get("probe", True) is not False and fatal(checks) is None:
         ok, said = await bridge.probe()
         call = {"name": "call", "ok": ok, "detail": said}
         checks = bridge.checks()

@@ -208,3 +208,10 @@ async def test_id_capture_questions_are_validated(running):
     assert r.status_code == 404 and r.json()["error"]["code"] == "capture_not_armed"
     r = await running.http.post("/internal/start_id_capture", json={"mode": "sideways"})
     assert r.status_code == 400
+
+
+@pytest.mark.parametrize("path", ["/internal/start_id_capture", "/internal/doctor"])
+@pytest.mark.parametrize("body", [b"[]", b"nope", b'"x"', b"1"])
+async def test_internal_calls_take_only_a_json_object(running, path, body):
+    r = await running.http.post(path, content=body)
+    assert r.status_code == 400 and "JSON object" in r.json()["error"]["message"]

@@ -141,15 +141,21 @@ def _tool_calls(message: dict[str, Any]) -> list[str]:
     return out
 
 
+def merge_systems(turns: list[Turn]) -> list[Turn]:
+    """Tavern mode: every system message, in order, becomes one at the start (the rest keep their order)."""
+    systems = [t for t in turns if t.role == "system"]
+    if not systems:
+        return turns
+    merged = Turn("system", "\n\n".join(t.text for t in systems if t.text.strip()),
+                  tuple(i for t in systems for i in t.images))
+    return [merged, *(t for t in turns if t.role != "system")]
+
+
 def flatten(turns: list[Turn], *, merge_system: bool = False, follow_up: bool = False) -> Prompt:
     """The one user message for ``turns`` (see the module docstring for the format); ``follow_up``: the
     turns are what came after a reply the conversation already has."""
     if merge_system:
-        systems = [t for t in turns if t.role == "system"]
-        if systems:
-            merged = Turn("system", "\n\n".join(t.text for t in systems if t.text.strip()),
-                          tuple(i for t in systems for i in t.images))
-            turns = [merged, *(t for t in turns if t.role != "system")]
+        turns = merge_systems(turns)
     images = tuple(i for t in turns for i in t.images)
     if len(images) > MAX_IMAGES:
         raise InvalidRequest(f"The conversation carries {len(images)} images; arena.ai takes at most {MAX_IMAGES} "

@@ -108,11 +108,7 @@ def retry_task(turns: list[Turn], model: Model, endpoint: Endpoint, *, tavern_mo
     The turns' images must be data URLs already (the bridge downloads links first).
     """
     if tavern_mode:
-        systems = [t for t in turns if t.role == "system"]
-        if systems:
-            merged = Turn("system", "\n\n".join(t.text for t in systems if t.text.strip()),
-                          tuple(i for t in systems for i in t.images))
-            turns = [merged, *(t for t in turns if t.role != "system")]
+        turns = conversation.merge_systems(turns)
     messages: list[tab.LegacyMessage] = []
     n = 0
     for t in turns:
