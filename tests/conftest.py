@@ -17,6 +17,7 @@ import functools
 import os
 import secrets
 import threading
+import time
 from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any
@@ -93,8 +94,16 @@ class Databases:
     def drop_all(self) -> None:
         while self._made:
             base, name = self._made.pop()
-            # FORCE ends connections a test left open (a process it started, say).
-            _run(functools.partial(_admin, base, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            # FORCE ends connections a test left open (a process it started, say). It cannot end a backend of
+            # another role, such as an autovacuum worker that happens to be in the new database: try again.
+            for attempt in range(10):
+                try:
+                    _run(functools.partial(_admin, base, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+                    break
+                except (asyncpg.InsufficientPrivilegeError, asyncpg.ObjectInUseError):
+                    if attempt == 9:
+                        raise
+                    time.sleep(0.2)
 
 
 @contextlib.contextmanager
