@@ -4,12 +4,26 @@ at once when the HTTP client goes away."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
-from arenahub.protocol.errors import RequestTooLarge
+from arenahub.protocol.errors import ApiError, RequestTooLarge
+
+
+class ClientClosed(ApiError):
+    """The HTTP client went away before its request was read in full (it left, or the server cut
+    a body that stalled): nobody is left to answer, and nothing went wrong here. nginx's 499."""
+
+    status = 499
+    type = "invalid_request_error"
+    code = "client_closed"
+
+
+# The ASGI extension (``arenahub.serving`` provides it) that drops a connection at once, data unsent.
+ABORT_EXTENSION = "arenahub.abort"
 
 
 class WatchedResponse(Response):
@@ -18,6 +32,15 @@ class WatchedResponse(Response):
 
     def __init__(self) -> None:
         self.background = None
+        self._task: asyncio.Task[Any] | None = None
+        self._cut = False
+
+    def cut(self) -> None:
+        """End the answer from this side, now (the peer reads it too slowly): the work is cancelled
+        and the connection dropped; ``left()`` is not called, ``done()`` is."""
+        self._cut = True
+        if self._task is not None:
+            self._task.cancel()
 
     async def answer(self, send: Send) -> None:
         raise NotImplementedError
@@ -31,6 +54,7 @@ class WatchedResponse(Response):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         task = asyncio.current_task()
         assert task is not None
+        self._task = task
         gone = asyncio.Event()
 
         async def watch() -> None:
@@ -45,10 +69,16 @@ class WatchedResponse(Response):
         try:
             await self.answer(send)
         except asyncio.CancelledError:
-            if not gone.is_set():
+            if self._cut:
+                task.uncancel()
+                drop = scope.get("extensions", {}).get(ABORT_EXTENSION)
+                if drop is not None:
+                    drop["abort"]()
+            elif not gone.is_set():
                 raise
-            task.uncancel()
-            self.left()
+            else:
+                task.uncancel()
+                self.left()
         except OSError:  # the peer's socket broke while we wrote
             self.left()
         finally:
@@ -62,9 +92,12 @@ async def read_body(request: Request, limit: int) -> bytes:
         raise RequestTooLarge(f"The request body is {int(declared)} bytes; the limit is {limit} bytes.")
     parts: list[bytes] = []
     size = 0
-    async for part in request.stream():
-        size += len(part)
-        if size > limit:
-            raise RequestTooLarge(f"The request body is larger than the limit of {limit} bytes.")
-        parts.append(part)
+    try:
+        async for part in request.stream():
+            size += len(part)
+            if size > limit:
+                raise RequestTooLarge(f"The request body is larger than the limit of {limit} bytes.")
+            parts.append(part)
+    except ClientDisconnect:
+        raise ClientClosed(f"The client closed the connection after {size} bytes of the request body.") from None
     return b"".join(parts)

@@ -76,26 +76,33 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _run_platform(args: argparse.Namespace) -> int:
-    from arenahub import serving
+    from arenahub import connections, logs, serving
     from arenahub.platform.app import create_app
     from arenahub.platform.runtime import Platform
     from arenahub.platform.settings import PlatformSettings
+    from arenahub.protocol import frames
 
     try:
         settings = PlatformSettings.from_env(host=args.host, port=args.port, database_url=args.database_url,
                                              log_level=args.log_level)
         settings.resolved_database_url  # noqa: B018 - validate the URL before starting
+        limits = connections.ServerLimits(
+            header_timeout_seconds=settings.header_timeout_seconds, body_timeout_seconds=settings.body_timeout_seconds,
+            body_min_bytes_per_second=settings.body_min_bytes_per_second,
+            max_connections_per_address=settings.max_connections_per_address, max_connections=settings.max_connections,
+            max_message_bytes=frames.MAX_FRAME_BYTES)
     except ValueError as exc:
         print(f"arenahub platform: {exc}", file=sys.stderr)
         return 2
-    serving.configure_logging(settings.log_level)
+    logs.configure_logging(settings.log_level)
     platform = Platform(settings)
 
     async def drain() -> None:
         platform.begin_shutdown()
         await platform.wait_idle(settings.shutdown_grace_seconds)
 
-    return serving.run(create_app(settings, platform), settings.host, settings.port, settings.log_level, drain)
+    return serving.run(create_app(settings, platform), settings.host, settings.port, settings.log_level, drain,
+                       limits)
 
 
 def _run_client(args: argparse.Namespace) -> int:
@@ -112,14 +119,14 @@ def _run_client(args: argparse.Namespace) -> int:
 
 
 def _run_local_upstream(args: argparse.Namespace) -> int:
-    from arenahub import serving
+    from arenahub import logs, serving
     from arenahub.tools.local_upstream import create_app
 
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     if not models:
         print("arenahub local-upstream: --models must name at least one model", file=sys.stderr)
         return 2
-    serving.configure_logging("info")
+    logs.configure_logging("info")
     return serving.run(create_app(models, args.name), args.host, args.port, "warning")
 
 

@@ -1,20 +1,19 @@
-"""Running an ASGI app with uvicorn (uvloop + httptools), with an optional drain on shutdown."""
+"""Running an ASGI app with uvicorn (uvloop + httptools), with an optional drain on shutdown and,
+for the platform, the connection limits of ``arenahub.connections``."""
 
 from __future__ import annotations
 
 import asyncio
 import gc
-import logging
 import socket
 from collections.abc import Awaitable, Callable
 from types import FrameType
+from typing import Any
 
 import uvicorn
 from starlette.types import ASGIApp
 
-
-def configure_logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+from arenahub.connections import GuardedConfig, ServerLimits
 
 
 class DrainingServer(uvicorn.Server):
@@ -45,10 +44,18 @@ class DrainingServer(uvicorn.Server):
 
 
 def server(app: ASGIApp, host: str, port: int, log_level: str = "info",
-           drain: Callable[[], Awaitable[None]] | None = None) -> DrainingServer:
-    config = uvicorn.Config(app, host=host, port=port, loop="uvloop", http="httptools", ws="websockets-sansio",
-                            log_level=log_level.lower(), access_log=False, lifespan="on",
-                            ws_max_size=64 * 1024 * 1024, timeout_graceful_shutdown=30)
+           drain: Callable[[], Awaitable[None]] | None = None, limits: ServerLimits | None = None) -> DrainingServer:
+    """uvicorn on uvloop + httptools; with ``limits``, the guarded protocols above. Its loggers
+    propagate to the root logger's handler (``configure_logging``) instead of uvicorn's own."""
+    options: dict[str, Any] = dict(host=host, port=port, loop="uvloop", ws="websockets-sansio",
+                                   log_level=log_level.lower(), log_config=None, access_log=False, lifespan="on",
+                                   ws_max_size=64 * 1024 * 1024, timeout_graceful_shutdown=30)
+    if limits is None:
+        config = uvicorn.Config(app, http="httptools", **options)
+    else:
+        del options["ws"]
+        options["ws_max_size"] = limits.max_message_bytes
+        config = GuardedConfig(app, limits, **options)
     return DrainingServer(config, drain)
 
 
@@ -61,8 +68,8 @@ def tune_gc() -> None:
 
 
 def run(app: ASGIApp, host: str, port: int, log_level: str = "info",
-        drain: Callable[[], Awaitable[None]] | None = None) -> int:
+        drain: Callable[[], Awaitable[None]] | None = None, limits: ServerLimits | None = None) -> int:
     tune_gc()
-    srv = server(app, host, port, log_level, drain)
+    srv = server(app, host, port, log_level, drain, limits)
     srv.run()
     return 0 if srv.started else 1

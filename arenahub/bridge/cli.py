@@ -73,7 +73,7 @@ def _load(config: str | None) -> BridgeFiles:
 
 
 def _run_bridge(args: argparse.Namespace) -> int:
-    from arenahub import serving
+    from arenahub import logs, serving
     from arenahub.bridge.runtime import Bridge
     from arenahub.bridge.server import create_app
     from arenahub.client.config import disabled_client_config, load_client_config
@@ -91,7 +91,7 @@ def _run_bridge(args: argparse.Namespace) -> int:
             client_config = disabled_client_config(Path(args.config))
     except ConfigError as exc:
         return _fail(f"bad config: {exc}", 2)
-    serving.configure_logging(client_config.log_level if client_config.enabled else "INFO")
+    logs.configure_logging(client_config.log_level if client_config.enabled else "INFO")
     return serving.run(create_app(bridge, client_config, args.port), args.host, args.port, "info")
 
 

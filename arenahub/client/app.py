@@ -43,6 +43,6 @@ def create_app(config: ClientConfig) -> Starlette:
 
 def serve(config: ClientConfig, host: str, port: int) -> int:
     """Run the standalone client (``arenahub client`` and the drop-in's script mode)."""
-    from arenahub import serving
-    serving.configure_logging(config.log_level)
+    from arenahub import logs, serving
+    logs.configure_logging(config.log_level)
     return serving.run(create_app(config), host, port, config.log_level)

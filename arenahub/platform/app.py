@@ -9,17 +9,18 @@ from collections.abc import AsyncIterator
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import WebSocketRoute
 
+from arenahub.asgi import ClientClosed
 from arenahub.platform import client_api, consumer_api, metrics
 from arenahub.platform.admin import api as admin_api
 from arenahub.platform.dashboard import pages as dashboard_pages
 from arenahub.platform.runtime import Platform
 from arenahub.platform.settings import PlatformSettings
 from arenahub.platform.tunnel import tunnel_endpoint
-from arenahub.protocol.errors import ApiError, NotFound
+from arenahub.protocol.errors import ApiError, InvalidRequest, NotFound
 from arenahub.protocol.openai import error_body
 
 log = logging.getLogger("arenahub.platform")
@@ -45,6 +46,22 @@ async def _on_http_error(request: Request, exc: Exception) -> Response:
     return api_error_response(err)
 
 
+async def _on_client_closed(request: Request, exc: Exception) -> Response:
+    """A client that leaves while sending its request is an everyday event: one INFO line, no
+    traceback; the answer goes nowhere (uvicorn drops it)."""
+    err = exc if isinstance(exc, ClientClosed) else ClientClosed("The client closed the connection.")
+    log.info("%s %s: %s (%d client_closed)", request.method, request.url.path, err.message, err.status)
+    return api_error_response(err)
+
+
+async def _on_recursion(request: Request, exc: Exception) -> Response:
+    """The JSON parsers (msgspec) raise RecursionError on a body nested deeper than the stack
+    allows: the request's fault, a 400. Any other RecursionError is a bug of ours."""
+    if not any(marker in str(exc) for marker in ("while deserializing", "while decoding a JSON")):
+        return await _on_unexpected(request, exc)
+    return api_error_response(InvalidRequest("The request body is JSON nested too deeply.", code="invalid_json"))
+
+
 async def _on_unexpected(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return api_error_response(ApiError("The platform hit an internal error; it has been logged."))
@@ -67,4 +84,5 @@ def create_app(settings: PlatformSettings | None = None, platform: Platform | No
               WebSocketRoute("/api/ws", tunnel_endpoint), *dashboard_pages.routes()]
     return Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(dashboard_pages.DashboardHeaders)],
                      exception_handlers={ApiError: _on_api_error, HTTPException: _on_http_error,
-                                         Exception: _on_unexpected})
+                                         ClientClosed: _on_client_closed, ClientDisconnect: _on_client_closed,
+                                         RecursionError: _on_recursion, Exception: _on_unexpected})

@@ -11,6 +11,8 @@ class ApiError(Exception):
     status = 500
     type = "server_error"
     code = "internal_error"
+    # What an upstream (a client, a site) said, bounded and cleaned, beside the platform's own message.
+    upstream_message: str | None = None
 
     def __init__(self, message: str, *, param: str | None = None, code: str | None = None,
                  status: int | None = None, headers: dict[str, str] | None = None) -> None:

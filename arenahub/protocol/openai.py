@@ -5,6 +5,8 @@ Pure functions and small classes, no I/O: the platform, the client and the bridg
 
 from __future__ import annotations
 
+from array import array
+from itertools import accumulate
 from typing import Any, Literal, NoReturn
 
 import msgspec
@@ -44,6 +46,29 @@ class ChatCompletionRequest(msgspec.Struct):
 _request_decoder = msgspec.json.Decoder(ChatCompletionRequest)
 _encoder = msgspec.json.Encoder()
 
+# How deep a request's JSON may nest arrays and objects. Real requests (tool schemas included) stay
+# far below; much deeper ones would exhaust a parser's stack, here or in a client.
+MAX_JSON_DEPTH = 64
+_NOT_BRACKET = bytes(sorted(set(range(256)) - set(b"[]{}")))
+_STEP = bytes.maketrans(b"[{]}", b"\x01\x01\xff\xff")  # an opening bracket +1, a closing one -1 (signed)
+
+
+def json_too_deep(body: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Whether valid JSON ``body`` nests arrays and objects more than ``limit`` deep.
+
+    Two byte counts, unless the body has more than ``limit`` brackets; then its strings are dropped
+    (escaped backslashes, then escaped quotes, then what lies between quotes) and the depth is the
+    highest running sum of its brackets: C loops, linear in the body's size."""
+    if body.count(b"[") + body.count(b"{") <= limit:
+        return False
+    unquoted = b"".join(body.replace(b"\\\\", b"").replace(b'\\"', b"").split(b'"')[::2])
+    return max(accumulate(array("b", unquoted.translate(_STEP, _NOT_BRACKET))), default=0) > limit
+
+
+def _too_deep() -> InvalidRequest:
+    return InvalidRequest(f"The request body nests JSON arrays and objects more than {MAX_JSON_DEPTH} levels "
+                          "deep.", code="invalid_json")
+
 
 def _param_from_validation(message: str) -> str | None:
     # msgspec: "Expected `str`, got `int` - at `$.messages[0].role`"
@@ -68,6 +93,10 @@ def parse_chat_request(body: bytes) -> ChatCompletionRequest:
         return _raise(InvalidRequest(f"Invalid request: {text}", param=param))
     except msgspec.DecodeError as exc:
         return _raise(InvalidRequest(f"The request body is not valid JSON ({exc}).", code="invalid_json"))
+    except RecursionError:  # msgspec's own guard, hundreds of levels down (skipped fields too)
+        return _raise(_too_deep())
+    if json_too_deep(body):
+        raise _too_deep()
     if not req.model:
         raise InvalidRequest("`model` must not be empty.", param="model")
     if not req.messages:
@@ -86,8 +115,12 @@ def _raise(err: ApiError) -> NoReturn:
 
 
 def error_body(err: ApiError) -> bytes:
-    return _encoder.encode({"error": {"message": err.message, "type": err.type,
-                                      "param": err.param, "code": err.code}})
+    """OpenAI's error envelope. What an upstream said (a client's own words: bounded and cleaned)
+    travels only in ``upstream_message``, never as the message."""
+    error: dict[str, Any] = {"message": err.message, "type": err.type, "param": err.param, "code": err.code}
+    if err.upstream_message is not None:
+        error["upstream_message"] = err.upstream_message
+    return _encoder.encode({"error": error})
 
 
 def error_event(err: ApiError) -> bytes:

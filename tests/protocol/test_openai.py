@@ -1,12 +1,18 @@
+import json
+
 import msgspec
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from arenahub.protocol.errors import InvalidRequest
 from arenahub.protocol.openai import (
+    MAX_JSON_DEPTH,
     ChoiceAccumulator,
     chunk_event,
     delta_text,
     error_body,
+    json_too_deep,
     parse_chat_request,
     prompt_text,
 )
@@ -83,3 +89,52 @@ def test_empty_answer_still_has_one_choice():
 
 def test_delta_text_ignores_non_text():
     assert delta_text([{"delta": {"content": "a"}}, {"delta": {"content": None}}, {"delta": {}}]) == "a"
+
+
+# -- JSON nesting depth (issue 11, item 10) ------------------------------------------------------
+def _nested(depth: int, opener: bytes = b"[", closer: bytes = b"]") -> bytes:
+    return opener * depth + closer * depth
+
+
+@pytest.mark.parametrize("body", [
+    b'{"model":"m","messages":[{"role":"user","content":"x"}],"metadata":' + _nested(100_000) + b"}",
+    b'{"model":"m","messages":[{"role":"user","content":[{"type":"text","text":"x","deep":'
+    + _nested(100_000) + b"}]}]}",
+    b'{"model":"m","messages":[{"role":"user","content":"x"}],"metadata":' + _nested(64) + b"}",  # 65 with the body
+    b'{"model":"m","messages":[{"role":"user","content":"x"}],"metadata":' + b'{"a":' * 64 + b"1" + b"}" * 65,
+], ids=["100000-deep-skipped-field", "100000-deep-content-part", "65-arrays", "65-objects"])
+def test_json_nested_too_deep_is_invalid_json_naming_the_limit(body):
+    with pytest.raises(InvalidRequest) as info:
+        parse_chat_request(body)
+    assert info.value.code == "invalid_json" and info.value.status == 400
+    assert str(MAX_JSON_DEPTH) in info.value.message
+
+
+def test_json_nested_to_the_limit_parses():
+    parse_chat_request(b'{"model":"m","messages":[{"role":"user","content":"x"}],"metadata":' + _nested(63) + b"}")
+
+
+@pytest.mark.parametrize("text, depth", [
+    (b"1", 0), (b"[]", 1), (b'{"a":[{}]}', 3), (b'["[[[[", "]]"]', 1), (b'["\\"[[[", {"\\\\": [[]]}]', 4),
+    (b'{"k\\\\\\"[": "}}}\\\\"}', 1), (b"[" * 70 + b"]" * 70, 70),
+])
+def test_json_too_deep_ignores_brackets_in_strings(text, depth):
+    assert json_too_deep(text, depth) is False
+    if depth:
+        assert json_too_deep(text, depth - 1) is True
+
+
+@given(st.recursive(st.none() | st.text("[]{}\"\\ab", max_size=4),
+                    lambda kids: st.lists(kids, max_size=3) | st.dictionaries(st.text("[]{}\"\\", max_size=3), kids,
+                                                                             max_size=3),
+                    max_leaves=40))
+def test_json_too_deep_agrees_with_the_structure(value):
+    def depth(v):
+        if isinstance(v, list):
+            return 1 + max(map(depth, v), default=0)
+        if isinstance(v, dict):
+            return 1 + max(map(depth, v.values()), default=0)
+        return 0
+    text = json.dumps(value).encode()
+    for limit in (0, 1, 2, 3, 5):
+        assert json_too_deep(text, limit) is (depth(value) > limit)
