@@ -8,7 +8,7 @@ reach clients over the tunnel (``/api/ws``), which works behind NAT.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import msgspec
 from starlette.requests import Request
@@ -16,6 +16,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from arenahub.asgi import read_body
+from arenahub.platform.dashboard.auth import client_address
 from arenahub.platform.storage import accounts
 from arenahub.platform.storage.accounts import ClientAccount
 from arenahub.protocol import frames
@@ -28,17 +29,18 @@ MAX_BODY = 256 * 1024
 
 
 class Registration(msgspec.Struct, forbid_unknown_fields=False):
-    models: list[str] = []
-    capabilities: list[str] = []
-    client_version: str = ""
-    max_concurrent_requests: int | None = None
+    # The tunnel's bounds (frames.py) hold here too: a client is a stranger.
+    models: frames.Models = []
+    capabilities: frames.Capabilities = []
+    client_version: frames.Short = ""
+    max_concurrent_requests: Annotated[int, msgspec.Meta(ge=1, le=100_000)] | None = None
 
 
 class HttpHeartbeat(msgspec.Struct, forbid_unknown_fields=False):
     stats: frames.ClientStats = msgspec.field(default_factory=frames.ClientStats)
     session: frames.SessionStatus | None = None
-    models: list[str] | None = None
-    client_version: str | None = None
+    models: frames.Models | None = None
+    client_version: frames.Short | None = None
 
 
 async def _authenticate(request: Request, platform: Platform) -> ClientAccount:
@@ -49,8 +51,11 @@ async def _authenticate(request: Request, platform: Platform) -> ClientAccount:
     scheme, _, token = (request.headers.get("authorization") or "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise InvalidApiKey("Missing client api_key: send `Authorization: Bearer <api_key>`.")
+    address = client_address(request)
+    platform.credential_throttle.check(address, "client_key")
     account = await accounts.authenticate_client(platform.engine, client_id, token.strip())
     if account is None:
+        platform.credential_throttle.failed(address, "client_key")
         raise InvalidApiKey("Client not found or invalid api_key.", code="invalid_credentials")
     if account.disabled:
         raise ApiError("This client is disabled by an administrator.", code="client_disabled", status=403)
@@ -100,13 +105,20 @@ async def heartbeat(request: Request) -> Response:
 
 
 async def health(request: Request) -> Response:
+    """Whether the platform is up and can serve now; to the admin (its bearer token), also how many
+    clients are connected and available, the requests in flight and the models offered. Anybody
+    may ask, so the answer without the token names no client, model or figure."""
     platform: Platform = request.app.state.platform
     sessions = list(platform.registry.sessions())
-    return JSONResponse({"status": "shutting_down" if platform.shutting_down else "ok",
-                         "clients_connected": len(sessions),
-                         "clients_available": sum(1 for s in sessions if s.available),
-                         "requests_in_flight": platform.inflight,
-                         "models": sorted(platform.registry.models())})
+    available = sum(1 for s in sessions if s.available)
+    body: dict[str, object] = {"status": "shutting_down" if platform.shutting_down else "ok",
+                               "serving": available > 0 and not platform.shutting_down}
+    if request.headers.get("authorization"):
+        await platform.credential_throttle.guard(client_address(request), "admin_token",
+                                                 lambda: platform.admin.check(request.headers.get("authorization")))
+        body.update(clients_connected=len(sessions), clients_available=available,
+                    requests_in_flight=platform.inflight, models=sorted(platform.registry.models()))
+    return JSONResponse(body)
 
 
 routes = [

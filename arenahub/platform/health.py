@@ -14,7 +14,8 @@ shed its failures starts where it left off).
   out of rotation until an admin clears it; the reason says why.
 
 A failure is what the client caused: it disconnected or went quiet mid-request, sent nothing in
-time, or answered with a server-side error. A consumer leaving is neither success nor failure.
+time, or answered with an error (any status but 429: a client that refuses everything must lose
+its traffic as one that fails). A consumer leaving is neither success nor failure.
 """
 
 from __future__ import annotations

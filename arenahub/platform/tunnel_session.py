@@ -10,6 +10,8 @@ from typing import Any
 import msgspec
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from arenahub.platform.catalogue import ModelCatalogue
+from arenahub.platform.flow import DEFAULT_WINDOW, Inbox
 from arenahub.platform.limits import Limits, LimitState
 from arenahub.protocol import frames
 
@@ -52,14 +54,19 @@ class ClientSession:
     def __init__(self, ws: WebSocket, *, client_id: str, name: str, connection_id: str,
                  hello: frames.Hello, max_concurrent: int, rpm: int | None = None,
                  rate_limits: LimitState | None = None, priority: int = 0, weight: int = 1,
-                 admin_draining: bool = False) -> None:
+                 admin_draining: bool = False, window: int = DEFAULT_WINDOW,
+                 slow_consumer_seconds: float = 60.0, catalogue: ModelCatalogue | None = None) -> None:
         self.ws = ws
         self.client_id = client_id
         self.name = name
         self.connection_id = connection_id
         self.client_version = hello.client_version[:64]  # as stored: clients.client_version
         self.capabilities = list(hello.capabilities)
-        self.models: set[str] = set(hello.models)
+        # What the client says it serves, and what it serves to consumers: the same unless the
+        # operator's model catalogue is on (catalogue.py).
+        self.offered: set[str] = set(hello.models)
+        self._catalogue = catalogue or ModelCatalogue()
+        self.models: set[str] = self._catalogue.served(client_id, self.offered)
         self.max_concurrent = max(1, max_concurrent)
         # The rate limit set at registration (None: none). The dispatcher admits each request placed
         # here in ``rate_limits`` (its state, shared for reading) under ``limit_subject``, which
@@ -86,7 +93,10 @@ class ClientSession:
         self.last_heartbeat_wall = time.time()
         self.closed = False
         self.close_reason = ""
-        self._inflight: dict[str, asyncio.Queue[Incoming]] = {}
+        self._inflight: dict[str, Inbox] = {}
+        self.window = window
+        self.slow_consumer_seconds = slow_consumer_seconds
+        self.unknown_frames = 0  # answer frames for requests not in flight here (ended, or never sent)
         self._outbox: asyncio.Queue[bytes | None] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
 
@@ -150,27 +160,38 @@ class ClientSession:
                 return
 
     # -- requests -----------------------------------------------------------------------------
-    def open(self, request_id: str, body: bytes) -> asyncio.Queue[Incoming]:
-        queue: asyncio.Queue[Incoming] = asyncio.Queue()
-        self._inflight[request_id] = queue
-        self.send_nowait(frames.Request(id=request_id, body=msgspec.Raw(body)))
-        return queue
+    def open(self, request_id: str, body: bytes) -> Inbox:
+        def grant(n: int) -> None:
+            self.send_nowait(frames.Window(id=request_id, bytes=n))
+
+        inbox = Inbox(self.window, grant, slow_consumer_seconds=self.slow_consumer_seconds)
+        self._inflight[request_id] = inbox
+        self.send_nowait(frames.Request(id=request_id, body=msgspec.Raw(body), window=self.window))
+        return inbox
 
     def finish(self, request_id: str) -> None:
-        self._inflight.pop(request_id, None)
+        inbox = self._inflight.pop(request_id, None)
+        if inbox is not None:
+            inbox.close()
 
     def cancel(self, request_id: str, reason: str) -> None:
-        if self._inflight.pop(request_id, None) is not None:
+        inbox = self._inflight.pop(request_id, None)
+        if inbox is not None:
+            inbox.close()
             self.send_nowait(frames.Cancel(id=request_id, reason=reason))
 
-    def deliver(self, frame: frames.Chunk | frames.End | frames.Error) -> bool:
-        queue = self._inflight.get(frame.id)
-        if queue is None:
-            return False
-        queue.put_nowait(frame)
+    def deliver(self, frame: frames.Chunk | frames.End | frames.Error, size: int = 0) -> Inbox | None:
+        """Hand a frame (``size`` bytes on the wire) to its request's inbox, and return that inbox;
+        None when no such request is in flight here (it ended, or was never sent: counted)."""
+        inbox = self._inflight.get(frame.id)
+        if inbox is None:
+            self.unknown_frames += 1
+            return None
+        inbox.put_frame(frame, size)
         if not isinstance(frame, frames.Chunk):
             self._inflight.pop(frame.id, None)
-        return True
+            inbox.close()
+        return inbox
 
     # -- lifecycle ----------------------------------------------------------------------------
     def on_heartbeat(self, hb: frames.Heartbeat) -> None:
@@ -183,9 +204,14 @@ class ClientSession:
             if isinstance(until, float | int) and until > time.time():
                 self.upstream_rate_limited(until - time.time())
         if hb.models is not None:
-            self.models = set(hb.models)
+            self.offered = set(hb.models)
+            self.models = self._catalogue.served(self.client_id, self.offered)
         if hb.client_version:
             self.client_version = hb.client_version[:64]
+
+    def catalogue_changed(self, catalogue: ModelCatalogue) -> None:
+        self._catalogue = catalogue
+        self.models = catalogue.served(self.client_id, self.offered)
 
     def heartbeat_overdue(self, missed: int, now: float) -> bool:
         return now - self.last_heartbeat > missed * self.heartbeat_interval
@@ -197,8 +223,9 @@ class ClientSession:
         self.closed = True
         self.close_reason = reason
         inflight, self._inflight = self._inflight, {}
-        for queue in inflight.values():
-            queue.put_nowait(ClientGone(reason))
+        for inbox in inflight.values():
+            inbox.close()
+            inbox.put_nowait(ClientGone(reason))
         self._outbox.put_nowait(None)
 
     async def close(self, code: int, reason: str) -> None:
@@ -218,6 +245,7 @@ class ClientSession:
             "priority": self.priority, "weight": self.weight, "preferred_strategy": self.preferred_strategy,
             "max_concurrent": self.max_concurrent, "rpm": self.rpm,
             "requests_in_window": self.requests_in_window(), "models": sorted(self.models),
+            "pending_models": self._catalogue.pending(self.client_id, self.offered),
             "client_version": self.client_version, "connected_at": self.connected_at,
             "last_heartbeat": self.last_heartbeat_wall,
             "stats": msgspec.to_builtins(self.stats) if self.stats else None,

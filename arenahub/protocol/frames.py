@@ -3,15 +3,17 @@
 A client opens a WebSocket to ``{platform_url}/ws`` and sends ``Hello`` first. The platform
 answers ``Welcome`` (or ``Refused`` and closes). After that the client sends heartbeats and
 answers ``Request`` frames with ``Chunk`` ... ``End`` (or ``Error``); the platform may send
-``Cancel`` when the consumer goes away. Frames are JSON objects with a ``type`` field, sent as
+``Cancel`` when the consumer goes away, and grants each answer room with ``Window`` frames as its
+consumer reads it (flow control: see ``Request.window``). Frames are JSON objects with a ``type`` field, sent as
 WebSocket text or binary messages (both sides accept either).
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
+from msgspec import Meta
 
 PROTOCOL_VERSION = 1
 # Close codes the platform uses when it ends a tunnel (4000-4999 are application codes).
@@ -28,13 +30,26 @@ class _Frame(msgspec.Struct, tag_field="type", omit_defaults=True):
     pass
 
 
+# Bounds on what a peer may send (a client is a stranger): a frame outside them does not decode
+# (FrameError names the field), so the platform never holds more than these.
+MAX_FRAME_BYTES = 1024 * 1024  # a larger message from a client closes its tunnel (WebSocket 1009)
+MAX_MODELS = 1_000
+MAX_MODEL_NAME = 200
+Id = Annotated[str, Meta(max_length=128)]
+Short = Annotated[str, Meta(max_length=64)]
+Name = Annotated[str, Meta(max_length=MAX_MODEL_NAME)]
+Text = Annotated[str, Meta(max_length=4_000)]
+Models = Annotated[list[Name], Meta(max_length=MAX_MODELS)]
+Capabilities = Annotated[list[Short], Meta(max_length=32)]
+
+
 class SessionCheck(msgspec.Struct, omit_defaults=True):
     """One check of the bridge's browser tab (``arenahub bridge doctor`` runs the same ones)."""
 
-    name: str
+    name: Short
     ok: bool | None = None  # None: a warning
-    detail: str = ""
-    advice: str = ""
+    detail: Text = ""
+    advice: Text = ""
 
 
 # ``SessionStatus.state``: what a person reads on the dashboard; ``action`` says what to do.
@@ -57,10 +72,10 @@ class SessionStatus(msgspec.Struct, omit_defaults=True):
     session_valid: bool | None = None
     needs_verification: bool = False
     rate_limited_until: float | None = None
-    last_error: str | None = None
-    state: str | None = None
-    action: str | None = None
-    checks: list[SessionCheck] = []
+    last_error: Text | None = None
+    state: Short | None = None
+    action: Text | None = None
+    checks: Annotated[list[SessionCheck], Meta(max_length=50)] = []
 
 
 class ClientStats(msgspec.Struct, omit_defaults=True):
@@ -76,23 +91,23 @@ class ClientStats(msgspec.Struct, omit_defaults=True):
 
 class Hello(_Frame, tag="hello"):
     version: int
-    client_id: str
-    api_key: str
-    client_version: str = ""
-    capabilities: list[str] = []
-    models: list[str] = []
-    max_concurrent_requests: int = 4
-    heartbeat_interval_seconds: float = 30.0
+    client_id: Id
+    api_key: Annotated[str, Meta(max_length=512)]
+    client_version: Short = ""
+    capabilities: Capabilities = []
+    models: Models = []
+    max_concurrent_requests: Annotated[int, Meta(ge=1, le=100_000)] = 4
+    heartbeat_interval_seconds: Annotated[float, Meta(ge=0.05, le=3600)] = 30.0
     session: SessionStatus | None = None
     # platform_features.preferred_routing_strategy, a wish the platform may heed. Optional, so version 1
     # stays as it was: left out when unset, and a peer that predates it skips it (unknown fields are ignored).
-    preferred_routing_strategy: str | None = None
+    preferred_routing_strategy: Short | None = None
 
 
 class Welcome(_Frame, tag="welcome"):
     version: int
-    connection_id: str
-    client_name: str
+    connection_id: Id
+    client_name: Name
     max_concurrent_requests: int
 
 
@@ -107,10 +122,10 @@ class Refused(_Frame, tag="refused"):
 class Heartbeat(_Frame, tag="heartbeat"):
     stats: ClientStats
     session: SessionStatus | None = None
-    models: list[str] | None = None
+    models: Models | None = None
     # The arenahub version the client runs (as in hello), so the platform sees an update without a
     # reconnect. Optional: older clients leave it out, and older platforms ignore it.
-    client_version: str | None = None
+    client_version: Short | None = None
 
 
 class Request(_Frame, tag="request"):
@@ -118,10 +133,21 @@ class Request(_Frame, tag="request"):
     # The consumer's OpenAI request body, passed through unparsed.
     body: msgspec.Raw
     kind: Literal["chat.completions"] = "chat.completions"
+    # Flow control: the client may send this many bytes of Chunk frames (as encoded) for this request,
+    # and then only after a Window frame grants more; each Chunk is sent while some of the grant is
+    # left and spends its whole size. None: no flow control (a platform that predates it).
+    window: int | None = None
+
+
+class Window(_Frame, tag="window"):
+    """Platform -> client: the consumer took ``bytes`` more of request ``id``'s answer; send that much more."""
+
+    id: Id
+    bytes: Annotated[int, Meta(ge=1)]
 
 
 class Chunk(_Frame, tag="chunk"):
-    id: str
+    id: Id
     # The OpenAI ``choices`` of one or more upstream chunks, in order, as the upstream sent them.
     # Chunks that arrived together travel in one frame (one write on each side instead of many).
     events: list[list[dict[str, Any]]] = []
@@ -129,38 +155,38 @@ class Chunk(_Frame, tag="chunk"):
 
 
 class End(_Frame, tag="end"):
-    id: str
+    id: Id
     usage: dict[str, Any] | None = None
 
 
 class Error(_Frame, tag="error"):
-    id: str
-    code: str
-    message: str
-    status: int = 502
+    id: Id
+    code: Annotated[str, Meta(max_length=128)]
+    message: Text
+    status: Annotated[int, Meta(ge=100, le=599)] = 502
     # True when another client might succeed (the bridge was unreachable, a 5xx, ...).
     retryable: bool = False
     # With status 429: seconds until this client's upstream takes requests again (its Retry-After).
-    retry_after: float | None = None
+    retry_after: Annotated[float, Meta(ge=0, le=86_400)] | None = None
 
 
 class Cancel(_Frame, tag="cancel"):
-    id: str
-    reason: str = "consumer disconnected"
+    id: Id
+    reason: Text = "consumer disconnected"
 
 
 class Notice(_Frame, tag="notice"):
     """The platform telling a client it sent something wrong (a broken frame, an unknown id)."""
 
-    code: str
-    message: str
+    code: Short
+    message: Text
 
 
 class Drain(_Frame, tag="drain"):
     """Client -> platform: finish the work in flight and take no new work (``draining`` false: take work again)."""
 
     draining: bool = True
-    reason: str = ""
+    reason: Annotated[str, Meta(max_length=500)] = ""
 
 
 class Routing(_Frame, tag="routing"):
@@ -178,7 +204,8 @@ class Routing(_Frame, tag="routing"):
     breaker: Literal["closed", "open", "half_open"] = "closed"
 
 
-Frame = Hello | Welcome | Refused | Heartbeat | Request | Chunk | End | Error | Cancel | Notice | Drain | Routing
+Frame = (Hello | Welcome | Refused | Heartbeat | Request | Chunk | End | Error | Cancel | Notice | Drain | Routing
+         | Window)
 
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(Frame)
@@ -197,3 +224,5 @@ def decode(data: bytes | str) -> Frame:
         return _decoder.decode(data)
     except msgspec.DecodeError as exc:
         raise FrameError(str(exc)) from None
+    except RecursionError:  # JSON nested deeper than the decoder goes
+        raise FrameError("the frame is nested too deeply") from None

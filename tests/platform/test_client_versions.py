@@ -88,7 +88,7 @@ def test_old_clients_without_the_field_keep_their_hello_version(admin):
 
 
 def test_a_version_the_platform_cannot_read_is_not_outdated(admin):
-    for reported in ("", "banana", "1.x", "0." * 40):  # the last is longer than the column: stored cut short
+    for reported in ("", "banana", "1.x", "0." * 32):  # the last is as long as the protocol allows
         client_id, api_key = register(admin, reported[:20] or "none")
         with admin.websocket_connect("/api/ws") as ws:
             ws.send_bytes(hello(client_id, api_key, reported))
@@ -188,3 +188,12 @@ def test_the_cli_shows_versions(tmp_path, capsys):
     assert main(["admin", "show-client", old, "--database-url", url]) == 0
     shown = capsys.readouterr().out
     assert "outdated: True" in shown and f"current_version: {CURRENT}" in shown and "last_refusal: None" in shown
+
+
+def test_a_version_longer_than_the_protocol_allows_is_refused_by_name(admin):
+    client_id, api_key = register(admin, "long")
+    with admin.websocket_connect("/api/ws") as ws:
+        ws.send_bytes(hello(client_id, api_key, "0." * 40))
+        refused = frames.decode(ws.receive_bytes())
+        assert isinstance(refused, frames.Refused) and refused.code == "protocol_error"
+        assert "$.client_version" in refused.message and "64" in refused.message

@@ -72,3 +72,18 @@ def test_hello_stays_compatible_with_peers_of_either_age():
     assert (old.client_id, old.max_concurrent_requests) == ("cl_1", 4)
     decoded = frames.decode(msgspec.json.encode(OldHello(version=1, client_id="cl_1", api_key="k")))
     assert isinstance(decoded, frames.Hello) and decoded.preferred_routing_strategy is None
+
+
+def test_a_frame_nested_too_deeply_is_a_frame_error_not_a_crash():
+    deep = b'{"type":"chunk","id":"r","events":[[{"delta":' + b"[" * 100_000 + b"]" * 100_000 + b"}]]}"
+    with pytest.raises(frames.FrameError, match="nested too deeply|depth"):
+        frames.decode(deep)
+
+
+def test_bounds_refuse_what_a_stranger_could_flood_and_name_the_field():
+    with pytest.raises(frames.FrameError, match=r"\$\.models"):
+        frames.decode(frames.encode(frames.Heartbeat(stats=frames.ClientStats(),
+                                                     models=["m"] * (frames.MAX_MODELS + 1))))
+    with pytest.raises(frames.FrameError, match=r"\$\.reason"):
+        frames.decode(b'{"type":"drain","reason":"' + b"x" * 501 + b'"}')
+    assert isinstance(frames.decode(frames.encode(frames.Window(id="r", bytes=10))), frames.Window)

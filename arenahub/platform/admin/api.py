@@ -1,9 +1,12 @@
 """The admin API, JSON under ``/api/admin``, authenticated with the admin token.
 
-Every route is declared once in ``ROUTES`` (method, path, summary, body and query types): the router
-and the OpenAPI document (``/api/admin/openapi.json``) are both built from it. The handlers live by
-subject: ``keys_api``, ``clients_api`` and ``client_views``, ``billing_api`` (prices, usage),
-``analytics_api``, ``settings_api``, and the dashboard password in ``dashboard.auth``.
+Every route is declared once in ``ROUTES`` (method, path, summary, body and query types), and every
+path parameter once in ``PATH_PARAMS``: the router reads and checks a request with those types before
+its handler runs, and the OpenAPI document (``/api/admin/openapi.json``) is built from the same types,
+so that what it describes is what is accepted. The handlers live by subject: ``keys_api``,
+``clients_api`` and ``client_views``, ``billing_api`` (prices, usage), ``analytics_api``,
+``settings_api``, ``models_api`` (the model catalogue), and the dashboard password in
+``dashboard.auth``. The field types are in ``fields``.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 from starlette.requests import Request
@@ -23,10 +26,12 @@ from arenahub.platform.admin import (
     billing_api,
     client_views,
     clients_api,
+    fields,
+    inputs,
     keys_api,
+    models_api,
     settings_api,
 )
-from arenahub.platform.admin.inputs import platform_of as _platform
 from arenahub.platform.dashboard import auth as dashboard_auth
 
 Endpoint = Callable[[Request], Awaitable[Response]]
@@ -42,6 +47,19 @@ class Spec:
     query: type[Any] | None = None  # a Struct: one query parameter per field
     status: int = 200
     body_optional: bool = False
+    errors: tuple[int, ...] = ()  # what else it may answer, besides 400, 401, 404, 429 (and 413 with a body)
+
+
+# A path parameter means the same on every route.
+PATH_PARAMS: dict[str, Any] = {
+    "key_id": fields.Id, "client_id": fields.Id, "request_id": fields.Id,
+    "model": Annotated[fields.Name, msgspec.Meta(description="a model name; it may contain '/'")]}
+ERRORS = {400: "Invalid input: error.param names the field (OpenAI error envelope)",
+          401: "Missing or wrong admin token", 403: "Refused (error.code says why)", 404: "Not found",
+          409: "The resource's state does not allow it now (error.code says why)",
+          413: f"The body is larger than {inputs.MAX_BODY_BYTES // 1024} KiB",
+          429: "Too many wrong credentials from this address: wait for Retry-After"}
+SUCCESS = {200: "OK", 201: "Created", 204: "Done, no content"}
 
 
 ROUTES = [
@@ -76,7 +94,9 @@ ROUTES = [
     Spec("POST", "/clients/{client_id}/undrain", clients_api.undrain_client, "Let a drained client take work again "
          "(a drain the client asked for itself stays)"),
     Spec("POST", "/clients/{client_id}/package", clients_api.download_package, "Download the client package "
-         "lmarena-client-<CLIENT_ID>.zip; it carries a new api_key: the old key stops working at once"),
+         "lmarena-client-<CLIENT_ID>.zip; it carries a new api_key, stored only once the package is built: the old "
+         "key stops working then. 409 (package_not_buildable, nothing changed) when the registration cannot make "
+         "one, or (client_key_changed) when another download changed the key meanwhile", errors=(409,)),
     Spec("POST", "/clients/{client_id}/clear-maintenance", clients_api.clear_maintenance, "Take a client out of "
          "maintenance (after too many dropped requests) and back into rotation"),
     Spec("GET", "/clients/{client_id}/earnings", clients_api.client_earnings, "What a client has earned: requests "
@@ -110,9 +130,22 @@ ROUTES = [
     Spec("PATCH", "/settings", settings_api.change_settings, "Change live settings ({name: value}; null goes back "
          "to the flag/environment value): applied at once, kept across restarts, followed by every platform "
          "process on the database within a second", settings_api.SettingsPatch),
+    Spec("GET", "/catalogue", models_api.show_catalogue, "The model catalogue: whether it is on (the live setting "
+         "model_catalogue), each listed model with the clients approved and refused for it and the connected ones "
+         "serving it now, the clients' offers that wait for a decision (with the catalogue off: those that would "
+         "wait once it is on), and the refused offers of models not listed", query=models_api.CatalogueQuery),
+    Spec("PUT", "/catalogue/models", models_api.list_model, "List a model (or change whether any client that offers "
+         "it may serve it); applied at once", models_api.ModelListing),
+    Spec("DELETE", "/catalogue/models", models_api.unlist_model, "Unlist a model: with the catalogue on, no client "
+         "serves it and consumers get 404 model_not_found. Its approvals go with it; its refusals stay",
+         query=models_api.ModelQuery, status=204),
+    Spec("PUT", "/catalogue/decisions", models_api.decide, "Approve a client for a model (listing the model if it "
+         "is not) or refuse it (its offer never waits again); applied at once", models_api.Decision),
+    Spec("DELETE", "/catalogue/decisions", models_api.forget, "Forget a decision: the client's offer of the model "
+         "waits for approval again", query=models_api.DecisionQuery, status=204),
     Spec("PUT", "/dashboard-password", dashboard_auth.change_password_endpoint, "Set the dashboard password (at "
          "least 12 characters); ends every dashboard session. current_password is needed when one is set, "
-         "unless the caller used the admin token", dashboard_auth.PasswordChange, status=204),
+         "unless the caller used the admin token", dashboard_auth.PasswordChange, status=204, errors=(403,)),
 ]
 
 _PARAM = re.compile(r"\{(\w+)(?::(\w+))?\}")
@@ -124,12 +157,11 @@ def openapi() -> dict[str, Any]:
     by_type = dict(zip(types, schemas, strict=True))
     paths: dict[str, Any] = {}
     for spec in ROUTES:
+        codes = [spec.status, 400, 401, 404, 429, *([413] if spec.body is not None else []), *spec.errors]
         op: dict[str, Any] = {"summary": spec.summary, "security": [{"adminToken": []}], "responses": {
-            str(spec.status): {"description": "OK"}, "400": {"description": "Invalid input (OpenAI error envelope)"},
-            "401": {"description": "Missing or wrong admin token"}, "404": {"description": "Not found"}}}
-        params = [{"name": name, "in": "path", "required": True, "schema": {"type": "string"},
-                   **({"description": "may contain '/'"} if converter == "path" else {})}
-                  for name, converter in _PARAM.findall(spec.path)]
+            str(code): {"description": SUCCESS.get(code) or ERRORS[code]} for code in sorted(codes)}}
+        params = [_parameter(name, "path", msgspec.json.schema(PATH_PARAMS[name]), required=True)
+                  for name, _ in _PARAM.findall(spec.path)]
         if spec.query is not None:
             params += _query_parameters(components[spec.query.__name__])
         if params:
@@ -146,23 +178,30 @@ def openapi() -> dict[str, Any]:
                 "adminToken": {"type": "http", "scheme": "bearer", "description": "the admin token"}}}}
 
 
+def _parameter(name: str, where: str, schema: dict[str, Any], *, required: bool) -> dict[str, Any]:
+    value = dict(schema)
+    description = value.pop("description", None)
+    value.pop("default", None)
+    return {"name": name, "in": where, "required": required, "schema": value,
+            **({"description": description} if description else {})}
+
+
 def _query_parameters(schema: dict[str, Any]) -> list[dict[str, Any]]:
     out = []
     for name, prop in schema["properties"].items():
-        # An optional field is "X or null" in JSON Schema; in a query it is simply left out.
+        # An optional field is "X or null" in JSON Schema; in a query it is simply left out (null is refused).
         options = [s for s in prop.get("anyOf", [prop]) if s.get("type") != "null"]
         value = dict(options[0]) if len(options) == 1 else {"anyOf": options}
-        description = value.pop("description", None)
-        value.pop("default", None)
-        out.append({"name": name, "in": "query", "required": name in schema.get("required", []), "schema": value,
-                    **({"description": description} if description else {})})
+        out.append(_parameter(name, "query", value, required=name in schema.get("required", [])))
     return out
 
 
-def _guarded(handler: Endpoint) -> Endpoint:
+def _guarded(spec: Spec) -> Endpoint:
     async def endpoint(request: Request) -> Response:
-        await _platform(request).dashboard.check_admin(request)  # the admin token, or a dashboard session
-        return await handler(request)
+        await inputs.platform_of(request).dashboard.check_admin(request)  # the admin token, or a dashboard session
+        inputs.check_path(request, PATH_PARAMS)
+        await inputs.read_inputs(request, spec.body, spec.query, spec.body_optional)
+        return await spec.handler(request)
     return endpoint
 
 
@@ -172,16 +211,16 @@ async def openapi_document(request: Request) -> Response:
 
 def routes() -> list[Route]:
     out = [Route("/api/admin/openapi.json", openapi_document, methods=["GET"])]
-    grouped: dict[str, dict[str, Endpoint]] = {}
+    grouped: dict[str, dict[str, Spec]] = {}
     for spec in ROUTES:
-        grouped.setdefault(spec.path, {})[spec.method] = spec.handler
-    for path, handlers in grouped.items():
-        out.append(Route("/api/admin" + path, _dispatch(handlers), methods=list(handlers)))
+        grouped.setdefault(spec.path, {})[spec.method] = spec
+    for path, specs in grouped.items():
+        out.append(Route("/api/admin" + path, _dispatch(specs), methods=list(specs)))
     return out
 
 
-def _dispatch(handlers: dict[str, Endpoint]) -> Endpoint:
-    guarded = {m: _guarded(h) for m, h in handlers.items()}
+def _dispatch(specs: dict[str, Spec]) -> Endpoint:
+    guarded = {m: _guarded(s) for m, s in specs.items()}
 
     async def endpoint(request: Request) -> Response:  # Starlette lets HEAD through wherever GET is
         return await guarded["GET" if request.method == "HEAD" else request.method](request)

@@ -10,13 +10,13 @@ import argparse
 import asyncio
 import datetime as dt
 import json
-import re
 import sys
 from collections.abc import Callable
 from typing import Any
 
-from arenahub.platform.admin import package_cli
+from arenahub.platform.admin import fields, models_cli, package_cli
 from arenahub.platform.admin.client_views import stored_view
+from arenahub.platform.admin.fields import flag
 from arenahub.platform.billing import (
     Account,
     InvalidAmount,
@@ -24,6 +24,7 @@ from arenahub.platform.billing import (
     format_usd,
     parse_usd,
 )
+from arenahub.platform.client_package import DEFAULT_BRIDGE_URL
 from arenahub.platform.dashboard import password_cli
 from arenahub.platform.storage import accounts, billing_store
 from arenahub.platform.storage.db import create_engine, migrate
@@ -33,12 +34,15 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     admin = sub.add_parser("admin", help="manage clients and consumer keys")
     cmds = admin.add_subparsers(dest="admin_command", required=True, metavar="COMMAND")
 
+    # A client's flags are checked with the types the admin API checks its fields with (fields.py).
     cc = _command(cmds, "create-client", "register a client; prints its client_id and api_key once", _create_client)
-    cc.add_argument("--name", required=True)
-    cc.add_argument("--email")
-    cc.add_argument("--bridge-url", default="http://127.0.0.1:5102")
-    cc.add_argument("--rpm", type=_positive_int, help="requests per minute this client accepts")
-    cc.add_argument("--max-concurrent", type=_positive_int, default=4, help="requests at once (default 4)")
+    cc.add_argument("--name", required=True, type=flag(fields.Name))
+    cc.add_argument("--email", type=flag(fields.Email))
+    cc.add_argument("--bridge-url", type=flag(fields.BridgeUrl), default=DEFAULT_BRIDGE_URL,
+                    help=f"where the client's bridge listens (default {DEFAULT_BRIDGE_URL})")
+    cc.add_argument("--rpm", type=flag(fields.ClientRpm), help="requests per minute this client accepts")
+    cc.add_argument("--max-concurrent", type=flag(fields.MaxConcurrent), default=fields.DEFAULT_MAX_CONCURRENT,
+                    help=f"requests at once (default {fields.DEFAULT_MAX_CONCURRENT})")
 
     _command(cmds, "list-clients", "list clients (never their key hashes)", _list_clients)
     _commands(cmds, "CLIENT_ID", (
@@ -53,13 +57,13 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     dc.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     uc = _command(cmds, "update-client", "change a client's registration, limits, priority or weight",
                   _update_client, target="CLIENT_ID")
-    uc.add_argument("--name")
-    uc.add_argument("--email")
-    uc.add_argument("--bridge-url", type=_http_url)
-    uc.add_argument("--rpm", type=_positive_int, help="requests per minute this client accepts")
-    uc.add_argument("--max-concurrent", type=_int_between(1, 10_000), help="requests at once")
-    uc.add_argument("--priority", type=_int_between(-1000, 1000), help="higher first (priority strategy)")
-    uc.add_argument("--weight", type=_int_between(1, 1000), help="share among equals (random, priority strategies)")
+    uc.add_argument("--name", type=flag(fields.Name))
+    uc.add_argument("--email", type=flag(fields.Email))
+    uc.add_argument("--bridge-url", type=flag(fields.BridgeUrl))
+    uc.add_argument("--rpm", type=flag(fields.ClientRpm), help="requests per minute this client accepts")
+    uc.add_argument("--max-concurrent", type=flag(fields.MaxConcurrent), help="requests at once")
+    uc.add_argument("--priority", type=flag(fields.Priority), help="higher first (priority strategy)")
+    uc.add_argument("--weight", type=flag(fields.Weight), help="share among equals (random, priority strategies)")
 
     ck = _command(cmds, "create-key", "create a consumer API key; prints it once", _create_key)
     ck.add_argument("--name", required=True)
@@ -96,6 +100,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     us.add_argument("--client", metavar="CLIENT_ID", help="only requests this client served")
     us.add_argument("--since", type=_when, metavar="ISO", help="from this time (inclusive)")
     us.add_argument("--until", type=_when, metavar="ISO", help="up to this time (exclusive)")
+
+    models = cmds.add_parser("models", help=models_cli.HELP, description=models_cli.HELP)
+    models_cli.add_commands(models.add_subparsers(dest="models_command", required=True, metavar="COMMAND"), _command)
 
     _command(cmds, "reset-admin-token", "make a new admin token (the old one stops working); prints it once",
              _reset_admin_token)
@@ -184,24 +191,6 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _http_url(text: str) -> str:
-    if not re.fullmatch(r"https?://\S+", text) or len(text) > 500:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an http:// or https:// URL")
-    return text
-
-
-def _int_between(low: int, high: int) -> Any:
-    def convert(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"must be from {low} to {high}, got {value}")
-        return value
-    return convert
-
-
 async def _with_engine(database_url: str | None, work: Any) -> Any:
     engine = create_engine(database_url)
     try:
@@ -216,12 +205,8 @@ def _emit(args: argparse.Namespace, data: dict[str, Any], text: str) -> None:
 
 
 def _create_client(args: argparse.Namespace) -> int:
-    name = args.name.strip()
-    if not name:
-        print("arenahub admin create-client: --name must not be empty", file=sys.stderr)
-        return 2
     client_id, api_key = asyncio.run(_with_engine(args.database_url, lambda engine: accounts.create_client(
-        engine, name=name, email=args.email, bridge_url=args.bridge_url, rpm=args.rpm,
+        engine, name=args.name, email=args.email, bridge_url=args.bridge_url, rpm=args.rpm,
         max_concurrent=args.max_concurrent)))
     _emit(args, {"client_id": client_id, "api_key": api_key},
           f"client_id: {client_id}\napi_key:   {api_key}\n(the api_key is shown only now; store it in config.jsonc)")
@@ -461,12 +446,8 @@ def _show_client(args: argparse.Namespace) -> int:
 
 
 def _update_client(args: argparse.Namespace) -> int:
-    values = {"name": args.name.strip() if args.name is not None else None, "email": args.email,
-              "bridge_url": args.bridge_url, "rpm": args.rpm, "max_concurrent": args.max_concurrent,
-              "priority": args.priority, "weight": args.weight}
-    if values["name"] == "":
-        print("arenahub admin update-client: --name must not be empty", file=sys.stderr)
-        return 2
+    values = {"name": args.name, "email": args.email, "bridge_url": args.bridge_url, "rpm": args.rpm,
+              "max_concurrent": args.max_concurrent, "priority": args.priority, "weight": args.weight}
     return _client_change(args, **{k: v for k, v in values.items() if v is not None})
 
 

@@ -246,3 +246,22 @@ ledger_days = sa.Table(
     sa.Index("ix_ledger_days_client", "shape", "client_id", "day"),
     sqlite_with_rowid=False,
 )
+
+# The operator's model catalogue (platform/catalogue.py): the models the platform offers, and for
+# each, which clients the operator approved or refused to serve it.
+model_catalogue = sa.Table(
+    "model_catalogue", metadata,
+    sa.Column("model", sa.String(200), primary_key=True),
+    sa.Column("any_client", sa.Boolean, nullable=False),
+    sa.Column("created_at", TS, nullable=False),
+    sa.Column("updated_at", TS, nullable=False),
+)
+
+model_approvals = sa.Table(
+    "model_approvals", metadata,
+    sa.Column("model", sa.String(200), primary_key=True),
+    sa.Column("client_id", sa.String(40), primary_key=True),  # deleted with the client (accounts.delete_client)
+    sa.Column("approved", sa.Boolean, nullable=False),
+    sa.Column("decided_at", TS, nullable=False),
+    sa.Index("ix_model_approvals_client", "client_id"),
+)

@@ -1,4 +1,4 @@
-// The dashboard shell: a hash router over the six pages, the left nav, and the page context.
+// The dashboard shell: a hash router over the seven pages, the left nav, and the page context.
 //
 // A page is pages/<id>.js exporting default {id, title, mount(root, ctx)}. mount may be async and
 // may return a function called when the page is left. ctx:
@@ -16,6 +16,7 @@ import { api, fmtDuration, h, toast, CSRF } from "./ui.js";
 const PAGES = [
   ["overview", "Overview"],
   ["clients", "Clients"],
+  ["models", "Models"],
   ["keys", "Keys"],
   ["usage", "Usage & billing"],
   ["requests", "Requests"],
