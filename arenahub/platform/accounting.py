@@ -1,11 +1,14 @@
 """Credit and prices on the request path: reserve on admission, settle or release when it ends.
 
 The live ledger is in memory (no database round trip per request); its entries are persisted in
-batches by the record writer. At start it is rebuilt from per-key totals; top-ups and prices
-written by the CLI are merged by a sync loop within ``sync_seconds``.
+batches by the record writer, and journaled before the answer they belong to ends (records.py,
+journal.py). At start it is rebuilt from per-key totals; top-ups and prices written by the CLI are
+merged by a sync loop within ``sync_seconds``.
 
 One platform process owns the book: at start, reservations left open by a stopped process are
-released. (Several platform instances need a shared ledger store: a later step.)
+released. The record writer's ``recover()`` must run first: a request whose settle only the
+stopped process's journal holds is then settled, not released. (Several platform instances need a
+shared ledger store: a later step.)
 """
 
 from __future__ import annotations
@@ -26,12 +29,17 @@ from arenahub.platform.billing import (
     cost,
     estimate_reservation,
 )
+from arenahub.platform.billing.pricing import MAX_MICROS
 from arenahub.platform.exchange import Exchange
 from arenahub.platform.storage import billing_store
 from arenahub.platform.storage.accounts import utcnow
 from arenahub.platform.storage.db import DATABASE_ERRORS
 
 log = logging.getLogger("arenahub.platform.accounting")
+
+# What a key with credit has held for an answer when the request sets no max_tokens (as far as the key
+# has it): its answer stops where the hold runs out. Settling charges what was used.
+CREDIT_COMPLETION = 16_384
 
 # Re-read this far back for top-ups from other processes: their clocks and commits may lag ours.
 _OVERLAP = dt.timedelta(seconds=10)
@@ -105,13 +113,21 @@ class Accounting:
 
     # -- the request path -------------------------------------------------------------------
 
-    def reserve(self, ex: Exchange) -> None:
-        """Hold the request's worst likely cost, or raise InsufficientQuota (402)."""
+    def reserve(self, ex: Exchange, answer_tokens: int = 262_144) -> None:
+        """Hold the request's worst likely cost, or raise InsufficientQuota (402). ``answer_tokens``: the
+        longest answer the platform relays (settings.max_answer_tokens)."""
         req = ex.request
         price = self.prices.price(ex.model)
-        amount = estimate_reservation(price, ex.prompt_tokens(), req.max_completion_tokens or req.max_tokens,
-                                      images=ex.images())
-        ex.reservation = self.ledger.reserve(ex.key.id, ex.id, amount, unlimited=ex.key.unlimited)
+        max_tokens = req.max_completion_tokens or req.max_tokens
+        least = min(estimate_reservation(price, ex.prompt_tokens(), max_tokens, images=ex.images()), MAX_MICROS)
+        if ex.key.unlimited:
+            ex.reservation = self.ledger.reserve(ex.key.id, ex.id, least, unlimited=True)
+            return
+        # A key with credit: its answer stops where the hold runs out, so hold what the answer may need
+        # (max_tokens, else CREDIT_COMPLETION), as far as the key has it, and at least ``least``.
+        wanted = min(max_tokens or CREDIT_COMPLETION, answer_tokens)
+        most = max(least, estimate_reservation(price, ex.prompt_tokens(), wanted, images=ex.images(), cap=wanted))
+        ex.reservation = self.ledger.reserve(ex.key.id, ex.id, min(most, MAX_MICROS), unlimited=False, minimum=least)
 
     def close(self, ex: Exchange, prompt_tokens: int, completion_tokens: int) -> int | None:
         """Settle to actual use when anything was delivered, else release. Returns the charge (micro-USD)."""
@@ -122,7 +138,9 @@ class Accounting:
             self.ledger.release(reservation)
             return 0
         images = ex.images()
-        actual = cost(self.prices.price(ex.model), prompt_tokens, completion_tokens, images)
+        # Bounded like every amount (a huge prompt at a huge price must not make the settle fail: the
+        # ledger caps a limited key's charge at what it holds anyway).
+        actual = min(cost(self.prices.price(ex.model), prompt_tokens, completion_tokens, images), MAX_MICROS)
         entry = self.ledger.settle(reservation, actual, client_id=ex.client_id or "", model=ex.model,
                                    usage=Usage(prompt_tokens, completion_tokens, images))
         return entry.charge

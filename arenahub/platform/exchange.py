@@ -10,6 +10,7 @@ from typing import Any
 
 import msgspec
 
+from arenahub.platform.answer import AnswerMeter
 from arenahub.platform.billing.ledger import Reservation
 from arenahub.platform.limits import Ticket
 from arenahub.platform.records import RequestRecord
@@ -42,7 +43,7 @@ class Exchange:
     first_byte_at: float | None = None
     status: int = 200
     error_code: str | None = None
-    upstream_usage: dict[str, Any] | None = None
+    claimed_usage: dict[str, Any] | None = None  # what the client said it used: kept for audit, never billed
     completion_parts: list[str] = field(default_factory=list)
     _prompt_tokens: int | None = None
     _usage: dict[str, int] | None = None
@@ -50,12 +51,14 @@ class Exchange:
     rate_headers: dict[str, str] = field(default_factory=dict)
     reservation: Reservation | None = None  # the credit held for this request, settled when it ends
     cost: int | None = None  # micro-USD charged, once settled
-    completed: bool = False  # the whole answer was written to the consumer
+    completed: bool = False  # the whole answer is ready for the consumer (booked before its last bytes)
+    booked: bool = False  # settled and recorded (runtime.exchange_finished), once
     pinned_client: str | None = None  # an admin pinned the request to this client (debugging)
     affinity_key: str | None = None  # the conversation, for sticky routing
     # Each routing attempt as it ended: (client id, outcome, error code, message, ms); see OUTCOMES.
     trail: list[tuple[str, str, str | None, str | None, float]] = field(default_factory=list)
     error_message: str | None = None  # why the request failed, as the consumer was told
+    meter: AnswerMeter = field(default_factory=lambda: AnswerMeter(None))  # the relayed answer, counted
 
     @property
     def completion_id(self) -> str:
@@ -97,14 +100,28 @@ class Exchange:
         return time.perf_counter() - self.started
 
     def usage(self) -> dict[str, int]:
-        """Upstream's usage when it reported one, else counted here; computed once, at the end."""
+        """The platform's own count of the prompt and of what it relayed; computed once, at the end.
+
+        A client's claim (``claimed_usage``) is never used: clients earn from what they serve.
+        """
         if self._usage is None:
-            up = self.upstream_usage
-            if up and isinstance(up.get("prompt_tokens"), int) and isinstance(up.get("completion_tokens"), int):
-                self._usage = usage_dict(up["prompt_tokens"], up["completion_tokens"])
-            else:
-                self._usage = usage_dict(self.prompt_tokens(), count_tokens("".join(self.completion_parts)))
+            self._usage = usage_dict(self.prompt_tokens(), count_tokens("".join(self.completion_parts)))
         return self._usage
+
+    def claim_gap(self) -> dict[str, int] | None:
+        """The client's claim when it differs much from the platform's count (more than a quarter and more
+        than 50 tokens, either way), for the record and the client's page; else None."""
+        claim, usage = self.claimed_usage, self.usage()
+        if not isinstance(claim, dict):
+            return None
+        said = {k: claim.get(k) for k in ("prompt_tokens", "completion_tokens")}
+        for key, value in said.items():
+            if not isinstance(value, int) or isinstance(value, bool):
+                return {"prompt_tokens": -1, "completion_tokens": -1}  # a claim that is not a count at all
+            counted = usage[key]
+            if abs(value - counted) > max(50, counted // 4):
+                return {k: max(-1, min(int(v), 10**12)) for k, v in said.items()}  # type: ignore[arg-type]
+        return None
 
     def fail(self, status: int, code: str, message: str | None = None) -> None:
         self.status = status
@@ -119,12 +136,17 @@ class Exchange:
     def detail(self) -> dict[str, Any] | None:
         """The record's detail: every attempt and the error; None for a success at the first attempt,
         which is most requests (their rows stay small). Never the prompt, the answer or a secret."""
-        if self.status == 200 and len(self.trail) <= 1:
+        gap = self.claim_gap()
+        if self.status == 200 and len(self.trail) <= 1 and gap is None:
             return None
-        return {"attempts": [{"client_id": client_id, "outcome": outcome, "code": code,
-                              "error": None if message is None else short(message), "ms": round(seconds * 1000, 3)}
-                             for client_id, outcome, code, message, seconds in self.trail],
-                "error": None if self.error_message is None else short(self.error_message)}
+        detail: dict[str, Any] = {
+            "attempts": [{"client_id": client_id, "outcome": outcome, "code": code,
+                          "error": None if message is None else short(message), "ms": round(seconds * 1000, 3)}
+                         for client_id, outcome, code, message, seconds in self.trail],
+            "error": None if self.error_message is None else short(self.error_message)}
+        if gap is not None:
+            detail["claimed_usage"] = gap  # kept for audit: the bill is the platform's own count
+        return detail
 
     def prompt(self) -> str:
         """The conversation as text, one "role: text" block per message (a part that is not text shows

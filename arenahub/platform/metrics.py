@@ -62,6 +62,17 @@ class PlatformMetrics:
         self._tokens = Counter("arenahub_tokens",
                                "Tokens of finished requests, by type (prompt, completion) and model.",
                                ["type", "model"], registry=r)
+        self._claim_gaps = Counter("arenahub_client_usage_claim_gaps",
+                                   "Answers whose usage the client claimed far from the platform's own count.",
+                                   ["client"], registry=r)
+        self._client_events = Counter("arenahub_client_protocol_events",
+                                      "Frames a client sent that the platform set aside, by kind: unknown_request "
+                                      "(for a request not in flight), malformed, too_large, held_back (it sent past "
+                                      "its flow-control window).", ["client", "event"], registry=r)
+        self._refused_credentials = Counter("arenahub_refused_credentials",
+                                            "Wrong credentials offered, by kind (admin_token, client_key, "
+                                            "consumer_key), and how many of them were throttled.",
+                                            ["kind", "throttled"], registry=r)
         # (status, model label, client label) -> the children to update: one dict lookup per request.
         self._children: dict[tuple[int, str, str], tuple[Counter, Histogram, Histogram, Counter, Counter]] = {}
         r.register(_LiveState(platform))
@@ -87,6 +98,15 @@ class PlatformMetrics:
             prompt.inc(record.prompt_tokens)
         if record.completion_tokens:
             completion.inc(record.completion_tokens)
+
+    def usage_claim_gap(self, client_id: str) -> None:
+        self._claim_gaps.labels(self._client_label(client_id)).inc()
+
+    def client_event(self, client_id: str, event: str) -> None:
+        self._client_events.labels(self._client_label(client_id), event).inc()
+
+    def refused_credentials(self, kind: str, throttled: bool) -> None:
+        self._refused_credentials.labels(kind, "yes" if throttled else "no").inc()
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import httpx
 
+from arenahub.tokens import count_tokens
+
 from .harness import MODELS, Shared, ask
 
 MODEL = MODELS[0]
@@ -53,18 +55,20 @@ def test_streaming_answer(shared: Shared) -> None:
     assert all(c.usage is None for c in chunks)  # not asked for
 
 
-def test_streaming_usage_reported_by_the_upstream(shared: Shared) -> None:
+def test_streaming_usage_is_the_platforms_count_not_the_upstreams_claim(shared: Shared) -> None:
+    prompt = "count these words [[usage=1]]"
     chunks = list(shared.consumer.chat.completions.create(
-        model=MODEL, messages=ask("count these words [[usage=1]]"), stream=True,
-        stream_options={"include_usage": True}))
+        model=MODEL, messages=ask(prompt), stream=True, stream_options={"include_usage": True}))
 
     *body, last = chunks
     assert last.choices == []
     assert last.usage is not None
-    # The local upstream reports 7 prompt tokens and one completion token per word.
-    assert (last.usage.prompt_tokens, last.usage.completion_tokens, last.usage.total_tokens) == (7, 4, 11)
+    answer = "".join(c.choices[0].delta.content or "" for c in body)
+    assert answer == "Echo: count these words"
+    # The local upstream claims 7 prompt tokens and one a word; the platform bills what it counted itself.
+    assert (last.usage.prompt_tokens, last.usage.completion_tokens) == (count_tokens(prompt), count_tokens(answer))
+    assert last.usage.total_tokens == last.usage.prompt_tokens + last.usage.completion_tokens
     assert all(c.usage is None for c in body)
-    assert "".join(c.choices[0].delta.content or "" for c in body) == "Echo: count these words"
 
 
 def test_streaming_usage_counted_by_the_platform(shared: Shared) -> None:

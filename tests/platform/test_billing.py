@@ -194,6 +194,16 @@ def test_insufficient_quota_is_a_402_naming_the_balance():
     assert [r.request_id for r in ledger.open_reservations("k")] == ["a"]  # the refusal left no trace
 
 
+def test_a_reservation_with_a_minimum_holds_what_the_key_has_between_the_two():
+    ledger = make_ledger()
+    ledger.topup("k", 1_000)
+    assert ledger.reserve("k", "a", 600, minimum=100).amount == 600  # all of it is there
+    assert ledger.reserve("k", "b", 600, minimum=100).amount == 400  # what is left, above the minimum
+    with pytest.raises(InsufficientQuota, match="needs up to 0.0001 USD"):  # the minimum is what it needs
+        ledger.reserve("k", "c", 600, minimum=100)
+    assert ledger.reserve("u", "d", 600, minimum=100, unlimited=True).amount == 600
+
+
 def test_a_key_never_opened_has_no_credit():
     with pytest.raises(InsufficientQuota, match="available balance is 0.00 USD"):
         make_ledger().reserve("nobody", "r", 1)

@@ -98,7 +98,9 @@ class _Viewer:
         view.update(connected=session is not None and not session.closed,
                     healthy=session is not None and _healthy(session, health, self.now),
                     live=session.snapshot() if session is not None else None, health=self._health(health),
-                    stats_1h=_stats_1h(self.last_hour.get(client_id)))
+                    stats_1h=_stats_1h(self.last_hour.get(client_id)),
+                    # Answers whose usage this client claimed far from the platform's count (since start).
+                    usage_claim_gaps=platform.usage_claims.view(client_id))
         return view
 
 

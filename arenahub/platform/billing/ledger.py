@@ -231,10 +231,13 @@ class Ledger:
         with self._lock:
             return self._record(key_id, Kind.ADJUSTMENT, amount=amount, note=note)
 
-    def reserve(self, key_id: str, request_id: str, amount: int, *, unlimited: bool | None = None) -> Reservation:
+    def reserve(self, key_id: str, request_id: str, amount: int, *, unlimited: bool | None = None,
+                minimum: int | None = None) -> Reservation:
         """Hold ``amount`` for the request, or raise InsufficientQuota.
 
         ``unlimited``, when given, is the key's current setting (the key cache is its source of truth).
+        ``minimum``: a limited key with less than ``amount`` available is held what it has, if that is
+        at least ``minimum`` (the request's answer then stops where the hold runs out).
         """
         check_micros(amount, "reservation")
         with self._lock:
@@ -243,7 +246,11 @@ class Ledger:
             account = self._account(key_id)
             if unlimited is not None and unlimited != account.unlimited:
                 account = self._accounts[key_id] = replace(account, unlimited=unlimited)
+            if not account.unlimited and minimum is not None and minimum <= account.available < amount:
+                amount = max(minimum, account.available)
             if not account.unlimited and account.available < amount:
+                if minimum is not None:
+                    amount = minimum
                 raise InsufficientQuota(
                     f"Insufficient credit: this request needs up to {format_usd(amount)} USD but the key's "
                     f"available balance is {format_usd(account.available)} USD (balance "

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from arenahub.platform import credentials
 from arenahub.platform.limits import Limits
-from arenahub.platform.storage.schema import clients, consumer_keys
+from arenahub.platform.storage.schema import clients, consumer_keys, model_approvals
 
 
 def utcnow() -> dt.datetime:
@@ -128,15 +128,16 @@ async def authenticate_client(engine: AsyncEngine, client_id: str, api_key: str)
     return account
 
 
-async def regenerate_client_key(engine: AsyncEngine, client_id: str) -> str | None:
-    """A new API key for the client, returned once (only its hash is stored); the old key stops
-    working. None when there is no such client. ``updated_at`` moves so that a running platform
-    sees the change."""
-    api_key = credentials.new_client_api_key()
+async def replace_client_key(engine: AsyncEngine, client_id: str, api_key: str, *, current_hash: str) -> bool:
+    """Store ``api_key`` (its hash) as the client's key in place of the key whose hash is ``current_hash``:
+    the old key stops working. False, and nothing changed, when the client is gone or its key is no longer
+    that one (another package was made meanwhile). ``updated_at`` moves, so that a running platform
+    ends a connection made with the old key."""
     async with engine.begin() as conn:
-        result = await conn.execute(clients.update().where(clients.c.id == client_id)
+        result = await conn.execute(clients.update()
+                                    .where(clients.c.id == client_id, clients.c.api_key_hash == current_hash)
                                     .values(api_key_hash=credentials.hash_secret(api_key), updated_at=utcnow()))
-    return api_key if result.rowcount else None
+    return result.rowcount > 0
 
 
 CLIENT_FIELDS = {"name", "email", "bridge_url", "rpm", "max_concurrent", "disabled", "priority", "weight", "draining",
@@ -201,10 +202,12 @@ async def record_client_states(engine: AsyncEngine, states: dict[str, dict[str, 
 
 
 async def delete_client(engine: AsyncEngine, client_id: str) -> bool:
-    """Delete a client's registration; False when there is no such client. Its request records and
-    the ledger's entries keep its id (they are history, not registration)."""
+    """Delete a client's registration and the operator's decisions about its models (model_approvals);
+    False when there is no such client. Its request records and the ledger's entries keep its id (they
+    are history, not registration)."""
     async with engine.begin() as conn:
         result = await conn.execute(sa.delete(clients).where(clients.c.id == client_id))
+        await conn.execute(sa.delete(model_approvals).where(model_approvals.c.client_id == client_id))
     return result.rowcount > 0
 
 

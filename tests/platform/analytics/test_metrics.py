@@ -69,8 +69,11 @@ def test_metrics_count_requests_with_bounded_labels(tmp_path: Any) -> None:
         families = scrape(http)
         assert samples(families, "arenahub_requests", "_total") == {
             (("client", client_id), ("model", "m1"), ("status", "200")): 1.0}
+        # The platform's own count ("hello" and "hi": one token each), not the client's claim of 7 and 3,
+        # which is within the tolerance (50 tokens) and so not flagged either.
         assert samples(families, "arenahub_tokens", "_total") == {
-            (("model", "m1"), ("type", "prompt")): 7.0, (("model", "m1"), ("type", "completion")): 3.0}
+            (("model", "m1"), ("type", "prompt")): 1.0, (("model", "m1"), ("type", "completion")): 1.0}
+        assert samples(families, "arenahub_client_usage_claim_gaps", "_total") == {}
         assert samples(families, "arenahub_request_latency_seconds", "_count") == {(("model", "m1"),): 1.0}
         assert samples(families, "arenahub_time_to_first_token_seconds", "_count") == {(("model", "m1"),): 1.0}
         assert samples(families, "arenahub_inflight_requests") == {(): 0.0}

@@ -1,6 +1,6 @@
 // Clients: the live table (polled), "Register New Client", and a detail panel with each client's
 // actions: download package, regenerate API key, edit limits, drain/undrain, clear maintenance,
-// disable/enable, delete.
+// disable/enable, delete; and the models it offers that wait for approval (Approve / Refuse).
 
 import {
   api, confirmDialog, copyText, dataTable, download, field, fmtAgo, fmtBytes, fmtInt, fmtMs, fmtPct, fmtTime,
@@ -175,9 +175,16 @@ function secretBox(label, value, name) {
       h("button", { type: "button", class: "btn btn-sm", onclick: () => copyText(value) }, "Copy")));
 }
 
-function downloadPackage(client) {
-  download(`/clients/${encodeURIComponent(client.id)}/package`, { method: "POST" });
-  toast(`Downloading lmarena-client-${client.id}.zip (with a new API key).`, "ok");
+// Whether the package (and so the new key) was delivered: a refusal changes no key, and says why.
+async function downloadPackage(client) {
+  try {
+    const name = await download(`/clients/${encodeURIComponent(client.id)}/package`, { method: "POST" });
+    toast(`Downloaded ${name} (with a new API key).`, "ok");
+    return true;
+  } catch (err) {
+    toast(`No package: ${err.message} The client's key is unchanged.`, "error");
+    return false;
+  }
 }
 
 const PACKAGE_NOTE = "The package holds a fresh API key: the platform keeps only a hash of keys, so each download "
@@ -215,8 +222,8 @@ async function registerClient(onDone) {
         PACKAGE_NOTE.replace("The previous key", "The key above")),
     ],
     actions: [{ label: "Done", value: null },
-      { label: "Download package", kind: "primary", onClick: (d) => {
-        downloadPackage(client);
+      { label: "Download package", kind: "primary", onClick: async (d) => {
+        if (!await downloadPackage(client)) return false;
         const key = d.form.querySelector('[data-secret="api_key"]');
         if (!key.classList.contains("secret-stale")) {
           key.classList.add("secret-stale");
@@ -268,6 +275,17 @@ async function act(message, fn, after) {
   }
 }
 
+// The models a connected client offers that wait for the operator (the model catalogue is on).
+function pendingList(c, refresh) {
+  const decide = (model, approved) => act(approved ? `${c.name} may serve ${model} now.` : `${c.name}'s offer of ${model} is refused.`,
+    () => api("PUT", "/catalogue/decisions", { model, client_id: c.id, approved }), refresh);
+  return h("div", null, h("ul", { class: "pending-models" }, c.live.pending_models.map((model) => h("li", { dataset: { pending: model } },
+    h("code", null, model), " ",
+    h("button", { type: "button", class: "btn btn-sm btn-primary", "aria-label": `Approve ${model}`, onclick: () => decide(model, true) }, "Approve"), " ",
+    h("button", { type: "button", class: "btn btn-sm", "aria-label": `Refuse ${model}`, onclick: () => decide(model, false) }, "Refuse")))),
+  h("a", { href: "#/models" }, "The model catalogue"));
+}
+
 // -- the detail panel -----------------------------------------------------------------------------
 function detailPanel({ onClose, refresh, go }) {
   const title = h("h2");
@@ -286,14 +304,14 @@ function detailPanel({ onClose, refresh, go }) {
       button("package", "Download package", "primary", async () => {
         const ok = await confirmDialog({ title: "Download the client package", confirm: "Download package",
           message: [PACKAGE_NOTE, "Unzip it on the client's machine and run ./start_client.sh (README.txt has the steps)."] });
-        if (ok) { downloadPackage(client); setTimeout(refresh, 800); }
+        if (ok && await downloadPackage(client)) refresh();
       }),
       button("rekey", "Regenerate API key", "", async () => {
         const ok = await confirmDialog({ title: "Regenerate the API key", confirm: "Regenerate and download", danger: true,
           message: ["The old key stops working at once; a client connected with it is disconnected and told why.",
             "The new key comes in a new client package, which downloads now (keys are shown only once: the platform keeps a hash). "
             + "Copy the api_key line of its config.jsonc to the client, or use the whole package."] });
-        if (ok) { downloadPackage(client); setTimeout(refresh, 800); }
+        if (ok && await downloadPackage(client)) refresh();
       }),
       button("limits", "Edit limits", "", () => editLimits(client, refresh)),
       button("drain", "Drain", "", () => (draining(client)
@@ -349,18 +367,30 @@ function detailPanel({ onClose, refresh, go }) {
       ...row("CPU / memory", `${st.cpu_percent !== undefined && st.cpu_percent !== null ? `${Math.round(st.cpu_percent)}%` : "—"} / ${st.memory_mb ? fmtBytes(st.memory_mb * MB) : "—"}`),
       ...row("Last hour", c.stats_1h && c.stats_1h.requests ? `${fmtInt(c.stats_1h.requests)} requests, ${fmtPct(c.stats_1h.success_rate)} ok, p50 ${fmtMs(c.stats_1h.p50_ms)}` : "no requests"),
       ...row("Served (client's count)", l.stats ? `${fmtInt(st.requests_processed || 0)} ok, ${fmtInt(st.requests_failed || 0)} failed` : "—"),
+      ...row("Usage it claimed", claimGaps(c.usage_claim_gaps)),
       ...row("Limits", `${c.rpm ? `${fmtInt(c.rpm)} requests/min` : "no rpm limit"}, ${fmtInt(c.max_concurrent)} at once, priority ${c.priority ?? 0}, weight ${c.weight ?? 1}`),
       ...row("Circuit breaker", `${hs.breaker || "—"}${hs.breaker_retry_in ? ` (retry in ${Math.ceil(hs.breaker_retry_in)} s)` : ""}`),
       ...row("Maintenance", c.maintenance_reason ? `${c.maintenance_reason} (since ${fmtTime(c.maintenance_since)})` : "no"),
       ...row("Drops (last hour)", fmtInt(hs.drops_last_hour)),
       ...row("Last refusal", c.last_refusal ? `${c.last_refusal.message} (${c.last_refusal.code}, ${fmtAgo(c.last_refusal.at)})` : "none"),
       ...row("Models", l.models && l.models.length ? l.models.join(", ") : "—"),
+      ...(l.pending_models && l.pending_models.length ? row("Waiting for approval", pendingList(c, refresh)) : []),
       ...row("LMArenaBridge URL", c.bridge_url || "—"),
       ...row("Email", c.email || "—"),
       ...row("Registered", fmtTime(c.created_at)),
     );
   }
   return { el: panel, show, hide() { panel.hidden = true; client = null; }, get id() { return client && client.id; } };
+}
+
+// Answers whose usage the client claimed far from the platform's own count (billing uses the count).
+function claimGaps(gaps) {
+  if (!gaps) return "as counted";
+  const last = gaps.last || {};
+  const said = last.claimed || {}, counted = last.counted || {};
+  return `${fmtInt(gaps.gaps)} answer(s) claimed far from the count; last: claimed ${fmtInt(said.prompt_tokens)} + ` +
+    `${fmtInt(said.completion_tokens)} tokens, counted ${fmtInt(counted.prompt_tokens)} + ${fmtInt(counted.completion_tokens)}` +
+    (last.at ? ` (${fmtAgo(last.at)})` : "");
 }
 
 export default {
