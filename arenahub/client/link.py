@@ -20,6 +20,7 @@ import msgspec
 from arenahub import __version__
 from arenahub.client.config import ClientConfig
 from arenahub.client.drain import RoutingView
+from arenahub.client.flow import Credit
 from arenahub.client.relay import BridgeRelay, RelayError
 from arenahub.client.stats import Stats
 from arenahub.client.validation import rejection
@@ -28,6 +29,8 @@ from arenahub.protocol import frames
 log = logging.getLogger("arenahub.client")
 
 WELCOME_TIMEOUT_SECONDS = 15.0
+# Chunk frames are split below this size (the platform closes a tunnel on a frame over 1 MiB).
+CHUNK_FRAME_BYTES = frames.MAX_FRAME_BYTES // 2
 # How long a drain request waits for the platform's Routing frame that confirms it.
 DRAIN_CONFIRM_SECONDS = 2.0
 
@@ -74,6 +77,7 @@ class PlatformLink:
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._send_lock = asyncio.Lock()
         self._requests: dict[str, asyncio.Task[None]] = {}
+        self._credits: dict[str, Credit] = {}
         self._task: asyncio.Task[None] | None = None
         self._state_changed = asyncio.Event()
 
@@ -152,7 +156,11 @@ class PlatformLink:
 
     async def _refresh_bridge(self) -> None:
         try:
-            self.models = await self.relay.models()
+            models = [m for m in await self.relay.models() if len(m) <= frames.MAX_MODEL_NAME]
+            if len(models) > frames.MAX_MODELS:  # what the platform takes in one frame; the rest would refuse it
+                log.warning("the bridge lists %d models; announcing the first %d", len(models), frames.MAX_MODELS)
+                models = models[:frames.MAX_MODELS]
+            self.models = models
             self.session_status = await self.relay.session_status()
         except (RelayError, aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
             self.session_status = frames.SessionStatus(bridge_reachable=False,
@@ -214,7 +222,12 @@ class PlatformLink:
             except frames.FrameError as exc:
                 log.warning("ignoring a malformed frame from the platform: %s", exc)
                 continue
-            if isinstance(frame, frames.Request):
+            if isinstance(frame, frames.Window):
+                credit = self._credits.get(frame.id)
+                if credit is not None:
+                    credit.grant(frame.bytes)
+            elif isinstance(frame, frames.Request):
+                self._credits[frame.id] = Credit(frame.window)
                 task = asyncio.create_task(self._handle(frame))
                 self._requests[frame.id] = task
                 task.add_done_callback(functools.partial(self._request_done, frame.id))
@@ -272,8 +285,27 @@ class PlatformLink:
         async with self._send_lock:
             await ws.send_bytes(data)
 
+    async def _send_chunk(self, frame: frames.Chunk) -> None:
+        """A chunk of an answer, within the answer's flow-control grant (waits for more when it is used up);
+        split in two while it is larger than the platform takes in one frame."""
+        data = frames.encode(frame)
+        if len(data) > CHUNK_FRAME_BYTES and len(frame.events) > 1:
+            half = len(frame.events) // 2
+            await self._send_chunk(frames.Chunk(id=frame.id, events=frame.events[:half]))
+            await self._send_chunk(frames.Chunk(id=frame.id, events=frame.events[half:], usage=frame.usage))
+            return
+        credit = self._credits.get(frame.id)
+        if credit is not None:
+            await credit.spend(len(data))
+        ws = self._ws
+        if ws is None or ws.closed:
+            raise ConnectionResetError("not connected to the platform")
+        async with self._send_lock:
+            await ws.send_bytes(data)
+
     def _request_done(self, request_id: str, _task: asyncio.Task[None]) -> None:
         self._requests.pop(request_id, None)
+        self._credits.pop(request_id, None)
 
     async def _handle(self, req: frames.Request) -> None:
         if self.config.enable_request_validation and (refused := rejection(req)) is not None:
@@ -292,7 +324,7 @@ class PlatformLink:
             async for events, batch_usage in self.relay.answer(bytes(req.body)):
                 usage = batch_usage or usage
                 if events:
-                    await self._send(frames.Chunk(id=req.id, events=events))
+                    await self._send_chunk(frames.Chunk(id=req.id, events=events))
             await self._send(frames.End(id=req.id, usage=usage))
             ok = True
         except RelayError as exc:

@@ -123,28 +123,34 @@ class BridgeRelay:
                     return
                 decoder = SSEDecoder()
                 done = False
-                async for raw in resp.content.iter_any():
-                    events: list[list[dict[str, Any]]] = []
-                    usage = None
-                    failure: RelayError | None = None
-                    for data in decoder.feed(raw):
-                        if data == b"[DONE]":
-                            done = True
+                try:
+                    async for raw in resp.content.iter_any():
+                        events: list[list[dict[str, Any]]] = []
+                        usage = None
+                        failure: RelayError | None = None
+                        for data in decoder.feed(raw):
+                            if data == b"[DONE]":
+                                done = True
+                                break
+                            try:
+                                choices, chunk_usage = self._chunk(data)
+                            except RelayError as exc:
+                                failure = exc  # deliver the chunks that came before it in this read first
+                                break
+                            usage = chunk_usage or usage
+                            if choices:
+                                events.append(choices)
+                        if events or usage:
+                            yield events, usage
+                        if failure is not None:
+                            raise failure
+                        if done:
                             break
-                        try:
-                            choices, chunk_usage = self._chunk(data)
-                        except RelayError as exc:
-                            failure = exc  # deliver the chunks that came before it in this read first
-                            break
-                        usage = chunk_usage or usage
-                        if choices:
-                            events.append(choices)
-                    if events or usage:
-                        yield events, usage
-                    if failure is not None:
-                        raise failure
-                    if done:
-                        break
+                except BaseException:
+                    # Left before the end (cancelled, or a failure): close the connection, or aiohttp reads
+                    # the rest of the answer to reuse it, and the bridge goes on with the upstream call.
+                    resp.close()
+                    raise
                 if done:
                     await self._drain(resp)
                 else:

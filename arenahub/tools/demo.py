@@ -65,13 +65,13 @@ class Demo:
 
 
 async def _wait_for(demo: Demo, http: aiohttp.ClientSession, url: str, ready: Callable[[Any], bool], what: str,
-                    timeout: float = 30) -> Any:
+                    timeout: float = 30, headers: dict[str, str] | None = None) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         demo.check_alive()
         try:
             # ssl=False: the simulator's self-signed certificate (only ever on this machine's loopback)
-            async with http.get(url, timeout=aiohttp.ClientTimeout(total=2), ssl=False) as resp:
+            async with http.get(url, timeout=aiohttp.ClientTimeout(total=2), ssl=False, headers=headers) as resp:
                 if resp.status == 200:
                     data = await resp.json()
                     if ready(data):
@@ -187,7 +187,7 @@ async def _main(demo: RealDemo) -> None:
         start = _start_local if args.upstream == "local" else _start_real
         model, prompt = await start(demo, http, client_id, api_key)
         await _wait_for(demo, http, demo.platform_url + "/api/health", lambda j: model in j.get("models", []),
-                        "the client to connect to the platform")
+                        "the client to connect to the platform", headers={"Authorization": f"Bearer {admin_token}"})
         path = ("platform -> client -> local upstream" if args.upstream == "local" else
                 "platform -> client -> bridge -> userscript in headless Chromium on arena.ai -> arena.ai simulator")
         print(f"platform  {demo.platform_url}   (client {client_id} connected)")

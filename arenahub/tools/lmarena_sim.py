@@ -336,11 +336,11 @@ Click Retry to ask again.</div>
 
 def run(args: argparse.Namespace) -> int:
     """``arenahub simulate-lmarena``: serve the simulator until stopped."""
-    from arenahub import serving
+    from arenahub import logs, serving
 
     app = create_app()
     state: SimState = app.state.sim
-    serving.configure_logging("info")
+    logs.configure_logging("info")
     print(f"LMArena simulator on http://{args.host}:{args.port}/ (page session {state.page_session_id}, "
           f"message {state.page_message_id}); control API under /__sim/", flush=True)
     return serving.run(app, args.host, args.port, "warning")

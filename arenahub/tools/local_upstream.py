@@ -4,6 +4,7 @@ It answers every chat completion by echoing the last user message word by word. 
 that message script it, for tests:
 
     [[words=N]]       answer with N words instead of the echo
+    [[word_bytes=N]]  with words=N: each word N characters long (a large answer from few events)
     [[first_ms=N]]    wait N ms before the first chunk
     [[delay_ms=N]]    wait N ms between chunks
     [[status=N]]      answer with HTTP status N and an OpenAI error body
@@ -12,7 +13,8 @@ that message script it, for tests:
 
 ``GET /__stats`` tells tests what happened to the streamed answers it started: ``started``,
 ``active`` (still being sent), ``completed`` (sent to the end) and ``cancelled`` (the caller hung
-up before the end, which is how a cancellation reaches an upstream).
+up before the end, which is how a cancellation reaches an upstream); and ``sent_bytes``, what the
+caller has taken of them (a write waits while the caller does not read: flow control shows here).
 """
 
 from __future__ import annotations
@@ -50,7 +52,8 @@ def script(text: str) -> tuple[list[str], dict[str, int]]:
     directives = {k: int(v) for k, v in _DIRECTIVE.findall(text)}
     clean = _DIRECTIVE.sub("", text).strip()
     if "words" in directives:
-        words = [f"w{i}" for i in range(directives["words"])]
+        pad = "x" * max(0, directives.get("word_bytes", 0) - 8)
+        words = [f"w{i:07d}{pad}" if pad else f"w{i}" for i in range(directives["words"])]
     else:
         words = ("Echo: " + clean).split() if clean else ["Echo:"]
     pieces = [w if i == 0 else " " + w for i, w in enumerate(words)]
@@ -63,6 +66,7 @@ class StreamStats:
     active: int = 0
     completed: int = 0
     cancelled: int = 0
+    sent_bytes: int = 0
 
 
 def create_app(models: list[str], name: str = "local-upstream") -> Starlette:
@@ -121,6 +125,10 @@ class _CountedStream(StreamingResponse):
     async def _to_the_end(self, events: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
         async for event in events:
             yield event
+            self._stats.sent_bytes += len(event)  # the write before this returned: the caller took it
+            # A write to a caller that left returns at once without suspending: let Starlette's watch for
+            # the disconnect run, so that the answer stops (else it runs to its end in one go).
+            await asyncio.sleep(0)
         self._finished = True
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

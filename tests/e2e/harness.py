@@ -35,6 +35,7 @@ MODELS = ["e2e-alpha", "e2e-beta"]
 # The shared stack's body limit: small, so that a 413 needs no large upload.
 SHARED_MAX_BODY_BYTES = 64 * 1024
 READY_SECONDS = 30.0
+E2E_ADMIN_TOKEN = "adm-e2e-platform"
 STOP_SECONDS = 15.0
 T = TypeVar("T")
 
@@ -120,13 +121,14 @@ class Program:
             raise ProgramFailed(f"{self.name} exited with code {self.proc.returncode}:\n{self.tail()}")
 
     def wait_http(self, url: str, accept: Callable[[httpx.Response], Any] = lambda r: r.status_code == 200,
-                  timeout: float = READY_SECONDS, what: str | None = None) -> Any:
+                  timeout: float = READY_SECONDS, what: str | None = None,
+                  headers: dict[str, str] | None = None) -> Any:
         """Poll ``url`` until ``accept(response)`` is truthy; fail at once if the program exits."""
         seen: list[str] = []
 
         def probe() -> Any:
             self.check_running()
-            resp = httpx.get(url, timeout=2.0)
+            resp = httpx.get(url, timeout=2.0, headers=headers)
             seen[:] = [f"HTTP {resp.status_code} {resp.text[:500]}"]
             return accept(resp)
 
@@ -223,8 +225,11 @@ class Platform(Program):
                  port: int | None = None) -> None:
         self.port = port or free_port()
         self.database_url = database_url
+        # Set, not generated: /api/health tells its details only to the admin (a test's env may set its own).
+        self.admin_token = (env or {}).get("ARENAHUB_ADMIN_TOKEN") or E2E_ADMIN_TOKEN
         super().__init__(name, ["platform", "--host", "127.0.0.1", "--port", str(self.port),
-                                "--database-url", database_url], workdir, env)
+                                "--database-url", database_url], workdir,
+                         {"ARENAHUB_ADMIN_TOKEN": self.admin_token, **(env or {})})
 
     @property
     def url(self) -> str:
@@ -244,14 +249,20 @@ class Platform(Program):
         self.wait_http(self.url + "/api/health", lambda r: r.status_code == 200 and r.json()["status"] == "ok")
         return self
 
+    @property
+    def admin_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.admin_token}"}
+
     def health(self) -> dict[str, Any]:
-        resp = httpx.get(self.url + "/api/health", timeout=5.0)
+        """``/api/health`` as the admin sees it (clients, requests in flight, models)."""
+        resp = httpx.get(self.url + "/api/health", headers=self.admin_headers, timeout=5.0)
         resp.raise_for_status()
         return resp.json()
 
     def wait_health(self, accept: Callable[[dict[str, Any]], bool], what: str, timeout: float = 10.0) -> dict:
         return self.wait_http(self.url + "/api/health", lambda r: r.status_code == 200 and accept(r.json())
-                              and r.json(), timeout=timeout, what=f"platform health: {what}")
+                              and r.json(), timeout=timeout, what=f"platform health: {what}",
+                              headers=self.admin_headers)
 
 
 class Client(Program):

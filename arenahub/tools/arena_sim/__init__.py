@@ -201,7 +201,7 @@ def run(args: argparse.Namespace) -> int:
     """``arenahub simulate-lmarena``: serve the simulator (2026, or ``--protocol 2025``) until stopped."""
     import uvicorn
 
-    from arenahub import serving
+    from arenahub import logs
     from arenahub.tools.arena_sim.tls import TLSUnavailable, self_signed
 
     with contextlib.ExitStack() as stack:
@@ -223,7 +223,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"arenahub simulate-lmarena: {exc}", file=sys.stderr)
             return 2
         scheme = "https" if cert else "http"
-        serving.configure_logging("info")
+        logs.configure_logging("info")
         print(f"arena.ai simulator (protocol {args.protocol}) on {scheme}://{args.host}:{args.port}/ ; the control "
               f"API is described at {scheme}://{args.host}:{args.port}/__sim/", flush=True)
         if cert:
