@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import math
+import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from arenahub.platform.exchange import Exchange
+from arenahub.platform.flow import Inbox
 from arenahub.platform.limits import Ticket
 from arenahub.platform.tunnel_session import ClientGone, ClientSession, Incoming
 from arenahub.protocol import frames
@@ -38,23 +40,43 @@ def retry_after(frame: frames.Error) -> float | None:
     return min(float(frame.retry_after), MAX_RETRY_AFTER)
 
 
+_CODE = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+CLIENT_MESSAGE_CHARS = 300
+
+
+def client_code(code: str) -> str:
+    """A client's error code as the platform passes it on: a short plain identifier, else ``client_error``."""
+    return code if _CODE.fullmatch(code) else "client_error"
+
+
+def client_text(text: str, limit: int = CLIENT_MESSAGE_CHARS) -> str:
+    """A client's words, bounded and with control characters (newlines included) made spaces."""
+    flat = " ".join(_CONTROL.sub(" ", text[:limit * 4]).split())
+    return flat if len(flat) <= limit else flat[:limit - 1] + "…"
+
+
 def client_error(frame: frames.Error) -> UpstreamError:
+    """The consumer's error for a client's Error frame. The message is the platform's own; the client's
+    words travel only in ``upstream_message``, bounded and cleaned (a client is a stranger: its text
+    must not read as the platform speaking)."""
     status = frame.status if 400 <= frame.status <= 599 else 502
     wait = retry_after(frame)
     headers = {"Retry-After": str(max(1, math.ceil(wait)))} if wait is not None else None
-    error = UpstreamError(frame.message, code=frame.code, status=status, headers=headers)
+    code = client_code(frame.code)
+    error = UpstreamError(f"The client serving this request could not answer it ({code}, HTTP {status}).",
+                          code=code, status=status, headers=headers)
+    error.upstream_message = client_text(frame.message) or None
     if status == 429:
         error.type = "rate_limit_error"
     return error
 
 
 def client_fault(frame: frames.Error) -> bool:
-    """Whether an error frame counts against the client's health (not a consumer's bad request).
-
-    A 429 does not: its upstream is rate limiting it for a known time, and routing goes around it
-    until then (``ClientSession.upstream_rate_limited``); the breaker is for failures.
-    """
-    return frame.status != 429 and (frame.retryable or frame.status >= 500)
+    """Whether an error frame counts against the client's health: every error does (a client refusing
+    everything must lose its traffic), except a 429: its upstream is rate limiting it for a known time,
+    and routing goes around it until then (``ClientSession.upstream_rate_limited``)."""
+    return frame.status != 429
 
 
 def error_outcome(frame: frames.Error) -> str:
@@ -169,9 +191,14 @@ class Attempt:
         if isinstance(frame, frames.Error):
             self.finished = True
             self._failed = client_fault(frame)
-            self._outcome = (error_outcome(frame), frame.code, frame.message)
+            self._outcome = (error_outcome(frame), client_code(frame.code), client_text(frame.message))
             raise client_error(frame)
         return frame
+
+    def when_stalled(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` if this answer's consumer holds the client back too long (see flow.Inbox)."""
+        if isinstance(self._queue, Inbox):
+            self._queue.on_stalled = callback
 
     def abandon(self, reason: str) -> None:
         """The answer is over, whichever way it ended (the consumer left, or the platform gave up):

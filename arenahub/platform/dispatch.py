@@ -25,8 +25,10 @@ from collections.abc import Callable
 from arenahub.platform.attempt import (
     Attempt,
     Placement,
+    client_code,
     client_error,
     client_fault,
+    client_text,
     error_outcome,
     retry_after,
 )
@@ -353,7 +355,24 @@ class Dispatcher:
         Raises NoClientAvailable at once when nothing can serve the model, QueueFull or
         NoClientAvailable when the clients stay busy, or the last attempt's error when every
         attempt failed.
+
+        A client that refused the request (a 4xx) is judged by what the others do: when another
+        serves it, each refusal counts against its client's health (a client refusing everything
+        loses its traffic); when none does, the request was at fault (a consumer cannot trip the
+        clients' breakers with requests that every client refuses).
         """
+        refusals: list[Placement] = []
+        try:
+            attempt = await self._start(ex, exclude, refusals)
+        except BaseException:
+            for placement in refusals:
+                self.attempt_ended(placement)
+            raise
+        for placement in refusals:
+            self.attempt_failed(placement)
+        return attempt
+
+    async def _start(self, ex: Exchange, exclude: set[str] | None, refusals: list[Placement]) -> Attempt:
         exclude = exclude if exclude is not None else set()
         last_error: ApiError | None = None
         settings = self.settings
@@ -408,13 +427,16 @@ class Dispatcher:
                 if frame.status == 429:  # its upstream is rate limited: route around it until then
                     session.upstream_rate_limited(retry_after(frame) or DEFAULT_UPSTREAM_WAIT)
                     self._routing_changed(session.client_id)
-                placement.ended(error_outcome(frame), frame.code, frame.message)
-                if client_fault(frame):
-                    self.attempt_failed(placement)
-                else:
+                placement.ended(error_outcome(frame), client_code(frame.code), client_text(frame.message))
+                if not client_fault(frame):
                     self.attempt_ended(placement)
-                if frame.retryable and ex.pinned_client is None:
-                    log.info("request %s: client %s failed (%s); retrying", ex.id, session.client_id, frame.code)
+                elif 400 <= frame.status < 500:
+                    refusals.append(placement)  # judged when the request ends (see start)
+                else:
+                    self.attempt_failed(placement)
+                if ex.pinned_client is None:  # refused or failed before the first byte: another client may serve it
+                    log.info("request %s: client %s failed (%s); retrying", ex.id, session.client_id,
+                             client_code(frame.code))
                     last_error = client_error(frame)
                     exclude.add(session.client_id)
                     continue

@@ -10,10 +10,12 @@ from typing import TYPE_CHECKING
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from arenahub.logs import printable
 from arenahub.platform import credentials
 from arenahub.platform.storage import accounts
 from arenahub.platform.tunnel_session import ClientSession
 from arenahub.protocol import frames
+from arenahub.protocol.errors import ApiError
 
 if TYPE_CHECKING:
     from arenahub.platform.runtime import Platform
@@ -21,6 +23,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("arenahub.platform.tunnel")
 
 HELLO_TIMEOUT_SECONDS = 10.0
+# The largest frame a client may send (the server closes the socket with 1009 beyond it): a heartbeat
+# with every bound at its maximum is about 300 KB, an answer's chunk far less.
+MAX_FRAME_BYTES = frames.MAX_FRAME_BYTES
 MAX_BAD_FRAMES = 20
 
 
@@ -35,13 +40,26 @@ async def _refuse(ws: WebSocket, code: str, message: str, close_code: int, retry
 
 async def _receive_frame(ws: WebSocket) -> frames.Frame | None:
     """The next frame, or None when the socket closed. Raises FrameError on garbage."""
+    received = await _receive_sized(ws)
+    return None if received is None else received[0]
+
+
+async def _receive_sized(ws: WebSocket) -> tuple[frames.Frame, int] | None:
+    """The next frame and its size on the wire, or None when the socket closed (a frame over the
+    server's size limit closes it with 1009 first). Raises FrameError on garbage."""
     message = await ws.receive()
     if message["type"] == "websocket.disconnect":
+        if message.get("code") == 1009:
+            raise FrameTooLarge()
         return None
     data = message.get("bytes")
     if data is None:
         data = message.get("text") or ""
-    return frames.decode(data)
+    return frames.decode(data), len(data)
+
+
+class FrameTooLarge(Exception):
+    """The client sent a frame over the tunnel's size limit; the server closed the socket (1009)."""
 
 
 async def tunnel_endpoint(ws: WebSocket) -> None:
@@ -60,6 +78,9 @@ async def tunnel_endpoint(ws: WebSocket) -> None:
         await _refuse(ws, "protocol_error", f"the first frame must be a valid hello: {exc}",
                       frames.CLOSE_PROTOCOL_ERROR)
         return
+    except FrameTooLarge:
+        log.info("refusing a client: its hello was over %d bytes", MAX_FRAME_BYTES)
+        return
     if hello is None:
         return
     if not isinstance(hello, frames.Hello):
@@ -71,8 +92,15 @@ async def tunnel_endpoint(ws: WebSocket) -> None:
                       f"protocol version {hello.version} is not supported; this platform speaks "
                       f"{frames.PROTOCOL_VERSION}: update the client", frames.CLOSE_UNSUPPORTED_VERSION)
         return
+    address = ws.client.host if ws.client else "unknown"
+    try:
+        platform.credential_throttle.check(address, "client_key")
+    except ApiError as err:
+        await _refuse(ws, err.code, err.message, frames.CLOSE_FORBIDDEN, retry=True)
+        return
     account = await accounts.get_client(platform.engine, hello.client_id)
     if account is None or not credentials.matches(hello.api_key, account.api_key_hash):
+        platform.credential_throttle.failed(address, "client_key")
         message = ("client_id or api_key is wrong (was the key regenerated? download the client "
                    "package again)")
         if account is not None:  # a registered client with a wrong key: the admin sees why it is out
@@ -91,7 +119,10 @@ async def tunnel_endpoint(ws: WebSocket) -> None:
                             connection_id=secrets.token_hex(6), hello=hello,
                             max_concurrent=min(account.max_concurrent, hello.max_concurrent_requests),
                             rpm=account.rpm, rate_limits=platform.dispatcher.client_limits,
-                            priority=account.priority, weight=account.weight, admin_draining=account.draining)
+                            priority=account.priority, weight=account.weight, admin_draining=account.draining,
+                            window=platform.settings.answer_window_bytes,
+                            slow_consumer_seconds=platform.settings.slow_consumer_seconds,
+                            catalogue=platform.catalogue)
     session.key_hash = account.api_key_hash  # a regenerated key ends this connection
     health = platform.dispatcher.health_of(account.id)
     if account.maintenance_reason and health.maintenance is None:
@@ -109,6 +140,12 @@ async def tunnel_endpoint(ws: WebSocket) -> None:
         reason = await _read_loop(ws, session, platform)
     except WebSocketDisconnect:
         pass
+    except FrameTooLarge:
+        reason = f"a frame over the limit of {MAX_FRAME_BYTES:,} bytes"
+        platform.metrics.client_event(account.id, "too_large")
+        platform.client_refused(account.id, "frame_too_large",
+                                f"the client sent a frame larger than {MAX_FRAME_BYTES:,} bytes; the connection "
+                                "was closed (1009)")
     finally:
         session.mark_closed(reason)
         platform.client_disconnected(session)
@@ -117,21 +154,32 @@ async def tunnel_endpoint(ws: WebSocket) -> None:
 
 async def _read_loop(ws: WebSocket, session: ClientSession, platform: Platform) -> str:
     bad_frames = 0
+    unknown = UnknownFrames(session.client_id)
     while True:
         try:
-            frame = await _receive_frame(ws)
+            received = await _receive_sized(ws)
         except frames.FrameError as exc:
             bad_frames += 1
-            session.send_nowait(frames.Notice(code="bad_frame", message=f"ignored a malformed frame: {exc}"))
+            platform.metrics.client_event(session.client_id, "malformed")
+            session.send_nowait(frames.Notice(code="bad_frame", message=f"ignored a malformed frame: {exc}"[:1000]))
             if bad_frames > MAX_BAD_FRAMES:
                 platform.client_refused(session.client_id, "protocol_error", "too many malformed frames")
                 await session.close(frames.CLOSE_PROTOCOL_ERROR, "too many malformed frames")
                 return "too many malformed frames"
             continue
-        if frame is None:
+        if received is None:
             return session.close_reason or "the client closed the connection"
+        frame, size = received
         if isinstance(frame, (frames.Chunk, frames.End, frames.Error)):
-            session.deliver(frame)  # an unknown id is a request already cancelled: drop it
+            inbox = session.deliver(frame, size)
+            if inbox is None:  # a request already ended (cancelled, timed out) or never sent here
+                platform.metrics.client_event(session.client_id, "unknown_request")
+                unknown.note(frame)
+            elif inbox.over_bound:
+                # It sent past its window: read nothing more from it until this consumer catches up
+                # (or is cut as too slow), so that the platform never holds more than the bound.
+                platform.metrics.client_event(session.client_id, "held_back")
+                await inbox.room()
         elif isinstance(frame, frames.Heartbeat):
             session.on_heartbeat(frame)
             platform.client_heartbeat(session, frame)
@@ -142,6 +190,29 @@ async def _read_loop(ws: WebSocket, session: ClientSession, platform: Platform) 
         else:
             session.send_nowait(frames.Notice(code="unexpected_frame",
                                               message=f"a client does not send {type(frame).__name__.lower()} frames"))
+
+
+class UnknownFrames:
+    """Answer frames for requests not in flight: usually late ones for a request just cancelled, so
+    they are dropped; counted, and logged at most once a minute per connection."""
+
+    EVERY = 60.0
+
+    def __init__(self, client_id: str) -> None:
+        self.client_id = client_id
+        self.count = 0
+        self._logged_at: float | None = None
+        self._since_logged = 0
+
+    def note(self, frame: frames.Chunk | frames.End | frames.Error) -> None:
+        self.count += 1
+        self._since_logged += 1
+        now = time.monotonic()
+        if self._logged_at is None or now - self._logged_at >= self.EVERY:
+            log.info("client %s: dropped %d frame(s) for requests not in flight here (last: a %s frame for %s)",
+                     self.client_id, self._since_logged, type(frame).__name__.lower(), printable(frame.id, 40))
+            self._logged_at = now
+            self._since_logged = 0
 
 
 async def heartbeat_watchdog(platform: Platform, period: float = 0.5) -> None:

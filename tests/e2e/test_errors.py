@@ -154,7 +154,10 @@ def test_upstream_client_error_is_passed_on(shared: Shared) -> None:
         shared.consumer.chat.completions.create(model=MODEL, messages=ask("[[status=400]]"))
 
     assert info.value.status_code == 400
-    assert "scripted failure" in info.value.message
+    error = info.value.body
+    assert isinstance(error, dict) and error["code"] == "http_400"
+    assert "scripted failure" not in info.value.message  # the platform speaks; the client's words stay apart
+    assert error["upstream_message"] == "scripted failure with status 400"
 
 
 @pytest.mark.parametrize("stream", [False, True])
@@ -175,7 +178,9 @@ def test_upstream_error_mid_stream_is_an_sse_error_event(shared: Shared) -> None
             received.append(chunk.choices[0].delta.content or "")
 
     assert "".join(received) == "w0 w1 w2"
-    assert "scripted mid-stream failure" in info.value.message
+    assert info.value.message.startswith("The client serving this request could not answer it")
+    body = info.value.body
+    assert isinstance(body, dict) and body["upstream_message"] == "scripted mid-stream failure"
     assert info.value.type == "upstream_error"
 
 

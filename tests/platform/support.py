@@ -21,6 +21,7 @@ from arenahub.protocol import frames
 @contextmanager
 def serving(database_url: str, token: str, **settings: Any) -> Iterator[TestClient]:
     """The platform in process on ``database_url``, the admin token ``token`` sent by default."""
+    settings.setdefault("credential_failures_per_minute", 0)  # tests offer wrong tokens on purpose, many times
     with TestClient(create_app(PlatformSettings(database_url=database_url, admin_token=token, **settings))) as http:
         http.headers["Authorization"] = f"Bearer {token}"
         yield http

@@ -19,11 +19,11 @@ from arenahub.platform.app import create_app
 from arenahub.platform.credentials import hash_secret
 from arenahub.platform.dashboard.password import hash_password, verify_password
 from arenahub.platform.dashboard.sessions import IDLE, hash_session_id
-from arenahub.platform.dashboard.throttle import SignInThrottle
 from arenahub.platform.settings import PlatformSettings
 from arenahub.platform.storage.db import create_engine, migrate
 from arenahub.platform.storage.schema import admin_sessions
 from arenahub.platform.storage.settings_store import put_setting
+from arenahub.platform.throttle import SignInThrottle
 from tests.platform.support import call, eventually, platform_of
 
 TOKEN = "adm-dashboard-test-token"

@@ -14,6 +14,8 @@ from arenahub.platform.storage import accounts
 from arenahub.platform.storage.db import create_engine, migrate
 from arenahub.protocol import frames
 
+ADMIN_TOKEN = "adm-tunnel-tests"
+
 
 @pytest.fixture
 def setup(tmp_path):
@@ -28,7 +30,7 @@ def setup(tmp_path):
         return client, key
 
     (client_id, api_key), key = asyncio.run(prepare())
-    app = create_app(PlatformSettings(database_url=url))
+    app = create_app(PlatformSettings(database_url=url, admin_token=ADMIN_TOKEN))
     with TestClient(app) as http:
         yield http, client_id, api_key, key
 
@@ -90,7 +92,7 @@ def test_broken_frames_after_hello_get_a_notice_and_the_tunnel_survives(setup):
         ws.send_bytes(frames.encode(frames.Heartbeat(stats=frames.ClientStats(requests_processed=1),
                                                      models=["m1", "m2"])))
         for _ in range(50):
-            health = http.get("/api/health").json()
+            health = http.get("/api/health", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}).json()
             if "m2" in health["models"]:
                 break
         assert health["clients_connected"] == 1 and health["models"] == ["m1", "m2"]
@@ -172,3 +174,35 @@ def test_a_key_limited_to_some_models_sees_and_uses_only_those(setup, tmp_path):
         r = http.post("/v1/chat/completions", headers={"Authorization": f"Bearer {key}"},
                       json={"model": "m1", "messages": [{"role": "user", "content": "x"}]})
         assert r.status_code == 403 and r.json()["error"]["code"] == "model_not_allowed"
+
+
+def test_frames_for_unknown_requests_are_counted_and_logged_at_a_bounded_rate(setup, caplog):
+    http, cid, ckey, _ = setup
+    caplog.set_level("INFO", logger="arenahub.platform.tunnel")
+    with http.websocket_connect("/api/ws") as ws:
+        ws.send_bytes(hello(cid, ckey))
+        frames.decode(ws.receive_bytes())
+        for i in range(40):
+            ws.send_bytes(frames.encode(frames.Chunk(id=f"nope-{i}\nWARNING forged", events=[])))
+        ws.send_bytes(frames.encode(frames.End(id="nope-end")))
+        for _ in range(100):
+            metrics = http.get("/metrics").text
+            if 'event="unknown_request"} 41.0' in metrics:
+                break
+            time.sleep(0.02)
+        assert f'arenahub_client_protocol_events_total{{client="{cid}",event="unknown_request"}} 41.0' in metrics
+    lines = [r.getMessage() for r in caplog.records if "requests not in flight" in r.getMessage()]
+    assert len(lines) == 1 and "nope-0" in lines[0]
+
+
+def test_health_tells_a_stranger_only_whether_the_platform_serves(setup):
+    http, cid, ckey, _ = setup
+    with http.websocket_connect("/api/ws") as ws:
+        ws.send_bytes(hello(cid, ckey))
+        frames.decode(ws.receive_bytes())
+        assert http.get("/api/health").json() == {"status": "ok", "serving": True}
+        full = http.get("/api/health", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}).json()
+        assert full["models"] == ["m1"] and full["clients_connected"] == 1
+        wrong = http.get("/api/health", headers={"Authorization": "Bearer adm-wrong"})
+        assert wrong.status_code == 401 and "m1" not in wrong.text
+    assert http.get("/api/health").json() == {"status": "ok", "serving": False}

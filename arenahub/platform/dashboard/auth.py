@@ -24,7 +24,7 @@ from arenahub.platform.admin.inputs import json_body
 from arenahub.platform.admin.token import AdminAuth, AdminUnauthorized
 from arenahub.platform.dashboard import password as passwords
 from arenahub.platform.dashboard.sessions import ABSOLUTE, Session, SessionStore
-from arenahub.platform.dashboard.throttle import SignInThrottle
+from arenahub.platform.throttle import CredentialThrottle, SignInThrottle
 from arenahub.protocol.errors import ApiError, InvalidRequest
 
 if TYPE_CHECKING:
@@ -106,9 +106,11 @@ def form_field(raw: bytes, name: str) -> str | None:
 
 
 class DashboardAuth:
-    def __init__(self, engine: AsyncEngine, admin: AdminAuth, *, throttle: SignInThrottle | None = None) -> None:
+    def __init__(self, engine: AsyncEngine, admin: AdminAuth, *, throttle: SignInThrottle | None = None,
+                 credentials: CredentialThrottle | None = None) -> None:
         self.engine = engine
         self.admin = admin
+        self.credentials = credentials or CredentialThrottle()
         self.sessions = SessionStore(engine)
         self.throttle = throttle or SignInThrottle()
 
@@ -158,7 +160,8 @@ class DashboardAuth:
         authorization = request.headers.get("authorization")
         session_id = request.cookies.get(COOKIE)
         if authorization or not session_id:
-            await self.admin.check(authorization)
+            await self.credentials.guard(client_address(request), "admin_token",
+                                         lambda: self.admin.check(authorization))
             request.state.admin_via = "token"
             return
         session = await self.sessions.get(session_id)

@@ -2,6 +2,7 @@
 OpenAPI document."""
 
 import asyncio
+import json
 import re
 
 import pytest
@@ -57,7 +58,8 @@ def test_openapi_documents_every_route(admin):
                                  "/api/admin/analytics/overview", "/api/admin/analytics/summaries",
                                  "/api/admin/requests", "/api/admin/requests/{request_id}",
                                  "/api/admin/exports/requests", "/api/admin/exports/aggregates",
-                                 "/api/admin/settings", "/api/admin/dashboard-password"}
+                                 "/api/admin/settings", "/api/admin/dashboard-password", "/api/admin/catalogue",
+                                 "/api/admin/catalogue/models", "/api/admin/catalogue/decisions"}
     assert set(doc["paths"]["/api/admin/clients/{client_id}"]) == {"get", "patch", "delete"}
     schemas = doc["components"]["schemas"]
     assert {"KeyCreate", "KeyUpdate", "TopUp", "Adjustment", "PriceSet", "ClientUpdate", "DrainRequest"} <= set(schemas)
@@ -83,3 +85,33 @@ def test_openapi_documents_every_route(admin):
     assert all(p["in"] == "query" and not p["required"] and p["description"] for p in query.values())
     assert query["since"]["schema"] == {"type": "string", "format": "date-time"}
     assert "UsageQuery" not in schemas  # query types become parameters, not body schemas
+
+
+def test_the_openapi_document_says_what_is_accepted(admin):
+    """Built from the types the router checks requests with: nullable and optional as they really are."""
+    doc = admin.get("/api/admin/openapi.json", headers={"Authorization": ""}).json()
+    schemas = doc["components"]["schemas"]
+    for path, ops in doc["paths"].items():
+        for method, op in ops.items():
+            for p in op.get("parameters", []):
+                assert "null" not in json.dumps(p["schema"]), (method, path, p)  # a query has no null
+                if p["in"] == "path":
+                    assert p["schema"]["pattern"] and p["schema"]["maxLength"], (method, path, p)
+            assert {"400", "401", "404"} <= set(op["responses"]), (method, path)
+    usage = {p["name"]: p for p in doc["paths"]["/api/admin/usage"]["get"]["parameters"]}
+    assert usage["until"]["required"] is False and usage["until"]["schema"]["format"] == "date-time"
+    # a client's fields: the same rules on create and update
+    create, update = schemas["ClientCreate"]["properties"], schemas["ClientUpdate"]["properties"]
+    for name, rules in create.items():
+        assert {k: v for k, v in rules.items() if k != "default"} == update[name], name
+    assert (create["max_concurrent"]["minimum"], create["max_concurrent"]["maximum"]) == (1, 10_000)
+    assert "pattern" in create["bridge_url"] and create["bridge_url"]["maxLength"] == 500
+    assert "pattern" in create["name"] and "pattern" in create["email"]["anyOf"][0]
+    # optional and nullable: email may be null (no email), max_concurrent may not
+    assert {"type": "null"} in update["email"]["anyOf"] and "anyOf" not in update["max_concurrent"]
+    assert schemas["ClientUpdate"].get("required", []) == [] and schemas["ClientCreate"]["required"] == ["name"]
+    # money has its format: a top-up is more than 0, an adjustment not 0
+    assert "pattern" in schemas["TopUp"]["properties"]["amount"]
+    assert "pattern" in schemas["PriceSet"]["properties"]["prompt"]
+    package = doc["paths"]["/api/admin/clients/{client_id}/package"]["post"]
+    assert "409" in package["responses"] and "requestBody" not in package
