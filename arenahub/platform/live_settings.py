@@ -7,7 +7,7 @@ platform process on the same database (``follow``); it is loaded again at start.
 to null drops the override: the flag or environment value applies again.
 
     LIVE                                       # name -> description, the settings that can change
-    SettingsPatch                              # a change: {name: value | null}, validated with bounds
+    SettingsPatch                              # a change: {name: value | null}, with each setting's bounds
     live = LiveSettings(base)                  # base: the settings from defaults, env and flags
     live.current -> PlatformSettings           # base with the overrides
     live.view() -> dict                        # values, defaults, overridden, choices, descriptions
@@ -51,25 +51,34 @@ LIVE: dict[str, str] = {
                              "the aggregates stay (0: keep forever).",
     "store_prompts": "Keep each request's prompt and answer for the request log. Off: they are never stored.",
     "sticky_routing": "Send a conversation's follow-ups to the client that served it, while it can take it.",
+    "model_catalogue": "Serve only the models listed in the model catalogue, each by the clients allowed to serve "
+                       "it; what else a client offers waits for approval. Off: every model a client offers is "
+                       "served.",
 }
 
-Seconds = Annotated[float, msgspec.Meta(gt=0, le=86_400)]
+# The bounds of each setting, defined once: the API checks a change with them and shows them in its
+# OpenAPI document, and a stored override outside them is ignored at load.
+Timeout = Annotated[float, msgspec.Meta(ge=0.1, le=3600, description="seconds, 0.1 to 3600")]
+QueueSize = Annotated[int, msgspec.Meta(ge=0, le=100_000, description="requests, 0 to 100000 (0: no queue)")]
+QueueTimeout = Annotated[float, msgspec.Meta(ge=0, le=3600, description="seconds, 0 to 3600 (0: no queue)")]
+Attempts = Annotated[int, msgspec.Meta(ge=1, le=10, description="clients, 1 to 10")]
+RetentionDays = Annotated[int, msgspec.Meta(ge=0, le=3650, description="days, 0 to 3650 (0: keep forever)")]
 
 
 class SettingsPatch(msgspec.Struct, forbid_unknown_fields=True):
     """Only the settings sent change; null drops an override (the flag or environment value applies)."""
 
     routing_strategy: Literal[("", *STRATEGIES)] | None | msgspec.UnsetType = msgspec.UNSET  # type: ignore[valid-type]
-    queue_size: Annotated[int, msgspec.Meta(ge=0, le=100_000)] | None | msgspec.UnsetType = msgspec.UNSET
-    queue_timeout_seconds: Annotated[float, msgspec.Meta(ge=0, le=3600)] | None | msgspec.UnsetType = msgspec.UNSET
-    first_byte_timeout_seconds: Annotated[float, msgspec.Meta(gt=0, le=3600)] | None | msgspec.UnsetType = (
-        msgspec.UNSET)
-    idle_timeout_seconds: Annotated[float, msgspec.Meta(gt=0, le=3600)] | None | msgspec.UnsetType = msgspec.UNSET
-    total_timeout_seconds: Seconds | None | msgspec.UnsetType = msgspec.UNSET
-    max_attempts: Annotated[int, msgspec.Meta(ge=1, le=10)] | None | msgspec.UnsetType = msgspec.UNSET
-    record_retention_days: Annotated[int, msgspec.Meta(ge=0, le=36_500)] | None | msgspec.UnsetType = msgspec.UNSET
+    queue_size: QueueSize | None | msgspec.UnsetType = msgspec.UNSET
+    queue_timeout_seconds: QueueTimeout | None | msgspec.UnsetType = msgspec.UNSET
+    first_byte_timeout_seconds: Timeout | None | msgspec.UnsetType = msgspec.UNSET
+    idle_timeout_seconds: Timeout | None | msgspec.UnsetType = msgspec.UNSET
+    total_timeout_seconds: Timeout | None | msgspec.UnsetType = msgspec.UNSET
+    max_attempts: Attempts | None | msgspec.UnsetType = msgspec.UNSET
+    record_retention_days: RetentionDays | None | msgspec.UnsetType = msgspec.UNSET
     store_prompts: bool | None | msgspec.UnsetType = msgspec.UNSET
     sticky_routing: bool | None | msgspec.UnsetType = msgspec.UNSET
+    model_catalogue: bool | None | msgspec.UnsetType = msgspec.UNSET
 
     def changes(self) -> dict[str, Any]:
         return {name: value for name in self.__struct_fields__ if (value := getattr(self, name)) is not msgspec.UNSET}

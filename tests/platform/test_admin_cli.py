@@ -90,24 +90,42 @@ def test_unknown_client_is_an_error(tmp_path, capsys, command):
     assert code == 1 and "no client 'cl_nope'" in err
 
 
-@pytest.mark.parametrize("argv, fragment", [
+BAD_CLIENT_FLAGS = [
     (["--priority", "1001"], "from -1000 to 1000"),
-    (["--priority", "high"], "not a whole number"),
+    (["--priority", "high"], "must be a whole number"),
     (["--weight", "0"], "from 1 to 1000"),
     (["--max-concurrent", "10001"], "from 1 to 10000"),
-    (["--rpm", "0"], "at least 1"),
+    (["--max-concurrent", "10000000"], "from 1 to 10000"),
+    (["--rpm", "0"], "from 1 to 100000"),
     (["--bridge-url", "ftp://x"], "http://"),
-])
-def test_bad_client_settings_are_refused_clearly(tmp_path, capsys, argv, fragment):
+    (["--bridge-url", "http://box:5102/\x07"], "control characters"),
+    (["--bridge-url", "http://box:5102/a b"], "no spaces"),
+    (["--bridge-url", "http://" + "b" * 500], "at most 500"),
+    (["--name", " "], "not starting or ending with a space"),
+    (["--name", "box\nWARNING forged"], "without control characters"),
+    (["--name", "b" * 201], "1 to 200 characters"),
+    (["--email", "o@x.org\r\n"], "email address"),
+]
+
+
+@pytest.mark.parametrize("command, argv, fragment", [
+    *(("update-client", argv, fragment) for argv, fragment in BAD_CLIENT_FLAGS),
+    *(("create-client", argv, fragment) for argv, fragment in BAD_CLIENT_FLAGS
+      if argv[0] not in ("--priority", "--weight"))])  # set after registering, as in the API
+def test_bad_client_settings_are_refused_clearly(tmp_path, capsys, command, argv, fragment):
+    """The flags of both commands have the rules of the admin API's fields (arenahub.platform.admin.fields)."""
+    target = ["cl_1"] if command == "update-client" else ["--name", "box"] if "--name" not in argv else []
     with pytest.raises(SystemExit) as info:
-        main(["admin", "update-client", "cl_1", *argv, "--database-url", f"sqlite:///{tmp_path / 'a.db'}"])
+        main(["admin", command, *target, *argv, "--database-url", f"sqlite:///{tmp_path / 'a.db'}"])
     assert info.value.code == 2 and fragment in capsys.readouterr().err
+    assert not (tmp_path / "a.db").exists()  # refused before the database is opened
 
 
 def test_empty_name_is_refused(tmp_path, capsys):
     url = f"sqlite:///{tmp_path / 'a.db'}"
     client_id, _ = new_client(capsys, url)
-    assert main(["admin", "update-client", client_id, "--name", " ", "--database-url", url]) == 2
+    with pytest.raises(SystemExit):
+        main(["admin", "update-client", client_id, "--name", " ", "--database-url", url])
     assert "--name" in capsys.readouterr().err and stored(url, client_id).name == "box"
 
 

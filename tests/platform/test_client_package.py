@@ -1,5 +1,6 @@
 """The client package: its files and modes, a config.jsonc both programs read, a valid wheel, the key
-in config.jsonc only, and ``arenahub admin client-package``, which regenerates the key."""
+in config.jsonc only; a new key stored only once its package is made, and ``arenahub admin client-package``,
+which does so."""
 
 from __future__ import annotations
 
@@ -17,12 +18,16 @@ import tomllib
 import zipfile
 from pathlib import Path
 
+import msgspec
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 import arenahub
 from arenahub.bridge.config import load_bridge_config
 from arenahub.client.config import load_client_config
+from arenahub.platform.admin import fields, package_keys
 from arenahub.platform.client_package import (
     ClientPackageError,
     WheelCache,
@@ -30,6 +35,7 @@ from arenahub.platform.client_package import (
     build_wheel,
     package_filename,
 )
+from arenahub.platform.client_package.inputs import package_inputs
 from arenahub.platform.storage import accounts, db
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -210,17 +216,51 @@ def test_bad_inputs_are_refused(wheel, change, fragment):
         build_client_package(**values, wheel=wheel)
 
 
-# -- regenerating the key ---------------------------------------------------------------------
-async def test_regenerating_a_client_key_replaces_the_old_one(engine: AsyncEngine):
+# -- a new key, stored only once its package is made -------------------------------------------
+async def test_a_new_key_replaces_the_one_the_package_was_made_from(engine: AsyncEngine):
     client_id, old_key = await accounts.create_client(engine, name="box")
     before = await accounts.get_client(engine, client_id)
-    new_key = await accounts.regenerate_client_key(engine, client_id)
-    assert new_key and new_key != old_key and new_key.startswith("ck-")
+    made = await package_keys.build(engine, client_id, lambda account, key: key.encode())
+    assert made is not None and made.api_key != old_key and made.api_key.startswith("ck-")
+    assert made.data == made.api_key.encode() and made.account == before
+    assert await accounts.authenticate_client(engine, client_id, old_key) is not None  # nothing stored yet
+    assert await package_keys.commit(engine, made)
     assert await accounts.authenticate_client(engine, client_id, old_key) is None
-    assert await accounts.authenticate_client(engine, client_id, new_key) is not None
+    assert await accounts.authenticate_client(engine, client_id, made.api_key) is not None
     after = await accounts.get_client(engine, client_id)
     assert after.updated_at > before.updated_at and after.name == "box"
-    assert await accounts.regenerate_client_key(engine, "cl_missing") is None
+    assert await package_keys.build(engine, "cl_missing", lambda account, key: b"") is None
+
+
+async def test_a_package_made_before_another_one_cannot_replace_its_key(engine: AsyncEngine):
+    client_id, _ = await accounts.create_client(engine, name="box")
+    first = await package_keys.build(engine, client_id, lambda account, key: b"first")
+    second = await package_keys.build(engine, client_id, lambda account, key: b"second")
+    assert first is not None and second is not None
+    assert await package_keys.commit(engine, second)
+    assert not await package_keys.commit(engine, first)  # its key would replace the one delivered in second
+    assert await accounts.authenticate_client(engine, client_id, second.api_key) is not None
+    assert await accounts.authenticate_client(engine, client_id, first.api_key) is None
+    await accounts.delete_client(engine, client_id)
+    assert not await package_keys.commit(engine, second)
+
+
+async def test_a_package_that_cannot_be_made_changes_no_key(engine: AsyncEngine):
+    client_id, old_key = await accounts.create_client(engine, name="box")
+
+    def broken(account: accounts.ClientAccount, key: str) -> bytes:
+        raise ClientPackageError("bridge_url must be an http:// or https:// URL")
+
+    with pytest.raises(ClientPackageError):
+        await package_keys.build(engine, client_id, broken)
+    assert await accounts.authenticate_client(engine, client_id, old_key) is not None
+
+
+@settings(max_examples=200, deadline=None)
+@given(url=st.from_regex(msgspec.json.schema(fields.BridgeUrl)["pattern"], fullmatch=True))
+def test_every_bridge_url_a_client_may_register_makes_a_package(url):
+    package_inputs(platform_url=PLATFORM, client_id="cl_1", api_key=API_KEY, client_name="box", bridge_url=url,
+                   heartbeat_interval_seconds=30, capabilities=["chat"], max_concurrent_requests=10_000, made_at=None)
 
 
 async def authenticates(url: str, client_id: str, api_key: str) -> bool:
@@ -259,6 +299,23 @@ def test_admin_client_package_regenerates_the_key_and_writes_the_zip(tmp_path):
     again = run("admin", "client-package", client["client_id"], "--platform-url", "https://gw.example.test/api",
                 "--output", str(tmp_path / "out.zip"), "--database-url", url, cwd=tmp_path)
     assert again.returncode == 0 and again.stdout.startswith(str(tmp_path / "out.zip"))
+
+
+def test_admin_client_package_that_cannot_be_made_keeps_the_old_key(tmp_path):
+    url = f"sqlite:///{tmp_path / 'a.db'}"
+    made = json.loads(run("admin", "create-client", "--name", "box", "--database-url", url, "--json",
+                          cwd=tmp_path).stdout)
+
+    async def corrupt() -> None:  # a registration stored before bridge_url was checked
+        engine = db.create_engine(url)
+        await accounts.update_client(engine, made["client_id"], bridge_url="http://box/\x07'")
+        await engine.dispose()
+    asyncio.run(corrupt())
+    out = run("admin", "client-package", made["client_id"], "--platform-url", "http://gw.example.test",
+              "--database-url", url, cwd=tmp_path)
+    assert out.returncode == 1 and "cannot make a package" in out.stderr and "bridge_url" in out.stderr
+    assert asyncio.run(authenticates(url, made["client_id"], made["api_key"]))
+    assert not list(tmp_path.glob("*.zip")) and not list(tmp_path.glob(".lmarena-client-*"))
 
 
 @pytest.mark.parametrize("argv, fragment, code", [

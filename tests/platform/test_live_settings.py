@@ -31,7 +31,7 @@ from tests.platform.support import (
 TOKEN = "adm-live-settings"
 NAMES = {"routing_strategy", "queue_size", "queue_timeout_seconds", "first_byte_timeout_seconds",
          "idle_timeout_seconds", "total_timeout_seconds", "max_attempts", "record_retention_days", "store_prompts",
-         "sticky_routing"}
+         "sticky_routing", "model_catalogue"}
 
 
 @pytest.fixture
@@ -88,10 +88,20 @@ def test_read_change_and_reset(admin: TestClient) -> None:
     ({"max_attempts": 0}, "max_attempts"),
     ({"max_attempts": 11}, "max_attempts"),
     ({"first_byte_timeout_seconds": 0}, "first_byte_timeout_seconds"),
+    ({"first_byte_timeout_seconds": 5e-324}, "first_byte_timeout_seconds"),  # a timeout that times out everything
+    ({"first_byte_timeout_seconds": 0.09}, "first_byte_timeout_seconds"),
+    ({"first_byte_timeout_seconds": 3601}, "first_byte_timeout_seconds"),
     ({"idle_timeout_seconds": -1}, "idle_timeout_seconds"),
+    ({"idle_timeout_seconds": 1e-9}, "idle_timeout_seconds"),
     ({"total_timeout_seconds": 1e9}, "total_timeout_seconds"),
+    ({"total_timeout_seconds": 5e-324}, "total_timeout_seconds"),
+    ({"total_timeout_seconds": 3601}, "total_timeout_seconds"),
     ({"queue_timeout_seconds": "30"}, "queue_timeout_seconds"),
+    ({"queue_timeout_seconds": 3601}, "queue_timeout_seconds"),
+    ({"queue_size": 100_001}, "queue_size"),
     ({"record_retention_days": -3}, "record_retention_days"),
+    ({"record_retention_days": 3651}, "record_retention_days"),
+    ({"record_retention_days": 2.5}, "record_retention_days"),
     ({"store_prompts": "yes"}, "store_prompts"),
     ({"sticky_routing": 1}, "sticky_routing"),
     ({"admin_token": "x"}, "admin_token"),
@@ -108,6 +118,28 @@ def test_a_body_that_is_not_an_object_is_400(checker: TestClient) -> None:
     r = checker.patch("/api/admin/settings", content=b"{nope")
     assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_json"
     assert checker.patch("/api/admin/settings", json=[1]).status_code == 400
+    assert checker.patch("/api/admin/settings", content=b"").status_code == 400  # the body is required
+
+
+BOUNDS = {"queue_size": (0, 100_000), "queue_timeout_seconds": (0, 3600), "first_byte_timeout_seconds": (0.1, 3600),
+          "idle_timeout_seconds": (0.1, 3600), "total_timeout_seconds": (0.1, 3600), "max_attempts": (1, 10),
+          "record_retention_days": (0, 3650)}
+
+
+def test_every_numeric_setting_has_its_bounds_in_the_openapi_document(checker: TestClient) -> None:
+    schema = checker.get("/api/admin/openapi.json").json()["components"]["schemas"]["SettingsPatch"]
+    assert set(schema["properties"]) == NAMES and schema["additionalProperties"] is False
+    for name, (low, high) in BOUNDS.items():
+        value, null = schema["properties"][name]["anyOf"]  # null drops the override
+        assert (value["minimum"], value["maximum"], null) == (low, high, {"type": "null"}), name
+
+
+@pytest.mark.parametrize("name", sorted(BOUNDS))
+def test_the_bounds_themselves_are_accepted(checker: TestClient, name: str) -> None:
+    for value in BOUNDS[name]:
+        r = checker.patch("/api/admin/settings", json={name: value})
+        assert r.status_code == 200 and r.json()["values"][name] == value, r.text
+    checker.patch("/api/admin/settings", json={name: None})
 
 
 def test_overrides_outlive_a_restart_and_win_over_flags(database_url: str) -> None:
@@ -126,10 +158,12 @@ def test_overrides_outlive_a_restart_and_win_over_flags(database_url: str) -> No
 def test_stored_values_that_are_no_longer_valid_are_ignored(database_url: str) -> None:
     with serving(database_url, TOKEN) as http:
         engine = platform_of(http).engine
-        http.portal.call(put_setting, engine, ROW, {"queue_size": -5, "max_attempts": 4, "gone": 1})
+        http.portal.call(put_setting, engine, ROW, {"queue_size": -5, "max_attempts": 4, "gone": 1,
+                                                    "first_byte_timeout_seconds": 5e-324})
     with serving(database_url, TOKEN) as http:
         shown = http.get("/api/admin/settings").json()
         assert shown["overridden"] == ["max_attempts"] and shown["values"]["queue_size"] == 100
+        assert platform_of(http).dispatcher.settings.first_byte_timeout_seconds == 120
 
 
 def test_a_second_platform_on_the_database_follows_within_two_seconds(database_url: str) -> None:
@@ -226,3 +260,23 @@ def test_a_shorter_retention_deletes_old_records_and_contents_at_once(tmp_path: 
         assert http.portal.call(_count, engine) == (2, 1)
         http.patch("/api/admin/settings", json={"record_retention_days": 5})
         eventually(lambda: http.portal.call(_count, engine) == (1, 0), what="the old record and content deleted")
+
+
+def test_the_dashboard_form_offers_the_bounds_the_api_checks() -> None:
+    """The settings page's number inputs (settings.js) take exactly the range the API accepts."""
+    import re
+    from pathlib import Path
+
+    import msgspec
+
+    from arenahub.platform.live_settings import SettingsPatch
+
+    page = (Path(__file__).parents[2] / "arenahub/platform/dashboard/static/pages/settings.js").read_text()
+    shown = {name: (float(low), float(high)) for name, low, high in
+             re.findall(r'\["(\w+)", "[^"]*", \{ type: "number", min: ([\d.]+), max: ([\d.]+)', page)}
+    checked = {}
+    for field in msgspec.inspect.type_info(SettingsPatch).fields:
+        for option in field.type.types:  # type: ignore[attr-defined]
+            if isinstance(option, msgspec.inspect.Metadata) and hasattr(option.type, "ge"):
+                checked[field.name] = (float(option.type.ge), float(option.type.le))
+    assert shown and shown == checked

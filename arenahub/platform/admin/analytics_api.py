@@ -21,9 +21,9 @@ Built on the queries of ``storage/analytics.py``; routes are declared in ``api.R
 - ``GET /exports/requests?format=csv|json&<the log's filters>`` and ``GET /exports/aggregates?
   format=csv|json&since&until[&client_id&key_id&model]``: streamed downloads, oldest first.
 
-Times: ISO 8601, a date-time with or without a zone (without: UTC) or a date (its UTC midnight);
+Times: an RFC 3339 date-time, with or without a zone (without: UTC), or a date (its UTC midnight);
 ``since`` is inclusive, ``until`` exclusive. Summaries and the aggregates export default to the
-last 24 hours.
+last 24 hours. A page's ``next_cursor`` is ``<microseconds since 1970>|<record id>``.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.types import Send
 
 from arenahub.platform.admin.client_views import status
+from arenahub.platform.admin.fields import text, utc
 from arenahub.platform.admin.inputs import platform_of, query
 from arenahub.platform.storage import analytics
 from arenahub.platform.storage.analytics import LogFilter
@@ -51,8 +52,15 @@ MEDIA_TYPES = {"csv": "text/csv; charset=utf-8", "json": "application/json"}
 LIVE = ("connected_clients", "healthy_clients", "active_requests", "queue_depth")
 
 Id = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
-Time = Annotated[str, msgspec.Meta(max_length=40, description="ISO 8601 date-time (no zone: UTC) or date, e.g. "
-                                   "2026-05-01T12:00:00Z or 2026-05-01")]
+Time = Annotated[str, msgspec.Meta(max_length=40, extra_json_schema={"anyOf": [{"format": "date-time"}, {
+    "format": "date"}]}, description="an RFC 3339 date-time (a date-time without a zone is taken as UTC) or date, "
+    "e.g. 2026-05-01T12:00:00Z or 2026-05-01")]
+Status = Annotated[str, text("[1-5][0-9][0-9]|" + "|".join(analytics.STATUS_KINDS), "an HTTP status code (100 to "
+                             "599), or " + ", ".join(analytics.STATUS_KINDS))]
+Cursor = Annotated[str, text(r"[0-9]{1,17}\|[^\x00-\x1f\x7f]{1,160}", "the next_cursor of the previous page",
+                             max_length=200)]
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+MICROSECOND = dt.timedelta(microseconds=1)
 Format = Annotated[Literal["csv", "json"], msgspec.Meta(description="csv (with a header row) or json (an array)")]
 
 
@@ -85,8 +93,7 @@ class AggregatesExport(Period):
 class LogFilters(Dimensions):
     since: Annotated[Time, msgspec.Meta(description="from this time, inclusive")] | None = None
     until: Annotated[Time, msgspec.Meta(description="up to this time, exclusive")] | None = None
-    status: Annotated[str, msgspec.Meta(max_length=8, description="an HTTP status code, or success, error, "
-                                        "4xx or 5xx")] | None = None
+    status: Status | None = None
     error_code: Annotated[Id, msgspec.Meta(description="only requests that failed with this code")] | None = None
     stream: Annotated[bool, msgspec.Meta(description="true: streamed requests only; false: the others")] | None = None
     id: Annotated[Id, msgspec.Meta(description="one request, by its id (x-request-id)")] | None = None
@@ -94,7 +101,7 @@ class LogFilters(Dimensions):
 
 class LogQuery(LogFilters):
     limit: Annotated[int, msgspec.Meta(ge=1, le=500, description="records per page (default 50)")] = 50
-    cursor: Annotated[str, msgspec.Meta(max_length=200, description="next_cursor of the previous page")] | None = None
+    cursor: Cursor | None = None
 
 
 class RequestsExport(LogFilters):
@@ -104,14 +111,26 @@ class RequestsExport(LogFilters):
 # -- reading the query --------------------------------------------------------------------------
 
 def parse_time(value: str | None, param: str) -> dt.datetime | None:
-    """An ISO 8601 date-time (without a zone: UTC) or date (its UTC midnight), as aware UTC."""
+    """An RFC 3339 date-time (without a zone: UTC) or date (its UTC midnight), as aware UTC."""
     if value is None:
         return None
     try:
-        return analytics.utc(dt.datetime.fromisoformat(value))
-    except ValueError:
-        raise InvalidRequest(f"{param} must be an ISO 8601 date-time or date (2026-05-01T12:00:00Z, "
-                             f"2026-05-01T12:00:00 in UTC, or 2026-05-01), not {value!r}.", param=param) from None
+        t = msgspec.convert(value, dt.datetime)
+    except msgspec.ValidationError:
+        try:
+            day = msgspec.convert(value, dt.date)
+        except msgspec.ValidationError:
+            raise InvalidRequest(f"{param} must be an RFC 3339 date-time or date (2026-05-01T12:00:00Z, "
+                                 f"2026-05-01T12:00:00 in UTC, or 2026-05-01), not {value!r}.", param=param) from None
+        t = dt.datetime.combine(day, dt.time())
+    return t.replace(tzinfo=dt.UTC) if t.tzinfo is None else utc(t)
+
+
+def _before(t: dt.datetime, span: dt.timedelta) -> dt.datetime:
+    try:
+        return t - span
+    except OverflowError:  # within a day of the first time there is
+        return dt.datetime.min.replace(tzinfo=dt.UTC)
 
 
 def _period(since: str | None, until: str | None, *, default: dt.timedelta | None = None
@@ -119,7 +138,7 @@ def _period(since: str | None, until: str | None, *, default: dt.timedelta | Non
     start, end = parse_time(since, "since"), parse_time(until, "until")
     if default is not None:
         end = end or dt.datetime.now(dt.UTC)
-        start = start or end - default
+        start = start or _before(end, default)
     if start is not None and end is not None and start >= end:
         raise InvalidRequest(f"since ({start.isoformat()}) must be earlier than until ({end.isoformat()}).",
                              param="since")
@@ -127,18 +146,27 @@ def _period(since: str | None, until: str | None, *, default: dt.timedelta | Non
 
 
 def _status(value: str | None) -> int | str | None:
-    if value is None or value in analytics.STATUS_KINDS:
-        return value
-    if value.isdigit() and 100 <= int(value) <= 599:
-        return int(value)
-    raise InvalidRequest(f"status must be an HTTP status code (100 to 599) or one of "
-                         f"{', '.join(analytics.STATUS_KINDS)}, not {value!r}.", param="status")
+    """A status code as a number; success, error, 4xx or 5xx as they are (the type's pattern allows no other)."""
+    return int(value) if value is not None and value.isdigit() else value
 
 
 def _log_filter(q: LogFilters) -> LogFilter:
     since, until = _period(q.since, q.until)
     return LogFilter(since=since, until=until, client_id=q.client_id, key_id=q.key_id, model=q.model,
                      status=_status(q.status), error_code=q.error_code, stream=q.stream, id=q.id)
+
+
+def _storage_cursor(cursor: str) -> str:
+    """This API's cursor (``<microseconds since 1970>|<id>``) as the one the request log query takes."""
+    micros, _, record_id = cursor.partition("|")
+    return f"{(EPOCH + int(micros) * MICROSECOND).isoformat()}|{record_id}"
+
+
+def _api_cursor(cursor: str | None) -> str | None:
+    if cursor is None:
+        return None
+    stamp, record_id = analytics.decode_cursor(cursor)
+    return f"{(stamp - EPOCH) // MICROSECOND}|{record_id}"
 
 
 class _DimensionArgs(TypedDict):
@@ -181,14 +209,10 @@ async def summaries(request: Request) -> Response:
 async def request_log(request: Request) -> Response:
     q: LogQuery = query(request, LogQuery)
     filters = _log_filter(q)
-    if q.cursor is not None:
-        try:
-            analytics.decode_cursor(q.cursor)
-        except ValueError:
-            raise InvalidRequest("cursor is not a next_cursor this API gave; start again without it.",
-                                 param="cursor") from None
     engine = platform_of(request).engine
-    page = (await analytics.request_log(engine, filters, limit=q.limit, cursor=q.cursor)).as_dict()
+    cursor = _storage_cursor(q.cursor) if q.cursor is not None else None
+    page = (await analytics.request_log(engine, filters, limit=q.limit, cursor=cursor)).as_dict()
+    page["next_cursor"] = _api_cursor(page["next_cursor"])
     keys = await analytics.names(engine, "key", (r["key_id"] for r in page["data"]))
     clients = await analytics.names(engine, "client", (r["client_id"] for r in page["data"]))
     for record in page["data"]:

@@ -10,15 +10,13 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from arenahub.platform.admin.inputs import Name, Usd
+from arenahub.platform.admin.fields import Name, Usd, When, utc
 from arenahub.platform.admin.inputs import json_body as _body
 from arenahub.platform.admin.inputs import platform_of as _platform
 from arenahub.platform.admin.inputs import query as _query
 from arenahub.platform.billing import Price, format_usd, parse_usd
 from arenahub.platform.storage import billing_store, ledger_days
 from arenahub.protocol.errors import InvalidRequest
-
-When = Annotated[dt.datetime, msgspec.Meta(tz=True)]
 
 
 class PriceSet(msgspec.Struct, forbid_unknown_fields=True):
@@ -32,8 +30,9 @@ class PriceSet(msgspec.Struct, forbid_unknown_fields=True):
 class UsageQuery(msgspec.Struct, forbid_unknown_fields=True):
     key: Annotated[Name, msgspec.Meta(description="only this key's requests (key id)")] | None = None
     client: Annotated[Name, msgspec.Meta(description="only requests this client served (client id)")] | None = None
-    since: Annotated[When, msgspec.Meta(description="from this time, inclusive; ISO 8601 with a zone")] | None = None
-    until: Annotated[When, msgspec.Meta(description="up to this time, exclusive; ISO 8601 with a zone")] | None = None
+    since: Annotated[When, msgspec.Meta(description="from this time, inclusive; RFC 3339 with a zone")] | None = None
+    until: Annotated[When, msgspec.Meta(description="up to this time, exclusive; RFC 3339 with a zone; not before "
+                                        "since")] | None = None
 
 
 def _price_json(price: Price) -> dict[str, str]:
@@ -53,10 +52,7 @@ async def list_prices(request: Request) -> Response:
 
 async def set_price(request: Request) -> Response:
     platform = _platform(request)
-    model = request.path_params["model"]
-    if not model.strip() or len(model) > 200:
-        raise InvalidRequest(f"The model name must be 1 to 200 characters, not blank; got {len(model)}.",
-                             param="model")
+    model = request.path_params["model"]  # checked by the router (api.PATH_PARAMS)
     body: PriceSet = await _body(request, PriceSet)
     price = Price(parse_usd(body.prompt, field="prompt"), parse_usd(body.completion, field="completion"),
                   parse_usd(body.image or "0", field="image"))
@@ -70,7 +66,7 @@ def _usage_period(query: UsageQuery) -> tuple[dt.datetime | None, dt.datetime | 
         raise InvalidRequest(f"since ({query.since.isoformat()}) is later than until ({query.until.isoformat()}).",
                              param="since")
     # In UTC: SQLite keeps times as UTC text without a zone, so another offset would compare wrongly.
-    since, until = (t.astimezone(dt.UTC) if t else None for t in (query.since, query.until))
+    since, until = (utc(t) if t else None for t in (query.since, query.until))
     return since, until
 
 

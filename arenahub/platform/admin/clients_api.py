@@ -4,7 +4,6 @@ delete are in ``client_views.py``; routes are declared in ``api.ROUTES``."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -13,29 +12,38 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from arenahub.platform import client_package
-from arenahub.platform.admin import client_views
-from arenahub.platform.admin.inputs import Email, Name, PositiveInt
+from arenahub.platform.admin import client_views, package_keys
+from arenahub.platform.admin.fields import (
+    DEFAULT_MAX_CONCURRENT,
+    BridgeUrl,
+    ClientRpm,
+    Email,
+    MaxConcurrent,
+    Name,
+    Priority,
+    Weight,
+)
 from arenahub.platform.admin.inputs import json_body as _body
 from arenahub.platform.admin.inputs import platform_of as _platform
 from arenahub.platform.billing import format_usd
 from arenahub.platform.storage import accounts
 from arenahub.protocol import frames
-from arenahub.protocol.errors import NotFound
+from arenahub.protocol.errors import ApiError, NotFound
 
 if TYPE_CHECKING:
     from arenahub.platform.runtime import Platform
 
 log = logging.getLogger("arenahub.platform.admin")
 
-Url = Annotated[str, msgspec.Meta(max_length=500, pattern=r"^https?://\S+$")]
-
 
 class ClientCreate(msgspec.Struct, forbid_unknown_fields=True):
+    """A client's registration; each field has the rules it has in ClientUpdate and in the CLI's flags."""
+
     name: Name
     email: Email | None = None
-    bridge_url: Url = "http://127.0.0.1:5102"
-    rpm: PositiveInt | None = None
-    max_concurrent: PositiveInt = 4
+    bridge_url: BridgeUrl = client_package.DEFAULT_BRIDGE_URL
+    rpm: ClientRpm | None = None
+    max_concurrent: MaxConcurrent = DEFAULT_MAX_CONCURRENT
 
 
 class ClientUpdate(msgspec.Struct, forbid_unknown_fields=True):
@@ -43,19 +51,24 @@ class ClientUpdate(msgspec.Struct, forbid_unknown_fields=True):
 
     name: Name | msgspec.UnsetType = msgspec.UNSET
     email: Email | None | msgspec.UnsetType = msgspec.UNSET
-    bridge_url: Url | msgspec.UnsetType = msgspec.UNSET
-    rpm: PositiveInt | None | msgspec.UnsetType = msgspec.UNSET
-    max_concurrent: Annotated[int, msgspec.Meta(ge=1, le=10_000)] | msgspec.UnsetType = msgspec.UNSET
-    priority: Annotated[int, msgspec.Meta(ge=-1000, le=1000, description="higher is chosen first by the "
-                                          "priority strategy (default 0)")] | msgspec.UnsetType = msgspec.UNSET
-    weight: Annotated[int, msgspec.Meta(ge=1, le=1000, description="share of requests among equals in the random "
-                                        "and priority strategies (default 1)")] | msgspec.UnsetType = msgspec.UNSET
+    bridge_url: BridgeUrl | msgspec.UnsetType = msgspec.UNSET
+    rpm: ClientRpm | None | msgspec.UnsetType = msgspec.UNSET
+    max_concurrent: MaxConcurrent | msgspec.UnsetType = msgspec.UNSET
+    priority: Priority | msgspec.UnsetType = msgspec.UNSET
+    weight: Weight | msgspec.UnsetType = msgspec.UNSET
     disabled: Annotated[bool, msgspec.Meta(description="true also closes its connection")] | msgspec.UnsetType = (
         msgspec.UNSET)
 
 
 class DrainRequest(msgspec.Struct, forbid_unknown_fields=True):
     reason: Annotated[str, msgspec.Meta(max_length=200, description="why; written to the platform log")] | None = None
+
+
+class PackageConflict(ApiError):
+    """The package cannot be delivered now; nothing changed and the client's key is the one it had."""
+
+    status = 409
+    type = "invalid_request_error"
 
 
 async def list_clients(request: Request) -> Response:
@@ -123,26 +136,34 @@ _WHEELS = client_package.WheelCache()
 
 
 async def download_package(request: Request) -> Response:
-    """The client package with a NEW api key (keys are stored hashed): the old key stops working and a
-    connected client is disconnected with the reason."""
+    """The client package with a NEW api key (keys are stored hashed), which is stored only once the
+    package is made: the old key stops working then, and a connected client is disconnected with the
+    reason. A package that cannot be made changes nothing."""
     platform = _platform(request)
     client_id = request.path_params["client_id"]
-    account = await accounts.get_client(platform.engine, client_id)
-    if account is None:
-        raise _no_client(client_id)
     platform_url = str(request.base_url).rstrip("/") + "/api"
-    wheel = await asyncio.to_thread(_WHEELS.get)
-    api_key = await accounts.regenerate_client_key(platform.engine, client_id)
-    if api_key is None:
+
+    def make(account: accounts.ClientAccount, api_key: str) -> bytes:  # in a thread
+        return client_package.build_client_package(
+            platform_url=platform_url, client_id=account.id, api_key=api_key, client_name=account.name,
+            bridge_url=account.bridge_url, max_concurrent_requests=account.max_concurrent, wheel=_WHEELS.get())
+
+    try:
+        package = await package_keys.build(platform.engine, client_id, make)
+    except client_package.ClientPackageError as exc:
+        raise PackageConflict(f"No package can be made for this client: {exc}. Its key is unchanged; correct "
+                              "its registration (PATCH) and download again.", code="package_not_buildable") from None
+    if package is None:
         raise _no_client(client_id)
-    data = await asyncio.to_thread(
-        client_package.build_client_package, platform_url=platform_url, client_id=client_id, api_key=api_key,
-        client_name=account.name, bridge_url=account.bridge_url, max_concurrent_requests=account.max_concurrent,
-        wheel=wheel)
+    if not await package_keys.commit(platform.engine, package):
+        if await accounts.get_client(platform.engine, client_id) is None:
+            raise _no_client(client_id)
+        raise PackageConflict("Another package was made for this client meanwhile, with another key; download "
+                              "again.", code="client_key_changed")
     fresh = await accounts.get_client(platform.engine, client_id)
     if fresh is not None:
         platform.client_settings_changed(fresh)  # ends a connection made with the old key, with the reason
-    return Response(data, media_type="application/zip", headers={
+    return Response(package.data, media_type="application/zip", headers={
         "Content-Disposition": f'attachment; filename="{client_package.package_filename(client_id)}"',
         "Cache-Control": "no-store"})
 

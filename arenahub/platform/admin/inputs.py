@@ -1,62 +1,152 @@
-"""Reading an admin request's JSON body or query string into a msgspec type, with a 400 that names
-the field (``error.param``) when it does not fit, and the field types several bodies share. Shared
-by every module of the admin API."""
+"""Reading an admin request's path parameters, query string and JSON body into the msgspec types its
+route declares (``api.ROUTES``), with a 400 that names the field (``error.param``) when one does not
+fit. The router reads them before the handler runs; ``json_body`` and ``query`` hand the handler what
+it read. Shared by every module of the admin API.
+
+Values are read as JSON Schema reads them, so that the OpenAPI document is exactly what is accepted:
+a number without a fraction is an integer (``4.0`` is ``4``); in a query string a boolean is ``true``
+or ``false``, an integer is a JSON integer, and nothing is null (``until=null`` is refused).
+"""
 
 from __future__ import annotations
 
-import re
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
+import msgspec.inspect as mi
 from starlette.requests import Request
 
 from arenahub.asgi import read_body
+from arenahub.platform.admin import fields
 from arenahub.protocol.errors import InvalidRequest
 
 if TYPE_CHECKING:
     from arenahub.platform.runtime import Platform
 
 MAX_BODY_BYTES = 256 * 1024
-
-PositiveInt = Annotated[int, msgspec.Meta(ge=1, le=10_000_000)]
-Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
-Email = Annotated[str, msgspec.Meta(max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")]
-# Money travels as decimal strings ("12.50"): floats never touch it. parse_usd says what is wrong.
-Usd = Annotated[str, msgspec.Meta(max_length=40, description='USD as a decimal string, e.g. "12.50"')]
-
-_AT = re.compile(r" - at `\$\.(.+)`$")
-_FIELD = re.compile(r"(?:missing required|unknown) field `(.+)`$")
+MAX_DEPTH = 32  # objects and arrays in a body nest at most this deep (metadata is free JSON)
+_BODY = "admin_body"  # request.state: (type, value) the router read
+_QUERY = "admin_query"
 
 
 def platform_of(request: Request) -> Platform:
     return request.app.state.platform
 
 
-def invalid(what: str, exc: msgspec.ValidationError) -> InvalidRequest:
-    text = str(exc)
-    m = _AT.search(text) or _FIELD.search(text)
-    return InvalidRequest(f"Invalid {what}: {text}", param=m.group(1) if m else None)
+def invalid(what: str, exc: msgspec.ValidationError, kind: Any = None) -> InvalidRequest:
+    """A 400 naming the field msgspec named; a field's pattern is said in words (``fields.text``)."""
+    message = str(exc)
+    at = message.rpartition(" - at `$.")[2].rstrip("`") if " - at `$." in message else None
+    param = at or _unknown_or_missing(message)
+    if param is not None and kind is not None and "matching regex" in message:
+        rule = next((fields.pattern_rule(f.type) for f in _struct_fields(kind) if f.name == param), None)
+        if rule is not None:
+            message = f"{param} is not {rule} - at `$.{param}`"
+    return InvalidRequest(f"Invalid {what}: {message}", param=param)
+
+
+def _unknown_or_missing(message: str) -> str | None:
+    for marker in ("missing required field `", "unknown field `"):
+        if marker in message:
+            return message.rpartition(marker)[2].rstrip("`")
+    return None
+
+
+def _struct_fields(kind: Any) -> tuple[mi.Field, ...]:
+    info = mi.type_info(kind)
+    return info.fields if isinstance(info, mi.StructType) else ()
+
+
+# -- bodies ---------------------------------------------------------------------------------------------
+
+async def read_json_body(request: Request, kind: type[Any], *, required: bool = True) -> Any:
+    """The body as ``kind``; an empty body is ``{}`` unless ``required``."""
+    raw = await read_body(request, MAX_BODY_BYTES)
+    if not raw.strip():
+        if required:
+            raise InvalidRequest("This route needs a JSON object as its body.", code="invalid_json")
+        raw = b"{}"
+    try:
+        value = msgspec.json.decode(raw)
+    except msgspec.DecodeError as exc:
+        raise InvalidRequest(f"The body is not valid JSON ({exc}).", code="invalid_json") from None
+    except RecursionError:  # msgspec's own guard, hundreds of levels down
+        raise _too_deep() from None
+    _as_json_schema_reads(value)
+    try:
+        return msgspec.convert(value, kind)
+    except msgspec.ValidationError as exc:
+        raise invalid("body", exc, kind) from None
+
+
+def _too_deep() -> InvalidRequest:
+    return InvalidRequest(f"The body nests objects and arrays more than {MAX_DEPTH} deep.", code="invalid_json")
+
+
+def _as_json_schema_reads(value: Any) -> None:
+    """Integral floats become ints, in place (JSON Schema's integer includes 4.0); refuses deep nesting."""
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise _too_deep()
+        items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+        for key, item in items:
+            if isinstance(item, float) and item.is_integer():
+                node[key] = int(item)
+            elif isinstance(item, dict | list):
+                stack.append((item, depth + 1))
 
 
 async def json_body(request: Request, kind: type[Any]) -> Any:
-    raw = await read_body(request, MAX_BODY_BYTES)
-    try:
-        return msgspec.json.decode(raw or b"{}", type=kind)
-    except msgspec.ValidationError as exc:
-        raise invalid("body", exc) from None
-    except msgspec.DecodeError as exc:
-        raise InvalidRequest(f"The body is not valid JSON ({exc}).", code="invalid_json") from None
+    """The body as ``kind``: what the router read for this route, or read now (outside the admin API)."""
+    read = getattr(request.state, _BODY, None)
+    if read is not None:
+        assert read[0] is kind, f"the route declares {read[0].__name__}, the handler reads {kind.__name__}"
+        return read[1]
+    return await read_json_body(request, kind)
 
 
-def query(request: Request, kind: type[Any]) -> Any:
-    """The query string as ``kind`` (a Struct): each parameter at most once; numbers and booleans
-    ("true", "false", "1", "0") are read from their text."""
-    values: dict[str, str] = {}
+# -- query strings and path parameters ---------------------------------------------------------------
+
+def read_query(request: Request, kind: type[Any]) -> Any:
+    """The query string as ``kind`` (a Struct, a parameter per field), each parameter at most once."""
+    types = {f.name: f.type for f in _struct_fields(kind)}
+    values: dict[str, Any] = {}
     for name, value in request.query_params.multi_items():
         if name in values:
             raise InvalidRequest(f"Query parameter {name!r} is given more than once.", param=name)
-        values[name] = value
+        values[name] = fields.from_text(types[name], value) if name in types else value
     try:
-        return msgspec.convert(values, type=kind, strict=False)
+        return msgspec.convert(values, kind)
     except msgspec.ValidationError as exc:
-        raise invalid("query", exc) from None
+        raise invalid("query", exc, kind) from None
+
+
+def query(request: Request, kind: type[Any]) -> Any:
+    """The query string as ``kind``: what the router read for this route, or read now."""
+    read = getattr(request.state, _QUERY, None)
+    if read is not None:
+        assert read[0] is kind, f"the route declares {read[0].__name__}, the handler reads {kind.__name__}"
+        return read[1]
+    return read_query(request, kind)
+
+
+def check_path(request: Request, kinds: dict[str, Any]) -> None:
+    """Each path parameter with a type in ``kinds`` fits it, else a 400 naming it."""
+    for name, value in request.path_params.items():
+        if name in kinds:
+            try:
+                msgspec.convert(value, kinds[name])
+            except msgspec.ValidationError:
+                raise InvalidRequest(f"Invalid path: {name} must be {fields.rule(kinds[name])}, got {value!r}.",
+                                     param=name) from None
+
+
+async def read_inputs(request: Request, body: type[Any] | None, query_kind: type[Any] | None,
+                      body_optional: bool) -> None:
+    """Read what a route declares, before its handler runs (which then gets it from the two above)."""
+    if query_kind is not None:
+        setattr(request.state, _QUERY, (query_kind, read_query(request, query_kind)))
+    if body is not None:
+        setattr(request.state, _BODY, (body, await read_json_body(request, body, required=not body_optional)))

@@ -11,17 +11,22 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from arenahub.platform.admin.inputs import Email, Name, PositiveInt, Usd
+from arenahub.platform.admin.fields import Email, Name, PositiveInt, PositiveUsd, SignedUsd, Usd, When, utc
 from arenahub.platform.admin.inputs import json_body as _body
 from arenahub.platform.admin.inputs import platform_of as _platform
-from arenahub.platform.billing import Entry, InvalidAmount, format_usd, parse_usd
+from arenahub.platform.billing import Entry, format_usd, parse_usd
 from arenahub.platform.storage import accounts
-from arenahub.protocol.errors import InvalidRequest, NotFound
+from arenahub.protocol.errors import NotFound
 
 if TYPE_CHECKING:
     from arenahub.platform.runtime import Platform
 
 Note = Annotated[str, msgspec.Meta(max_length=500, description="why; kept with the entry")]
+Models = Annotated[list[Name], msgspec.Meta(max_length=1000, description="the models the key may use (at most "
+                                            "1000); null: every model")]
+Metadata = Annotated[dict[str, Any], msgspec.Meta(description="any JSON object, nested at most 32 deep; kept with "
+                                                  "the key")]
+Expiry = Annotated[When, msgspec.Meta(description="when the key stops working: an RFC 3339 date-time with a zone")]
 
 
 class KeyCreate(msgspec.Struct, forbid_unknown_fields=True):
@@ -30,10 +35,11 @@ class KeyCreate(msgspec.Struct, forbid_unknown_fields=True):
     rpm: PositiveInt | None = None
     tpm: PositiveInt | None = None
     max_concurrent: PositiveInt | None = None
-    models: list[Name] | None = None
-    expires_at: dt.datetime | None = None
-    metadata: dict[str, Any] | None = None
-    credit: Annotated[Usd, msgspec.Meta(description="starting credit: the key spends from its balance")] | None = None
+    models: Models | None = None
+    expires_at: Expiry | None = None
+    metadata: Metadata | None = None
+    credit: Annotated[Usd, msgspec.Meta(description='starting credit: the key spends from its balance ("0": none '
+                                        'yet); USD as a decimal string, e.g. "12.50"')] | None = None
     unlimited: Annotated[bool, msgspec.Meta(description="no credit limit (default: true without credit)")] | None = None
 
 
@@ -45,9 +51,9 @@ class KeyUpdate(msgspec.Struct, forbid_unknown_fields=True):
     rpm: PositiveInt | None | msgspec.UnsetType = msgspec.UNSET
     tpm: PositiveInt | None | msgspec.UnsetType = msgspec.UNSET
     max_concurrent: PositiveInt | None | msgspec.UnsetType = msgspec.UNSET
-    models: list[Name] | None | msgspec.UnsetType = msgspec.UNSET
-    expires_at: dt.datetime | None | msgspec.UnsetType = msgspec.UNSET
-    metadata: dict[str, Any] | None | msgspec.UnsetType = msgspec.UNSET
+    models: Models | None | msgspec.UnsetType = msgspec.UNSET
+    expires_at: Expiry | None | msgspec.UnsetType = msgspec.UNSET
+    metadata: Metadata | None | msgspec.UnsetType = msgspec.UNSET
     disabled: bool | msgspec.UnsetType = msgspec.UNSET
     unlimited: bool | msgspec.UnsetType = msgspec.UNSET
 
@@ -55,21 +61,19 @@ class KeyUpdate(msgspec.Struct, forbid_unknown_fields=True):
 class TopUp(msgspec.Struct, forbid_unknown_fields=True):
     """Credit added to a key: more than 0 USD."""
 
-    amount: Usd
+    amount: PositiveUsd
     note: Note | None = None
 
 
 class Adjustment(msgspec.Struct, forbid_unknown_fields=True):
     """A correction to a key's balance: a signed amount ("-1.25" takes credit away); not 0."""
 
-    amount: Usd
+    amount: SignedUsd
     note: Note | None = None
 
 
-def _aware(value: dt.datetime | None) -> dt.datetime | None:
-    if value is not None and value.tzinfo is None:
-        raise InvalidRequest("expires_at needs a time zone, e.g. 2026-12-31T00:00:00Z.", param="expires_at")
-    return value
+def _utc(value: dt.datetime | None) -> dt.datetime | None:
+    return utc(value) if value is not None else None
 
 
 async def _key_or_404(platform: Platform, key_id: str) -> accounts.ConsumerKey:
@@ -98,7 +102,7 @@ async def create_key(request: Request) -> Response:
     body: KeyCreate = await _body(request, KeyCreate)
     credit = parse_usd(body.credit, field="credit") if body.credit is not None else None
     unlimited = body.unlimited if body.unlimited is not None else credit is None
-    expires_at = _aware(body.expires_at)  # checked before anything is made
+    expires_at = _utc(body.expires_at)
     key_id, secret = await accounts.create_key(platform.engine, name=body.name, rpm=body.rpm)
     await accounts.update_key(platform.engine, key_id, email=body.email, tpm=body.tpm,
                               max_concurrent=body.max_concurrent, allowed_models=body.models,
@@ -124,7 +128,7 @@ async def update_key(request: Request) -> Response:
     if "metadata" in changes:
         changes["meta"] = changes.pop("metadata")
     if "expires_at" in changes:
-        changes["expires_at"] = _aware(changes["expires_at"])
+        changes["expires_at"] = _utc(changes["expires_at"])
     if changes and not await accounts.update_key(platform.engine, key_id, **changes):
         raise NotFound(f"No key with id {key_id!r}.", code="key_not_found")
     return JSONResponse(_key_json(platform, await _key_or_404(platform, key_id)))
@@ -152,10 +156,7 @@ async def _money(request: Request, kind: type[TopUp | Adjustment]) -> Response:
     key = await _key_or_404(platform, request.path_params["key_id"])
     body = await _body(request, kind)
     adjustment = kind is Adjustment
-    amount = parse_usd(body.amount, field="amount", signed=adjustment)
-    if amount == 0:
-        raise InvalidAmount(f"amount must be {'non-zero' if adjustment else 'more than 0 USD'}, got {body.amount!r}",
-                            param="amount")
+    amount = parse_usd(body.amount, field="amount", signed=adjustment)  # not 0: its type's pattern
     book = platform.accounting.adjust if adjustment else platform.accounting.top_up
     entry: Entry = book(key.id, amount, note=body.note)
     return JSONResponse({"entry_id": entry.entry_id, "key_id": key.id, "kind": entry.kind.value,

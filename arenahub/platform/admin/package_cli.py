@@ -1,7 +1,8 @@
 """``arenahub admin client-package``: a client's package ``lmarena-client-<CLIENT_ID>.zip``, offline.
 
 The platform stores only hashes of client keys, so a package with a usable key needs a new one:
-this command regenerates the client's API key (the old one stops working) and writes the ZIP.
+this command makes the package with a new API key, writes it, and only then stores the key (the old
+one stops working); when anything fails before, the old key keeps working (``package_keys``).
 """
 
 from __future__ import annotations
@@ -12,18 +13,17 @@ import json
 import os
 import sys
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from arenahub.platform.admin import package_keys
 from arenahub.platform.client_package import (
     ClientPackageError,
     build_client_package,
     build_wheel,
     package_filename,
 )
-from arenahub.platform.storage import accounts
 from arenahub.platform.storage.accounts import ClientAccount
 from arenahub.platform.storage.db import create_engine, migrate
 
@@ -69,36 +69,40 @@ def _target(output: str | None, client_id: str) -> Path:
     return path / name if path.is_dir() else path
 
 
-def _write_private(path: Path, data: bytes) -> None:
-    """Atomically, readable by the owner only: the ZIP holds the client's key."""
+def _write_beside(path: Path, data: bytes) -> Path:
+    """``data`` in a new file beside ``path``, readable by the owner only (the ZIP holds the client's key)."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as out:
             out.write(data)
         os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    return Path(tmp)
 
 
-async def _regenerate(database_url: str | None, client_id: str,
-                      package: Callable[[ClientAccount, str], bytes]) -> tuple[ClientAccount, bytes] | str:
-    """The client and its package with a new key; or why not (the key is then unchanged)."""
+async def _deliver(database_url: str | None, client_id: str, make: package_keys.Make,
+                   target: Path) -> ClientAccount | str:
+    """Make the package with a new key and write it beside ``target``, store the key, then move the file
+    to ``target``; or why not, with the key unchanged and nothing written."""
     engine = create_engine(database_url)
     try:
         await migrate(engine)
-        account = await accounts.get_client(engine, client_id)
-        if account is None:
-            return f"no client {client_id!r}"
         try:
-            package(account, "ck-trial")  # the registration's values must make a package
+            package = await package_keys.build(engine, client_id, make)
         except ClientPackageError as exc:
             return f"cannot make a package for {client_id}: {exc}"
-        api_key = await accounts.regenerate_client_key(engine, client_id)
-        if api_key is None:
+        if package is None:
             return f"no client {client_id!r}"
-        return account, package(account, api_key)
+        written = _write_beside(target, package.data)
+        try:
+            if not await package_keys.commit(engine, package):
+                return f"the key of {client_id} changed meanwhile (another package was made, or it was deleted)"
+            os.replace(written, target)
+        finally:
+            written.unlink(missing_ok=True)  # left only when the key was not stored
+        return package.account
     finally:
         await engine.dispose()
 
@@ -115,19 +119,17 @@ def run(args: argparse.Namespace) -> int:
     except (ClientPackageError, OSError) as exc:
         return _fail(f"cannot build the arenahub wheel: {exc}")
 
-    def package(account: ClientAccount, api_key: str) -> bytes:
+    def make(account: ClientAccount, api_key: str) -> bytes:
         return build_client_package(
             platform_url=args.platform_url, client_id=account.id, api_key=api_key, client_name=account.name,
             bridge_url=account.bridge_url, max_concurrent_requests=account.max_concurrent, wheel=wheel)
 
-    # Everything that can fail is tried before the key changes, so that a failure leaves the old key working.
-    found = asyncio.run(_regenerate(args.database_url, args.client_id, package))
+    # The key is stored only once the package holding it is written: a failure before leaves the old key working.
+    found = asyncio.run(_deliver(args.database_url, args.client_id, make, target))
     if isinstance(found, str):
         return _fail(found)
-    account, data = found
-    _write_private(target, data)
-    result: dict[str, Any] = {"path": str(target.resolve()), "client_id": account.id}
+    result: dict[str, Any] = {"path": str(target.resolve()), "client_id": found.id}
     print(json.dumps(result) if args.json else
-          f"{result['path']}\n(client {account.id} has a new API key, inside this file only; its old key no "
+          f"{result['path']}\n(client {found.id} has a new API key, inside this file only; its old key no "
           "longer works)")
     return 0

@@ -53,6 +53,26 @@ def test_package_download_carries_a_new_key_and_the_old_one_stops(admin):
     assert admin.post("/api/admin/clients/cl_nobody/package").status_code == 404
 
 
+def test_a_package_that_cannot_be_made_changes_no_key(admin):
+    """A registration stored before its fields were checked (written straight to the database here) makes no
+    package: 409, and the old key keeps working, for a connected client too."""
+    stop_following_client_changes(admin)
+    client_id, api_key = register(admin)
+    engine = platform_of(admin).engine
+    call(admin, accounts.update_client, engine, client_id, bridge_url="http://box:5102/\x07'$(id)'")
+    with connected(admin, client_id, api_key):
+        r = admin.post(f"/api/admin/clients/{client_id}/package")
+        assert r.status_code == 409, r.text
+        assert r.json()["error"]["code"] == "package_not_buildable" and "bridge_url" in r.json()["error"]["message"]
+        assert platform_of(admin).registry.get(client_id).closed is False
+    assert call(admin, accounts.authenticate_client, engine, client_id, api_key) is not None
+    # corrected through the API, it makes a package, and only then is the key replaced
+    assert admin.patch(f"/api/admin/clients/{client_id}", json={"bridge_url": "http://box:5102"}).status_code == 200
+    r = admin.post(f"/api/admin/clients/{client_id}/package")
+    assert r.status_code == 200 and r.headers["content-type"] == "application/zip"
+    assert call(admin, accounts.authenticate_client, engine, client_id, api_key) is None
+
+
 def test_show_and_change_a_connected_client(admin):
     stop_following_client_changes(admin)
     client_id, api_key = register(admin, max_concurrent=8, rpm=60)

@@ -8,8 +8,8 @@
 //   api(method, path, body?, {query}?)  JSON; path "/keys" means /api/admin/keys ("/api/..." is kept);
 //                                    adds X-CSRF-Token; throws ApiError{status, code, message, param};
 //                                    a 401 sends the browser to the sign-in page
-//   download(path, {query, method, form})  GET: a link; POST: a form with csrf_token (the browser
-//                                    saves the attachment)
+//   download(path, {query, method, form})  GET: a link; POST: fetched with the CSRF token and saved,
+//                                    resolves to the file name; a refusal throws ApiError
 //   openDialog({title, body, actions, wide})  -> Promise of the chosen action's value (null: closed).
 //                                    actions: [{label, value, kind: "primary"|"danger"|"secondary",
 //                                    submit, onClick(ctx)}]; onClick may be async; ctx = {form, dialog,
@@ -133,21 +133,42 @@ export async function api(method, path, body, { query } = {}) {
   return data;
 }
 
-export function download(path, { query, method = "GET", form } = {}) {
+export async function download(path, { query, method = "GET", form } = {}) {
   const target = url(path, query);
   if (method.toUpperCase() === "GET") {
     const link = h("a", { href: target, download: "", hidden: true });
     document.body.append(link);
     link.click();
     link.remove();
-    return;
+    return null;
   }
-  const f = h("form", { method: "post", action: target, hidden: true },
-    h("input", { type: "hidden", name: "csrf_token", value: CSRF }),
-    Object.entries(form || {}).map(([name, value]) => h("input", { type: "hidden", name, value: String(value) })));
-  document.body.append(f);
-  f.submit();
-  f.remove();
+  // A POST is fetched, so that a refusal shows as an error here (a form would open its JSON), then saved.
+  let response;
+  try {
+    response = await fetch(target, { method, credentials: "same-origin", headers: { "X-CSRF-Token": CSRF },
+      body: new URLSearchParams({ csrf_token: CSRF, ...Object.fromEntries(Object.entries(form || {}).map(([k, v]) => [k, String(v)])) }) });
+  } catch (err) {
+    throw new ApiError(0, "network_error", "The platform did not answer; is it running?");
+  }
+  if (response.status === 401) {
+    toLogin();
+    throw new ApiError(401, "invalid_admin_token", "Your session has ended; sign in again.");
+  }
+  if (!response.ok) {
+    let e = {};
+    try { e = (await response.json()).error || {}; } catch (err) { e = {}; }
+    throw new ApiError(response.status, e.code || `http_${response.status}`,
+      e.message || `The platform answered ${response.status} ${response.statusText}.`, e.param);
+  }
+  const disposition = response.headers.get("content-disposition") || "";
+  const name = (/filename="?([^";]+)"?/.exec(disposition) || [])[1] || "download";
+  const href = URL.createObjectURL(await response.blob());
+  const link = h("a", { href, download: name, hidden: true });
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(href), 60000);
+  return name;
 }
 
 // -- toasts ------------------------------------------------------------------------------------

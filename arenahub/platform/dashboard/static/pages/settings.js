@@ -1,4 +1,4 @@
-// Settings: the live settings (routing, queue, timeouts, retention, prompt storage) with their
+// Settings: the live settings (routing, model catalogue, queue, timeouts, retention, prompt storage) with their
 // defaults and overrides, model prices, the dashboard password, and the platform's versions.
 
 import {
@@ -13,6 +13,7 @@ const GROUPS = [
     ["routing_strategy", "Routing strategy", { type: "select" }],
     ["sticky_routing", "Sticky routing", { type: "checkbox" }],
     ["max_attempts", "Max attempts", { type: "number", min: 1, max: 10, step: 1 }],
+    ["model_catalogue", "Model catalogue", { type: "checkbox" }],
   ]],
   ["Queue", [
     ["queue_size", "Queue size", { type: "number", min: 0, max: 100000, step: 1, unit: "requests" }],
@@ -21,10 +22,10 @@ const GROUPS = [
   ["Timeouts", [
     ["first_byte_timeout_seconds", "First-byte timeout", { type: "number", min: 0.1, max: 3600, step: "any", unit: "s" }],
     ["idle_timeout_seconds", "Idle timeout", { type: "number", min: 0.1, max: 3600, step: "any", unit: "s" }],
-    ["total_timeout_seconds", "Total timeout", { type: "number", min: 0.1, max: 86400, step: "any", unit: "s" }],
+    ["total_timeout_seconds", "Total timeout", { type: "number", min: 0.1, max: 3600, step: "any", unit: "s" }],
   ]],
   ["Records", [
-    ["record_retention_days", "Record retention", { type: "number", min: 0, max: 36500, step: 1, unit: "days" }],
+    ["record_retention_days", "Record retention", { type: "number", min: 0, max: 3650, step: 1, unit: "days" }],
     ["store_prompts", "Store prompts and answers", { type: "checkbox" }],
   ]],
 ];
@@ -33,6 +34,9 @@ const STRATEGY_LABELS = { "": "Automatic", least_load: "Least load",
 const PRIVACY = "Prompts and answers can hold personal or confidential data. While this is on, every request's "
   + "prompt and answer is written to the database and shown in the request log to anyone signed in here; they are "
   + "deleted with the raw records after the retention period. Turning it off stops storing new ones.";
+
+const CATALOGUE = "Turning it on stops at once every model that is not listed: list the models and approve the "
+  + "offers that wait first, on ";
 
 function shown(name, value) {
   if (typeof value === "boolean") return value ? "on" : "off";
@@ -76,7 +80,9 @@ function settingsPanel(onLoaded) {
       h("div", { class: "setting-text" }, h("label", { for: `setting-${name}`, class: "setting-label" }, label),
         h("div", { class: "setting-desc" }, view.descriptions[name] || ""),
         overridden ? h("div", { class: "setting-default" }, `Default: ${shown(name, view.defaults[name])}`) : null,
-        name === "store_prompts" ? h("div", { class: "warning privacy" }, h("strong", null, "Privacy: "), PRIVACY) : null),
+        name === "store_prompts" ? h("div", { class: "warning privacy" }, h("strong", null, "Privacy: "), PRIVACY) : null,
+        name === "model_catalogue" ? h("div", { class: "setting-desc catalogue-note" }, CATALOGUE,
+          h("a", { href: "#/models" }, "the Models page"), ".") : null),
       h("div", { class: "setting-control", dataset: { field: name } }, control(name, attrs)),
       h("div", { class: "setting-state" }, state));
   }
