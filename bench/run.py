@@ -25,6 +25,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/ is run as a script, not a package
 
+import durability
 import load
 import profiling
 from stack import MODEL, Stack, StackError
@@ -48,6 +49,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=200, help="unmeasured requests before each measured pass")
     p.add_argument("--c1-requests", type=int, default=300,
                    help="requests of the concurrency-1 pass per path and mode (0 skips it; default 300)")
+    p.add_argument("--durability-requests", type=int, default=3000,
+                   help="requests of each pass of the durability measure, after the load (0 skips it; default 3000)")
     p.add_argument("--pass-timeout", type=float, default=120.0,
                    help="a pass stops sending after this many seconds; unsent requests count as errors")
     p.add_argument("--json", action="store_true", help="print one JSON document on stdout (progress on stderr)")
@@ -168,7 +171,12 @@ async def bench(args: argparse.Namespace, stack: Stack) -> dict[str, object]:
     finally:
         for http in sessions.values():
             await http.close()
-    return summarize(args, passes, c1_passes, warmups, profiles)
+    report = summarize(args, passes, c1_passes, warmups, profiles)
+    if args.durability_requests:
+        say("durability: the journal's commit, in process, on the platform's disk ...")
+        report["durability"] = await durability.measure(
+            stack.data_dir / "durability", requests=args.durability_requests, concurrency=args.concurrency)
+    return report
 
 
 def _find(results: list[load.PassResult], target: str, mode: str) -> load.PassResult | None:
@@ -252,6 +260,8 @@ def render(report: dict[str, object]) -> str:
         if "note" in c:
             parts.append(f" [{c['note']}]")
         out.append("".join(parts))
+    if report.get("durability"):
+        out.append(durability.render(report["durability"]))  # type: ignore[arg-type]
     if report.get("programs_exited"):
         out.append(f"programs that exited during the run (name: exit code): {report['programs_exited']}")
     out.append(f"failed requests, warm-up included: {report['failed_requests']}"

@@ -12,9 +12,12 @@ from starlette.routing import Route
 from starlette.types import Send
 
 from arenahub.asgi import WatchedResponse, read_body
+from arenahub.platform.answer import AnswerMeter, tokens_covered
 from arenahub.platform.billing import InsufficientQuota
+from arenahub.platform.dashboard.auth import client_address
 from arenahub.platform.exchange import CLIENT_CLOSED, Exchange
 from arenahub.platform.limits import Refused
+from arenahub.platform.storage.accounts import ConsumerKey
 from arenahub.protocol import frames
 from arenahub.protocol.errors import (
     ApiError,
@@ -25,10 +28,10 @@ from arenahub.protocol.errors import (
 )
 from arenahub.protocol.openai import (
     SSE_DONE,
+    ChatCompletionRequest,
     ChoiceAccumulator,
     chunk_event,
     completion_body,
-    delta_text,
     error_body,
     error_event,
     models_body,
@@ -42,15 +45,36 @@ JSON = "application/json"
 PIN_HEADER = "x-arenahub-pin-client"
 ADMIN_TOKEN_HEADER = "x-arenahub-admin-token"
 CONVERSATION_HEADER = "x-arenahub-conversation"
+# Recorded when the platform cut a consumer that read its answer too slowly (flow.Inbox).
+CONSUMER_TOO_SLOW = 408
 
 
 async def chat_completions(request: Request) -> Response:
     platform: Platform = request.app.state.platform
     if platform.shutting_down:
         raise ShuttingDown("The platform is shutting down; retry in a moment.", headers={"Retry-After": "5"})
-    key = await platform.keys.authenticate(request.headers.get("authorization"))
-    body = await read_body(request, platform.settings.max_body_bytes)
-    req = parse_chat_request(body)
+    key = await _authenticate(platform, request)
+    started = time.perf_counter()
+    req: ChatCompletionRequest | None = None
+    try:
+        body = await read_body(request, platform.settings.max_body_bytes)
+        req = parse_chat_request(body)
+        return await _admit(platform, request, key, req, body)
+    except ApiError as err:
+        # Every request that passed authentication leaves a record, whatever refused it.
+        platform.request_refused(key, err, started, model=req.model if req else "", stream=bool(req and req.stream))
+        raise
+
+
+async def _authenticate(platform: Platform, request: Request) -> ConsumerKey:
+    """The request's consumer key; a wrong one counts against the caller's address (throttle.py)."""
+    authorization = request.headers.get("authorization")
+    return await platform.credential_throttle.guard(client_address(request), "consumer_key",
+                                                    lambda: platform.keys.authenticate(authorization))
+
+
+async def _admit(platform: Platform, request: Request, key: ConsumerKey, req: ChatCompletionRequest,
+                 body: bytes) -> Response:
     if not key.allows(req.model):
         raise ModelNotAllowed(f"This API key may not use the model '{req.model}'.", param="model")
     if not platform.model_known(req.model):
@@ -61,8 +85,12 @@ async def chat_completions(request: Request) -> Response:
     if pin is not None:
         # Debugging aid for admins only: the admin token must come along.
         try:
-            await platform.admin.check("Bearer " + request.headers.get(ADMIN_TOKEN_HEADER, ""))
-        except ApiError:
+            await platform.credential_throttle.guard(
+                client_address(request), "admin_token",
+                lambda: platform.admin.check("Bearer " + request.headers.get(ADMIN_TOKEN_HEADER, "")))
+        except ApiError as err:
+            if err.status == 429:
+                raise
             raise PinNotAllowed(f"The {PIN_HEADER} header needs a valid {ADMIN_TOKEN_HEADER} header.") from None
         ex.pinned_client = pin.strip()
     if platform.settings.sticky_routing:
@@ -78,22 +106,37 @@ async def chat_completions(request: Request) -> Response:
         ex.rate_headers = admission.status.headers()
     try:
         try:
-            platform.accounting.reserve(ex)
+            platform.accounting.reserve(ex, platform.settings.max_answer_tokens)
         except InsufficientQuota:
             if not await platform.accounting.recheck(key.id):
                 raise
-            platform.accounting.reserve(ex)
+            platform.accounting.reserve(ex, platform.settings.max_answer_tokens)
     except ApiError as err:  # out of credit (402)
         if ex.ticket is not None:
             platform.key_limits.release(ex.ticket)
         err.headers = {**ex.rate_headers, **err.headers}
         raise
+    ex.meter = AnswerMeter(completion_limit(platform, ex))
     return ChatResponse(platform, ex)
+
+
+def completion_limit(platform: Platform, ex: Exchange) -> int:
+    """Where the platform stops the answer: the request's max_tokens, the platform's max_answer_tokens,
+    and for a key with credit what its reservation pays for (so that nothing is ever served uncharged)."""
+    req = ex.request
+    limits = [n for n in (req.max_completion_tokens or req.max_tokens, platform.settings.max_answer_tokens)
+              if n is not None]
+    if ex.reservation is not None and not ex.key.unlimited:
+        covered = tokens_covered(platform.accounting.prices.price(ex.model), ex.reservation.amount,
+                                 ex.prompt_tokens(), ex.images())
+        if covered is not None:
+            limits.append(covered)
+    return min(limits)
 
 
 async def list_models(request: Request) -> Response:
     platform: Platform = request.app.state.platform
-    key = await platform.keys.authenticate(request.headers.get("authorization"))
+    key = await _authenticate(platform, request)
     return Response(models_body(sorted(m for m in platform.registry.models() if key.allows(m))), media_type=JSON)
 
 
@@ -112,16 +155,41 @@ class ChatResponse(WatchedResponse):
         platform.exchange_started(exchange)
 
     async def answer(self, send: Send) -> None:
-        if self.ex.request.stream:
-            await self._stream(send)
-        else:
-            await self._complete(send)
+        try:
+            if self.ex.request.stream:
+                await self._stream(send)
+            else:
+                await self._complete(send)
+        except Exception:
+            # A bug: the record says so (its status would otherwise read 200), then the ASGI server answers 500.
+            if not self.ex.completed and self.ex.status == 200:
+                self.ex.fail(500, "internal_error", "the platform failed while answering")
+            raise
 
     def left(self) -> None:
         self.ex.fail(CLIENT_CLOSED, "client_closed", "the consumer disconnected before the answer was complete")
 
+    def _too_slow(self) -> None:
+        """The consumer read so slowly that its client was held back too long: cut it (flow.Inbox)."""
+        seconds = self.platform.settings.slow_consumer_seconds
+        self.ex.fail(CONSUMER_TOO_SLOW, "consumer_too_slow",
+                     f"the consumer read the answer too slowly: its client was held back {seconds:g} s in all")
+        self.cut()
+
+    def _ending(self) -> str:
+        """Why the client is told to stop, when it did not finish by itself."""
+        if self.ex.error_code == "consumer_too_slow":
+            return "the consumer read the answer too slowly"
+        return "the answer reached its token limit" if self.ex.meter.cut else "consumer disconnected"
+
     def done(self) -> None:
+        self.platform.exchange_finished(self.ex)  # once: not again when _book() did it
+
+    async def _book(self) -> None:
+        """Settle and record the exchange, and wait until its books would survive a kill -9 (the journal,
+        records.py): run before the last bytes, so an answer the consumer saw end is always in the books."""
         self.platform.exchange_finished(self.ex)
+        await self.platform.writer.durable()
 
     def _start_headers(self, content_type: str, extra: dict[str, str] | None = None) -> list[tuple[bytes, bytes]]:
         headers = [(b"content-type", content_type.encode()), (b"x-request-id", self.ex.id.encode())]
@@ -144,6 +212,7 @@ class ChatResponse(WatchedResponse):
         except ApiError as err:
             await self._send_error(send, err)
             return
+        attempt.when_stalled(self._too_slow)
         try:
             await send({"type": "http.response.start", "status": 200,
                         "headers": self._start_headers("text/event-stream") + [(b"cache-control", b"no-cache")]})
@@ -155,27 +224,33 @@ class ChatResponse(WatchedResponse):
                     out, texts = [], []
                     for frame in batch:
                         if frame.usage:
-                            ex.upstream_usage = frame.usage
+                            ex.claimed_usage = frame.usage
                         if isinstance(frame, frames.Chunk):
-                            for choices in frame.events:
+                            for raw in frame.events:
+                                choices, said = ex.meter.take(raw)
                                 if choices:
-                                    texts.append(delta_text(choices))
+                                    texts += said
                                     out.append(chunk_event(ex.completion_id, ex.created, ex.model, choices))
-                    if isinstance(batch[-1], frames.End):
+                    if isinstance(batch[-1], frames.End) or ex.meter.cut:
                         ex.completion_parts += texts
                         if ex.request.include_usage:
                             out.append(chunk_event(ex.completion_id, ex.created, ex.model, [], ex.usage()))
                         out.append(SSE_DONE)
-                        await send({"type": "http.response.body", "body": b"".join(out), "more_body": False})
                         ex.completed = True
-                    elif out:
+                        attempt.abandon(self._ending())  # its outcome goes in the record
+                        await self._book()
+                        await send({"type": "http.response.body", "body": b"".join(out), "more_body": False})
+                        break  # at the limit, the client is told to stop below
+                    if out:
                         await send({"type": "http.response.body", "body": b"".join(out), "more_body": True})
                         ex.completion_parts += texts
             except ApiError as err:
                 ex.fail(err.status, err.code, err.message)
+                attempt.abandon(self._ending())
+                await self._book()  # what was delivered is charged
                 await send({"type": "http.response.body", "body": error_event(err), "more_body": False})
         finally:
-            attempt.abandon("consumer disconnected")
+            attempt.abandon(self._ending())
 
     async def _complete(self, send: Send) -> None:
         ex = self.ex
@@ -186,16 +261,22 @@ class ChatResponse(WatchedResponse):
             except ApiError as err:
                 await self._send_error(send, err)
                 return
+            attempt.when_stalled(self._too_slow)
             ex.first_byte_at = time.perf_counter()
             acc = ChoiceAccumulator()
+            parts: list[str] = []
             try:
                 async for batch in attempt.batches():
                     for frame in batch:
                         if frame.usage:
-                            ex.upstream_usage = frame.usage
+                            ex.claimed_usage = frame.usage
                         if isinstance(frame, frames.Chunk):
-                            for choices in frame.events:
+                            for raw in frame.events:
+                                choices, said = ex.meter.take(raw)
                                 acc.add(choices)
+                                parts += said
+                    if ex.meter.cut:
+                        break
                 break
             except ApiError as err:
                 # Nothing reached the consumer yet, so a client lost mid-answer can be retried.
@@ -203,13 +284,15 @@ class ChatResponse(WatchedResponse):
                     await self._send_error(send, err)
                     return
                 failed.add(attempt.session.client_id)
+                ex.meter = AnswerMeter(ex.meter.limit)
             finally:
-                attempt.abandon("consumer disconnected")
-        ex.completion_parts = [acc.text()]
+                attempt.abandon(self._ending())
+        ex.completion_parts = parts
         body = completion_body(ex.completion_id, ex.created, ex.model, acc.choices(), ex.usage())
+        ex.completed = True
+        await self._book()
         await send({"type": "http.response.start", "status": 200, "headers": self._start_headers(JSON)})
         await send({"type": "http.response.body", "body": body})
-        ex.completed = True
 
 
 routes = [

@@ -1,6 +1,11 @@
 """Request records and client heartbeats, written to the database in batches off the request path,
 with the per-minute aggregates the dashboard reads; the prompts and answers of requests when the
-operator stores them (``store_prompts``); and the retention of raw records and those contents."""
+operator stores them (``store_prompts``); and the retention of raw records and those contents.
+
+The books (records and the ledger's entries) also go to a local write-ahead journal (journal.py) as
+they are made. The request path awaits ``RecordWriter.durable()`` before an answer's last bytes, so
+a crash loses nothing a consumer saw complete; ``recover()`` replays what a stopped process's
+journal holds at the next start."""
 
 from __future__ import annotations
 
@@ -10,14 +15,16 @@ import logging
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import msgspec
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from arenahub.background import watched
 from arenahub.platform.billing.ledger import Entry
+from arenahub.platform.journal import Progress
 from arenahub.platform.storage.accounts import record_client_states, utcnow
 from arenahub.platform.storage.billing_store import insert_entries
 from arenahub.platform.storage.db import DATABASE_ERRORS
@@ -32,6 +39,9 @@ from arenahub.platform.storage.schema import (
     request_records,
     request_totals,
 )
+
+if TYPE_CHECKING:
+    from arenahub.platform.journal import Journal, Leftover
 
 log = logging.getLogger("arenahub.platform.records")
 # Stored prompts and answers are written about this much text per transaction (at least one each).
@@ -58,17 +68,35 @@ class RequestRecord:
     detail: dict[str, Any] | None = None
 
 
+class JournalLine(msgspec.Struct, omit_defaults=True):
+    """One line of the journal: the ledger's entries made since the last line, oldest first, then
+    the record of the request that ended (when one did)."""
+
+    entries: list[Entry] = []
+    record: RequestRecord | None = None
+
+
+_encode_line = msgspec.json.Encoder().encode
+_decode_line = msgspec.json.Decoder(JournalLine).decode
+
+
 class RecordWriter:
     """Collects records (and the ledger's new entries) in memory and inserts them in batches.
 
     A failed write keeps the batch and tries again (nothing is dropped while the database is
     away); ``close()`` flushes everything that is left. Ledger entries are written before the
-    records of the same flush.
+    records of the same flush. With a ``journal``, every record and entry is appended to it, in the
+    order they were made, as it is queued here; each flush that succeeds tells the journal how far
+    the database has got.
     """
 
     def __init__(self, engine: AsyncEngine, *, flush_seconds: float = 0.5, batch_size: int = 1000,
-                 ledger_entries: Callable[[], list[Entry]] | None = None) -> None:
+                 ledger_entries: Callable[[], list[Entry]] | None = None, journal: Journal | None = None) -> None:
         self._engine = engine
+        self._journal = journal
+        self._journaled = 0  # the journal's line of the last record or entries queued here
+        self._queued = 0  # records and batches of entries queued so far ...
+        self._committed = Progress()  # ... and how many of them the database has
         self._flush_seconds = flush_seconds
         self._batch_size = batch_size
         self._ledger_source = ledger_entries
@@ -95,12 +123,43 @@ class RecordWriter:
                 set_={name: table.c[name] + upsert.excluded[name] for name in COUNTERS}))
 
     def start(self) -> None:
+        if self._journal is not None:
+            self._journal.start()
         self._task = watched(self._run(), "record-writer")
 
     def add(self, record: RequestRecord) -> None:
+        entries = self._take_entries()  # the request's settle among them: journaled before its record
         self._pending.append(vars(record))  # the record is not used again
+        self._queued += 1
+        if self._journal is not None:
+            self._journaled = self._journal.append(_encode_line(JournalLine(entries, record)))
         if len(self._pending) >= self._batch_size:
             self._wakeup.set()
+
+    async def durable(self) -> None:
+        """Return once every record added and every ledger entry made before the call would survive a
+        kill -9: written and fsynced to the journal (requests that end together share the fsync), or,
+        without a journal, committed to the database (they share the transaction)."""
+        self._journal_entries()
+        if self._journal is not None:
+            await self._journal.synced()
+            return
+        target = self._queued
+        self._wakeup.set()
+        await self._committed.reach(target)
+
+    def _take_entries(self) -> list[Entry]:
+        """Queue the ledger's new entries; journaled with the record that follows, or on their own."""
+        entries = self._ledger_source() if self._ledger_source is not None else []
+        if entries:
+            self._entries.extend(entries)
+            self._queued += 1
+        return entries
+
+    def _journal_entries(self) -> None:
+        entries = self._take_entries()
+        if entries and self._journal is not None:
+            self._journaled = self._journal.append(_encode_line(JournalLine(entries)))
 
     def add_content(self, request_id: str, created_at: dt.datetime, prompt: str, answer: str) -> None:
         """A request's prompt and answer (only when the operator stores them); written with the records."""
@@ -144,8 +203,8 @@ class RecordWriter:
                 delay = min(max(delay * 2, 1.0), 30.0)
 
     async def flush(self) -> None:
-        if self._ledger_source is not None:
-            self._entries.extend(self._ledger_source())
+        self._journal_entries()
+        queued, journaled = self._queued, self._journaled
         while self._entries:
             entries = self._entries[: self._batch_size]
             await insert_entries(self._engine, entries)
@@ -154,15 +213,7 @@ class RecordWriter:
             batch = self._pending[: self._batch_size]
             contents = self._contents_batch()
             if batch or contents:
-                async with self._engine.begin() as conn:
-                    if batch:
-                        inserted = (await conn.execute(self._insert, batch)).scalars().all()
-                        if inserted:
-                            by_id = {record["id"]: record for record in batch}
-                            for upsert, rows in zip(self._upserts, aggregate(by_id[i] for i in inserted), strict=True):
-                                await conn.execute(upsert, rows)
-                    if contents:
-                        await conn.execute(self._insert_contents, contents)
+                await self._insert_records(batch, contents)
                 # Committed: forget the batch before anything else can fail, or a retry inserts it twice.
                 del self._pending[: len(batch)]
                 del self._contents[: len(contents)]
@@ -176,6 +227,21 @@ class RecordWriter:
                 for client_id, values in states.items():  # keep anything newer that arrived meanwhile
                     self._client_states[client_id] = _merge_state(values, self._client_states.get(client_id, {}))
                 raise
+        self._committed.advance(queued)
+        if self._journal is not None:
+            self._journal.checkpoint(journaled)
+
+    async def _insert_records(self, batch: list[dict[str, Any]], contents: list[dict[str, Any]]) -> None:
+        """Insert records (those new to the database added to the aggregates) and contents, in one transaction."""
+        async with self._engine.begin() as conn:
+            if batch:
+                inserted = (await conn.execute(self._insert, batch)).scalars().all()
+                if inserted:
+                    by_id = {record["id"]: record for record in batch}
+                    for upsert, rows in zip(self._upserts, aggregate(by_id[i] for i in inserted), strict=True):
+                        await conn.execute(upsert, rows)
+            if contents:
+                await conn.execute(self._insert_contents, contents)
 
     async def close(self) -> None:
         self._closing = True
@@ -185,11 +251,61 @@ class RecordWriter:
         for attempt in range(5):
             try:
                 await self.flush()
-                return
+                break
             except DATABASE_ERRORS as exc:
                 log.error("final flush of %d records and ledger entries failed (%s), attempt %d", self.backlog, exc,
                           attempt + 1)
                 await asyncio.sleep(0.5 * (attempt + 1))
+        if self._journal is not None:  # kept for the next start unless the database has everything
+            await self._journal.close()
+
+    # -- after a crash -------------------------------------------------------------------------
+
+    async def recover(self) -> int:
+        """Write into the database what the journals of stopped processes hold, then delete them;
+        rows the database already has are skipped. Run it at start before the ledger is loaded, so
+        that a request settled in a journal is not released as an orphan. Returns the lines read."""
+        if self._journal is None:
+            return 0
+        lines = 0
+        for leftover in self._journal.leftovers():
+            try:
+                lines += await self._replay(leftover)
+            except BaseException:
+                leftover.release()  # kept for the next start
+                raise
+            leftover.discard()
+        return lines
+
+    async def _replay(self, leftover: Leftover) -> int:
+        entries: list[Entry] = []
+        records: list[dict[str, Any]] = []
+        lines = unreadable = entry_count = record_count = 0
+        for raw in leftover.lines():
+            try:
+                line = _decode_line(raw)
+            except msgspec.DecodeError:
+                unreadable += 1
+                continue
+            lines += 1
+            entries += line.entries
+            if line.record is not None:
+                records.append(vars(line.record))
+            if len(entries) + len(records) >= self._batch_size:
+                await insert_entries(self._engine, entries)
+                await self._insert_records(records, [])
+                entry_count, record_count = entry_count + len(entries), record_count + len(records)
+                entries, records = [], []
+        await insert_entries(self._engine, entries)
+        if records:
+            await self._insert_records(records, [])
+        entry_count, record_count = entry_count + len(entries), record_count + len(records)
+        if lines or unreadable:
+            log.warning("replayed the journal of a platform that stopped without writing its books (%s): %d ledger "
+                        "entries and %d request records (those the database lacked are added)%s",
+                        leftover.lock_path.name, entry_count, record_count,
+                        f"; {unreadable} unreadable line(s) skipped" if unreadable else "")
+        return lines
 
 
 def _merge_state(into: dict[str, Any], newer: Mapping[str, Any]) -> dict[str, Any]:

@@ -6,6 +6,8 @@ import asyncio
 import datetime as dt
 import logging
 import time
+import uuid
+from dataclasses import replace
 
 import msgspec
 from starlette.websockets import WebSocketDisconnect
@@ -13,23 +15,28 @@ from starlette.websockets import WebSocketDisconnect
 from arenahub.background import watched
 from arenahub.platform.accounting import Accounting
 from arenahub.platform.admin.token import AdminAuth, load_admin_auth
+from arenahub.platform.catalogue import ModelCatalogue
+from arenahub.platform.claims import UsageClaims
 from arenahub.platform.dashboard.auth import DashboardAuth
 from arenahub.platform.dispatch import Dispatcher
-from arenahub.platform.exchange import Exchange
+from arenahub.platform.exchange import Exchange, short
+from arenahub.platform.journal import Journal
 from arenahub.platform.keys import KeyCache
-from arenahub.platform.limits import LimitState
+from arenahub.platform.limits import LimitState, Ticket
 from arenahub.platform.live_settings import LiveSettings, follow
 from arenahub.platform.metrics import PlatformMetrics
-from arenahub.platform.records import RecordWriter, keep_records_for
+from arenahub.platform.records import RecordWriter, RequestRecord, keep_records_for
 from arenahub.platform.refusals import STORED_KEY, RefusalBook
 from arenahub.platform.registry import LocalClientRegistry
 from arenahub.platform.settings import PlatformSettings
-from arenahub.platform.storage import accounts
+from arenahub.platform.storage import accounts, catalogue_store
+from arenahub.platform.storage.accounts import ConsumerKey
 from arenahub.platform.storage.db import DATABASE_ERRORS, create_engine, migrate
+from arenahub.platform.throttle import CredentialThrottle
 from arenahub.platform.tunnel import heartbeat_watchdog
 from arenahub.platform.tunnel_session import ClientSession
 from arenahub.protocol import frames
-from arenahub.protocol.errors import ShuttingDown
+from arenahub.protocol.errors import ApiError, ShuttingDown
 
 log = logging.getLogger("arenahub.platform")
 
@@ -42,12 +49,19 @@ class Platform:
         self.accounting = Accounting(self.engine)
         self.keys = KeyCache(self.engine, on_new_key=self.accounting.load_key)
         self.registry = LocalClientRegistry()
+        self.journal = Journal(settings.resolved_journal_dir, fsync=settings.journal_fsync)
         self.writer = RecordWriter(self.engine, flush_seconds=settings.record_flush_seconds,
-                                   batch_size=settings.record_batch_size, ledger_entries=self.accounting.drain)
+                                   batch_size=settings.record_batch_size, ledger_entries=self.accounting.drain,
+                                   journal=self.journal)
         self.dispatcher = Dispatcher(self.registry, settings)
         self.dispatcher.on_routing_change = self.client_routing_changed
         self.metrics = PlatformMetrics(self)
-        self.catalog: set[str] = set()
+        # Wrong admin tokens, client keys and consumer keys, throttled per address (throttle.py).
+        self.credential_throttle = CredentialThrottle(per_address=settings.credential_failures_per_minute,
+                                                      on_refusal=self.metrics.refused_credentials)
+        self.catalog: set[str] = set()  # every model a client has served here: unknown ones are 404s
+        self.catalogue = ModelCatalogue()  # the operator's (catalogue.py); off unless turned on
+        self._catalogue_version: object = None
         self.key_limits = LimitState()
         self.admin: AdminAuth
         self.dashboard: DashboardAuth  # sessions, sign-in and the admin API gate
@@ -59,6 +73,7 @@ class Platform:
         self._tasks: list[asyncio.Task[None]] = []
         self._maintenance_saved: set[str] = set()  # clients whose maintenance is in the database
         self.refusals = RefusalBook()  # why each client was last refused or disconnected (refusals.py)
+        self.usage_claims = UsageClaims()  # clients whose usage claims differ from the platform's count
 
     async def start(self) -> None:
         await migrate(self.engine)
@@ -67,11 +82,15 @@ class Platform:
                      self.live.overrides)
             self.apply_settings(self.live.current)
         self.admin = await load_admin_auth(self.engine, self.settings.admin_token)
-        self.dashboard = DashboardAuth(self.engine, self.admin)
+        self.dashboard = DashboardAuth(self.engine, self.admin, credentials=self.credential_throttle)
         await self.dashboard.start()
         await self.keys.start()
+        # The books a killed platform left in its journal, into the database before the ledger is loaded
+        # (else a request it settled would be released as an orphan).
+        await self.writer.recover()
         await self.accounting.start()
         self.catalog = await accounts.known_models(self.engine)
+        await self.refresh_catalogue()
         self.writer.start()
         self._tasks.append(watched(heartbeat_watchdog(self), "heartbeat-watchdog"))
         self._tasks.append(watched(self._follow_client_changes(), "client-changes"))
@@ -86,6 +105,8 @@ class Platform:
         attempts for the next request, store_prompts for the next record; retention starts over."""
         old, self.settings = self.settings, settings
         self.dispatcher.settings_changed(settings)
+        if settings.model_catalogue != old.model_catalogue:
+            self.catalogue_changed(replace(self.catalogue, enabled=settings.model_catalogue))
         if settings.record_retention_days != old.record_retention_days:
             retention = [task for task in self._tasks if task.get_name() == "record-retention"]
             for task in retention:
@@ -123,6 +144,8 @@ class Platform:
 
     # -- requests -----------------------------------------------------------------------------
     def model_known(self, model: str) -> bool:
+        if self.catalogue.enabled:
+            return self.catalogue.offered_to_consumers(model)
         if model in self.catalog:
             return True
         return any(s.serves(model) for s in self.registry.sessions())
@@ -132,21 +155,52 @@ class Platform:
         self._idle.clear()
 
     def exchange_finished(self, ex: Exchange) -> None:
+        """Settle, record and count the exchange; once (later calls do nothing)."""
+        if ex.booked:
+            return
+        ex.booked = True
         self._inflight.discard(ex.id)
         if not self._inflight:
             self._idle.set()
-        usage = ex.usage()
+        # Settled and recorded exactly once, whatever failed before: the record goes to the writer before
+        # anything else can fail, and a bug in one of the other books is logged, not allowed to lose it.
+        usage = ex.usage()  # the platform's own count: never negative, never raises
         try:
             ex.cost = self.accounting.close(ex, usage["prompt_tokens"], usage["completion_tokens"])
-        except Exception:  # a bug in the book must not lose the record: log it loudly and keep going
-            log.exception("settling request %s failed", ex.id)
+        except Exception:  # a bug in the book must not lose the record nor hold the credit: log it loudly
+            log.exception("settling request %s failed; releasing its reservation", ex.id)
+            try:
+                if ex.reservation is not None:
+                    self.accounting.ledger.release(ex.reservation)
+            except Exception:
+                log.exception("releasing the reservation of request %s failed", ex.id)
         record = ex.record(usage)
-        if ex.ticket is not None:
-            self.key_limits.finish(ex.ticket, record.prompt_tokens + record.completion_tokens, now=time.monotonic())
-        self.metrics.request_finished(record)
         self.writer.add(record)
         if self.settings.store_prompts:  # off by default: then no prompt or answer is kept anywhere
             self.writer.add_content(ex.id, record.created_at, ex.prompt(), ex.answer())
+        self.after_record(record, ex.ticket)
+        if record.detail and "claimed_usage" in record.detail and record.client_id:
+            self.usage_claims.gap(record.client_id, record.detail["claimed_usage"], usage)
+            self.metrics.usage_claim_gap(record.client_id)
+
+    def request_refused(self, key: ConsumerKey, err: ApiError, started: float, *, model: str, stream: bool) -> None:
+        """Record a request refused after its key was known (bad body, unknown model, limits, credit, ...)."""
+        record = RequestRecord(
+            id=uuid.uuid4().hex, created_at=dt.datetime.now(dt.UTC), key_id=key.id, client_id=None,
+            model=model[:200], stream=stream, status=err.status, error_code=err.code,
+            latency_ms=round((time.perf_counter() - started) * 1000, 3), ttft_ms=None, prompt_tokens=0,
+            completion_tokens=0, attempts=0, detail={"attempts": [], "error": short(err.message)})
+        self.writer.add(record)
+        self.after_record(record, None)
+
+    def after_record(self, record: RequestRecord, ticket: Ticket | None) -> None:
+        """The key's rate-limit window and the metrics, after a request's record is safe with the writer."""
+        try:
+            if ticket is not None:
+                self.key_limits.finish(ticket, record.prompt_tokens + record.completion_tokens, now=time.monotonic())
+            self.metrics.request_finished(record)
+        except Exception:  # the record is kept whatever these do
+            log.exception("updating the limits or metrics of request %s failed", record.id)
 
     @property
     def inflight(self) -> int:
@@ -164,6 +218,7 @@ class Platform:
             started = dt.datetime.now(dt.UTC)
             try:
                 changed = await accounts.clients_changed_since(self.engine, since - dt.timedelta(seconds=5))
+                await self.refresh_catalogue()
                 # A deleted row leaves no change to read: check that the connected clients still exist
                 # (a primary-key lookup each), and now and then that the remembered ones do.
                 await self._forget_deleted_clients(everyone=ticks % prune_every == 0)
@@ -206,6 +261,7 @@ class Platform:
                                                "this client was deleted by an administrator")
         self.dispatcher.health.pop(client_id, None)
         self.refusals.forget(client_id)
+        self.usage_claims.forget(client_id)
         self._maintenance_saved.discard(client_id)
         return closing
 
@@ -239,8 +295,28 @@ class Platform:
             asyncio.create_task(old.close(frames.CLOSE_REPLACED, "replaced by a new connection"))
         self.catalog |= session.models
         self.dispatcher.sessions_changed()
-        await accounts.record_client_hello(self.engine, session.client_id, sorted(session.models),
+        await accounts.record_client_hello(self.engine, session.client_id, sorted(session.offered),
                                            hello.client_version)
+
+    async def refresh_catalogue(self) -> bool:
+        """Read the catalogue again when it changed in the database (the admin API or CLI of any
+        process); True when it did."""
+        version = await catalogue_store.version(self.engine)
+        if version == self._catalogue_version:
+            return False
+        listings, refused = await catalogue_store.load(self.engine)
+        self._catalogue_version = version
+        self.catalogue_changed(ModelCatalogue(self.settings.model_catalogue, listings, refused))
+        return True
+
+    def catalogue_changed(self, catalogue: ModelCatalogue) -> None:
+        """The operator changed the model catalogue (or turned it on or off): every client serves
+        what it allows from now on."""
+        self.catalogue = catalogue
+        for session in self.registry.sessions():
+            session.catalogue_changed(catalogue)
+            self.catalog |= session.models
+        self.dispatcher.sessions_changed()
 
     def client_settings_changed(self, account: accounts.ClientAccount) -> None:
         """An admin changed a client's registration or routing state: apply it to its live session now."""
@@ -286,7 +362,7 @@ class Platform:
 
     def client_heartbeat(self, session: ClientSession, hb: frames.Heartbeat) -> None:
         if hb.models is not None:
-            self.catalog |= set(hb.models)
+            self.catalog |= session.models
         self.dispatcher.notify()  # it may have become healthy, or serve more models
         self.record_heartbeat(session.client_id, hb)
 

@@ -7,7 +7,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from arenahub.platform.storage.db import default_data_dir, normalize_url
+from arenahub.platform.storage.db import database_key, default_data_dir, normalize_url
 
 
 @dataclass(frozen=True)
@@ -22,6 +22,20 @@ class PlatformSettings:
     first_byte_timeout_seconds: float = 120.0
     idle_timeout_seconds: float = 120.0
     total_timeout_seconds: float = 900.0
+    # Flow control: bytes of an answer a client may send ahead of its consumer (per request), and how
+    # long in all a consumer may hold its client back by reading slowly before it is cut (408,
+    # consumer_too_slow).
+    answer_window_bytes: int = 256 * 1024
+    # The longest answer relayed, in tokens the platform counts (whatever max_tokens asks): longer ones
+    # end with finish_reason "length". A client is a stranger; no model answers more than this.
+    max_answer_tokens: int = 262_144
+    slow_consumer_seconds: float = 60.0
+    # The operator's model catalogue (see the README): on, a client serves only the listed models it
+    # is allowed to, and its other models wait for approval; off, every model a client offers is served.
+    model_catalogue: bool = False
+    # Wrong credentials (admin token, client key, consumer key) one address may offer in a minute before
+    # it is answered 429 too_many_failed_credentials until the minute has room again; 0: no throttle.
+    credential_failures_per_minute: int = 30
     # A failed attempt before the first byte is retried on another client, this many times in all.
     max_attempts: int = 3
     # A client is dropped after this many heartbeat intervals without one.
@@ -31,6 +45,11 @@ class PlatformSettings:
     record_batch_size: int = 1000
     # Raw request records older than this many days are deleted (their per-minute aggregates stay); 0: never.
     record_retention_days: int = 30
+    # The write-ahead journal of the books (journal.py): its folder (empty: "journal" in data_dir; a
+    # subfolder per database), and whether each write is fsynced (off: it survives a crash of the
+    # platform, not of the machine).
+    journal_dir: str = ""
+    journal_fsync: bool = True
     # Clean shutdown: how long streams in flight may take to finish.
     shutdown_grace_seconds: float = 10.0
     # Routing: one of routing.STRATEGIES; empty: what most connected clients prefer, else least_load.
@@ -51,6 +70,15 @@ class PlatformSettings:
     breaker_cooldown_seconds: float = 30.0
     # A client that drops this many requests in an hour goes into maintenance (0: never).
     maintenance_drops_per_hour: int = 50
+    # What one peer may hold of the HTTP server (arenahub.connections.ServerLimits): a request's headers must
+    # arrive within header_timeout_seconds; its body may pause at most body_timeout_seconds and must keep
+    # up body_min_bytes_per_second after that much (0: no floor), else 408; open connections per client
+    # address (IPv6: per /64; a trusted proxy's are not counted; 0: no cap) and in all (0: from the open-file limit).
+    header_timeout_seconds: float = 10.0
+    body_timeout_seconds: float = 30.0
+    body_min_bytes_per_second: int = 1024
+    max_connections_per_address: int = 64
+    max_connections: int = 0
     log_level: str = "info"
     # Sets the admin API's token (for automated deployments); empty: one is generated on first start.
     admin_token: str = field(default="", repr=False)
@@ -61,10 +89,22 @@ class PlatformSettings:
             raise ValueError(f"routing strategy {self.routing_strategy!r} is not one of {', '.join(STRATEGIES)}")
         if not 0 < self.breaker_failure_ratio <= 1:
             raise ValueError(f"breaker_failure_ratio must be in (0, 1], got {self.breaker_failure_ratio}")
-        for name in ("record_retention_days", "queue_size", "breaker_window", "breaker_min_requests",
-                     "maintenance_drops_per_hour"):
+        if not 4096 <= self.answer_window_bytes <= 64 * 1024 * 1024:
+            raise ValueError(f"answer_window_bytes must be from 4096 to 67108864, got {self.answer_window_bytes}")
+        if not 1 <= self.max_answer_tokens <= 10_000_000:
+            raise ValueError(f"max_answer_tokens must be from 1 to 10000000, got {self.max_answer_tokens}")
+        if not 1 <= self.slow_consumer_seconds <= 86_400:
+            raise ValueError(f"slow_consumer_seconds must be from 1 to 86400, got {self.slow_consumer_seconds}")
+        for name in ("credential_failures_per_minute", "record_retention_days", "queue_size", "breaker_window",
+                     "breaker_min_requests", "maintenance_drops_per_hour"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative, got {getattr(self, name)}")
+
+    @property
+    def resolved_journal_dir(self) -> Path:
+        """The journal's folder: a subfolder per database, so a journal is only replayed into its own."""
+        base = Path(self.journal_dir) if self.journal_dir else self.data_dir / "journal"
+        return base / database_key(self.resolved_database_url)
 
     @property
     def resolved_database_url(self) -> str:
