@@ -122,15 +122,29 @@ class AnswerMeter:
 
     ``take`` cleans each chunk's choices; once the limit is reached the delta that crosses it is cut,
     its choice ends with ``finish_reason: "length"``, ``cut`` is set, and nothing more is taken.
-    Counting happens per delta only when there is a limit (the sum of per-delta counts is at least the
-    count of the joined text, so the final bill never exceeds the limit); the bill itself is counted
-    once at the end on everything delivered.
+
+    Far from the limit nothing is counted: a token is at least one UTF-8 byte, so text is only
+    collected while its bytes keep within the limit. Near it, the collected text is counted once, and
+    each delta after it by what it adds to the answer's last characters (``TAIL_CHARS``: a token never
+    reaches further back than a word, so that is the whole answer's count but for rare long runs with
+    no space). The bill is counted once at the end on everything delivered, and an answer cut here is
+    billed at most ``limit`` completion tokens (``billable``).
     """
+
+    TAIL_CHARS = 64
 
     def __init__(self, limit: int | None) -> None:
         self.limit = limit
-        self.used = 0
+        self.used = 0  # tokens counted so far (the collected text not included)
         self.cut = False
+        self._collected: list[str] = []  # text not counted yet ...
+        self._collected_bytes = 0  # ... and its bytes: at least its tokens
+        self._tail = ""  # the counted text's last characters ...
+        self._tail_tokens = 0  # ... and their count
+
+    def billable(self, counted: int) -> int:
+        """The completion tokens to bill, given the platform's count of the answer it delivered."""
+        return min(counted, self.limit) if self.cut and self.limit is not None else counted
 
     def take(self, raw: Any) -> tuple[list[dict[str, Any]], list[str]]:
         """The clean choices to relay, and the texts they carry."""
@@ -149,44 +163,63 @@ class AnswerMeter:
 
     def _fit(self, delta: dict[str, Any]) -> bool:
         """Count the delta's text against the limit; cut the field that crosses it. False once cut."""
-        assert self.limit is not None
         for key in TEXT_FIELDS:
             text = delta.get(key)
-            if not text:
+            if not text or self._counts(text):
                 continue
-            n = count_tokens(text)
-            if self.used + n <= self.limit:
-                self.used += n
-                continue
-            delta[key] = _prefix(text, self.limit - self.used)
-            self.used = self.limit
+            delta[key] = self._prefix(text)
             for later in TEXT_FIELDS[TEXT_FIELDS.index(key) + 1:]:
                 delta.pop(later, None)
             delta.pop("tool_calls", None)
-            self.cut = True
             return False
         for call in delta.get("tool_calls", ()):
             args = call.get("function", {}).get("arguments")
-            n = count_tokens(args) if args else 0
-            if self.used + n > self.limit:
-                call["function"]["arguments"] = _prefix(args, self.limit - self.used)
-                self.used = self.limit
-                self.cut = True
-                return False
-            self.used += n
+            if not args or self._counts(args):
+                continue
+            call["function"]["arguments"] = self._prefix(args)
+            return False
         return True
 
+    def _counts(self, text: str) -> bool:
+        """Add ``text`` to the answer if it fits within the limit; False (nothing added) if it does not."""
+        assert self.limit is not None
+        size = len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+        if self.used + self._collected_bytes + size <= self.limit:
+            self._collected.append(text)
+            self._collected_bytes += size
+            return True
+        if self._collected:
+            self._append("".join(self._collected))
+            self._collected.clear()
+            self._collected_bytes = 0
+        if self.used + self._adds(text) > self.limit:
+            return False
+        self._append(text)
+        return True
 
-def _prefix(text: str, tokens: int) -> str:
-    """The longest prefix of ``text`` that counts at most ``tokens`` tokens."""
-    if tokens <= 0:
-        return ""
-    # No token is longer than a few dozen characters: the prefix lies within the first (tokens + 1) * 64.
-    low, high = 0, min(len(text), (tokens + 1) * 64)
-    while low < high:
-        mid = (low + high + 1) // 2
-        if count_tokens(text[:mid]) <= tokens:
-            low = mid
-        else:
-            high = mid - 1
-    return text[:low]
+    def _adds(self, text: str) -> int:
+        """The tokens ``text`` adds to the answer counted so far."""
+        return count_tokens(self._tail + text) - self._tail_tokens
+
+    def _append(self, text: str) -> None:
+        self.used += self._adds(text)
+        self._tail = (self._tail + text)[-self.TAIL_CHARS:]
+        self._tail_tokens = count_tokens(self._tail)
+
+    def _prefix(self, text: str) -> str:
+        """The longest prefix of ``text`` that the limit leaves room for, added; the answer is cut there."""
+        assert self.limit is not None
+        room = self.limit - self.used
+        low = 0
+        if room > 0:
+            # No token is longer than a few dozen characters: the prefix lies within the first (room + 1) * 64.
+            high = min(len(text), (room + 1) * 64)
+            while low < high:
+                mid = (low + high + 1) // 2
+                if self._adds(text[:mid]) <= room:
+                    low = mid
+                else:
+                    high = mid - 1
+        self._append(text[:low])
+        self.cut = True
+        return text[:low]

@@ -105,7 +105,8 @@ class Exchange:
         A client's claim (``claimed_usage``) is never used: clients earn from what they serve.
         """
         if self._usage is None:
-            self._usage = usage_dict(self.prompt_tokens(), count_tokens("".join(self.completion_parts)))
+            completion = self.meter.billable(count_tokens("".join(self.completion_parts)))
+            self._usage = usage_dict(self.prompt_tokens(), completion)
         return self._usage
 
     def claim_gap(self) -> dict[str, int] | None:
