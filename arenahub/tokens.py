@@ -48,3 +48,18 @@ def count_tokens(text: str) -> int:
             log.info("counting %d characters by size (%s)", len(piece), exc)
             total += len(piece) // 4 + 1  # about four characters a token, as for English text
     return total
+
+
+def token_prefix(text: str, tokens: int) -> str:
+    """The first ``tokens`` o200k tokens of ``text`` as text: a cut between tokens, never inside one
+    (a character split between two tokens is left out whole); never raises."""
+    if tokens <= 0 or not text:
+        return ""
+    head = text[: (tokens + 1) * 64]  # no token is longer than a few dozen characters
+    try:
+        encoding = _encoding()
+        ids = encoding.encode_ordinary(head)
+        return encoding.decode_bytes(ids[:tokens]).decode("utf-8", "ignore")
+    except (ValueError, UnicodeError, KeyError) as exc:
+        log.info("cutting %d characters by size (%s)", len(head), exc)
+        return text[: tokens * 4]  # about four characters a token, as count_tokens counts what it cannot

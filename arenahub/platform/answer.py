@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from arenahub.platform.billing.pricing import TOKENS_PER_PRICE_UNIT, Price
-from arenahub.tokens import count_tokens
+from arenahub.tokens import count_tokens, token_prefix
 
 MAX_CHOICES = 8
 FINISH_REASONS = frozenset({"stop", "length", "content_filter", "tool_calls", "function_call"})
@@ -207,19 +207,12 @@ class AnswerMeter:
         self._tail_tokens = count_tokens(self._tail)
 
     def _prefix(self, text: str) -> str:
-        """The longest prefix of ``text`` that the limit leaves room for, added; the answer is cut there."""
+        """The longest prefix of ``text`` the limit leaves room for, cut between tokens, added; the
+        answer ends there."""
         assert self.limit is not None
-        room = self.limit - self.used
-        low = 0
-        if room > 0:
-            # No token is longer than a few dozen characters: the prefix lies within the first (room + 1) * 64.
-            high = min(len(text), (room + 1) * 64)
-            while low < high:
-                mid = (low + high + 1) // 2
-                if self._adds(text[:mid]) <= room:
-                    low = mid
-                else:
-                    high = mid - 1
-        self._append(text[:low])
+        prefix = token_prefix(text, self.limit - self.used)
+        while prefix and self.used + self._adds(prefix) > self.limit:  # the answer's end joined it differently
+            prefix = token_prefix(prefix, count_tokens(prefix) - 1)
+        self._append(prefix)
         self.cut = True
-        return text[:low]
+        return prefix

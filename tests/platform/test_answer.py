@@ -33,7 +33,7 @@ def test_an_answer_is_cut_at_its_limit_and_never_billed_past_it(word: str, limit
     text, finish = relay(meter, [word] * 3000)
     assert meter.cut and finish == "length"
     assert count_tokens(text) <= limit
-    assert count_tokens(text) >= limit - 3  # cut where the limit is, not long before it
+    assert count_tokens(text) >= limit - 2  # cut where the limit is (a character split between tokens is left out)
 
 
 def test_an_answer_within_its_limit_is_relayed_whole() -> None:
@@ -73,3 +73,16 @@ def test_an_answer_cut_here_is_billed_at_most_its_limit() -> None:
     relay(meter, ["aaaaaaaaaaaaaaaaaaaaaaaa"] * 50)  # a run with no space: the count of the tail can be off
     assert meter.cut and meter.billable(12) == 10 and meter.billable(9) == 9
     assert AnswerMeter(10).billable(12) == 12  # not cut: billed what was counted
+
+
+@pytest.mark.parametrize(("pieces", "limit", "relayed"), [
+    (["Echo w0 w1"], 1, "Echo"),  # never inside a token ("Ec")
+    (["w0 ", "w1 ", "w2 ", "w3 ", "w4 ", "w5 "], 5, None),
+    (["日本語の文"], 2, "日本語"),
+])
+def test_the_cut_falls_between_tokens(pieces: list[str], limit: int, relayed: str | None) -> None:
+    meter = AnswerMeter(limit)
+    text, finish = relay(meter, pieces)
+    assert finish == "length" and count_tokens(text) == limit
+    if relayed is not None:
+        assert text == relayed
