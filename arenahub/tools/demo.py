@@ -203,11 +203,12 @@ async def _main(demo: RealDemo) -> None:
               f"    -d '{{\"model\": \"{model}\", \"stream\": true, \"messages\": "
               f"[{{\"role\": \"user\", \"content\": \"Hi there\"}}]}}'\n")
         local = args.client_port if args.upstream == "local" else args.bridge_port
+        print(f"admin CLI:    ARENAHUB_DATABASE_URL={demo.db_url} arenahub admin COMMAND   (this demo's database)")
         print(f"client status: curl http://127.0.0.1:{local}/platform/status")
         print(f"logs: {demo.dir}/*.log")
         if args.once:
             return
-        print("\nrunning; press Ctrl-C to stop.")
+        print("\nrunning; press Ctrl-C (or send SIGTERM) to stop everything.", flush=True)
         while True:
             demo.check_alive()
             await asyncio.sleep(1)
@@ -264,6 +265,12 @@ def run_demo(args: argparse.Namespace) -> int:
         return 2
     shutil.rmtree(demo.dir, ignore_errors=True)
     demo.dir.mkdir(parents=True)
+
+    def _stop(signum: int, _frame: object) -> None:  # SIGTERM or SIGHUP: stop everything, as Ctrl-C does
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _stop)
     try:
         asyncio.run(_run(demo))
         return 0

@@ -27,3 +27,31 @@ def test_demo_local_path(tmp_path, monkeypatch):
     done = run_demo("--upstream", "local", "--client-port", str(free_port()), "--upstream-port", str(free_port()))
     assert done.returncode == 0, done.stderr
     assert "Echo: Hello from the arenahub demo" in done.stdout
+
+
+def test_sigterm_stops_the_demo_and_everything_it_started(tmp_path, monkeypatch):
+    import signal
+
+    import psutil
+
+    monkeypatch.setenv("ARENAHUB_DEMO_DIR", str(tmp_path / "demo"))
+    demo = subprocess.Popen([sys.executable, "-m", "arenahub", "demo", "--upstream", "local",
+                             "--port", str(free_port()), "--client-port", str(free_port()),
+                             "--upstream-port", str(free_port())],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        lines = []
+        for line in demo.stdout:  # type: ignore[union-attr]
+            lines.append(line)
+            if line.startswith("running;"):
+                break
+        assert any(line.startswith("admin CLI:    ARENAHUB_DATABASE_URL=") for line in lines), "".join(lines)
+        children = psutil.Process(demo.pid).children(recursive=True)
+        assert len(children) >= 3, "".join(lines)  # upstream, platform, client
+        demo.send_signal(signal.SIGTERM)
+        assert demo.wait(30) == 0
+        _, alive = psutil.wait_procs(children, timeout=15)
+        assert alive == [], f"left running: {alive}"
+    finally:
+        if demo.poll() is None:
+            demo.kill()
