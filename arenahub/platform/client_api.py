@@ -114,8 +114,15 @@ async def health(request: Request) -> Response:
     body: dict[str, object] = {"status": "shutting_down" if platform.shutting_down else "ok",
                                "serving": available > 0 and not platform.shutting_down}
     if request.headers.get("authorization"):
-        await platform.credential_throttle.guard(client_address(request), "admin_token",
-                                                 lambda: platform.admin.check(request.headers.get("authorization")))
+        try:
+            await platform.credential_throttle.guard(client_address(request), "admin_token",
+                                                     lambda: platform.admin.check(request.headers.get("authorization")))
+        except ApiError as err:
+            if err.status not in (401, 429):
+                raise
+            # Another credential (a consumer key, say), or throttled: the answer anybody gets. A wrong
+            # token still counts against the address, and while it is throttled no token tells more.
+            return JSONResponse(body)
         body.update(clients_connected=len(sessions), clients_available=available,
                     requests_in_flight=platform.inflight, models=sorted(platform.registry.models()))
     return JSONResponse(body)

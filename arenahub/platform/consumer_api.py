@@ -23,6 +23,7 @@ from arenahub.protocol.errors import (
     ApiError,
     ModelNotAllowed,
     ModelNotFound,
+    NoClientAvailable,
     PinNotAllowed,
     ShuttingDown,
 )
@@ -78,8 +79,16 @@ async def _admit(platform: Platform, request: Request, key: ConsumerKey, req: Ch
     if not key.allows(req.model):
         raise ModelNotAllowed(f"This API key may not use the model '{req.model}'.", param="model")
     if not platform.model_known(req.model):
+        if platform.catalogue.enabled:
+            raise ModelNotFound(f"The model '{req.model}' is not offered here: the operator has not listed it in the "
+                                "platform's model catalogue. GET /v1/models lists the models available now.",
+                                param="model")
         raise ModelNotFound(f"The model '{req.model}' does not exist: no registered client serves it. "
                             "GET /v1/models lists the models available now.", param="model")
+    if platform.catalogue.enabled and not any(s.serves(req.model) for s in platform.registry.sessions()):
+        raise NoClientAvailable(f"No client can serve this request now: no connected client is approved for the model "
+                                f"'{req.model}' (the operator approves clients in the model catalogue).",
+                                headers={"Retry-After": "5"})
     ex = Exchange(id=uuid.uuid4().hex, key=key, request=req, body=body)
     pin = request.headers.get(PIN_HEADER)
     if pin is not None:

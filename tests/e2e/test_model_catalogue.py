@@ -86,6 +86,7 @@ async def test_on_a_claimed_model_waits_for_the_operators_approval(stack: Stack,
         with pytest.raises(openai.NotFoundError) as missing:
             await api.chat.completions.create(model=CLAIMED, messages=ask("hi"))
         assert missing.value.code == "model_not_found"
+        assert "not listed it in the platform's model catalogue" in missing.value.message
         assert hostile.requests.empty()
 
         # The operator sees the offers waiting, on the catalogue and on the client.
@@ -121,6 +122,7 @@ async def test_on_a_claimed_model_waits_for_the_operators_approval(stack: Stack,
         with pytest.raises(openai.APIStatusError) as refused:
             await api.chat.completions.create(model=CLAIMED, messages=ask("hi"))
         assert refused.value.status_code == 503  # a listed model, but no connected client may serve it
+        assert "no connected client is approved for the model" in refused.value.message
         view = await asyncio.to_thread(catalogue, platform)
         assert view["pending"] == [] and view["models"][0]["refused"] == [hostile.client_id]
 
