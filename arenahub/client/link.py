@@ -27,6 +27,8 @@ from arenahub.client.validation import rejection
 from arenahub.protocol import frames
 
 log = logging.getLogger("arenahub.client")
+# While the bridge offers no model, it is asked again this often (seconds).
+BRIDGE_RETRY_SECONDS = 5.0
 
 WELCOME_TIMEOUT_SECONDS = 15.0
 # Chunk frames are split below this size (the platform closes a tunnel on a frame over 1 MiB).
@@ -190,6 +192,10 @@ class PlatformLink:
             self._set_state("connected")
             log.info("connected to %s as %s (%s), %d model(s)", self.config.platform_url, reply.client_name,
                      self.config.client_id, len(self.models))
+            if not self.models:
+                log.warning("the bridge at %s offers no model yet (%s): no request can come here; looking again "
+                            "every %g s", self.config.lmarena_bridge_url,
+                            self.session_status.last_error or "its /v1/models lists none", BRIDGE_RETRY_SECONDS)
             if self.routing.drain_requested:  # a new connection starts undrained on the platform
                 log.info("asking the platform to drain this client again (a new connection starts undrained)")
                 await self._send_quietly(self.routing.drain_frame())
@@ -350,9 +356,19 @@ class PlatformLink:
             log.info("could not report to the platform: %s", exc)
 
     async def _heartbeats(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        interval = self.config.heartbeat_interval_seconds
+        sent = time.monotonic()
         while not ws.closed:
-            await asyncio.sleep(self.config.heartbeat_interval_seconds)
+            # While the bridge offers no model (not started yet, say), look again every few seconds and
+            # tell the platform as soon as it does, rather than at the next heartbeat.
+            waiting = not self.models
+            await asyncio.sleep(min(BRIDGE_RETRY_SECONDS, interval) if waiting else interval)
             await self._refresh_bridge()
+            if waiting and self.models:
+                log.info("the bridge at %s offers %d model(s) now", self.config.lmarena_bridge_url, len(self.models))
+            elif waiting and time.monotonic() - sent < interval:
+                continue
+            sent = time.monotonic()
             await self._send_quietly(frames.Heartbeat(stats=self.stats.snapshot(), session=self.session_status,
                                                       models=self.models, client_version=__version__))
             self.last_heartbeat_sent = time.time()

@@ -88,3 +88,27 @@ def test_a_regenerated_key_disconnects_the_client_with_the_reason(platform: Plat
     assert status["refused"]["code"] == "invalid_credentials"
     assert "regenerated" in status["refused"]["message"]
     assert platform.health()["clients_connected"] == 0
+
+
+def test_a_bridge_that_comes_up_late_is_offered_within_seconds(platform: Platform, stack) -> None:
+    """A client started before its bridge says so, and offers the bridge's models as soon as it is up,
+    not at its next heartbeat (30 s here)."""
+    from .harness import Upstream, write_client_config
+
+    late = Upstream(stack.workdir, "late-upstream", ["late-model"])  # its port is chosen, nothing listens yet
+    stack.programs.append(late)
+    account = stack.admin("create-client", "--name", "late", database_url=platform.database_url)
+    config = write_client_config(stack.workdir / "late.config.jsonc", platform_url=platform.api_url,
+                                 client_id=account["client_id"], api_key=account["api_key"], bridge_url=late.url,
+                                 heartbeat_interval_seconds=30.0, max_concurrent_requests=2)
+    client = Client(stack.workdir, "late", config, account["client_id"], account["api_key"])
+    stack.programs.append(client)
+    client.start()
+    client.wait_http(client.url + "/health")
+    client.wait_state("connected")
+    wait_until(lambda: "offers no model yet" in client.log(), 5, "the client's warning")
+    late.start()
+    late.wait_ready()
+    started = time.monotonic()
+    wait_until(lambda: "late-model" in platform.health()["models"], 15, "the late bridge's model")
+    assert time.monotonic() - started < 12  # the next heartbeat would be 30 s after the connection
