@@ -9,22 +9,29 @@ from collections.abc import Sequence
 
 from arenahub import __version__
 
+DESCRIPTION = ("arenahub: an OpenAI-compatible AI API gateway (platform), the clients that serve it, and the "
+               "LMArena bridge. Run `arenahub COMMAND --help` for a command's options; the README has the rest.")
+
 
 def _env(name: str, default: str | None = None) -> str | None:
     return os.environ.get("ARENAHUB_" + name, default)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="arenahub", description=__doc__)
+    parser = argparse.ArgumentParser(prog="arenahub", description=DESCRIPTION)
     parser.add_argument("--version", action="version", version=f"arenahub {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("platform", help="run the platform (the central gateway)")
-    p.add_argument("--host", default=_env("HOST", "127.0.0.1"))
-    p.add_argument("--port", type=int, default=int(_env("PORT", "8080") or 8080))
+    p.add_argument("--host", default=_env("HOST", "127.0.0.1"),
+                   help="address to listen on (default: ARENAHUB_HOST, else 127.0.0.1)")
+    p.add_argument("--port", type=int, default=int(_env("PORT", "8080") or 8080),
+                   help="port to listen on (default: ARENAHUB_PORT, else 8080)")
     p.add_argument("--database-url", default=_env("DATABASE_URL"),
-                   help="sqlite:///path.db (default: .arenahub/arenahub.db) or postgresql+asyncpg://...")
-    p.add_argument("--log-level", default=_env("LOG_LEVEL", "info"))
+                   help="sqlite:///path.db or postgresql+asyncpg://... (default: ARENAHUB_DATABASE_URL, else "
+                        "arenahub.db in the data folder: ARENAHUB_DATA_DIR, else .arenahub)")
+    p.add_argument("--log-level", default=_env("LOG_LEVEL", "info"),
+                   help="debug, info, warning or error (default: ARENAHUB_LOG_LEVEL, else info)")
     p.set_defaults(run=_run_platform)
 
     c = sub.add_parser("client", help="run a client: connect a bridge to the platform")
@@ -34,10 +41,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.set_defaults(run=_run_client)
 
     u = sub.add_parser("local-upstream", help="run a local OpenAI-compatible upstream (demo, tests, bench)")
-    u.add_argument("--host", default="127.0.0.1")
-    u.add_argument("--port", type=int, default=5102)
+    u.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    u.add_argument("--port", type=int, default=5102, help="port to listen on (default 5102, the bridge's)")
     u.add_argument("--models", default="arena-echo", help="comma-separated model names")
-    u.add_argument("--name", default="local-upstream")
+    u.add_argument("--name", default="local-upstream",
+                   help="the name it gives on /health and as the models' owner (default local-upstream)")
     u.set_defaults(run=_run_local_upstream)
 
     d = sub.add_parser("demo", help="the whole system on this machine, then a streamed answer")
@@ -45,8 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--upstream", choices=["real", "local"], default="real",
                    help="real: bridge + userscript in headless Chromium + LMArena simulator (default); "
                         "local: the fast local upstream")
-    d.add_argument("--bridge-port", type=int, default=5102)
-    d.add_argument("--simulator-port", type=int, default=5180)
+    d.add_argument("--bridge-port", type=int, default=5102, help="the bridge's port (default 5102)")
+    d.add_argument("--simulator-port", type=int, default=5180, help="the arena.ai simulator's port (default 5180)")
     d.add_argument("--client-port", type=int, default=5103, help="with --upstream local")
     d.add_argument("--upstream-port", type=int, default=5102, help="with --upstream local")
     d.add_argument("--once", action="store_true", help="exit after the first streamed answer")
@@ -59,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
                               "(script outcomes, sign-out, Cloudflare, reCAPTCHA, builds).")
     s.add_argument("--protocol", choices=["2026", "2025"], default="2026",
                    help="2026: arena.ai as of late 2026 (default); 2025: the older lmarena.ai retry-only simulator")
-    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     s.add_argument("--port", type=int, default=5180, help="port (default 5180)")
     s.add_argument("--tls", action="store_true",
                    help="serve HTTPS with a self-signed certificate for arena.ai, lmarena.ai, localhost, 127.0.0.1")

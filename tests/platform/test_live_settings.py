@@ -280,3 +280,18 @@ def test_the_dashboard_form_offers_the_bounds_the_api_checks() -> None:
             if isinstance(option, msgspec.inspect.Metadata) and hasattr(option.type, "ge"):
                 checked[field.name] = (float(option.type.ge), float(option.type.le))
     assert shown and shown == checked
+
+
+def test_a_wrong_choice_is_told_the_choices(checker: TestClient) -> None:
+    r = checker.patch("/api/admin/settings", json={"routing_strategy": "fastestt"})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "routing_strategy"
+    assert "one of: '', 'fastest'," in r.json()["error"]["message"], r.text
+
+
+@pytest.mark.parametrize("name", ["first_byte_timeout_seconds", "idle_timeout_seconds", "total_timeout_seconds",
+                                  "header_timeout_seconds", "body_timeout_seconds", "queue_timeout_seconds"])
+def test_a_flag_or_environment_value_out_of_bounds_stops_the_start(name: str) -> None:
+    from arenahub.platform.settings import PlatformSettings
+
+    with pytest.raises(ValueError, match=name):
+        PlatformSettings(**{name: -1.0})

@@ -31,7 +31,8 @@ from arenahub.platform.storage.db import create_engine, migrate
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    admin = sub.add_parser("admin", help="manage clients and consumer keys")
+    admin = sub.add_parser("admin", help="manage clients, consumer keys, credit and prices, usage, the model "
+                           "catalogue and the dashboard password (in the platform's database)")
     cmds = admin.add_subparsers(dest="admin_command", required=True, metavar="COMMAND")
 
     # A client's flags are checked with the types the admin API checks its fields with (fields.py).
@@ -66,7 +67,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     uc.add_argument("--weight", type=flag(fields.Weight), help="share among equals (random, priority strategies)")
 
     ck = _command(cmds, "create-key", "create a consumer API key; prints it once", _create_key)
-    ck.add_argument("--name", required=True)
+    ck.add_argument("--name", required=True, help="a name to know the key by (not secret)")
     _key_settings(ck)
     ck.add_argument("--credit", type=_usd, metavar="USD",
                     help="starting credit; the key then spends from its balance (default: unlimited)")
@@ -79,7 +80,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         ("rotate-key", "a new secret for the key, printed once; the old one stops working", _rotate_key),
         ("delete-key", "delete a key (its records stay)", _delete_key)))
     uk = _command(cmds, "update-key", "change a key's limits, models, expiry or owner", _update_key, target="KEY_ID")
-    uk.add_argument("--name")
+    uk.add_argument("--name", help="a new name for the key")
     _key_settings(uk)
     uk.add_argument("--unlimited", action=argparse.BooleanOptionalAction, default=None,
                     help="--unlimited: no credit limit; --no-unlimited: spend from the key's balance")
@@ -119,9 +120,12 @@ def _command(cmds: argparse._SubParsersAction[argparse.ArgumentParser], name: st
     positional argument (``CLIENT_ID`` becomes ``args.client_id``)."""
     parser: argparse.ArgumentParser = cmds.add_parser(name, help=helptext, **parser_kw)
     if target:
-        parser.add_argument(target.lower(), metavar=target)
+        what = {"KEY_ID": "the key's id (key_...: list-keys shows them)",
+                "CLIENT_ID": "the client's id (cl_...: list-clients shows them)"}.get(target)
+        parser.add_argument(target.lower(), metavar=target, help=what)
     parser.add_argument("--database-url",
-                        help="the platform's database (default: ARENAHUB_DATABASE_URL, else the local SQLite file)")
+                        help="the platform's database (default: ARENAHUB_DATABASE_URL, else arenahub.db in the data "
+                             "folder: ARENAHUB_DATA_DIR, else .arenahub)")
     parser.add_argument("--json", action="store_true", help=json_help)
     parser.set_defaults(run=run)
     return parser

@@ -42,7 +42,20 @@ def invalid(what: str, exc: msgspec.ValidationError, kind: Any = None) -> Invali
         rule = next((fields.pattern_rule(f.type) for f in _struct_fields(kind) if f.name == param), None)
         if rule is not None:
             message = f"{param} is not {rule} - at `$.{param}`"
+    if param is not None and kind is not None and message.startswith("Invalid enum value"):
+        choices = next((_choices(f.type) for f in _struct_fields(kind) if f.name == param), None)
+        if choices:
+            message = message.replace(" - at ", f" (one of: {', '.join(repr(c) for c in choices)}) - at ", 1)
     return InvalidRequest(f"Invalid {what}: {message}", param=param)
+
+
+def _choices(kind: Any) -> list[Any]:
+    """The values a Literal field (or a union holding one) takes."""
+    if isinstance(kind, mi.LiteralType):
+        return list(kind.values)
+    if isinstance(kind, mi.UnionType):
+        return [v for t in kind.types for v in _choices(t)]
+    return []
 
 
 def _unknown_or_missing(message: str) -> str | None:
@@ -69,7 +82,9 @@ async def read_json_body(request: Request, kind: type[Any], *, required: bool = 
     try:
         value = msgspec.json.decode(raw)
     except msgspec.DecodeError as exc:
-        raise InvalidRequest(f"The body is not valid JSON ({exc}).", code="invalid_json") from None
+        text = str(exc)
+        at = text.rpartition(" - at `$.")[2].rstrip("`").split("[")[0].split(".")[0] if " - at `$." in text else None
+        raise InvalidRequest(f"The body is not valid JSON ({exc}).", code="invalid_json", param=at or None) from None
     except RecursionError:  # msgspec's own guard, hundreds of levels down
         raise _too_deep() from None
     _as_json_schema_reads(value)

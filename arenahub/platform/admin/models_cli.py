@@ -42,7 +42,8 @@ def add_commands(cmds: argparse._SubParsersAction[argparse.ArgumentParser], comm
             ("forget", "take back a decision: the client's offer of the model waits for approval again", _forget)):
         parser = command(cmds, name, helptext, run)
         _model(parser)
-        parser.add_argument("client_id", metavar="CLIENT_ID", type=flag(fields.Id))
+        parser.add_argument("client_id", metavar="CLIENT_ID", type=flag(fields.Id),
+                            help="the client's id (cl_...: list-clients shows them)")
 
 
 def _model(parser: argparse.ArgumentParser) -> None:
