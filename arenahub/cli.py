@@ -43,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     u = sub.add_parser("local-upstream", help="run a local OpenAI-compatible upstream (demo, tests, bench)")
     u.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     u.add_argument("--port", type=int, default=5102, help="port to listen on (default 5102, the bridge's)")
-    u.add_argument("--models", default="arena-echo", help="comma-separated model names")
+    u.add_argument("--models", default="arena-echo", help="comma-separated model names (default arena-echo)")
     u.add_argument("--name", default="local-upstream",
                    help="the name it gives on /health and as the models' owner (default local-upstream)")
     u.set_defaults(run=_run_local_upstream)
@@ -55,8 +55,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "local: the fast local upstream")
     d.add_argument("--bridge-port", type=int, default=5102, help="the bridge's port (default 5102)")
     d.add_argument("--simulator-port", type=int, default=5180, help="the arena.ai simulator's port (default 5180)")
-    d.add_argument("--client-port", type=int, default=5103, help="with --upstream local")
-    d.add_argument("--upstream-port", type=int, default=5102, help="with --upstream local")
+    d.add_argument("--client-port", type=int, default=5103,
+                   help="with --upstream local: the client's local endpoints (default 5103)")
+    d.add_argument("--upstream-port", type=int, default=5102,
+                   help="with --upstream local: the local upstream, in the bridge's place (default 5102)")
     d.add_argument("--once", action="store_true", help="exit after the first streamed answer")
     d.set_defaults(run=_run_demo)
 

@@ -95,10 +95,12 @@ class PlatformSettings:
             raise ValueError(f"max_answer_tokens must be from 1 to 10000000, got {self.max_answer_tokens}")
         if not 1 <= self.slow_consumer_seconds <= 86_400:
             raise ValueError(f"slow_consumer_seconds must be from 1 to 86400, got {self.slow_consumer_seconds}")
-        for name in ("first_byte_timeout_seconds", "idle_timeout_seconds", "total_timeout_seconds",
-                     "header_timeout_seconds", "body_timeout_seconds"):
-            if not 0 < getattr(self, name) <= 86_400:
-                raise ValueError(f"{name} must be above 0 and at most 86400, got {getattr(self, name)}")
+        for name in ("first_byte_timeout_seconds", "idle_timeout_seconds", "total_timeout_seconds"):
+            if not 0.1 <= getattr(self, name) <= 3600:  # the live settings' bounds (live_settings.Timeout)
+                raise ValueError(f"{name} must be from 0.1 to 3600 seconds, got {getattr(self, name)}")
+        for name in ("header_timeout_seconds", "body_timeout_seconds"):
+            if not 0 < getattr(self, name) <= 3600:
+                raise ValueError(f"{name} must be above 0 and at most 3600 seconds, got {getattr(self, name)}")
         for name in ("credential_failures_per_minute", "record_retention_days", "queue_size", "breaker_window",
                      "breaker_min_requests", "maintenance_drops_per_hour", "queue_timeout_seconds"):
             if getattr(self, name) < 0:
@@ -122,8 +124,15 @@ class PlatformSettings:
             raw = os.environ.get("ARENAHUB_" + f.name.upper())
             if raw is not None and raw != "":
                 values[f.name] = _convert(f.name, f.type, raw)
+        from_environment = set(values)
         values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**values)  # type: ignore[arg-type]
+        try:
+            return cls(**values)  # type: ignore[arg-type]
+        except ValueError as exc:  # name the variable the operator set
+            named = next((n for n in sorted(from_environment - set(overrides)) if str(exc).startswith(n + " ")), None)
+            if named is None:
+                raise
+            raise ValueError(f"ARENAHUB_{named.upper()}: {exc}") from None
 
 
 def _convert(name: str, type_name: object, raw: str) -> object:

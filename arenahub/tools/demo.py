@@ -203,7 +203,7 @@ async def _main(demo: RealDemo) -> None:
               f"    -d '{{\"model\": \"{model}\", \"stream\": true, \"messages\": "
               f"[{{\"role\": \"user\", \"content\": \"Hi there\"}}]}}'\n")
         local = args.client_port if args.upstream == "local" else args.bridge_port
-        print(f"admin CLI:    ARENAHUB_DATABASE_URL={demo.db_url} arenahub admin COMMAND   (this demo's database)")
+        print(f"admin CLI:    ARENAHUB_DATABASE_URL={demo.db_url} {_command_path()} admin COMMAND")
         print(f"client status: curl http://127.0.0.1:{local}/platform/status")
         print(f"logs: {demo.dir}/*.log")
         if args.once:
@@ -248,6 +248,17 @@ async def _run(demo: RealDemo) -> None:
         await _main(demo)
     finally:
         await demo.close_browser()
+
+
+def _command_path() -> str:
+    """How to call ``arenahub`` from here: its name when it is on PATH, else its path (.venv/bin/arenahub)."""
+    beside = Path(sys.executable).with_name("arenahub")
+    if shutil.which("arenahub") == str(beside) or not beside.exists():
+        return "arenahub"
+    try:
+        return str(beside.relative_to(Path.cwd()))
+    except ValueError:
+        return str(beside)
 
 
 def run_demo(args: argparse.Namespace) -> int:

@@ -295,3 +295,11 @@ def test_a_flag_or_environment_value_out_of_bounds_stops_the_start(name: str) ->
 
     with pytest.raises(ValueError, match=name):
         PlatformSettings(**{name: -1.0})
+
+
+def test_an_environment_value_out_of_bounds_names_its_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    from arenahub.platform.settings import PlatformSettings
+
+    monkeypatch.setenv("ARENAHUB_TOTAL_TIMEOUT_SECONDS", "86400")  # the live settings' bound is 3600
+    with pytest.raises(ValueError, match=r"^ARENAHUB_TOTAL_TIMEOUT_SECONDS: total_timeout_seconds must be from 0.1"):
+        PlatformSettings.from_env()

@@ -37,8 +37,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
     # A client's flags are checked with the types the admin API checks its fields with (fields.py).
     cc = _command(cmds, "create-client", "register a client; prints its client_id and api_key once", _create_client)
-    cc.add_argument("--name", required=True, type=flag(fields.Name))
-    cc.add_argument("--email", type=flag(fields.Email))
+    cc.add_argument("--name", required=True, type=flag(fields.Name),
+                    help="the client's name, as the dashboard shows it (1 to 200 characters)")
+    cc.add_argument("--email", type=flag(fields.Email), help="its owner's email (optional)")
     cc.add_argument("--bridge-url", type=flag(fields.BridgeUrl), default=DEFAULT_BRIDGE_URL,
                     help=f"where the client's bridge listens (default {DEFAULT_BRIDGE_URL})")
     cc.add_argument("--rpm", type=flag(fields.ClientRpm), help="requests per minute this client accepts")
@@ -58,8 +59,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     dc.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     uc = _command(cmds, "update-client", "change a client's registration, limits, priority or weight",
                   _update_client, target="CLIENT_ID")
-    uc.add_argument("--name", type=flag(fields.Name))
-    uc.add_argument("--email", type=flag(fields.Email))
+    uc.add_argument("--name", type=flag(fields.Name), help="a new name for the client")
+    uc.add_argument("--email", type=flag(fields.Email), help="a new owner's email")
     uc.add_argument("--bridge-url", type=flag(fields.BridgeUrl))
     uc.add_argument("--rpm", type=flag(fields.ClientRpm), help="requests per minute this client accepts")
     uc.add_argument("--max-concurrent", type=flag(fields.MaxConcurrent), help="requests at once")
