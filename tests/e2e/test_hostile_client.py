@@ -213,3 +213,26 @@ async def test_every_request_is_settled_and_recorded_once_whatever_the_client_se
     closing = [e for e in await asyncio.to_thread(read_ledger, platform.database_url)
                if e["request_id"] == request.id and e["kind"] in ("settle", "release")]
     assert len(closing) == 1  # exactly once
+
+
+async def test_a_million_models_in_a_heartbeat_closes_the_connection_and_reaches_no_consumer(
+        platform: Platform, hostile: HostileClient) -> None:
+    """The audit's heartbeat of 1,000,000 model names (16 MB): refused as a frame over 1 MiB (1009),
+    recorded as the client's refusal, and neither /v1/models nor /api/health grows."""
+    try:
+        await hostile.heartbeat(models=[f"fake-model-{n:07d}" for n in range(1_000_000)])
+    except ConnectionError:  # the platform closed the connection while the frame was on its way
+        pass
+    await asyncio.to_thread(wait_until, lambda: hostile.close_code is not None, 10, "the platform closing")
+    assert hostile.close_code in (1009, 1006)  # 1006 when the close met the frame still being sent
+
+    def refusal() -> dict | None:
+        r = httpx.get(f"{platform.url}/api/admin/clients/{hostile.client_id}", headers=platform.admin_headers,
+                      timeout=10)
+        return r.json()["last_refusal"] if r.status_code == 200 else None
+    refused = await asyncio.to_thread(wait_until, refusal, 10, "the client's refusal", 0.1)
+    assert refused["code"] == "frame_too_large" and "1009" in refused["message"]
+    health = httpx.get(f"{platform.url}/api/health", timeout=10)
+    assert len(health.content) < 100 and health.json()["serving"] is False
+    assert "fake-model" not in httpx.get(f"{platform.url}/api/health", headers=platform.admin_headers,
+                                         timeout=10).text
