@@ -327,3 +327,16 @@ def test_admin_client_package_that_cannot_be_made_keeps_the_old_key(tmp_path):
 def test_admin_client_package_refuses_clearly(tmp_path, argv, fragment, code):
     out = run("admin", "client-package", *argv, "--database-url", f"sqlite:///{tmp_path / 'a.db'}", cwd=tmp_path)
     assert out.returncode == code and fragment in out.stderr
+
+
+def test_no_placeholder_is_left_in_any_file_of_the_package(package, wheel):
+    """Every @@NAME@@ of the templates is filled (WHEEL_SHA256 once was not: its digits did not match)."""
+    import re
+
+    for name in package.namelist():
+        if name.endswith(".whl"):
+            continue
+        data = package.read(name).decode("utf-8", "replace")
+        assert not re.search(r"@@[A-Za-z0-9_]+@@", data), (name, re.findall(r"@@[A-Za-z0-9_]+@@", data))
+    script = package.read("start_client.sh").decode()
+    assert f"WHEEL_SHA256='{wheel.sha256}'" in script

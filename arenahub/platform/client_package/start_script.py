@@ -93,7 +93,7 @@ def start_script(c: PackageInputs, wheel: Wheel) -> str:
     values = {"CLIENT_ID": c.client_id, "PLATFORM_URL": c.platform_url, "VERSION": wheel.version,
               "WHEEL": wheel.filename, "WHEEL_SHA256": wheel.sha256, "BRIDGE_PORT": str(c.bridge_port),
               "MIN_PYTHON": f"{low[0]}.{low[1]}", "MIN_PYTHON_TUPLE": f"{low[0]}, {low[1]}"}
-    text = re.sub(r"@@([A-Z_]+)@@", lambda m: values[m.group(1)], _START_SCRIPT)
+    text = re.sub(r"@@([A-Z0-9_]+)@@", lambda m: values[m.group(1)], _START_SCRIPT)
     for value in values.values():  # each lands in single quotes or plain text: no quote may end them
         assert "'" not in value, value
     return text
