@@ -17,6 +17,17 @@ def _env(name: str, default: str | None = None) -> str | None:
     return os.environ.get("ARENAHUB_" + name, default)
 
 
+def port(value: str) -> int:
+    """An argparse type: a TCP port, 1 to 65535 (99999 would listen on a port the system picks)."""
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a port number") from None
+    if not 1 <= number <= 65535:
+        raise argparse.ArgumentTypeError(f"{number} is not a port: ports are 1 to 65535")
+    return number
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="arenahub", description=DESCRIPTION)
     parser.add_argument("--version", action="version", version=f"arenahub {__version__}")
@@ -25,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("platform", help="run the platform (the central gateway)")
     p.add_argument("--host", default=_env("HOST", "127.0.0.1"),
                    help="address to listen on (default: ARENAHUB_HOST, else 127.0.0.1)")
-    p.add_argument("--port", type=int, default=int(_env("PORT", "8080") or 8080),
+    p.add_argument("--port", type=port, default=_env("PORT", "8080") or "8080",
                    help="port to listen on (default: ARENAHUB_PORT, else 8080)")
     p.add_argument("--database-url", default=_env("DATABASE_URL"),
                    help="sqlite:///path.db or postgresql+asyncpg://... (default: ARENAHUB_DATABASE_URL, else "
@@ -37,27 +48,27 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("client", help="run a client: connect a bridge to the platform")
     c.add_argument("--config", required=True, help="config.jsonc with a platform_integration section")
     c.add_argument("--host", default="127.0.0.1", help="address of the local endpoints (default 127.0.0.1)")
-    c.add_argument("--port", type=int, default=5103, help="port of the local endpoints (default 5103)")
+    c.add_argument("--port", type=port, default=5103, help="port of the local endpoints (default 5103)")
     c.set_defaults(run=_run_client)
 
     u = sub.add_parser("local-upstream", help="run a local OpenAI-compatible upstream (demo, tests, bench)")
     u.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    u.add_argument("--port", type=int, default=5102, help="port to listen on (default 5102, the bridge's)")
+    u.add_argument("--port", type=port, default=5102, help="port to listen on (default 5102, the bridge's)")
     u.add_argument("--models", default="arena-echo", help="comma-separated model names (default arena-echo)")
     u.add_argument("--name", default="local-upstream",
                    help="the name it gives on /health and as the models' owner (default local-upstream)")
     u.set_defaults(run=_run_local_upstream)
 
     d = sub.add_parser("demo", help="the whole system on this machine, then a streamed answer")
-    d.add_argument("--port", type=int, default=8080, help="platform port (default 8080)")
+    d.add_argument("--port", type=port, default=8080, help="platform port (default 8080)")
     d.add_argument("--upstream", choices=["real", "local"], default="real",
                    help="real: bridge + userscript in headless Chromium + LMArena simulator (default); "
                         "local: the fast local upstream")
-    d.add_argument("--bridge-port", type=int, default=5102, help="the bridge's port (default 5102)")
-    d.add_argument("--simulator-port", type=int, default=5180, help="the arena.ai simulator's port (default 5180)")
-    d.add_argument("--client-port", type=int, default=5103,
+    d.add_argument("--bridge-port", type=port, default=5102, help="the bridge's port (default 5102)")
+    d.add_argument("--simulator-port", type=port, default=5180, help="the arena.ai simulator's port (default 5180)")
+    d.add_argument("--client-port", type=port, default=5103,
                    help="with --upstream local: the client's local endpoints (default 5103)")
-    d.add_argument("--upstream-port", type=int, default=5102,
+    d.add_argument("--upstream-port", type=port, default=5102,
                    help="with --upstream local: the local upstream, in the bridge's place (default 5102)")
     d.add_argument("--once", action="store_true", help="exit after the first streamed answer")
     d.set_defaults(run=_run_demo)
@@ -70,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--protocol", choices=["2026", "2025"], default="2026",
                    help="2026: arena.ai as of late 2026 (default); 2025: the older lmarena.ai retry-only simulator")
     s.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    s.add_argument("--port", type=int, default=5180, help="port (default 5180)")
+    s.add_argument("--port", type=port, default=5180, help="port (default 5180)")
     s.add_argument("--tls", action="store_true",
                    help="serve HTTPS with a self-signed certificate for arena.ai, lmarena.ai, localhost, 127.0.0.1")
     s.add_argument("--tls-cert", metavar="FILE", help="serve HTTPS with this certificate (with --tls-key)")

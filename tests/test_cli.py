@@ -31,12 +31,22 @@ def test_admin_commands_print_secrets_once_as_json(tmp_path):
     (["admin", "create-key", "--name", "k", "--rpm", "x"], "not a whole number"),
     (["admin", "create-client"], "--name"),
     (["client"], "--config"),
+    (["platform", "--port", "99999"], "99999 is not a port: ports are 1 to 65535"),
+    (["bridge", "--port", "0"], "0 is not a port"),
+    (["demo", "--bridge-port", "http"], "'http' is not a port number"),
 ])
 def test_bad_arguments_are_refused_clearly(argv, fragment, capsys):
     with pytest.raises(SystemExit) as info:
         build_parser().parse_args(argv)
     assert info.value.code == 2
     assert fragment in capsys.readouterr().err
+
+
+def test_a_bad_port_in_the_environment_is_one_clean_line(monkeypatch, capsys):
+    monkeypatch.setenv("ARENAHUB_PORT", "99999")
+    with pytest.raises(SystemExit) as info:
+        build_parser().parse_args(["platform"])
+    assert info.value.code == 2 and "99999 is not a port" in capsys.readouterr().err
 
 
 def test_bad_database_url_is_refused(capsys):

@@ -11,6 +11,8 @@ import urllib.request
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from arenahub.cli import port
+
 if TYPE_CHECKING:
     from arenahub.bridge.config import BridgeFiles
 
@@ -21,7 +23,7 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     b = sub.add_parser("bridge", help="run the LMArena bridge (OpenAI-compatible server on 127.0.0.1:5102)")
     b.add_argument("--config", help="config.jsonc (models.json and model_endpoint_map.json beside it)")
     b.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: keep it local)")
-    b.add_argument("--port", type=int, default=5102, help="port to listen on (default 5102)")
+    b.add_argument("--port", type=port, default=5102, help="port to listen on (default 5102)")
     b.set_defaults(run=_run_bridge)
     cmds = b.add_subparsers(dest="bridge_command", metavar="COMMAND")
 
