@@ -45,6 +45,29 @@ def postgres_base_url() -> URL:
     return make_url(url)
 
 
+def skip_reasons(skipped: list[Any]) -> dict[str, int]:
+    """How many tests were skipped for each reason (a report's ``longrepr`` is (file, line, reason))."""
+    reasons: dict[str, int] = {}
+    for report in skipped:
+        longrepr = getattr(report, "longrepr", None)
+        reason = longrepr[2] if isinstance(longrepr, tuple) and len(longrepr) == 3 else str(longrepr)
+        reason = reason.removeprefix("Skipped: ")
+        reasons[reason] = reasons.get(reason, 0) + 1
+    return reasons
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Say once why tests were skipped, and how to run them (``-q`` shows only a count)."""
+    reasons = skip_reasons(terminalreporter.stats.get("skipped", []))
+    for reason, count in sorted(reasons.items(), key=lambda item: -item[1]):
+        terminalreporter.write_line(f"{count} test(s) skipped: {reason}")
+    if any(PG_URL_ENV in reason for reason in reasons):
+        terminalreporter.write_line(
+            f"to run the PostgreSQL tests: start a server and export {PG_URL_ENV}="
+            "postgresql+asyncpg://USER:PASSWORD@127.0.0.1:5432/DATABASE (a role that may create databases); "
+            "sudo .ci/run installs, starts and uses one")
+
+
 def _run(make_coroutine: Callable[[], Coroutine[Any, Any, None]]) -> None:
     """Run a coroutine to the end from sync code, even when the caller's thread has a running loop."""
     errors: list[BaseException] = []
