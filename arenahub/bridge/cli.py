@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import time
 import urllib.error
@@ -94,6 +95,8 @@ def _run_bridge(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         return _fail(f"bad config: {exc}", 2)
     logs.configure_logging(client_config.log_level if client_config.enabled else "INFO")
+    for warning in client_config.warnings:  # keys nothing reads: typos, most likely
+        logging.getLogger("arenahub.client").warning("%s", warning)
     return serving.run(create_app(bridge, client_config, args.port), args.host, args.port, "info")
 
 

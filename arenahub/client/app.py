@@ -45,4 +45,6 @@ def serve(config: ClientConfig, host: str, port: int) -> int:
     """Run the standalone client (``arenahub client`` and the drop-in's script mode)."""
     from arenahub import logs, serving
     logs.configure_logging(config.log_level)
+    for warning in config.warnings:  # keys nothing reads: typos, most likely
+        logging.getLogger("arenahub.client").warning("%s", warning)
     return serving.run(create_app(config), host, port, config.log_level)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,8 @@ class ClientConfig:
     enable_request_validation: bool = True
     allowed_origins: tuple[str, ...] = ()
     preferred_routing_strategy: str | None = None
+    # Keys of platform_integration and platform_features that nothing reads (typos), as warnings to log.
+    warnings: tuple[str, ...] = field(default=(), compare=False)
 
     @property
     def tunnel_url(self) -> str:
@@ -68,6 +71,20 @@ class _Reader:
 
     def __init__(self, path: Path, text: str, data: dict[str, Any], prefix: str) -> None:
         self.path, self.text, self.data, self.prefix = path, text, data, prefix
+        self.known: set[str] = set()  # the keys read (or known) so far
+
+    def unknown_keys(self) -> list[str]:
+        """A warning for each key of the section that nothing reads: a typo, most likely."""
+        warnings = []
+        for key in self.data:
+            if key in self.known:
+                continue
+            near = difflib.get_close_matches(key, sorted(self.known), n=1, cutoff=0.6)
+            hint = f' (did you mean "{near[0]}"?)' if near else ""
+            line = jsonc.line_of(self.text, key)
+            where = f"{self.path}, line {line}" if line else str(self.path)
+            warnings.append(f"{where}: {self.prefix}{key} is not a key arenahub knows{hint}; it is ignored")
+        return warnings
 
     def fail(self, key: str, reason: str) -> ConfigError:
         # "allowed_origins[2]" points at the line of "allowed_origins".
@@ -75,6 +92,7 @@ class _Reader:
         return ConfigError(self.path, reason, key=self.prefix + key, line=line)
 
     def get(self, key: str, kind: type | tuple[type, ...], default: Any, *, required: bool = False) -> Any:
+        self.known.add(key)
         if key not in self.data or self.data[key] is None:
             if required:
                 raise self.fail(key, "is required")
@@ -166,6 +184,7 @@ def load_client_config(path: Path | str) -> ClientConfig:
     if not 0.1 <= max_delay <= 3600:
         raise pi.fail("reconnect_max_delay_seconds", f"must be between 0.1 and 3600, got {max_delay}")
 
+    pi.known.add("lmarena_bridge_url")  # read when the top level has none
     bridge_url = top.get("lmarena_bridge_url", str, None)
     if bridge_url is None:
         bridge_url = pi.get("lmarena_bridge_url", str, DEFAULT_BRIDGE_URL)
@@ -185,14 +204,17 @@ def load_client_config(path: Path | str) -> ClientConfig:
             raise features.fail("preferred_routing_strategy",
                                 f"must be one of {', '.join(ROUTING_STRATEGIES)}, got {strategy!r}")
 
+    enable_request_logging = pi.get("enable_request_logging", bool, False)
+    enable_performance_monitoring = pi.get("enable_performance_monitoring", bool, True)
+    enable_request_validation = features.get("enable_request_validation", bool, True)
     return ClientConfig(
+        warnings=tuple(pi.unknown_keys() + features.unknown_keys()),
         path=path, enabled=enabled, platform_url=platform_url, client_id=client_id, api_key=api_key,
         heartbeat_interval_seconds=float(interval), capabilities=tuple(capabilities), log_level=log_level,
-        enable_request_logging=pi.get("enable_request_logging", bool, False),
-        enable_performance_monitoring=pi.get("enable_performance_monitoring", bool, True),
+        enable_request_logging=enable_request_logging, enable_performance_monitoring=enable_performance_monitoring,
         reconnect_max_delay_seconds=float(max_delay), lmarena_bridge_url=bridge_url,
         bridge_api_key=bridge_key, max_concurrent_requests=max_concurrent,
-        enable_request_validation=features.get("enable_request_validation", bool, True),
+        enable_request_validation=enable_request_validation,
         allowed_origins=origins, preferred_routing_strategy=strategy)
 
 

@@ -139,3 +139,20 @@ def test_security_and_routing_defaults(tmp_path):
 def test_any_origin(tmp_path):
     text = '{"platform_integration": {"enabled": false}, "platform_features": {"allowed_origins": ["*"]}}'
     assert load_client_config(write(tmp_path, text)).allowed_origins == ("*",)
+
+
+def test_a_key_with_a_typo_is_named_with_the_nearest_known_key(tmp_path):
+    text = GOOD.replace('"log_level": "debug",', '"log_level": "debug",\n    "heartbeat_intervall": 5,').replace(
+        '"max_concurrent_requests": 10', '"max_concurent_requests": 10, "colour": "blue"')
+    cfg = load_client_config(write(tmp_path, text))
+    assert cfg.heartbeat_interval_seconds == 30  # the typo changes nothing ...
+    assert len(cfg.warnings) == 3  # ... and is said
+    typo, feature, other = cfg.warnings
+    assert "line 11: platform_integration.heartbeat_intervall is not a key arenahub knows" in typo
+    assert 'did you mean "heartbeat_interval_seconds"?' in typo
+    assert 'platform_features.max_concurent_requests' in feature and '"max_concurrent_requests"?' in feature
+    assert "platform_features.colour" in other and "did you mean" not in other
+
+
+def test_the_seeds_keys_and_lmarenabridges_own_keys_give_no_warning(tmp_path):
+    assert load_client_config(write(tmp_path, GOOD)).warnings == ()
