@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import socket
+import sys
 from collections.abc import Awaitable, Callable
 from types import FrameType
 from typing import Any
@@ -67,9 +68,32 @@ def tune_gc() -> None:
     gc.set_threshold(20_000, 20, 20)
 
 
+def listen(host: str, port: int) -> socket.socket:
+    """A socket bound to host:port, before anything else starts: a port in use is then one clean error
+    (OSError) before the application's start-up has done anything (made the admin token, say)."""
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        sock.bind(address)
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
+
+
 def run(app: ASGIApp, host: str, port: int, log_level: str = "info",
         drain: Callable[[], Awaitable[None]] | None = None, limits: ServerLimits | None = None) -> int:
+    try:
+        sock = listen(host, port)
+    except OSError as exc:
+        print(f"arenahub: cannot listen on {host}:{port}: {exc.strerror or exc}", file=sys.stderr, flush=True)
+        return 1
     tune_gc()
     srv = server(app, host, port, log_level, drain, limits)
-    srv.run()
+    srv.run(sockets=[sock])
     return 0 if srv.started else 1

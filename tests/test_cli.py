@@ -1,4 +1,5 @@
 import json
+import os
 import subprocess
 import sys
 
@@ -83,3 +84,42 @@ def test_key_lifecycle_from_the_cli(tmp_path):
     assert missing.returncode == 1 and "no key" in missing.stderr
     bad = run("admin", "create-key", "--name", "k", "--expires", "tomorrow", "--database-url", url)
     assert bad.returncode == 2 and "ISO time" in bad.stderr
+
+
+def test_a_first_start_that_cannot_listen_keeps_the_admin_token_for_the_next(tmp_path):
+    """The port is taken: one clean line, and no admin token made (it would be shown once, then lost)."""
+    import socket
+    import time
+
+    import httpx
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    env = {**os.environ, "ARENAHUB_DATA_DIR": str(tmp_path)}
+    env.pop("ARENAHUB_ADMIN_TOKEN", None)
+    try:
+        failed = subprocess.run([sys.executable, "-m", "arenahub", "platform", "--port", str(port)], env=env,
+                                capture_output=True, text=True, timeout=60)
+    finally:
+        taken.close()
+    assert failed.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in failed.stderr
+    assert "admin token" not in failed.stderr and "adm-" not in failed.stderr
+
+    platform = subprocess.Popen([sys.executable, "-m", "arenahub", "platform", "--port", str(port)], env=env,
+                                stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+    finally:
+        platform.terminate()
+        _, err = platform.communicate(timeout=30)
+    assert "the admin token (shown once" in err and "\n  adm-" in err
+    assert f"the dashboard at http://127.0.0.1:{port}/dashboard" in err

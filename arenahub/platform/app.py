@@ -75,6 +75,10 @@ def create_app(settings: PlatformSettings | None = None, platform: Platform | No
         state = platform or Platform(settings)
         await state.start()
         app.state.platform = state
+        host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
+        base = f"http://{f'[{host}]' if ':' in host else host}:{settings.port}"
+        log.info("serving: the OpenAI API at %s/v1, the dashboard at %s/dashboard, clients connect to %s/api",
+                 base, base, base)
         try:
             yield
         finally:
