@@ -29,6 +29,8 @@ from arenahub.protocol import frames
 log = logging.getLogger("arenahub.client")
 # While the bridge offers no model, it is asked again this often (seconds).
 BRIDGE_RETRY_SECONDS = 5.0
+# The first heartbeat goes this long after connecting (CPU use is measured over it), then every interval.
+FIRST_HEARTBEAT_SECONDS = 1.0
 
 WELCOME_TIMEOUT_SECONDS = 15.0
 # Chunk frames are split below this size (the platform closes a tunnel on a frame over 1 MiB).
@@ -357,18 +359,21 @@ class PlatformLink:
 
     async def _heartbeats(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         interval = self.config.heartbeat_interval_seconds
-        sent = time.monotonic()
+        # The first heartbeat soon after connecting: the dashboard has this client's figures at once.
+        next_beat = time.monotonic() + min(FIRST_HEARTBEAT_SECONDS, interval)
         while not ws.closed:
             # While the bridge offers no model (not started yet, say), look again every few seconds and
             # tell the platform as soon as it does, rather than at the next heartbeat.
             waiting = not self.models
-            await asyncio.sleep(min(BRIDGE_RETRY_SECONDS, interval) if waiting else interval)
+            now = time.monotonic()
+            wake = min(next_beat, now + BRIDGE_RETRY_SECONDS) if waiting else next_beat
+            await asyncio.sleep(max(0.0, wake - now))
             await self._refresh_bridge()
             if waiting and self.models:
                 log.info("the bridge at %s offers %d model(s) now", self.config.lmarena_bridge_url, len(self.models))
-            elif waiting and time.monotonic() - sent < interval:
+            elif time.monotonic() < next_beat:
                 continue
-            sent = time.monotonic()
+            next_beat = time.monotonic() + interval
             await self._send_quietly(frames.Heartbeat(stats=self.stats.snapshot(), session=self.session_status,
                                                       models=self.models, client_version=__version__))
             self.last_heartbeat_sent = time.time()

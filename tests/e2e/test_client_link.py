@@ -91,8 +91,8 @@ def test_a_regenerated_key_disconnects_the_client_with_the_reason(platform: Plat
 
 
 def test_a_bridge_that_comes_up_late_is_offered_within_seconds(platform: Platform, stack) -> None:
-    """A client started before its bridge says so, and offers the bridge's models as soon as it is up,
-    not at its next heartbeat (30 s here)."""
+    """A client started before its bridge says so, sends its figures at once, and offers the bridge's
+    models as soon as it is up, not at its next heartbeat (30 s here)."""
     from .harness import Upstream, write_client_config
 
     late = Upstream(stack.workdir, "late-upstream", ["late-model"])  # its port is chosen, nothing listens yet
@@ -107,6 +107,12 @@ def test_a_bridge_that_comes_up_late_is_offered_within_seconds(platform: Platfor
     client.wait_http(client.url + "/health")
     client.wait_state("connected")
     wait_until(lambda: "offers no model yet" in client.log(), 5, "the client's warning")
+
+    def stats() -> dict | None:  # its first heartbeat comes a second after it connects, not 30 s
+        r = httpx.get(f"{platform.url}/api/admin/clients/{client.client_id}", headers=platform.admin_headers,
+                      timeout=5)
+        return (r.json().get("live") or {}).get("stats") if r.status_code == 200 else None
+    assert wait_until(stats, 5, "the client's first figures")["memory_mb"] > 0
     late.start()
     late.wait_ready()
     started = time.monotonic()
