@@ -393,6 +393,8 @@ def test_a_failing_client_is_taken_out_then_probed_once(stack: Stack, platform: 
     # Heartbeats 30 s apart: the client goes on taking requests it cannot serve, unaware that its
     # bridge is gone (with frequent heartbeats it would report itself unhealthy instead).
     bad = start_client(name="bad", upstream=bridge, heartbeat_interval_seconds=30)
+    # Its first heartbeat comes a second after it connects: the bridge dies after it, unreported.
+    bad.wait_status(lambda s: s["last_heartbeat"] is not None, "its first heartbeat", timeout=5)
     bridge.kill()
 
     # Round robin offers every other request to the bad client until its breaker opens (2 failures);
