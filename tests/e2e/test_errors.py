@@ -226,3 +226,28 @@ def test_model_whose_only_client_left_is_503_while_others_serve(stack: Stack, pl
 
     assert_503_at_once(consumer, "e2e-special", stream=False)
     assert consumer.chat.completions.create(model=MODEL, messages=ask("still here")).choices  # others still serve
+
+
+def test_every_refused_request_with_a_valid_key_is_recorded(platform: Platform, consumer_key: str,
+                                                            start_client: Callable[..., Client]) -> None:
+    """400s, a 404 and a 413 from a known key reach the request log (the Overview once read "100%
+    success" after them); a wrong key leaves no record."""
+    from .harness import read_records, wait_until
+
+    start_client()
+    sent = [
+        post(platform, key=consumer_key, content=b"{nope", headers={"Content-Type": "application/json"}),
+        post(platform, {"model": MODEL, "messages": "not a list"}, key=consumer_key),
+        post(platform, {"model": "no-such-model", "messages": ask("hi")}, key=consumer_key),
+        post(platform, key=consumer_key, content=b"x" * (8 * 1024 * 1024 + 1),
+             headers={"Content-Type": "application/json"}),
+        post(platform, {"model": MODEL, "messages": ask("hi")}, key="sk-wrong"),
+    ]
+    assert [r.status_code for r in sent] == [400, 400, 404, 413, 401]
+
+    def recorded() -> list[tuple[int, str | None]] | None:
+        rows = sorted((r["status"], r["error_code"]) for r in read_records(platform.database_url))
+        return rows if len(rows) >= 4 else None
+    rows = wait_until(recorded, 10, "the records of the refused requests", 0.1)
+    assert rows == [(400, "invalid_json"), (400, "invalid_request"), (404, "model_not_found"),
+                    (413, "request_too_large")]
