@@ -25,6 +25,7 @@ from websockets.sync.client import connect as ws_connect
 from arenahub import connections, logs, serving
 from arenahub.connections import ServerLimits, address_key
 from arenahub.logs import printable
+from tests.servers import read_all
 
 FAST = ServerLimits(header_timeout_seconds=0.6, body_timeout_seconds=0.6, body_min_bytes_per_second=0,
                     max_connections_per_address=8, max_connections=40)
@@ -89,14 +90,6 @@ class Served:
             sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
             return read_all(sock)
 
-
-def read_all(sock: socket.socket) -> bytes:
-    """Everything until the server closes (or resets) the connection."""
-    data = b""
-    with contextlib.suppress(ConnectionResetError):
-        while chunk := sock.recv(65536):
-            data += chunk
-    return data
 
 
 def wait_until(probe: Any, timeout: float = 5.0) -> None:

@@ -25,16 +25,12 @@ Playwright's own browser download is never used (it cannot work here): only the 
 from __future__ import annotations
 
 import os
-import socket
-import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
-import uvicorn
 from starlette.types import ASGIApp
 
 from arenahub.bridge.userscript import render
@@ -47,6 +43,7 @@ from tests.browser.dashboard_fixtures import (  # noqa: F401 (fixtures, for ever
     dashboard_page,
     dashboard_tab,
 )
+from tests.servers import ServerThread
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, BrowserContext, Page, Playwright
@@ -81,37 +78,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         report.sections.append(("browser console", "\n".join(tabs.console[-200:])))
 
 
-# --- Serving ASGI apps in a thread -------------------------------------------------------------
+# --- Serving ASGI apps in a thread: tests/servers.py ----------------------------------------------
 
-class ServerThread:
-    """uvicorn serving ``app`` on a free loopback port, in a daemon thread (HTTPS with ``tls``: cert, key)."""
-
-    def __init__(self, app: ASGIApp, tls: tuple[Path, Path] | None = None) -> None:
-        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._socket.bind(("127.0.0.1", 0))
-        self.port = self._socket.getsockname()[1]
-        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}/"
-        config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="auto", ws="websockets-sansio",
-                                timeout_graceful_shutdown=2, ssl_certfile=tls[0] if tls else None,
-                                ssl_keyfile=tls[1] if tls else None)
-        self.server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self._socket]},
-                                        name=f"uvicorn-{self.port}", daemon=True)
-
-    def start(self) -> ServerThread:
-        self._thread.start()
-        deadline = time.monotonic() + 15
-        while not self.server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError(f"the server on port {self.port} did not start")
-            time.sleep(0.01)
-        return self
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self._thread.join(10)
-        self._socket.close()
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ another client address to the platform.
 
 from __future__ import annotations
 
-import contextlib
 import select
 import socket
 import time
@@ -16,6 +15,7 @@ import httpx
 import pytest
 
 from arenahub.platform.exchange import CLIENT_CLOSED
+from tests.servers import read_all
 
 from .harness import MODELS, Platform, Shared, ask, read_records, wait_until
 
@@ -37,13 +37,6 @@ def connect(platform: Platform, source: str = "127.0.0.1") -> socket.socket:
     sock.connect(("127.0.0.1", platform.port))
     return sock
 
-
-def read_all(sock: socket.socket) -> bytes:
-    data = b""
-    with contextlib.suppress(ConnectionResetError):
-        while chunk := sock.recv(65536):
-            data += chunk
-    return data
 
 
 def get(platform: Platform, path: str, source: str) -> bytes:

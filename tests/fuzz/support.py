@@ -8,9 +8,6 @@ takes about half a minute on two cores."""
 from __future__ import annotations
 
 import asyncio
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -18,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import schemathesis
-import uvicorn
 from hypothesis import HealthCheck, settings
 
 from arenahub.platform import credentials
@@ -27,6 +23,7 @@ from arenahub.platform.settings import PlatformSettings
 from arenahub.platform.storage import accounts, billing_store
 from arenahub.platform.storage.db import create_engine, migrate
 from arenahub.platform.storage.schema import consumer_keys
+from tests.servers import ServerThread
 
 ADMIN_TOKEN = "adm-fuzz-0123456789abcdefghijklmnop"
 CONSUMER_KEY = "sk-fuzz-0123456789abcdefghijklmnopqrstuvwxyzABCD"  # stored as the seeded key's secret
@@ -45,31 +42,6 @@ class Seeded:
     client_id: str  # registered, serving MODELS once, not connected
 
 
-class ServerThread:
-    """uvicorn serving ``app`` on a free loopback port, in a daemon thread."""
-
-    def __init__(self, app: Any) -> None:
-        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._socket.bind(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self._socket.getsockname()[1]}"
-        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on",
-                                                    timeout_graceful_shutdown=2))
-        self._thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self._socket]},
-                                        name="fuzz-platform", daemon=True)
-
-    def start(self) -> ServerThread:
-        self._thread.start()
-        deadline = time.monotonic() + 20
-        while not self.server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError(f"the platform on {self.url} did not start")
-            time.sleep(0.01)
-        return self
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self._thread.join(10)
-        self._socket.close()
 
 
 async def _seed(url: str) -> tuple[str, str, str]:
@@ -98,9 +70,9 @@ def platform(directory: Path) -> Iterator[Seeded]:
     # Schemathesis offers wrong tokens on purpose (its ignored_auth check): no throttle of wrong credentials.
     app = create_app(PlatformSettings(database_url=database_url, data_dir=directory, admin_token=ADMIN_TOKEN,
                                       queue_size=0, record_flush_seconds=0.05, credential_failures_per_minute=0))
-    server = ServerThread(app).start()
+    server = ServerThread(app, lifespan="on").start()
     try:
-        yield Seeded(url=server.url, key=key, key_id=key_id, client_id=client_id)
+        yield Seeded(url=server.url.rstrip("/"), key=key, key_id=key_id, client_id=client_id)
     finally:
         server.stop()
 
