@@ -79,19 +79,14 @@ def _run_bridge(args: argparse.Namespace) -> int:
     from arenahub import logs, serving
     from arenahub.bridge.runtime import Bridge
     from arenahub.bridge.server import create_app
-    from arenahub.client.config import disabled_client_config, load_client_config
+    from arenahub.client.config import load_client_config_or_disabled
     from arenahub.jsonc import ConfigError
 
     if not args.config:
         return _fail("--config is required (the LMArenaBridge config.jsonc)", 2)
     try:
         bridge = Bridge(Path(args.config))
-        try:
-            client_config = load_client_config(args.config)
-        except ConfigError as exc:
-            if exc.key != "platform_integration" or exc.reason != "is required":
-                raise
-            client_config = disabled_client_config(Path(args.config))
+        client_config = load_client_config_or_disabled(args.config)
     except ConfigError as exc:
         return _fail(f"bad config: {exc}", 2)
     logs.configure_logging(client_config.log_level if client_config.enabled else "INFO")

@@ -340,15 +340,16 @@ async def _on_http_error(request: Request, exc: Exception) -> Response:
 
 def create_app(bridge: Bridge, client_config: ClientConfig, port: int) -> Starlette:
     # The embedded platform client relays to this very bridge.
-    client_config = dataclasses.replace(client_config, lmarena_bridge_url=f"http://127.0.0.1:{port}",
-                                        bridge_api_key=bridge.config.api_key or None)
+    fixed: dict[str, Any] = {"lmarena_bridge_url": f"http://127.0.0.1:{port}",
+                             "bridge_api_key": bridge.config.api_key or None}
+    client_config = dataclasses.replace(client_config, **fixed)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         app.state.bridge = bridge
         bridge.spawn(bridge.watch_files(), "bridge-file-watch")
         try:
-            async with running_link(client_config) as link:
+            async with running_link(client_config, fixed) as link:
                 app.state.link = link
                 yield
         finally:

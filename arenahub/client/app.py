@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 import aiohttp
 from starlette.applications import Starlette
@@ -17,12 +18,13 @@ from arenahub.client.stats import Stats
 
 
 @contextlib.asynccontextmanager
-async def running_link(config: ClientConfig) -> AsyncIterator[PlatformLink]:
-    """A started PlatformLink with its HTTP session; stopped and closed on exit."""
+async def running_link(config: ClientConfig, fixed: dict[str, Any] | None = None) -> AsyncIterator[PlatformLink]:
+    """A started PlatformLink with its HTTP session; stopped and closed on exit. ``fixed``: the settings
+    the embedding program decides, which a re-read of config.jsonc keeps (see ``reload_config``)."""
     connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300)
     async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=None)) as http:
         relay = BridgeRelay(http, config.lmarena_bridge_url, config.bridge_api_key)
-        link = PlatformLink(config, relay, http, Stats(config.enable_performance_monitoring))
+        link = PlatformLink(config, relay, http, Stats(config.enable_performance_monitoring), fixed)
         link.start()
         try:
             yield link

@@ -218,6 +218,17 @@ def load_client_config(path: Path | str) -> ClientConfig:
         allowed_origins=origins, preferred_routing_strategy=strategy)
 
 
+def load_client_config_or_disabled(path: Path | str) -> ClientConfig:
+    """As ``load_client_config``, but a file without a platform_integration section (an LMArenaBridge
+    config never set up for a platform) gives a disabled integration rather than an error."""
+    try:
+        return load_client_config(path)
+    except ConfigError as exc:
+        if exc.key != "platform_integration" or exc.reason != "is required":
+            raise
+        return disabled_client_config(Path(path))
+
+
 def disabled_client_config(path: Path) -> ClientConfig:
     """For a config.jsonc without a platform_integration section: the integration is off."""
     return ClientConfig(path=path, enabled=False, platform_url="", client_id="", api_key="")

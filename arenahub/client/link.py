@@ -8,6 +8,7 @@ the client asked for is sent again after every welcome (see ``arenahub.client.dr
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import logging
 import random
@@ -18,7 +19,7 @@ import aiohttp
 import msgspec
 
 from arenahub import __version__
-from arenahub.client.config import ClientConfig
+from arenahub.client.config import ClientConfig, load_client_config_or_disabled
 from arenahub.client.drain import RoutingView
 from arenahub.client.flow import Credit
 from arenahub.client.relay import BridgeRelay, RelayError
@@ -37,6 +38,9 @@ WELCOME_TIMEOUT_SECONDS = 15.0
 CHUNK_FRAME_BYTES = frames.MAX_FRAME_BYTES // 2
 # How long a drain request waits for the platform's Routing frame that confirms it.
 DRAIN_CONFIRM_SECONDS = 2.0
+# Settings a running client cannot take from a re-read config.jsonc (the CORS policy is set at start).
+NEEDS_RESTART = ("allowed_origins",)
+_NOT_SETTINGS = ("path", "warnings")
 
 
 class Backoff:
@@ -61,8 +65,11 @@ class Refusal(Exception):
 
 
 class PlatformLink:
-    def __init__(self, config: ClientConfig, relay: BridgeRelay, http: aiohttp.ClientSession, stats: Stats) -> None:
+    def __init__(self, config: ClientConfig, relay: BridgeRelay, http: aiohttp.ClientSession, stats: Stats,
+                 fixed: dict[str, Any] | None = None) -> None:
         self.config = config
+        # Settings the program embedding the link decides (the bridge: its own URL), kept on a re-read.
+        self._fixed = dict(fixed or {})
         self.relay = relay
         self.stats = stats
         self._http = http
@@ -95,6 +102,7 @@ class PlatformLink:
 
     def start(self) -> None:
         if self.config.enabled:
+            self.state = "starting"
             self._task = asyncio.create_task(self._run(), name="platform-link")
 
     async def stop(self) -> None:
@@ -105,6 +113,34 @@ class PlatformLink:
     def _set_state(self, state: str) -> None:
         self.state = state
         self._state_changed.set()
+
+    def reload_config(self) -> tuple[list[str], list[str]]:
+        """Read config.jsonc again and use what it holds now: a new key, platform URL or client id is
+        used by the next connection (``register_now``). Returns the names of the settings that changed
+        (names only: some are secrets) and of those among them that wait for a restart. Raises
+        ConfigError, changing nothing, when the file is not valid."""
+        fresh = dataclasses.replace(load_client_config_or_disabled(self.config.path), **self._fixed)
+        old = self.config
+        changed = [f.name for f in dataclasses.fields(fresh)
+                   if f.name not in _NOT_SETTINGS and getattr(fresh, f.name) != getattr(old, f.name)]
+        for warning in fresh.warnings:
+            log.warning("%s", warning)
+        self.config = fresh
+        if fresh.lmarena_bridge_url != old.lmarena_bridge_url or fresh.bridge_api_key != old.bridge_api_key:
+            self.relay = BridgeRelay(self._http, fresh.lmarena_bridge_url, fresh.bridge_api_key)
+        if fresh.reconnect_max_delay_seconds != old.reconnect_max_delay_seconds:
+            self._backoff = Backoff(cap=fresh.reconnect_max_delay_seconds)
+        if fresh.log_level != old.log_level:
+            logging.getLogger("arenahub").setLevel(fresh.log_level)
+        if changed:
+            log.info("config.jsonc read again; changed: %s", ", ".join(changed))
+        if not fresh.enabled and self._task is not None:
+            self._task.cancel()  # the connection closes with it
+            self._task = None
+            self._set_state("disabled")
+        elif fresh.enabled and self._task is None:
+            self.start()
+        return changed, [name for name in changed if name in NEEDS_RESTART]
 
     async def register_now(self, wait_seconds: float = 10.0) -> None:
         """Drop the current connection (if any) and connect again now, even after a refusal."""

@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from arenahub.client.drain import DrainBodyError, parse_drain_body
 from arenahub.client.link import PlatformLink
+from arenahub.jsonc import ConfigError
 from arenahub.protocol.errors import ApiError
 from arenahub.protocol.openai import error_body
 
@@ -56,13 +57,21 @@ async def platform_status(request: Request) -> JSONResponse:
 
 
 async def platform_register(request: Request) -> JSONResponse:
+    """Read config.jsonc again (a new api_key pasted from a package, say), then connect with it now."""
     link = _link(request)
+    try:
+        changed, restart = link.reload_config()
+    except ConfigError as exc:
+        return JSONResponse({"registered": False, "state": link.state, "code": "invalid_config",
+                             "error": f"config.jsonc was not taken, nothing changed: {exc}"}, status_code=400)
+    reread = {"config_file": str(link.config.path), "changed": changed, "needs_restart": restart,
+              "warnings": list(link.config.warnings)}
     if not link.config.enabled:
-        return JSONResponse({"registered": False, "state": link.state,
+        return JSONResponse({"registered": False, "state": link.state, "config": reread,
                              "error": "platform_integration.enabled is false in the config"}, status_code=409)
     await link.register_now()
-    return JSONResponse({"registered": link.connected, "state": link.state, "error": link.last_error},
-                        status_code=200 if link.connected else 502)
+    return JSONResponse({"registered": link.connected, "state": link.state, "error": link.last_error,
+                         "config": reread}, status_code=200 if link.connected else 502)
 
 
 async def platform_drain(request: Request) -> JSONResponse:

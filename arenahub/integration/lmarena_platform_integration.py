@@ -103,8 +103,8 @@ def mount(app: Any, *, config: Path | str = CONFIG_FILE, port: int = BRIDGE_PORT
         raise ValueError(f"the app already serves {', '.join(taken)}: call mount(app) once, on an app "
                          "without these routes")
     # The link relays to this very server, with the key it checks (top-level api_key).
-    client_config = dataclasses.replace(read_config(config, required=False),
-                                        lmarena_bridge_url=f"http://127.0.0.1:{port}")
+    fixed: dict[str, Any] = {"lmarena_bridge_url": f"http://127.0.0.1:{port}"}
+    client_config = dataclasses.replace(read_config(config, required=False), **fixed)
     router.routes[0:0] = list(local_api.routes)
     # Wrap whatever start-up the app has (lifespan= or on_startup/on_shutdown handlers): the app
     # starts first and stops last, the link runs in between.
@@ -114,7 +114,7 @@ def mount(app: Any, *, config: Path | str = CONFIG_FILE, port: int = BRIDGE_PORT
     async def lifespan(asgi_app: Any) -> AsyncIterator[Any]:
         async with app_lifespan(asgi_app) as state:
             logging.getLogger("arenahub").setLevel(client_config.log_level)
-            async with running_link(client_config) as link:
+            async with running_link(client_config, fixed) as link:
                 app.state.link = link
                 yield state
 

@@ -70,7 +70,22 @@ def test_a_key_regenerated_in_the_admin_api_disconnects_the_client_and_says_why(
     again = wait_until(refused_again, 10, "the refusal at reconnect in the client view")
     assert again["code"] == "invalid_credentials" and "regenerated" in again["message"]
 
+    # The package README's steps, as an owner follows them: a config.jsonc that does not parse is refused
+    # with the reason and changes nothing; the new api_key line pasted in, register connects with it at
+    # once, without a restart.
+    original = client.config_path.read_text()
+    client.config_path.write_text(original.replace(f'"api_key": "{client.api_key}"', '"api_key": 42'))
+    bad = httpx.post(client.url + "/platform/register", timeout=15)
+    assert bad.status_code == 400 and bad.json()["code"] == "invalid_config", bad.text
+    assert "platform_integration.api_key: must be str, got int 42" in bad.json()["error"]
+    assert client.status()["state"] == "refused"
+    client.config_path.write_text(original.replace(client.api_key, new_key))
+    registered = httpx.post(client.url + "/platform/register", timeout=15)
+    assert registered.status_code == 200, registered.text
+    assert registered.json()["registered"] is True and registered.json()["config"]["changed"] == ["api_key"]
+    assert admin(platform, "GET", f"/clients/{client.client_id}").json()["connected"] is True
+
     # No key text anywhere the admin or the client's owner looks.
-    shown = admin(platform, "GET", "/clients").text + repr(client.status())
+    shown = admin(platform, "GET", "/clients").text + repr(client.status()) + registered.text + bad.text
     for key in (client.api_key, new_key):
         assert key not in shown and key not in platform.log()

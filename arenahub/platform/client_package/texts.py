@@ -201,8 +201,9 @@ The platform keeps only a hash of the key, so a new package means a new key: reg
 the dashboard, or with `arenahub admin client-package`) makes the key in this config.jsonc stop
 working: the platform refuses this client, as /platform/status shows. Download the new package, copy
 the "api_key" line of its config.jsonc into this config.jsonc (the rest of your file stays), then
-restart ./start_client.sh or run
+run (no restart needed: it reads config.jsonc again and connects with the new key)
     curl -X POST http://127.0.0.1:{port}/platform/register
+If config.jsonc has a mistake, that answer names the line and key, and nothing changes.
 
 
 Updates
