@@ -160,13 +160,14 @@ class ClientSession:
                 return
 
     # -- requests -----------------------------------------------------------------------------
-    def open(self, request_id: str, body: bytes) -> Inbox:
+    def open(self, request_id: str, body: bytes, kind: str = frames.CHAT) -> Inbox:
         def grant(n: int) -> None:
             self.send_nowait(frames.Window(id=request_id, bytes=n))
 
         inbox = Inbox(self.window, grant, slow_consumer_seconds=self.slow_consumer_seconds)
         self._inflight[request_id] = inbox
-        self.send_nowait(frames.Request(id=request_id, body=msgspec.Raw(body), window=self.window))
+        self.send_nowait(frames.Request(id=request_id, body=msgspec.Raw(body), window=self.window,
+                                        kind=frames.IMAGES if kind == frames.IMAGES else frames.CHAT))
         return inbox
 
     def finish(self, request_id: str) -> None:
@@ -208,6 +209,8 @@ class ClientSession:
             self.models = self._catalogue.served(self.client_id, self.offered)
         if hb.client_version:
             self.client_version = hb.client_version[:64]
+        if hb.capabilities is not None:
+            self.capabilities = list(hb.capabilities)
 
     def catalogue_changed(self, catalogue: ModelCatalogue) -> None:
         self._catalogue = catalogue
@@ -245,6 +248,7 @@ class ClientSession:
             "priority": self.priority, "weight": self.weight, "preferred_strategy": self.preferred_strategy,
             "max_concurrent": self.max_concurrent, "rpm": self.rpm,
             "requests_in_window": self.requests_in_window(), "models": sorted(self.models),
+            "capabilities": sorted(self.capabilities),
             "pending_models": self._catalogue.pending(self.client_id, self.offered),
             "client_version": self.client_version, "connected_at": self.connected_at,
             "last_heartbeat": self.last_heartbeat_wall,

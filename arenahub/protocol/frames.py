@@ -10,7 +10,7 @@ WebSocket text or binary messages (both sides accept either).
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 import msgspec
 from msgspec import Meta
@@ -126,13 +126,24 @@ class Heartbeat(_Frame, tag="heartbeat"):
     # The arenahub version the client runs (as in hello), so the platform sees an update without a
     # reconnect. Optional: older clients leave it out, and older platforms ignore it.
     client_version: Short | None = None
+    # What the client can do now (as in hello): ``images`` comes and goes with its bridge's image
+    # models. Optional like client_version; None: unchanged since hello.
+    capabilities: Capabilities | None = None
+
+
+# ``Request.kind``: the consumer's endpoint. An image request goes only to a client that declares the
+# ``images`` capability (clients that predate it do not decode the kind).
+CHAT: Final = "chat.completions"
+IMAGES: Final = "images.generations"
+IMAGES_CAPABILITY: Final = "images"
 
 
 class Request(_Frame, tag="request"):
     id: str
-    # The consumer's OpenAI request body, passed through unparsed.
+    # The consumer's OpenAI request body, passed through unparsed: a chat completion request, or
+    # with ``kind`` "images.generations" an image generation request (protocol/images.py).
     body: msgspec.Raw
-    kind: Literal["chat.completions"] = "chat.completions"
+    kind: Literal["chat.completions", "images.generations"] = "chat.completions"
     # Flow control: the client may send this many bytes of Chunk frames (as encoded) for this request,
     # and then only after a Window frame grants more; each Chunk is sent while some of the grant is
     # left and spends its whole size. None: no flow control (a platform that predates it).
@@ -150,6 +161,7 @@ class Chunk(_Frame, tag="chunk"):
     id: Id
     # The OpenAI ``choices`` of one or more upstream chunks, in order, as the upstream sent them.
     # Chunks that arrived together travel in one frame (one write on each side instead of many).
+    # For an image request, each event is a list of image parts instead (protocol/images.py).
     events: list[list[dict[str, Any]]] = []
     usage: dict[str, Any] | None = None
 
