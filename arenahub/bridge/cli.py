@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 import urllib.error
@@ -201,11 +202,23 @@ def _update_models(args: argparse.Namespace) -> int:
     if args.dry_run:
         print("--dry-run: nothing written.")
         return 0
-    (folder / "available_models.json").write_text(json.dumps(every, indent=2, ensure_ascii=False) + "\n")
-    models_path.write_text(models_json_text(offered, kept))
-    print(f"Wrote {models_path} ({len(offered) + len(kept)} models) and {folder / 'available_models.json'}; "
-          "a running bridge picks it up by itself.")
+    _write_whole(folder / "available_models.json", json.dumps(every, indent=2, ensure_ascii=False) + "\n")
+    _write_whole(models_path, models_json_text(offered, kept))
+    print(f"Wrote {models_path} ({len(offered) + len(kept)} models) and {folder / 'available_models.json'}.")
+    try:  # the bridge would see the new file within a second anyway; this makes it now, and says so
+        reloaded = _call(args.bridge_url, "POST", "/internal/reload", {}, files.config.api_key or None)
+    except RuntimeError as exc:
+        print(f"warning: the bridge did not reload its files: {exc}", file=sys.stderr)
+        return 1
+    print(f"The bridge at {args.bridge_url} serves {reloaded.get('models', 0)} model(s) now.")
     return 0
+
+
+def _write_whole(path: Path, text: str) -> None:
+    """Replace the file in one step: the running bridge never reads half of it."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
 
 
 def _doctor(args: argparse.Namespace) -> int:

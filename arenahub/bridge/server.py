@@ -254,6 +254,9 @@ async def reload_config(request: Request) -> Response:
         bridge.reload()
     except ConfigError as exc:
         raise InvalidRequest(f"Kept the previous config: {exc}") from None
+    link = getattr(request.app.state, "link", None)
+    if link is not None:
+        link.bridge_changed()  # the platform hears of new models now, not at the next heartbeat
     return JSONResponse({"reloaded": True, "models": len(bridge.files.models)})
 
 

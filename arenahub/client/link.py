@@ -28,8 +28,8 @@ from arenahub.client.validation import rejection
 from arenahub.protocol import frames
 
 log = logging.getLogger("arenahub.client")
-# While the bridge offers no model, it is asked again this often (seconds).
-BRIDGE_RETRY_SECONDS = 5.0
+# The bridge's models and session are looked at this often (seconds); a change is announced at once.
+BRIDGE_POLL_SECONDS = 2.0
 # The first heartbeat goes this long after connecting (CPU use is measured over it), then every interval.
 FIRST_HEARTBEAT_SECONDS = 1.0
 
@@ -91,6 +91,7 @@ class PlatformLink:
         self._credits: dict[str, Credit] = {}
         self._task: asyncio.Task[None] | None = None
         self._state_changed = asyncio.Event()
+        self._bridge_nudge = asyncio.Event()
 
     @property
     def connected(self) -> bool:
@@ -233,7 +234,7 @@ class PlatformLink:
             if not self.models:
                 log.warning("the bridge at %s offers no model yet (%s): no request can come here; looking again "
                             "every %g s", self.config.lmarena_bridge_url,
-                            self.session_status.last_error or "its /v1/models lists none", BRIDGE_RETRY_SECONDS)
+                            self.session_status.last_error or "its /v1/models lists none", BRIDGE_POLL_SECONDS)
             if self.routing.drain_requested:  # a new connection starts undrained on the platform
                 log.info("asking the platform to drain this client again (a new connection starts undrained)")
                 await self._send_quietly(self.routing.drain_frame())
@@ -393,23 +394,30 @@ class PlatformLink:
         except (ConnectionResetError, aiohttp.ClientError) as exc:
             log.info("could not report to the platform: %s", exc)
 
+    def bridge_changed(self) -> None:
+        """The bridge says its models or session changed (the embedded bridge, on a reload): look now."""
+        self._bridge_nudge.set()
+
     async def _heartbeats(self, ws: aiohttp.ClientWebSocketResponse) -> None:
-        interval = self.config.heartbeat_interval_seconds
         # The first heartbeat soon after connecting: the dashboard has this client's figures at once.
-        next_beat = time.monotonic() + min(FIRST_HEARTBEAT_SECONDS, interval)
+        next_beat = time.monotonic() + min(FIRST_HEARTBEAT_SECONDS, self.config.heartbeat_interval_seconds)
         while not ws.closed:
-            # While the bridge offers no model (not started yet, say), look again every few seconds and
-            # tell the platform as soon as it does, rather than at the next heartbeat.
-            waiting = not self.models
+            # The bridge is looked at every few seconds (and at once when it says something changed); a
+            # change in its models or session goes to the platform then, not at the next heartbeat.
             now = time.monotonic()
-            wake = min(next_beat, now + BRIDGE_RETRY_SECONDS) if waiting else next_beat
-            await asyncio.sleep(max(0.0, wake - now))
+            try:
+                await asyncio.wait_for(self._bridge_nudge.wait(), max(0.0, min(next_beat, now + BRIDGE_POLL_SECONDS)
+                                                                      - now))
+            except TimeoutError:
+                pass
+            self._bridge_nudge.clear()
+            before = (self.models, self.session_status)
             await self._refresh_bridge()
-            if waiting and self.models:
+            if self.models != before[0]:
                 log.info("the bridge at %s offers %d model(s) now", self.config.lmarena_bridge_url, len(self.models))
-            elif time.monotonic() < next_beat:
+            elif self.session_status == before[1] and time.monotonic() < next_beat:
                 continue
-            next_beat = time.monotonic() + interval
+            next_beat = time.monotonic() + self.config.heartbeat_interval_seconds
             await self._send_quietly(frames.Heartbeat(stats=self.stats.snapshot(), session=self.session_status,
                                                       models=self.models, client_version=__version__))
             self.last_heartbeat_sent = time.time()

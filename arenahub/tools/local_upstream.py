@@ -15,6 +15,9 @@ that message script it, for tests:
 ``active`` (still being sent), ``completed`` (sent to the end) and ``cancelled`` (the caller hung
 up before the end, which is how a cancellation reaches an upstream); and ``sent_bytes``, what the
 caller has taken of them (a write waits while the caller does not read: flow control shows here).
+``PUT /__fail`` with ``{"status": N}`` makes every chat completion answer HTTP N from then on, while
+``/v1/models`` still lists the models (a bridge that is up but whose upstream fails); ``{"status": 0}``
+ends it.
 """
 
 from __future__ import annotations
@@ -83,7 +86,21 @@ def create_app(models: list[str], name: str = "local-upstream") -> Starlette:
     async def stream_stats(request: Request) -> Response:
         return Response(_encode(asdict(stats)), media_type="application/json")
 
+    failing = {"status": 0}
+
+    async def set_failing(request: Request) -> Response:
+        try:
+            status = int(_decode(await request.body())["status"])
+        except (msgspec.DecodeError, KeyError, TypeError, ValueError):
+            return _error(400, 'expected {"status": N}: an HTTP status from 400 to 599, or 0 to stop failing')
+        if status != 0 and not 400 <= status <= 599:
+            return _error(400, f"status {status} is not an HTTP error status (400 to 599), nor 0")
+        failing["status"] = status
+        return Response(_encode(failing), media_type="application/json")
+
     async def chat(request: Request) -> Response:
+        if failing["status"]:
+            return _error(failing["status"], f"failing on purpose with status {failing['status']} (PUT /__fail)")
         try:
             body = _decode(await request.body())
         except msgspec.DecodeError:
@@ -109,7 +126,7 @@ def create_app(models: list[str], name: str = "local-upstream") -> Starlette:
         return _CountedStream(stats, _stream(cid, created, model, pieces, d, include_usage))
 
     return Starlette(routes=[Route("/v1/models", list_models), Route("/health", health),
-                             Route("/__stats", stream_stats),
+                             Route("/__stats", stream_stats), Route("/__fail", set_failing, methods=["PUT"]),
                              Route("/v1/chat/completions", chat, methods=["POST"])])
 
 

@@ -87,9 +87,14 @@ def ready(stack, bridge, open_arena_tab):
     """A tab on arena.ai connected and checked, and models.json read from its page."""
     page = open_arena_tab(bridge.ws_url)
     bridge.wait_ready()
-    code, log = bridge.command(stack, "update-models")
+    assert not (bridge.config.parent / "models.json").exists()
+    code, log = bridge.command(stack, "update-models", "--write-models")
     assert code == 0, log
-    wait_until(lambda: bridge.status()["models"] > 0 or None, 10, "models.json picked up")
+    # The running bridge serves them once the command returns, and the command, which writes the missing
+    # models.json, does not tell the user to run itself.
+    served = bridge.status()["models"]
+    assert served > 0 and f"serves {served} model(s) now" in log, log
+    assert "missing" not in log and "run `arenahub bridge update-models" not in log, log
     return page
 
 

@@ -117,4 +117,4 @@ def test_a_bridge_that_comes_up_late_is_offered_within_seconds(platform: Platfor
     late.wait_ready()
     started = time.monotonic()
     wait_until(lambda: "late-model" in platform.health()["models"], 15, "the late bridge's model")
-    assert time.monotonic() - started < 12  # the next heartbeat would be 30 s after the connection
+    assert time.monotonic() - started < 5  # looked at every 2 s; the next heartbeat would be 30 s after connecting

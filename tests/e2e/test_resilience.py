@@ -390,12 +390,11 @@ def test_a_failing_client_is_taken_out_then_probed_once(stack: Stack, platform: 
                                                         start_client: Callable[..., Client]) -> None:
     good = start_client(name="good")
     bridge = stack.upstream(MODELS, name="bad-upstream")
-    # Heartbeats 30 s apart: the client goes on taking requests it cannot serve, unaware that its
-    # bridge is gone (with frequent heartbeats it would report itself unhealthy instead).
+    # The bad client's bridge is up and lists its models, but every answer fails: nothing the client
+    # sees before a request tells it so, and it goes on taking requests it cannot serve.
     bad = start_client(name="bad", upstream=bridge, heartbeat_interval_seconds=30)
-    # Its first heartbeat comes a second after it connects: the bridge dies after it, unreported.
-    bad.wait_status(lambda s: s["last_heartbeat"] is not None, "its first heartbeat", timeout=5)
-    bridge.kill()
+    failing = httpx.put(bridge.url + "/__fail", json={"status": 502}, timeout=5)
+    assert failing.status_code == 200, failing.text
 
     # Round robin offers every other request to the bad client until its breaker opens (2 failures);
     # each of those is retried on the good one before the first byte, so every consumer succeeds.
@@ -407,8 +406,7 @@ def test_a_failing_client_is_taken_out_then_probed_once(stack: Stack, platform: 
     bad.wait_status(lambda s: s["routing"]["breaker"] == "open", "told its breaker is open", timeout=5)
     assert "circuit breaker open" in platform.log()
 
-    bridge.start()
-    bridge.wait_http(bridge.url + "/health")
+    assert httpx.put(bridge.url + "/__fail", json={"status": 0}, timeout=5).status_code == 200
     time.sleep(max(0.0, tripped_at + COOLDOWN + 0.2 - time.monotonic()))  # the cooldown: nothing to poll
 
     # Half-open: of four requests at once, exactly one (the probe) goes to the bad client.
