@@ -38,6 +38,8 @@ WELCOME_TIMEOUT_SECONDS = 15.0
 CHUNK_FRAME_BYTES = frames.MAX_FRAME_BYTES // 2
 # How long a drain request waits for the platform's Routing frame that confirms it.
 DRAIN_CONFIRM_SECONDS = 2.0
+# Refusals that mean another instance with this client id is connected (see ``standby``).
+STANDBY_CODES = ("connection_replaced", "client_id_in_use")
 # Settings a running client cannot take from a re-read config.jsonc (the CORS policy is set at start).
 NEEDS_RESTART = ("allowed_origins",)
 _NOT_SETTINGS = ("path", "warnings")
@@ -76,6 +78,8 @@ class PlatformLink:
         self.state = "disabled" if not config.enabled else "starting"
         self.last_error: str | None = None
         self.refused: frames.Refused | None = None
+        # Another instance with this client id took our place: wait for it to leave, do not take it back.
+        self.standby = False
         self.connections = 0
         self.connected_since: float | None = None
         self.last_heartbeat_sent: float | None = None
@@ -148,6 +152,7 @@ class PlatformLink:
         if not self.config.enabled:
             return
         self.refused = None
+        self.standby = False  # the owner says: this instance; it takes the place of any other
         self._backoff.reset()
         if self._ws is not None and not self._ws.closed:
             await self._ws.close(code=1000, message=b"re-registering")
@@ -168,14 +173,19 @@ class PlatformLink:
                 self._wake.clear()
                 await self._wake.wait()  # only POST /platform/register gets us going again
                 continue
-            self._set_state("connecting")
+            self._set_state("standby" if self.standby else "connecting")
             started = time.monotonic()
+            delay: float | None = None
             try:
                 await self._connect_once()
             except Refusal as exc:
                 self.refused = exc.frame
                 self.last_error = str(exc)
-                if not exc.frame.retry:
+                if exc.frame.code in STANDBY_CODES:
+                    self._stand_by(exc.frame)
+                    # as long as the longest wait between tries (reconnect_max_delay_seconds, 30 s by default)
+                    delay = self.config.reconnect_max_delay_seconds * random.uniform(0.8, 1.0)
+                elif not exc.frame.retry:
                     self._set_state("refused")
                     log.error("the platform refused this client: %s. Not retrying; fix the config "
                               "and POST /platform/register (or restart).", exc)
@@ -188,12 +198,25 @@ class PlatformLink:
                 self._set_state("disconnected")
             if time.monotonic() - started > 60:
                 self._backoff.reset()
-            delay = self._backoff.next_delay()
+            if delay is None:
+                delay = self._backoff.next_delay()
             self._wake.clear()
             try:
                 await asyncio.wait_for(self._wake.wait(), delay)
             except TimeoutError:
                 pass
+
+    def _stand_by(self, frame: frames.Refused) -> None:
+        was = self.standby
+        self.standby = True
+        self._set_state("standby")
+        if frame.code == "connection_replaced" or not was:
+            log.error("%s (client id %s). Two copies of this client are running: stop one of them. This one "
+                      "asks every %g s whether the other left, and serves once it has; POST /platform/register "
+                      "makes this one take over.", frame.message, self.config.client_id,
+                      self.config.reconnect_max_delay_seconds)
+        else:
+            log.info("still standing by: %s", frame.message)
 
     async def _refresh_bridge(self) -> None:
         try:
@@ -217,7 +240,7 @@ class PlatformLink:
                 client_version=__version__, capabilities=list(self.config.capabilities), models=self.models,
                 max_concurrent_requests=self.config.max_concurrent_requests,
                 heartbeat_interval_seconds=self.config.heartbeat_interval_seconds, session=self.session_status,
-                preferred_routing_strategy=self.config.preferred_routing_strategy)))
+                preferred_routing_strategy=self.config.preferred_routing_strategy, standby=self.standby)))
             reply = await self._receive(ws, timeout=WELCOME_TIMEOUT_SECONDS)
             if isinstance(reply, frames.Refused):
                 raise Refusal(reply)
@@ -225,6 +248,9 @@ class PlatformLink:
                 raise OSError(f"the platform did not welcome us (got {type(reply).__name__})")
             self.connections += 1
             self.refused = None
+            if self.standby:
+                log.info("the other instance with this client id left: this one serves now")
+            self.standby = False
             self.last_error = None
             self.connected_since = time.time()
             self.routing.connected()  # normal until the platform says otherwise
@@ -247,6 +273,9 @@ class PlatformLink:
                     task.cancel()
                 self._ws = None
         close = ws.close_code
+        if close == frames.CLOSE_REPLACED:  # a platform that closed without saying who replaced us
+            raise Refusal(frames.Refused(code="connection_replaced", retry=True, message="another instance with "
+                                         "this client id connected to the platform"))
         if close in (frames.CLOSE_INVALID_CREDENTIALS, frames.CLOSE_FORBIDDEN, frames.CLOSE_UNSUPPORTED_VERSION):
             raise Refusal(frames.Refused(code=f"closed_{close}", message="the platform closed the connection "
                                          f"(code {close}); this client is no longer accepted", retry=False))

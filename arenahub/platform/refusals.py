@@ -7,7 +7,8 @@ this one after a restart, shows it too. Messages are the platform's own texts: t
 the key a client offered.
 
 Codes: ``invalid_credentials`` (a wrong or regenerated key, at connect or while connected),
-``client_disabled``, ``client_deleted``, ``connection_replaced`` (the client connected again),
+``client_disabled``, ``client_deleted``, ``connection_replaced`` (the client connected again: a
+reconnect, or a second copy of it), ``client_id_in_use`` (a copy that was replaced stands by),
 ``missed_heartbeats`` and ``protocol_error`` (too many malformed frames). Maintenance is not a
 refusal: the client stays connected.
 """

@@ -271,14 +271,16 @@ class Platform:
         refusal = self.refusals.record(client_id, code, message)
         self.writer.client_state(client_id, last_stats={STORED_KEY: refusal.as_dict()})
 
-    def _close_with_refusal(self, session: ClientSession, close: int, code: str, reason: str) -> asyncio.Task[None]:
-        """Stop routing to the session now; then send it a final ``refused`` frame and close the socket."""
+    def _close_with_refusal(self, session: ClientSession, close: int, code: str, reason: str,
+                            retry: bool = False) -> asyncio.Task[None]:
+        """Stop routing to the session now; then send it a ``refused`` frame (final unless ``retry``) and
+        close the socket."""
         log.info("client %s: closing its connection (%s)", session.client_id, reason)
         session.mark_closed(reason)  # no new work from now on; its requests in flight fail over
 
         async def refuse() -> None:
             try:  # tell the client why, as at connect time, so it stops retrying with a dead key
-                await session.ws.send_bytes(frames.encode(frames.Refused(code=code, message=reason, retry=False)))
+                await session.ws.send_bytes(frames.encode(frames.Refused(code=code, message=reason, retry=retry)))
             except (RuntimeError, OSError, WebSocketDisconnect):
                 pass  # the socket is already gone: closing below is all that is left
             await session.close(close, reason)
@@ -287,12 +289,18 @@ class Platform:
     async def client_connected(self, session: ClientSession, hello: frames.Hello) -> None:
         old = self.registry.add(session)
         if old is not None and old is not session:
-            log.info("client %s reconnected; closing its previous connection", session.client_id)
-            if not old.closed:
+            log.info("client %s connected again from %s; closing its previous connection (from %s)",
+                     session.client_id, session.address, old.address)
+            if not old.closed:  # a reconnect whose old connection still looked open, or a second copy
                 self.client_refused(session.client_id, "connection_replaced",
-                                    "the client connected again; its previous connection was closed")
-            old.mark_closed("replaced by a new connection")
-            asyncio.create_task(old.close(frames.CLOSE_REPLACED, "replaced by a new connection"))
+                                    f"a new connection with this client id came from {session.address} while the "
+                                    f"one from {old.address} was open; that one was closed")
+                # Told why and by whom: a second copy of the client stands by instead of fighting back.
+                self._close_with_refusal(old, frames.CLOSE_REPLACED, "connection_replaced",
+                                         f"another instance with this client id connected from {session.address}; "
+                                         "this one stands by and connects when that one leaves", retry=True)
+            else:
+                asyncio.create_task(old.close(frames.CLOSE_REPLACED, "replaced by a new connection"))
         self.catalog |= session.models
         self.dispatcher.sessions_changed()
         await accounts.record_client_hello(self.engine, session.client_id, sorted(session.offered),

@@ -115,6 +115,18 @@ async def tunnel_endpoint(ws: WebSocket) -> None:
                       frames.CLOSE_FORBIDDEN)
         return
 
+    current = platform.registry.get(account.id)
+    if hello.standby and current is not None and not current.closed:
+        # Two copies of one client: the one that was replaced waits instead of taking the place back.
+        since = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(current.connected_at))
+        platform.client_refused(account.id, "client_id_in_use",
+                                f"two instances with this client id are running: the one from {current.address} "
+                                f"serves, the one from {address} stands by (stop one of them)")
+        await _refuse(ws, "client_id_in_use",
+                      f"another instance with this client id is connected, from {current.address} since {since}; "
+                      "this one stands by and connects when that one leaves", frames.CLOSE_REPLACED, retry=True)
+        return
+
     session = ClientSession(ws, client_id=account.id, name=account.name,
                             connection_id=secrets.token_hex(6), hello=hello,
                             max_concurrent=min(account.max_concurrent, hello.max_concurrent_requests),
@@ -124,6 +136,7 @@ async def tunnel_endpoint(ws: WebSocket) -> None:
                             slow_consumer_seconds=platform.settings.slow_consumer_seconds,
                             catalogue=platform.catalogue)
     session.key_hash = account.api_key_hash  # a regenerated key ends this connection
+    session.address = address
     health = platform.dispatcher.health_of(account.id)
     if account.maintenance_reason and health.maintenance is None:
         health.maintenance = account.maintenance_reason

@@ -83,6 +83,7 @@ class ClientSession:
         self.drain_reason = ""
         self.preferred_strategy = hello.preferred_routing_strategy
         self.key_hash = ""  # the client's api key hash when it connected
+        self.address = ""  # where it connected from (as the platform sees it)
         self.hello_max_concurrent = hello.max_concurrent_requests
         self.heartbeat_interval = max(0.2, hello.heartbeat_interval_seconds)
         self.session_status: frames.SessionStatus | None = bounded_status(hello.session)
@@ -250,7 +251,7 @@ class ClientSession:
             "requests_in_window": self.requests_in_window(), "models": sorted(self.models),
             "capabilities": sorted(self.capabilities),
             "pending_models": self._catalogue.pending(self.client_id, self.offered),
-            "client_version": self.client_version, "connected_at": self.connected_at,
+            "client_version": self.client_version, "connected_at": self.connected_at, "address": self.address,
             "last_heartbeat": self.last_heartbeat_wall,
             "stats": msgspec.to_builtins(self.stats) if self.stats else None,
             "session": msgspec.to_builtins(self.session_status) if self.session_status else None,

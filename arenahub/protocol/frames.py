@@ -102,6 +102,10 @@ class Hello(_Frame, tag="hello"):
     # platform_features.preferred_routing_strategy, a wish the platform may heed. Optional, so version 1
     # stays as it was: left out when unset, and a peer that predates it skips it (unknown fields are ignored).
     preferred_routing_strategy: Short | None = None
+    # True from a client that another instance with its client id replaced: the platform then refuses it
+    # (``client_id_in_use``, retry later) while that instance is connected, instead of closing that one.
+    # Optional: older peers leave it out or skip it.
+    standby: bool = False
 
 
 class Welcome(_Frame, tag="welcome"):

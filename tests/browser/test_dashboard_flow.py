@@ -253,6 +253,8 @@ def fake_client(i: int) -> dict:
         "last_refusal": None if connected else {"code": "invalid_credentials", "message": f"refused {i}",
                                                 "at": "2026-01-01T00:00:00+00:00"},
         "stats_1h": {"requests": i, "success_rate": 1 - (i % 5) / 100, "p50_ms": 100 + i},
+        "conflict": "two instances with this client id are running: the one from 10.0.0.1 serves, the one from "
+                    "10.0.0.2 stands by (stop one of them)" if connected and i % 113 == 0 else None,
         "health": {"breaker": "open" if i % 41 == 0 else "closed", "maintenance": None, "drops_last_hour": 0},
         "live": {"connected": True, "healthy": i % 7 != 0, "active_requests": i % 5, "max_concurrent": 4,
                  "draining": i % 50 == 0, "client_version": arenahub.__version__, "last_heartbeat": None,
@@ -299,8 +301,13 @@ def test_clients_table_with_a_thousand_clients(dashboard: Dashboard, dashboard_p
     attention = page.locator('[data-page="clients"] button[data-view="attention"]')
     attention.click()
     shown = int(table.get_attribute("data-rows"))
-    expected = sum(1 for i in range(1000) if i % 3 == 0 or i % 7 == 0 or i % 10 == 0 or i % 97 == 0 or i % 41 == 0)
+    expected = sum(1 for i in range(1000) if i % 3 == 0 or i % 7 == 0 or i % 10 == 0 or i % 97 == 0 or i % 41 == 0
+                   or i % 113 == 0)
     assert shown == expected
+    # Two copies of one client: the row says so, with where each one is.
+    conflict = page.locator('tr[data-key="cl_00113"]')
+    expect(conflict.locator(".pill", has_text="Two copies")).to_be_visible()
+    expect(conflict.locator("[data-conflict]")).to_contain_text("the one from 10.0.0.2 stands by")
     dashboard.screenshot(page, "clients-1000")
     assert not page.errors, page.errors  # type: ignore[attr-defined]
 

@@ -9,7 +9,9 @@ A client view is the stored row (never its key hash) plus:
   this client's connection (``refusals``), the later of this process's and the stored one;
 - ``connected``, ``healthy``, ``live`` (the session snapshot, null when not connected here) and
   ``health`` (circuit breaker, maintenance, speed);
-- ``stats_1h``: ``{requests, success_rate, p50_ms}`` from the aggregates of the last hour.
+- ``stats_1h``: ``{requests, success_rate, p50_ms}`` from the aggregates of the last hour;
+- ``conflict``: the message, while a second instance with this client id stands by (refused
+  ``client_id_in_use`` within ``CONFLICT_SECONDS``), else null.
 
 The list costs two queries whatever the number of clients (the rows, and the last hour's
 ``analytics.answered_by_client``); the rest is read from memory.
@@ -39,6 +41,9 @@ if TYPE_CHECKING:
     from arenahub.platform.tunnel_session import ClientSession
 
 STATS_WINDOW = dt.timedelta(hours=1)
+# A copy standing by (refused ``client_id_in_use``) asks again within reconnect_max_delay_seconds (30 s by
+# default): a conflict is shown while its last refusal is this recent.
+CONFLICT_SECONDS = 90.0
 CLOSE_WAIT_SECONDS = 5.0  # how long DELETE waits for the client to be told and disconnected
 
 
@@ -63,6 +68,14 @@ def _healthy(session: ClientSession, health: ClientHealth | None, now: float) ->
     if session.closed or not session.available:
         return False
     return health is None or (health.maintenance is None and health.breaker(now) is not Breaker.OPEN)
+
+
+def _conflict(last_refusal: dict[str, Any] | None) -> str | None:
+    """Two instances with one client id: the one standing by was refused a moment ago."""
+    if not last_refusal or last_refusal["code"] != "client_id_in_use":
+        return None
+    age = (dt.datetime.now(dt.UTC) - dt.datetime.fromisoformat(last_refusal["at"])).total_seconds()
+    return str(last_refusal["message"]) if age <= CONFLICT_SECONDS else None
 
 
 def _stats_1h(answered: analytics.Answered | None) -> dict[str, Any]:
@@ -100,7 +113,8 @@ class _Viewer:
                     live=session.snapshot() if session is not None else None, health=self._health(health),
                     stats_1h=_stats_1h(self.last_hour.get(client_id)),
                     # Answers whose usage this client claimed far from the platform's count (since start).
-                    usage_claim_gaps=platform.usage_claims.view(client_id))
+                    usage_claim_gaps=platform.usage_claims.view(client_id),
+                    conflict=_conflict(view["last_refusal"]))
         return view
 
 

@@ -27,7 +27,7 @@ function statusRank(c) {
 }
 
 function needsAttention(c) {
-  return !c.disabled && (!isConnected(c) || !isHealthy(c) || inMaintenance(c) || c.outdated
+  return !c.disabled && (!isConnected(c) || !isHealthy(c) || inMaintenance(c) || c.outdated || !!c.conflict
     || (c.health && c.health.breaker === "open"));
 }
 
@@ -44,7 +44,9 @@ function statusPills(c) {
   }
   if (inMaintenance(c)) pills.push(pill("Maintenance", "warn", c.maintenance_reason || ""));
   if (c.health && c.health.breaker === "open") pills.push(pill("Breaker open", "bad", "Too many failures: paused for a while"));
+  if (c.conflict) pills.push(pill("Two copies", "warn", c.conflict));
   const cell = [h("div", { class: "pills" }, pills)];
+  if (c.conflict) cell.push(h("div", { class: "cell-sub refusal", dataset: { conflict: "" } }, c.conflict));
   if (!isConnected(c) && c.last_refusal) {
     cell.push(h("div", { class: "cell-sub refusal", title: fmtTime(c.last_refusal.at) },
       `Refused ${fmtAgo(c.last_refusal.at)}: ${c.last_refusal.message}`));
@@ -58,6 +60,7 @@ function statusWords(c) {
   if (draining(c)) words.push("draining");
   if (inMaintenance(c)) words.push("maintenance");
   if (c.health && c.health.breaker === "open") words.push("breaker open");
+  if (c.conflict) words.push(`two copies ${c.conflict}`);
   if (!isConnected(c) && c.last_refusal) words.push(`refused ${c.last_refusal.message}`);
   return words.join(" ");
 }
@@ -361,7 +364,8 @@ function detailPanel({ onClose, refresh, go }) {
       ...(l.session && l.session.checks && l.session.checks.length ? row("Tab checks", checksList(l.session)) : []),
       ...row("Active / capacity", loadCell(c)),
       ...row("Last heartbeat", heartbeat(c) ? `${fmtAgo(heartbeat(c))} (${fmtTime(heartbeat(c))})` : "—"),
-      ...row("Connected since", l.connected_at ? fmtTime(l.connected_at) : "—"),
+      ...row("Connected since", l.connected_at ? `${fmtTime(l.connected_at)}${l.address ? `, from ${l.address}` : ""}` : "—"),
+      ...(c.conflict ? row("Conflict", c.conflict) : []),
       ...row("Version", versionCell(c)),
       ...row("Current client version", c.current_version || "—"),
       ...row("CPU / memory", `${st.cpu_percent !== undefined && st.cpu_percent !== null ? `${Math.round(st.cpu_percent)}%` : "—"} / ${st.memory_mb ? fmtBytes(st.memory_mb * MB) : "—"}`),
