@@ -118,6 +118,11 @@ class Accounting:
         longest answer the platform relays (settings.max_answer_tokens)."""
         req = ex.request
         price = self.prices.price(ex.model)
+        if ex.image_request is not None:
+            # An image request: its prompt and every image it asks for; it completes no tokens.
+            amount = min(cost(price, ex.prompt_tokens(), 0, ex.image_request.n), MAX_MICROS)
+            ex.reservation = self.ledger.reserve(ex.key.id, ex.id, amount, unlimited=ex.key.unlimited)
+            return
         max_tokens = req.max_completion_tokens or req.max_tokens
         least = min(estimate_reservation(price, ex.prompt_tokens(), max_tokens, images=ex.images()), MAX_MICROS)
         if ex.key.unlimited:

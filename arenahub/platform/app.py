@@ -14,7 +14,7 @@ from starlette.responses import Response
 from starlette.routing import WebSocketRoute
 
 from arenahub.asgi import ClientClosed
-from arenahub.platform import client_api, consumer_api, metrics
+from arenahub.platform import client_api, consumer_api, images_api, metrics
 from arenahub.platform.admin import api as admin_api
 from arenahub.platform.dashboard import pages as dashboard_pages
 from arenahub.platform.runtime import Platform
@@ -84,7 +84,7 @@ def create_app(settings: PlatformSettings | None = None, platform: Platform | No
         finally:
             await state.stop()
 
-    routes = [*consumer_api.routes, *client_api.routes, *admin_api.routes(), *metrics.routes,
+    routes = [*consumer_api.routes, *images_api.routes, *client_api.routes, *admin_api.routes(), *metrics.routes,
               WebSocketRoute("/api/ws", tunnel_endpoint), *dashboard_pages.routes()]
     return Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(dashboard_pages.DashboardHeaders)],
                      exception_handlers={ApiError: _on_api_error, HTTPException: _on_http_error,

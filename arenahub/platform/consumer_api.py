@@ -12,21 +12,11 @@ from starlette.routing import Route
 from starlette.types import Send
 
 from arenahub.asgi import WatchedResponse, read_body
+from arenahub.platform.admission import admit, authenticate, check_model, check_open
 from arenahub.platform.answer import AnswerMeter, tokens_covered
-from arenahub.platform.billing import InsufficientQuota
-from arenahub.platform.dashboard.auth import client_address
 from arenahub.platform.exchange import CLIENT_CLOSED, Exchange
-from arenahub.platform.limits import Refused
-from arenahub.platform.storage.accounts import ConsumerKey
 from arenahub.protocol import frames
-from arenahub.protocol.errors import (
-    ApiError,
-    ModelNotAllowed,
-    ModelNotFound,
-    NoClientAvailable,
-    PinNotAllowed,
-    ShuttingDown,
-)
+from arenahub.protocol.errors import ApiError
 from arenahub.protocol.openai import (
     SSE_DONE,
     ChatCompletionRequest,
@@ -43,8 +33,6 @@ if TYPE_CHECKING:
     from arenahub.platform.runtime import Platform
 
 JSON = "application/json"
-PIN_HEADER = "x-arenahub-pin-client"
-ADMIN_TOKEN_HEADER = "x-arenahub-admin-token"
 CONVERSATION_HEADER = "x-arenahub-conversation"
 # Recorded when the platform cut a consumer that read its answer too slowly (flow.Inbox).
 CONSUMER_TOO_SLOW = 408
@@ -52,81 +40,26 @@ CONSUMER_TOO_SLOW = 408
 
 async def chat_completions(request: Request) -> Response:
     platform: Platform = request.app.state.platform
-    if platform.shutting_down:
-        raise ShuttingDown("The platform is shutting down; retry in a moment.", headers={"Retry-After": "5"})
-    key = await _authenticate(platform, request)
+    check_open(platform)
+    key = await authenticate(platform, request)
     started = time.perf_counter()
     req: ChatCompletionRequest | None = None
     try:
         body = await read_body(request, platform.settings.max_body_bytes)
-        req = parse_chat_request(body)
-        return await _admit(platform, request, key, req, body)
+        req = chat = parse_chat_request(body)
+        check_model(platform, key, chat.model)
+        ex = Exchange(id=uuid.uuid4().hex, key=key, request=req, body=body)
+        if platform.settings.sticky_routing:
+            ex.affinity_key = ex.conversation_key(request.headers.get(CONVERSATION_HEADER))
+        # TPM counts the prompt and what max_tokens allows.
+        await admit(platform, request, ex,
+                    lambda: ex.prompt_tokens() + (chat.max_completion_tokens or chat.max_tokens or 0))
+        ex.meter = AnswerMeter(completion_limit(platform, ex))
+        return ChatResponse(platform, ex)
     except ApiError as err:
         # Every request that passed authentication leaves a record, whatever refused it.
         platform.request_refused(key, err, started, model=req.model if req else "", stream=bool(req and req.stream))
         raise
-
-
-async def _authenticate(platform: Platform, request: Request) -> ConsumerKey:
-    """The request's consumer key; a wrong one counts against the caller's address (throttle.py)."""
-    authorization = request.headers.get("authorization")
-    return await platform.credential_throttle.guard(client_address(request), "consumer_key",
-                                                    lambda: platform.keys.authenticate(authorization))
-
-
-async def _admit(platform: Platform, request: Request, key: ConsumerKey, req: ChatCompletionRequest,
-                 body: bytes) -> Response:
-    if not key.allows(req.model):
-        raise ModelNotAllowed(f"This API key may not use the model '{req.model}'.", param="model")
-    if not platform.model_known(req.model):
-        if platform.catalogue.enabled:
-            raise ModelNotFound(f"The model '{req.model}' is not offered here: the operator has not listed it in the "
-                                "platform's model catalogue. GET /v1/models lists the models available now.",
-                                param="model")
-        raise ModelNotFound(f"The model '{req.model}' does not exist: no registered client serves it. "
-                            "GET /v1/models lists the models available now.", param="model")
-    if platform.catalogue.enabled and not any(s.serves(req.model) for s in platform.registry.sessions()):
-        raise NoClientAvailable(f"No client can serve this request now: no connected client is approved for the model "
-                                f"'{req.model}' (the operator approves clients in the model catalogue).",
-                                headers={"Retry-After": "5"})
-    ex = Exchange(id=uuid.uuid4().hex, key=key, request=req, body=body)
-    pin = request.headers.get(PIN_HEADER)
-    if pin is not None:
-        # Debugging aid for admins only: the admin token must come along.
-        try:
-            await platform.credential_throttle.guard(
-                client_address(request), "admin_token",
-                lambda: platform.admin.check("Bearer " + request.headers.get(ADMIN_TOKEN_HEADER, "")))
-        except ApiError as err:
-            if err.status == 429:
-                raise
-            raise PinNotAllowed(f"The {PIN_HEADER} header needs a valid {ADMIN_TOKEN_HEADER} header.") from None
-        ex.pinned_client = pin.strip()
-    if platform.settings.sticky_routing:
-        ex.affinity_key = ex.conversation_key(request.headers.get(CONVERSATION_HEADER))
-    limits = key.limits
-    if not limits.unlimited:
-        # TPM counts the prompt and what max_tokens allows; the window is corrected to real use at the end.
-        estimate = ex.prompt_tokens() + (req.max_completion_tokens or req.max_tokens or 0) if limits.tpm else 0
-        admission = platform.key_limits.admit(key.id, limits, now=time.monotonic(), est_tokens=estimate)
-        if isinstance(admission, Refused):
-            raise admission.error()
-        ex.ticket = admission.ticket
-        ex.rate_headers = admission.status.headers()
-    try:
-        try:
-            platform.accounting.reserve(ex, platform.settings.max_answer_tokens)
-        except InsufficientQuota:
-            if not await platform.accounting.recheck(key.id):
-                raise
-            platform.accounting.reserve(ex, platform.settings.max_answer_tokens)
-    except ApiError as err:  # out of credit (402)
-        if ex.ticket is not None:
-            platform.key_limits.release(ex.ticket)
-        err.headers = {**ex.rate_headers, **err.headers}
-        raise
-    ex.meter = AnswerMeter(completion_limit(platform, ex))
-    return ChatResponse(platform, ex)
 
 
 def completion_limit(platform: Platform, ex: Exchange) -> int:
@@ -145,16 +78,15 @@ def completion_limit(platform: Platform, ex: Exchange) -> int:
 
 async def list_models(request: Request) -> Response:
     platform: Platform = request.app.state.platform
-    key = await _authenticate(platform, request)
+    key = await authenticate(platform, request)
     return Response(models_body(sorted(m for m in platform.registry.models() if key.allows(m))), media_type=JSON)
 
 
-class ChatResponse(WatchedResponse):
-    """Runs one chat completion for the ASGI connection it answers.
+class ExchangeResponse(WatchedResponse):
+    """Runs one exchange for the ASGI connection it answers, from dispatch to record (``respond``).
 
-    It owns the exchange from dispatch to record: errors before the first byte become a proper
-    HTTP error; after it, an SSE error event. A consumer disconnect cancels the work at once and
-    tells the client to stop.
+    Errors before the first byte become a proper HTTP error. A consumer disconnect cancels the work
+    at once and tells the client to stop. The exchange is settled and recorded once, whatever happens.
     """
 
     def __init__(self, platform: Platform, exchange: Exchange) -> None:
@@ -163,12 +95,12 @@ class ChatResponse(WatchedResponse):
         self.ex = exchange
         platform.exchange_started(exchange)
 
+    async def respond(self, send: Send) -> None:
+        raise NotImplementedError
+
     async def answer(self, send: Send) -> None:
         try:
-            if self.ex.request.stream:
-                await self._stream(send)
-            else:
-                await self._complete(send)
+            await self.respond(send)
         except Exception:
             # A bug: the record says so (its status would otherwise read 200), then the ASGI server answers 500.
             if not self.ex.completed and self.ex.status == 200:
@@ -213,6 +145,16 @@ class ChatResponse(WatchedResponse):
         await send({"type": "http.response.start", "status": err.status,
                     "headers": self._start_headers(JSON, err.headers)})
         await send({"type": "http.response.body", "body": error_body(err)})
+
+
+class ChatResponse(ExchangeResponse):
+    """One chat completion: streamed (after the first byte an error is an SSE error event) or whole."""
+
+    async def respond(self, send: Send) -> None:
+        if self.ex.request.stream:
+            await self._stream(send)
+        else:
+            await self._complete(send)
 
     async def _stream(self, send: Send) -> None:
         ex = self.ex

@@ -207,7 +207,8 @@ class Dispatcher:
         sticky = self._affinity.get(ex.affinity_key) if ex.affinity_key else None
         session = select(self._registry.sessions(), ex.model, self._strategy(), exclude=exclude,
                          rate_wait=lambda s: self._rate_wait(s, now), blocked=lambda s: self._blocked(s, now),
-                         pinned=ex.pinned_client, sticky=sticky)
+                         pinned=ex.pinned_client, sticky=sticky,
+                         capability=frames.IMAGES_CAPABILITY if ex.kind == frames.IMAGES else None)
         admitted = self.client_limits.admit(session.limit_subject, session.limits, now=now)
         assert isinstance(admitted, Admitted)  # routing checked it at this same instant
         probe = self.health_of(session.client_id).placed(now)
@@ -218,7 +219,8 @@ class Dispatcher:
                 self._affinity.popitem(last=False)
         ex.attempts += 1
         ex.client_id = session.client_id
-        return Placement(session, admitted.ticket, session.open(ex.id, ex.body), time.monotonic(), ex, probe)
+        return Placement(session, admitted.ticket, session.open(ex.id, ex.body, ex.kind), time.monotonic(), ex,
+                         probe)
 
     # -- the end of an attempt ----------------------------------------------------------------
     def attempt_succeeded(self, p: Placement, *, ttft: float, tokens: int, duration: float) -> None:
@@ -253,14 +255,14 @@ class Dispatcher:
 
     def _serve_waiters(self) -> None:
         self._notify_scheduled = False
-        busy_models: set[str] = set()
+        busy_models: set[tuple[str, str]] = set()  # (model, kind): image requests need image-capable clients
         soonest: float | None = None
         for waiter in list(self._waiters):
             if waiter.future.done():
                 self._forget(waiter)
                 continue
             plain = not waiter.exclude and waiter.ex.pinned_client is None
-            if plain and waiter.ex.model in busy_models:
+            if plain and (waiter.ex.model, waiter.ex.kind) in busy_models:
                 continue  # an older waiter for the same model found nothing: neither will this one
             try:
                 placement = self._place(waiter.ex, waiter.exclude)
@@ -273,7 +275,7 @@ class Dispatcher:
                 if reason.retry_after is not None:
                     soonest = reason.retry_after if soonest is None else min(soonest, reason.retry_after)
                 if plain:
-                    busy_models.add(waiter.ex.model)
+                    busy_models.add((waiter.ex.model, waiter.ex.kind))
                 continue
             waiter.future.set_result(placement)
             self._forget(waiter)

@@ -15,7 +15,9 @@ from arenahub.platform.billing.ledger import Reservation
 from arenahub.platform.limits import Ticket
 from arenahub.platform.records import RequestRecord
 from arenahub.platform.storage.accounts import ConsumerKey
-from arenahub.protocol.openai import ChatCompletionRequest, prompt_images, prompt_text, usage_dict
+from arenahub.protocol import frames
+from arenahub.protocol.images import ImageGenerationRequest
+from arenahub.protocol.openai import ChatCompletionRequest, Message, prompt_images, prompt_text, usage_dict
 from arenahub.tokens import count_tokens
 
 # Status recorded when the consumer went away before the answer was complete (nginx's convention).
@@ -59,6 +61,17 @@ class Exchange:
     trail: list[tuple[str, str, str | None, str | None, float]] = field(default_factory=list)
     error_message: str | None = None  # why the request failed, as the consumer was told
     meter: AnswerMeter = field(default_factory=lambda: AnswerMeter(None))  # the relayed answer, counted
+    kind: str = frames.CHAT  # the consumer's endpoint: frames.CHAT or frames.IMAGES
+    image_request: ImageGenerationRequest | None = None  # an image request as the consumer sent it
+    images_made: int = 0  # an image request: the images in the answer the consumer got (billed)
+    image_notes: list[str] = field(default_factory=list)  # ... and what they were, for a stored answer
+
+    @classmethod
+    def for_images(cls, id: str, key: ConsumerKey, req: ImageGenerationRequest, body: bytes) -> Exchange:
+        """An image request. Its prompt is ``request``'s one user message, so that it is counted,
+        stored and routed as a chat's is; nothing is completed in tokens."""
+        chat = ChatCompletionRequest(model=req.model, messages=[Message(role="user", content=req.prompt)])
+        return cls(id=id, key=key, request=chat, body=body, kind=frames.IMAGES, image_request=req)
 
     @property
     def completion_id(self) -> str:
@@ -90,7 +103,8 @@ class Exchange:
         return digest.hexdigest()[:32]
 
     def images(self) -> int:
-        return prompt_images(self.request)
+        """The images billed: those in a chat request's prompt, or those an image request made."""
+        return self.images_made if self.kind == frames.IMAGES else prompt_images(self.request)
 
     def delivered(self) -> bool:
         """Whether the consumer got anything: a whole answer, or part of a stream."""
@@ -162,7 +176,9 @@ class Exchange:
         return "\n\n".join(blocks)
 
     def answer(self) -> str:
-        """The answer's text as far as the consumer got it."""
+        """The answer's text as far as the consumer got it (an image request's: its images' links)."""
+        if self.kind == frames.IMAGES:
+            return "\n".join(self.image_notes)
         return "".join(self.completion_parts)
 
     def record(self, usage: dict[str, int] | None = None) -> RequestRecord:
@@ -176,4 +192,4 @@ class Exchange:
             latency_ms=round((now - self.started) * 1000, 3),
             ttft_ms=round((self.first_byte_at - self.started) * 1000, 3) if self.first_byte_at else None,
             prompt_tokens=usage["prompt_tokens"], completion_tokens=usage["completion_tokens"],
-            attempts=self.attempts, cost=self.cost, detail=self.detail())
+            attempts=self.attempts, cost=self.cost, detail=self.detail(), images=self.images())

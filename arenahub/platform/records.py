@@ -66,6 +66,8 @@ class RequestRecord:
     cost: int | None = None
     # {"attempts": [{"client_id", "outcome", "code", "error", "ms"}...], "error": message} (Exchange.detail)
     detail: dict[str, Any] | None = None
+    # Images billed: those in a chat request's prompt, or those an image request made (Exchange.images)
+    images: int = 0
 
 
 class JournalLine(msgspec.Struct, omit_defaults=True):

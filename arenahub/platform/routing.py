@@ -16,15 +16,16 @@ and those that cannot (and why); a strategy then picks among the ready ones:
 ``priority``
     the highest operator-set priority, then at random by weight
 
-Every strategy sees only clients that serve the model, are connected with a usable session, are
-not draining or in maintenance, whose circuit breaker lets a request through, and that are under
-their concurrency and rate limits.
+Every strategy sees only clients that serve the model (and have the capability the request needs:
+``images`` for an image request), are connected with a usable session, are not draining or in
+maintenance, whose circuit breaker lets a request through, and that are under their concurrency and
+rate limits.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import Protocol, TypeVar
 
 STRATEGIES = ("least_load", "round_robin", "random", "fastest", "priority")
@@ -55,6 +56,9 @@ class Routable(Protocol):
 
     @property
     def draining(self) -> bool: ...
+
+    @property
+    def capabilities(self) -> Collection[str]: ...
 
     def serves(self, model: str) -> bool: ...
 
@@ -178,19 +182,22 @@ def select(candidates: Iterable[T], model: str, strategy: Strategy, *,
            exclude: frozenset[str] | set[str] = frozenset(),
            rate_wait: Callable[[T], float] | None = None,
            blocked: Callable[[T], tuple[str, float | None] | None] | None = None,
-           pinned: str | None = None, sticky: str | None = None) -> T:
+           pinned: str | None = None, sticky: str | None = None, capability: str | None = None) -> T:
     """The client to place a request for ``model`` on, or NoRoute saying why there is none.
 
     ``rate_wait(c)``: seconds the client's rate limit holds it back (0: free now).
     ``blocked(c)``: None when its health lets it take work, else ("maintenance" | "cooling" |
     "probing" | "upstream_limited", seconds until it may or None). ``pinned``: only this client id. ``sticky``: this
-    client id if it is ready (a conversation's earlier client).
+    client id if it is ready (a conversation's earlier client). ``capability``: only clients that declare it
+    (``images`` for an image request).
     """
     serving = offline = draining = maintenance = cooling = probing = full = limited = upstream = 0
     soonest: float | None = None
     ready: list[T] = []
     for c in candidates:
         if c.client_id in exclude or not c.serves(model) or (pinned is not None and c.client_id != pinned):
+            continue
+        if capability is not None and capability not in c.capabilities:
             continue
         serving += 1
         if not c.available:
@@ -230,13 +237,14 @@ def select(candidates: Iterable[T], model: str, strategy: Strategy, *,
         return ready[0] if len(ready) == 1 else strategy.choose(ready, model)
 
     what = f"client {pinned!r}" if pinned is not None else "client"
+    able = f" with the '{capability}' capability" if capability is not None else ""
     if serving == 0:
         if pinned is not None:
-            raise NoRoute(f"client {pinned!r} is not connected, does not serve model '{model}', "
+            raise NoRoute(f"client {pinned!r} is not connected, does not serve model '{model}'{able}, "
                           "or already failed this request")
         if exclude:
-            raise NoRoute(f"every client serving model '{model}' failed this request")
-        raise NoRoute(f"no connected client serves model '{model}'")
+            raise NoRoute(f"every client{able} serving model '{model}' failed this request")
+        raise NoRoute(f"no connected client{able} serves model '{model}'")
     busy = full + limited + probing
     if upstream == serving:
         raise NoRoute(f"all {serving} {what}(s) serving model '{model}' are rate limited by their upstream", soonest,

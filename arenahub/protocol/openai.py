@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from array import array
 from itertools import accumulate
-from typing import Any, Literal, NoReturn
+from typing import Any, Literal, NoReturn, TypeVar
 
 import msgspec
 
@@ -78,13 +78,16 @@ def _param_from_validation(message: str) -> str | None:
     return None
 
 
-def parse_chat_request(body: bytes) -> ChatCompletionRequest:
-    """Validate a chat-completions body, raising InvalidRequest that names the bad field."""
+T = TypeVar("T")
+
+
+def decode_request(body: bytes, decoder: msgspec.json.Decoder[T], empty: str) -> T:
+    """A request body decoded as ``decoder``'s type, or InvalidRequest naming the bad field (``param``);
+    ``empty`` says what to send instead of an empty body. Shared by every OpenAI endpoint."""
     if not body.strip():
-        raise InvalidRequest("The request body is empty: send a JSON object with `model` and `messages`.",
-                             code="invalid_json")
+        raise InvalidRequest(f"The request body is empty: {empty}", code="invalid_json")
     try:
-        req = _request_decoder.decode(body)
+        req = decoder.decode(body)
     except msgspec.ValidationError as exc:
         text = str(exc)
         param = _param_from_validation(text)
@@ -97,6 +100,12 @@ def parse_chat_request(body: bytes) -> ChatCompletionRequest:
         return _raise(_too_deep())
     if json_too_deep(body):
         raise _too_deep()
+    return req
+
+
+def parse_chat_request(body: bytes) -> ChatCompletionRequest:
+    """Validate a chat-completions body, raising InvalidRequest that names the bad field."""
+    req = decode_request(body, _request_decoder, "send a JSON object with `model` and `messages`.")
     if not req.model:
         raise InvalidRequest("`model` must not be empty.", param="model")
     if not req.messages:

@@ -155,7 +155,7 @@ class SimSession:
         return model in self.models
 
     # -- requests -----------------------------------------------------------------------------
-    def open(self, request_id: str, body: bytes) -> asyncio.Queue[Incoming]:
+    def open(self, request_id: str, body: bytes, kind: str = frames.CHAT) -> asyncio.Queue[Incoming]:
         if not self.available or self.active >= self.max_concurrent:
             self.over_limit += 1
         queue: asyncio.Queue[Incoming] = asyncio.Queue()

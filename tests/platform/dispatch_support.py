@@ -53,7 +53,7 @@ class FakeSession:
     def upstream_wait(self):
         return max(0.0, self.limited_until - time.monotonic())
 
-    def open(self, request_id, body):
+    def open(self, request_id, body, kind="chat.completions"):
         self.opened.append(request_id)
         self.inflight[request_id] = queue = asyncio.Queue()
 

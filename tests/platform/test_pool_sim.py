@@ -128,7 +128,7 @@ class ManualSession:
     def upstream_wait(self):
         return 0.0
 
-    def open(self, request_id, body):
+    def open(self, request_id, body, kind="chat.completions"):
         self.queues[request_id] = asyncio.Queue()
         return self.queues[request_id]
 

@@ -71,6 +71,8 @@ request_records = sa.Table(
     sa.Column("cost", sa.BigInteger),  # micro-USD charged to the key (None: records from before billing)
     # {"attempts": [{"client_id", "outcome", "error", "ms"}...], "error": message}; None when there is nothing to add
     sa.Column("detail", sa.JSON),
+    # Images billed: in a chat request's prompt, or made by an image request (/v1/images/generations)
+    sa.Column("images", sa.Integer, nullable=False, server_default="0"),
     sa.Index("ix_request_records_created_at", "created_at"),
     sa.Index("ix_request_records_key_created", "key_id", "created_at"),
     sa.Index("ix_request_records_client_created", "client_id", "created_at"),
