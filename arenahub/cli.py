@@ -28,8 +28,35 @@ def port(value: str) -> int:
     return number
 
 
+SIMULATOR_EPILOG = """\
+Attaching a browser tab (the userscript only runs on https://arena.ai, so the simulator must be
+served under that name):
+  1. arenahub simulate-lmarena --tls              (HTTPS with a self-signed certificate for
+                                                  arena.ai; pip install 'arenahub[sim]')
+  2. arenahub bridge --config config.jsonc       (the bridge, on 127.0.0.1:5102)
+  3. install the userscript in the browser: arenahub userscript > arenahub.user.js, then add it to
+     Tampermonkey (or inject it, as Playwright's page.add_init_script does)
+  4. start Chromium with arena.ai resolving to the simulator, and open it:
+       chromium --host-resolver-rules="MAP arena.ai 127.0.0.1:5180" --ignore-certificate-errors \\
+         https://arena.ai/
+  The bridge logs "tab ... connected"; GET http://127.0.0.1:5102/bridge/status shows its checks.
+  `arenahub demo` does all of this in a headless Chromium.
+
+GET /__sim/ on the running simulator describes the site and its control API (scripted answers,
+sign-out, Cloudflare, reCAPTCHA, builds)."""
+
+
+class _CommandList(argparse.HelpFormatter):
+    """Each command's name and its one-line help side by side, the longest name ("simulate-lmarena") too
+    (argparse measures the names one indent short)."""
+
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, max_help_position=26)
+        self._action_max_length = 22
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="arenahub", description=DESCRIPTION)
+    parser = argparse.ArgumentParser(prog="arenahub", description=DESCRIPTION, formatter_class=_CommandList)
     parser.add_argument("--version", action="version", version=f"arenahub {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -51,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--port", type=port, default=5103, help="port of the local endpoints (default 5103)")
     c.set_defaults(run=_run_client)
 
-    u = sub.add_parser("local-upstream", help="run a local OpenAI-compatible upstream (demo, tests, bench)")
+    u = sub.add_parser("local-upstream", help="run a local OpenAI-compatible echo upstream (tests)")
     u.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     u.add_argument("--port", type=port, default=5102, help="port to listen on (default 5102, the bridge's)")
     u.add_argument("--models", default="arena-echo", help="comma-separated model names (default arena-echo)")
@@ -59,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the name it gives on /health and as the models' owner (default local-upstream)")
     u.set_defaults(run=_run_local_upstream)
 
-    d = sub.add_parser("demo", help="the whole system on this machine, then a streamed answer")
+    d = sub.add_parser("demo", help="everything on this machine, then a streamed answer")
     d.add_argument("--port", type=port, default=8080, help="platform port (default 8080)")
     d.add_argument("--upstream", choices=["real", "local"], default="real",
                    help="real: bridge + userscript in headless Chromium + LMArena simulator (default); "
@@ -73,11 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--once", action="store_true", help="exit after the first streamed answer")
     d.set_defaults(run=_run_demo)
 
-    s = sub.add_parser("simulate-lmarena",
-                       help="run a local arena.ai simulator: the site's page, stream API and uploads, scripted "
-                            "through /__sim/",
-                       epilog="GET /__sim/ on the running simulator describes the site and its control API "
-                              "(script outcomes, sign-out, Cloudflare, reCAPTCHA, builds).")
+    s = sub.add_parser("simulate-lmarena", help="a local arena.ai simulator, to try the bridge on",
+                       formatter_class=argparse.RawDescriptionHelpFormatter, epilog=SIMULATOR_EPILOG)
     s.add_argument("--protocol", choices=["2026", "2025"], default="2026",
                    help="2026: arena.ai as of late 2026 (default); 2025: the older lmarena.ai retry-only simulator")
     s.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")

@@ -18,11 +18,12 @@ from arenahub.cli import port
 if TYPE_CHECKING:
     from arenahub.bridge.config import BridgeFiles
 
+BRIDGE_URL_HELP = "the running bridge (default %(default)s)"
 DEFAULT_BRIDGE = "http://127.0.0.1:5102"
 
 
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    b = sub.add_parser("bridge", help="run the LMArena bridge (OpenAI-compatible server on 127.0.0.1:5102)")
+    b = sub.add_parser("bridge", help="run the LMArena bridge (OpenAI API on 127.0.0.1:5102)")
     b.add_argument("--config", help="config.jsonc (models.json and model_endpoint_map.json beside it)")
     b.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: keep it local)")
     b.add_argument("--port", type=port, default=5102, help="port to listen on (default 5102)")
@@ -35,13 +36,13 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     c.add_argument("--mode", choices=["direct_chat", "battle"], help="default: id_updater_last_mode")
     c.add_argument("--target", type=str.upper, choices=["A", "B"],
                    help="battle target (default: id_updater_battle_target)")
-    c.add_argument("--bridge-url", default=DEFAULT_BRIDGE)
+    c.add_argument("--bridge-url", default=DEFAULT_BRIDGE, help=BRIDGE_URL_HELP)
     c.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for the click (default 300)")
     c.set_defaults(run=_capture_ids)
 
     u = cmds.add_parser("update-models", help="write models.json from the models the arena.ai page offers")
     u.add_argument("--config", default=argparse.SUPPRESS, help="config.jsonc (files are written beside it)")
-    u.add_argument("--bridge-url", default=DEFAULT_BRIDGE)
+    u.add_argument("--bridge-url", default=DEFAULT_BRIDGE, help=BRIDGE_URL_HELP)
     u.add_argument("--write-models", action="store_true",
                    help="kept for older scripts: models.json is always written now (see --dry-run)")
     u.add_argument("--dry-run", action="store_true", help="only print what would change; write nothing")
@@ -49,7 +50,7 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
 
     d = cmds.add_parser("doctor", help="check the arena.ai tab item by item, then make one tiny real call")
     d.add_argument("--config", default=argparse.SUPPRESS, help="config.jsonc (for the bridge's api_key)")
-    d.add_argument("--bridge-url", default=DEFAULT_BRIDGE)
+    d.add_argument("--bridge-url", default=DEFAULT_BRIDGE, help=BRIDGE_URL_HELP)
     d.add_argument("--no-call", action="store_true", help="skip the real call (it spends one arena.ai message)")
     d.add_argument("--json", action="store_true", help="print the result as JSON")
     d.set_defaults(run=_doctor)
