@@ -27,7 +27,7 @@ class ClientConfig:
     client_id: str
     api_key: str = field(repr=False)
     heartbeat_interval_seconds: float = 30.0
-    capabilities: tuple[str, ...] = ("chat", "models")
+    capabilities: tuple[str, ...] = ("chat", "models", "images")
     log_level: str = "INFO"
     enable_request_logging: bool = False
     enable_performance_monitoring: bool = True
@@ -174,7 +174,7 @@ def load_client_config(path: Path | str) -> ClientConfig:
     interval = pi.get("heartbeat_interval_seconds", (int, float), 30.0)
     if not 0.2 <= interval <= 3600:
         raise pi.fail("heartbeat_interval_seconds", f"must be between 0.2 and 3600 seconds, got {interval}")
-    capabilities = pi.get("capabilities", list, ["chat", "models"])
+    capabilities = pi.get("capabilities", list, ["chat", "models", "images"])
     if not all(isinstance(c, str) for c in capabilities):
         raise pi.fail("capabilities", "must be a list of strings")
     log_level = pi.get("log_level", str, "INFO").upper()

@@ -19,6 +19,7 @@ import aiohttp
 import msgspec
 
 from arenahub import __version__
+from arenahub.client.capabilities import announced
 from arenahub.client.config import ClientConfig, load_client_config_or_disabled
 from arenahub.client.drain import RoutingView
 from arenahub.client.flow import Credit
@@ -84,6 +85,7 @@ class PlatformLink:
         self.connected_since: float | None = None
         self.last_heartbeat_sent: float | None = None
         self.models: list[str] = []
+        self.capabilities = announced(config.capabilities, set())  # as declared (capabilities.py)
         self.session_status = frames.SessionStatus()
         self.routing = RoutingView()
         self._routing_received = asyncio.Event()
@@ -220,11 +222,14 @@ class PlatformLink:
 
     async def _refresh_bridge(self) -> None:
         try:
-            models = [m for m in await self.relay.models() if len(m) <= frames.MAX_MODEL_NAME]
+            listed, image_models = await self.relay.model_list()
+            models = [m for m in listed if len(m) <= frames.MAX_MODEL_NAME]
             if len(models) > frames.MAX_MODELS:  # what the platform takes in one frame; the rest would refuse it
                 log.warning("the bridge lists %d models; announcing the first %d", len(models), frames.MAX_MODELS)
                 models = models[:frames.MAX_MODELS]
             self.models = models
+            self.capabilities = announced(self.config.capabilities,
+                                          None if image_models is None else image_models.intersection(models))
             self.session_status = await self.relay.session_status()
         except (RelayError, aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
             self.session_status = frames.SessionStatus(bridge_reachable=False,
@@ -237,7 +242,7 @@ class PlatformLink:
             self._ws = ws
             await ws.send_bytes(frames.encode(frames.Hello(
                 version=frames.PROTOCOL_VERSION, client_id=self.config.client_id, api_key=self.config.api_key,
-                client_version=__version__, capabilities=list(self.config.capabilities), models=self.models,
+                client_version=__version__, capabilities=self.capabilities, models=self.models,
                 max_concurrent_requests=self.config.max_concurrent_requests,
                 heartbeat_interval_seconds=self.config.heartbeat_interval_seconds, session=self.session_status,
                 preferred_routing_strategy=self.config.preferred_routing_strategy, standby=self.standby)))
@@ -395,7 +400,8 @@ class PlatformLink:
             log.info("request %s: started", req.id)
         try:
             usage: dict[str, Any] | None = None
-            async for events, batch_usage in self.relay.answer(bytes(req.body)):
+            relayed = self.relay.images if req.kind == frames.IMAGES else self.relay.answer
+            async for events, batch_usage in relayed(bytes(req.body)):
                 usage = batch_usage or usage
                 if events:
                     await self._send_chunk(frames.Chunk(id=req.id, events=events))
@@ -440,15 +446,16 @@ class PlatformLink:
             except TimeoutError:
                 pass
             self._bridge_nudge.clear()
-            before = (self.models, self.session_status)
+            before = (self.models, self.session_status, self.capabilities)
             await self._refresh_bridge()
             if self.models != before[0]:
                 log.info("the bridge at %s offers %d model(s) now", self.config.lmarena_bridge_url, len(self.models))
-            elif self.session_status == before[1] and time.monotonic() < next_beat:
+            elif self.session_status == before[1] and self.capabilities == before[2] and time.monotonic() < next_beat:
                 continue
             next_beat = time.monotonic() + self.config.heartbeat_interval_seconds
             await self._send_quietly(frames.Heartbeat(stats=self.stats.snapshot(), session=self.session_status,
-                                                      models=self.models, client_version=__version__))
+                                                      models=self.models, client_version=__version__,
+                                                      capabilities=self.capabilities))
             self.last_heartbeat_sent = time.time()
 
     def status(self) -> dict[str, Any]:
@@ -458,7 +465,7 @@ class PlatformLink:
             "reconnect_count": self.reconnects, "active_requests": self.stats.active,
             "last_error": self.last_error,
             "refused": {"code": self.refused.code, "message": self.refused.message} if self.refused else None,
-            "models": self.models,
+            "models": self.models, "capabilities": self.capabilities,
             "bridge": {"url": self.config.lmarena_bridge_url, **_public_session(self.session_status)},
             "drain": self.routing.public_request(), "routing": self.routing.public(),
         }

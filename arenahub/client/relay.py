@@ -11,6 +11,7 @@ import aiohttp
 import msgspec
 
 from arenahub.protocol.frames import SessionStatus
+from arenahub.protocol.images import MAX_ANSWER_CHARS, image_events
 from arenahub.protocol.sse import SSEDecoder
 
 log = logging.getLogger("arenahub.client.relay")
@@ -65,13 +66,56 @@ class BridgeRelay:
         self._base = base_url.rstrip("/")
         self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
 
-    async def models(self) -> list[str]:
+    async def model_list(self) -> tuple[list[str], set[str] | None]:
+        """The bridge's models, and which of them make images: those of ``"type": "image"`` (arenahub's
+        bridge marks every model's type; None when the bridge marks none, as LMArenaBridge)."""
         async with self._http.get(self._base + "/v1/models", headers=self._headers,
                                   timeout=aiohttp.ClientTimeout(total=10)) as resp:
             if resp.status != 200:
                 raise _error_from_body(resp.status, await resp.read())
             data = _json.decode(await resp.read())
-        return sorted({m["id"] for m in data.get("data", []) if isinstance(m, dict) and isinstance(m.get("id"), str)})
+        entries = [m for m in data.get("data", []) if isinstance(m, dict) and isinstance(m.get("id"), str)]
+        typed = any("type" in m for m in entries)
+        images = {m["id"] for m in entries if m.get("type") == "image"} if typed else None
+        return sorted({m["id"] for m in entries}), images
+
+    async def images(self, body: bytes) -> AsyncIterator[tuple[list[list[dict[str, Any]]], dict[str, Any] | None]]:
+        """Yields (events, None) for an image request: one event per image URL or piece of an image's
+        base64 (protocol/images.py), each to go in a frame of its own. Raises RelayError on failure."""
+        try:
+            request = _json.decode(body)
+        except msgspec.DecodeError as exc:
+            raise RelayError(f"the platform sent a request body that is not JSON ({exc})",
+                             code="bad_request_frame", status=400) from None
+        fmt = request.get("response_format") if isinstance(request, dict) else None
+        fmt = fmt if fmt in ("url", "b64_json") else "url"
+        try:
+            async with self._http.post(self._base + "/v1/images/generations", data=body,
+                                       headers={**self._headers, "Content-Type": "application/json"}) as resp:
+                if resp.status != 200:
+                    raise _error_from_body(resp.status, await resp.read(), resp.headers.get("retry-after"))
+                # Bounded: an answer larger than the platform takes is not held here either.
+                chunks, size = [], 0
+                async for chunk in resp.content.iter_any():
+                    size += len(chunk)
+                    if size > MAX_ANSWER_CHARS + 64 * 1024:  # the images, and the JSON around them
+                        resp.close()
+                        raise RelayError("the bridge's images are larger than the platform takes "
+                                         f"({MAX_ANSWER_CHARS // 2**20} MiB)", code="image_answer_too_large")
+                    chunks.append(chunk)
+                raw = b"".join(chunks)
+        except (aiohttp.ClientError, OSError) as exc:
+            raise RelayError(f"cannot reach the bridge at {self._base}: {exc}", code="bridge_unreachable",
+                             retryable=True) from None
+        try:
+            data = _json.decode(raw)
+        except msgspec.DecodeError:
+            raise RelayError("the bridge answered with something that is not JSON", code="bad_upstream_body") from None
+        events = image_events(data.get("data") if isinstance(data, dict) else None, fmt)
+        if not events:
+            raise RelayError(f"the bridge answered without an image (response_format {fmt})", code="no_image")
+        for event in events:
+            yield [event], None
 
     async def session_status(self) -> SessionStatus:
         """The bridge's own view of its upstream session, from ``GET /bridge/status`` when it has one

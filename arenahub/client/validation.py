@@ -11,6 +11,7 @@ import re
 
 from arenahub.protocol import frames
 from arenahub.protocol.errors import ApiError
+from arenahub.protocol.images import parse_image_request
 from arenahub.protocol.openai import parse_chat_request
 
 # msgspec quotes the offending value of a Literal ("Invalid enum value 'x' - at `$.messages[0].role`");
@@ -20,12 +21,16 @@ _MAX_MESSAGE = 300
 
 
 def rejection(request: frames.Request) -> frames.Error | None:
-    """The Error frame answering a request whose body is not a valid chat completion request, else None.
+    """The Error frame answering a request whose body is not a valid request of its kind (a chat completion
+    or an image generation), else None.
 
     The message names what is wrong (and where, as ``error.param`` would) but never quotes the body.
     """
     try:
-        parse_chat_request(bytes(request.body))
+        if request.kind == frames.IMAGES:
+            parse_image_request(bytes(request.body))
+        else:
+            parse_chat_request(bytes(request.body))
     except ApiError as exc:
         reason = _ENUM_VALUE.sub("Invalid value", exc.message)
         where = f" (at {exc.param})" if exc.param and exc.param not in reason else ""

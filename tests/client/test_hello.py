@@ -12,8 +12,8 @@ from arenahub.protocol import frames
 
 
 class FakeRelay:
-    async def models(self):
-        return ["m"]
+    async def model_list(self):
+        return ["m"], None
 
     async def session_status(self):
         return frames.SessionStatus()

@@ -116,8 +116,8 @@ class FakeRelay:
     def __init__(self) -> None:
         self.release = asyncio.Event()
 
-    async def models(self) -> list[str]:
-        return ["m"]
+    async def model_list(self) -> tuple[list[str], set[str] | None]:
+        return ["m"], None
 
     async def session_status(self) -> frames.SessionStatus:
         return frames.SessionStatus()

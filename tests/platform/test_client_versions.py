@@ -142,8 +142,8 @@ class _Socket:
 
 
 class _Relay:
-    async def models(self):
-        return ["m"]
+    async def model_list(self):
+        return ["m"], None
 
     async def session_status(self):
         return frames.SessionStatus()
