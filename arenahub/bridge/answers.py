@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import msgspec
@@ -156,11 +156,14 @@ def _headers(content_type: str, extra: dict[str, str] | None = None) -> list[tup
 
 
 class ImageAnswer(WatchedResponse):
-    """``/v1/images/generations``: the image URLs the upstream produced, of ``n`` conversations run at once."""
+    """``/v1/images/generations``: the image URLs the upstream produced, of ``n`` conversations run at once;
+    with ``base64_of`` (response_format ``b64_json``), the images themselves."""
 
-    def __init__(self, runs: list[AsyncIterator[lmarena.Event]]) -> None:
+    def __init__(self, runs: list[AsyncIterator[lmarena.Event]],
+                 base64_of: Callable[[str], Awaitable[str]] | None = None) -> None:
         super().__init__()
         self.runs = runs
+        self.base64_of = base64_of
 
     @staticmethod
     async def _images(events: AsyncIterator[lmarena.Event]) -> list[str]:
@@ -188,6 +191,15 @@ class ImageAnswer(WatchedResponse):
             await _send_error(send, ApiError("arena.ai finished without producing an image.",
                                              code="no_image", status=502))
             return
-        body = msgspec.json.encode({"created": int(time.time()), "data": [{"url": u} for u in urls]})
+        if self.base64_of is not None:
+            try:
+                data = [{"b64_json": b64} for b64 in await asyncio.gather(*(self.base64_of(u) for u in urls))]
+            except ApiError as err:
+                await _send_error(send, ApiError(f"Could not download the image arena.ai made: {err.message}",
+                                                 code="image_download_failed", status=502))
+                return
+        else:
+            data = [{"url": u} for u in urls]
+        body = msgspec.json.encode({"created": int(time.time()), "data": data})
         await send({"type": "http.response.start", "status": 200, "headers": _headers("application/json")})
         await send({"type": "http.response.body", "body": body})

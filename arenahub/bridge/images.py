@@ -82,6 +82,13 @@ class ImageFetcher:
         if self._http is not None:
             await self._http.close()
 
+    async def base64_of(self, url: str) -> str:
+        """The image at ``url`` (one arena.ai made) as base64, downloaded with the same guards as links."""
+        if url[:5].lower() == "data:":
+            return url.split(",", 1)[-1]
+        data_url = await self._fetch(ImageRef(url=url, name=None, where="data[].url"))
+        return data_url.split(",", 1)[1]
+
     async def resolve(self, turns: list[Turn]) -> list[Turn]:
         """``turns`` with every http(s) image link replaced by a data: URL of what it points to."""
         links = {ref.url for t in turns for ref in t.images if ref.url[:5].lower() != "data:"}

@@ -109,21 +109,25 @@ async def image_generations(request: Request) -> Response:
     if not model.image:
         raise InvalidRequest(f"'{name}' is not an image model (mark it \"<uuid>:image\" in models.json).",
                              param="model")
-    if data.get("response_format", "url") != "url":
-        raise InvalidRequest("Only response_format 'url' is supported: arena.ai returns image URLs.",
-                             param="response_format")
+    fmt = data.get("response_format") or "url"
+    if fmt not in ("url", "b64_json"):
+        raise InvalidRequest("`response_format` must be 'url' or 'b64_json'.", param="response_format")
     n = data.get("n", 1)
     if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= MAX_IMAGES:
         raise InvalidRequest(f"`n` must be a whole number from 1 to {MAX_IMAGES} (each image is one arena.ai "
                              "conversation).", param="n")
     bridge.check_available()
     chat = {"model": name, "messages": [{"role": "user", "content": data["prompt"]}]}
-    return ImageAnswer([bridge.events(chat, model, name) for _ in range(n)])
+    # b64_json: the bridge downloads the images arena.ai made, as it downloads image links (images.py).
+    return ImageAnswer([bridge.events(chat, model, name) for _ in range(n)],
+                       bridge.images.base64_of if fmt == "b64_json" else None)
 
 
 async def list_models(request: Request) -> Response:
     _authorize(request)
-    return Response(models_body(sorted(_bridge(request).files.models), owned_by="lmarena"),
+    models = _bridge(request).files.models
+    # Each model's type ("chat", "image" or "search"): the client declares the images capability by it.
+    return Response(models_body(sorted(models), owned_by="lmarena", types={n: m.modality for n, m in models.items()}),
                     media_type="application/json")
 
 

@@ -6,6 +6,7 @@ Pure functions and small classes, no I/O: the platform, the client and the bridg
 from __future__ import annotations
 
 from array import array
+from collections.abc import Mapping
 from itertools import accumulate
 from typing import Any, Literal, NoReturn, TypeVar
 
@@ -155,9 +156,12 @@ def completion_body(completion_id: str, created: int, model: str,
                             "model": model, "choices": choices, "usage": usage})
 
 
-def models_body(model_ids: list[str], owned_by: str = "arenahub") -> bytes:
+def models_body(model_ids: list[str], owned_by: str = "arenahub", types: Mapping[str, str] | None = None) -> bytes:
+    """OpenAI's model list; ``types`` adds each model's ``type`` ("chat", "image", ...), as the bridge
+    tells its client which models make images."""
     return _encoder.encode({"object": "list", "data": [
-        {"id": m, "object": "model", "created": 0, "owned_by": owned_by} for m in model_ids]})
+        {"id": m, "object": "model", "created": 0, "owned_by": owned_by, **({"type": types[m]} if types else {})}
+        for m in model_ids]})
 
 
 def usage_dict(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
