@@ -9,7 +9,9 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 DEFAULT_BRIDGE_URL = "http://127.0.0.1:5102"
-DEFAULT_CAPABILITIES = ("chat", "models")
+# "images" is always offered: the client declares it only while its bridge serves an image model
+# (client/capabilities.py), which the platform cannot know when it makes the package.
+DEFAULT_CAPABILITIES = ("chat", "models", "images")
 # Values land in sh single quotes and JSONC strings: no quotes, spaces, backslashes or shell specials.
 _URL_SAFE = re.compile(r"^[A-Za-z0-9._~:/?#\[\]@!&()*+,;=%-]+$")
 _CLIENT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")

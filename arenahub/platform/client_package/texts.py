@@ -31,6 +31,9 @@ def config_text(c: PackageInputs) -> str:
     "api_key": {q(c.api_key)},
     // How often the client reports its health; the platform drops it after a few missed heartbeats.
     "heartbeat_interval_seconds": {_number(c.heartbeat_interval_seconds)},
+    // What this client may offer. "images" (image requests, /v1/images/generations) is declared to
+    // the platform only while the bridge serves an image model ("<uuid>:image" in models.json); take
+    // it out to serve no image requests.
     "capabilities": {q(list(c.capabilities))},
     // DEBUG, INFO, WARNING, ERROR or CRITICAL.
     "log_level": "INFO",
