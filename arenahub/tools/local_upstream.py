@@ -15,6 +15,10 @@ that message script it, for tests:
 ``active`` (still being sent), ``completed`` (sent to the end) and ``cancelled`` (the caller hung
 up before the end, which is how a cancellation reaches an upstream); and ``sent_bytes``, what the
 caller has taken of them (a write waits while the caller does not read: flow control shows here).
+A model named ``NAME:image`` in ``--models`` is an image model ``NAME`` (as ``"<uuid>:image"`` in the
+bridge's models.json): ``/v1/models`` gives each model its ``type`` as the bridge does, and
+``POST /v1/images/generations`` answers for image models with ``n`` images, as URLs or as base64 of a
+small PNG (``[[image_bytes=N]]`` in the prompt: N bytes each; ``[[status=N]]``: HTTP N).
 ``PUT /__fail`` with ``{"status": N}`` makes every chat completion answer HTTP N from then on, while
 ``/v1/models`` still lists the models (a bridge that is up but whose upstream fails); ``{"status": 0}``
 ends it.
@@ -23,6 +27,7 @@ ends it.
 from __future__ import annotations
 
 import asyncio
+import base64
 import re
 import time
 from collections.abc import AsyncIterator
@@ -35,6 +40,9 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+# A 1x1 PNG: what an image model makes here.
+_PNG = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJ"
+                        "RU5ErkJggg==")
 _DIRECTIVE = re.compile(r"\[\[(\w+)=(\d+)\]\]")
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder().decode
@@ -74,10 +82,12 @@ class StreamStats:
 
 def create_app(models: list[str], name: str = "local-upstream") -> Starlette:
     stats = StreamStats()
+    kinds = {m.removesuffix(":image"): "image" if m.endswith(":image") else "chat" for m in models}
+    models = list(kinds)
 
     async def list_models(request: Request) -> Response:
         return Response(_encode({"object": "list", "data": [
-            {"id": m, "object": "model", "created": 0, "owned_by": name} for m in models]}),
+            {"id": m, "object": "model", "created": 0, "owned_by": name, "type": kinds[m]} for m in models]}),
             media_type="application/json")
 
     async def health(request: Request) -> Response:
@@ -125,7 +135,26 @@ def create_app(models: list[str], name: str = "local-upstream") -> Starlette:
         include_usage = bool(d.get("usage")) and bool((body.get("stream_options") or {}).get("include_usage"))
         return _CountedStream(stats, _stream(cid, created, model, pieces, d, include_usage))
 
+    async def images(request: Request) -> Response:
+        try:
+            body = _decode(await request.body())
+        except msgspec.DecodeError:
+            return _error(400, "invalid JSON")
+        if not isinstance(body, dict) or kinds.get(str(body.get("model"))) != "image":
+            return _error(400, f"{body.get('model') if isinstance(body, dict) else None!r} is not an image model")
+        _, d = script(str(body.get("prompt", "")))
+        if "status" in d:
+            return _error(d["status"], f"scripted failure with status {d['status']}")
+        n = body.get("n", 1)
+        if body.get("response_format") == "b64_json":
+            image = base64.b64encode(_PNG + b"\0" * max(0, d.get("image_bytes", 0) - len(_PNG))).decode()
+            data = [{"b64_json": image} for _ in range(n)]
+        else:
+            data = [{"url": f"https://images.example/{body['model']}/{i}.png"} for i in range(n)]
+        return Response(_encode({"created": int(time.time()), "data": data}), media_type="application/json")
+
     return Starlette(routes=[Route("/v1/models", list_models), Route("/health", health),
+                             Route("/v1/images/generations", images, methods=["POST"]),
                              Route("/__stats", stream_stats), Route("/__fail", set_failing, methods=["PUT"]),
                              Route("/v1/chat/completions", chat, methods=["POST"])])
 

@@ -299,12 +299,13 @@ class Client(Program):
 
 def write_client_config(path: Path, *, platform_url: str, client_id: str, api_key: str, bridge_url: str,
                         heartbeat_interval_seconds: float = 1.0, reconnect_max_delay_seconds: float = 1.0,
-                        max_concurrent_requests: int = 8) -> Path:
+                        max_concurrent_requests: int = 8, capabilities: list[str] | None = None) -> Path:
     """A config.jsonc as a client owner writes it: the seed's sections, a comment, a trailing comma."""
     integration = {
         "enabled": True, "platform_url": platform_url, "client_id": client_id, "api_key": api_key,
         "heartbeat_interval_seconds": heartbeat_interval_seconds,
         "reconnect_max_delay_seconds": reconnect_max_delay_seconds,
+        **({"capabilities": capabilities} if capabilities is not None else {}),
     }
     body = json.dumps({"platform_integration": integration, "lmarena_bridge_url": bridge_url,
                        "platform_features": {"max_concurrent_requests": max_concurrent_requests}}, indent=2)
@@ -374,10 +375,12 @@ class Stack:
 
     def client(self, platform: Platform, upstream: Upstream, *, name: str = "client", api_key: str | None = None,
                max_concurrent: int | None = None, rpm: int | None = None, heartbeat_interval_seconds: float = 1.0,
-               max_concurrent_requests: int = 8, expect_state: str | None = "connected") -> Client:
+               max_concurrent_requests: int = 8, expect_state: str | None = "connected",
+               capabilities: list[str] | None = None) -> Client:
         """Register a client with ``arenahub admin create-client``, start it and wait for ``expect_state``.
 
-        ``api_key`` replaces the key the platform issued (to test a wrong key).
+        ``api_key`` replaces the key the platform issued (to test a wrong key); ``capabilities``, those the
+        config lists (else the default).
         """
         name = self._name(name)
         extra = ["--max-concurrent", str(max_concurrent)] if max_concurrent else []
@@ -386,7 +389,8 @@ class Stack:
         config = write_client_config(
             self.workdir / f"{name}.config.jsonc", platform_url=platform.api_url, client_id=account["client_id"],
             api_key=api_key or account["api_key"], bridge_url=upstream.url,
-            heartbeat_interval_seconds=heartbeat_interval_seconds, max_concurrent_requests=max_concurrent_requests)
+            heartbeat_interval_seconds=heartbeat_interval_seconds, max_concurrent_requests=max_concurrent_requests,
+            capabilities=capabilities)
         program = Client(self.workdir, name, config, account["client_id"], api_key or account["api_key"])
         self.programs.append(program)
         upstream.wait_ready()
