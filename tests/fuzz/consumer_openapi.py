@@ -1,6 +1,7 @@
 """An OpenAPI document of the consumer API (``/v1``) as the platform accepts it, for schema fuzzing: the
 platform serves none (it is OpenAI's API, documented by OpenAI). The body is the part of OpenAI's
-chat-completions request the platform reads (``arenahub.protocol.openai.ChatCompletionRequest``);
+chat-completions request the platform reads (``arenahub.protocol.openai.ChatCompletionRequest``), and
+of the image generation request (``arenahub.protocol.images.ImageGenerationRequest``);
 other fields are allowed and passed along, as OpenAI's clients send many."""
 
 from __future__ import annotations
@@ -46,6 +47,18 @@ CHAT_REQUEST: dict[str, Any] = {"type": "object", "required": ["model", "message
     "metadata": {"type": "object", "additionalProperties": {"type": "string"}},
 }}
 
+IMAGE_REQUEST: dict[str, Any] = {"type": "object", "required": ["model", "prompt"], "properties": {
+    "model": {"enum": MODELS},
+    "prompt": {"type": "string", "minLength": 1},
+    "n": {"type": "integer", "minimum": 1, "maximum": 10},
+    "size": {"enum": ["256x256", "1024x1024", "1792x1024", "auto"]},
+    "response_format": {"enum": ["url", "b64_json", None]},
+    "quality": {"type": ["string", "null"], "maxLength": 32},
+    "style": {"type": ["string", "null"], "maxLength": 32},
+    "user": {"type": ["string", "null"]},
+    "stream": {"const": False},
+}}
+
 _HEADERS = [
     {"name": "x-arenahub-conversation", "in": "header", "required": False, "schema": {"type": "string"},
      "description": "keeps a conversation's follow-ups on one client (sticky routing)"},
@@ -63,6 +76,14 @@ CONSUMER_OPENAPI: dict[str, Any] = {
             "requestBody": {"required": True, "content": {"application/json": {"schema": CHAT_REQUEST}}},
             "responses": {
                 "200": {"description": "The completion (JSON, or text/event-stream when streamed)"},
+                **{str(code): _ERROR for code in (400, 401, 402, 403, 404, 408, 413, 429, 499, 502, 503, 504)},
+            },
+        }},
+        "/v1/images/generations": {"post": {
+            "summary": "Images, from the clients that declare the images capability",
+            "requestBody": {"required": True, "content": {"application/json": {"schema": IMAGE_REQUEST}}},
+            "responses": {
+                "200": {"description": "OpenAI's images response"},
                 **{str(code): _ERROR for code in (400, 401, 402, 403, 404, 408, 413, 429, 499, 502, 503, 504)},
             },
         }},

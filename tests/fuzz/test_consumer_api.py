@@ -1,5 +1,6 @@
-"""Schema fuzzing of the consumer API (``/v1/chat/completions``, ``/v1/models``) with a valid consumer key,
-against the real platform over HTTP, with no client connected: requests for a known model get as far
+"""Schema fuzzing of the consumer API (``/v1/chat/completions``, ``/v1/images/generations``, ``/v1/models``)
+with a valid consumer key, against the real platform over HTTP, with no client connected: requests for a known
+model get as far
 as routing (authentication, parsing, limits, the credit reservation, token counting) and are refused
 503 there. A 4xx or that 503 is an answer; any other 5xx is a defect, and so is an answer that is not
 the OpenAI error envelope the document (``consumer_openapi.py``) describes."""
@@ -13,8 +14,9 @@ import schemathesis
 from hypothesis import settings
 from schemathesis import CheckContext, Response
 
+from arenahub.protocol.images import ImageGenerationRequest
 from arenahub.protocol.openai import ChatCompletionRequest
-from tests.fuzz.consumer_openapi import CHAT_REQUEST, CONSUMER_OPENAPI
+from tests.fuzz.consumer_openapi import CHAT_REQUEST, CONSUMER_OPENAPI, IMAGE_REQUEST
 from tests.fuzz.support import CONSUMER_KEY, FUZZ, Seeded, config, platform
 
 schema = schemathesis.openapi.from_dict(CONSUMER_OPENAPI, config=config(
@@ -35,6 +37,7 @@ def no_client_is_the_only_server_error(ctx: CheckContext, response: Response, ca
 
 def test_the_document_describes_every_field_the_platform_reads() -> None:
     assert set(ChatCompletionRequest.__struct_fields__) <= set(CHAT_REQUEST["properties"])
+    assert set(ImageGenerationRequest.__struct_fields__) <= set(IMAGE_REQUEST["properties"])
 
 
 @pytest.fixture(scope="module")
