@@ -74,15 +74,15 @@ def parse_image_request(body: bytes) -> ImageGenerationRequest:
 
 def image_events(data: Any, fmt: str, piece_chars: int = PIECE_CHARS) -> list[list[dict[str, Any]]]:
     """The ``Chunk`` events carrying the ``data`` of an OpenAI images response, in the requested format
-    (entries without it are left out, and so is anything that is not a string): one event per URL or
-    base64 piece, the first of each image with its ``revised_prompt``."""
+    (entries without it are left out, and so are a URL longer than the platform takes and anything that
+    is not a string): one event per URL or base64 piece, the first of each image with its ``revised_prompt``."""
     events: list[list[dict[str, Any]]] = []
     if not isinstance(data, list):
         return events
     index = 0
     for item in data:
         value = item.get(fmt) if isinstance(item, dict) else None
-        if not isinstance(value, str) or not value:
+        if not isinstance(value, str) or not value or (fmt == "url" and len(value) > MAX_URL_CHARS):
             continue
         first: dict[str, Any] = {"index": index}
         revised = item.get("revised_prompt")

@@ -19,7 +19,7 @@ from arenahub.client.capabilities import announced
 from arenahub.client.relay import BridgeRelay, RelayError
 from arenahub.client.validation import rejection
 from arenahub.protocol import frames
-from arenahub.protocol.images import PIECE_CHARS
+from arenahub.protocol.images import MAX_URL_CHARS, PIECE_CHARS, image_events
 from tests.servers import ServerThread
 
 BIG = base64.b64encode(bytes(range(256)) * 2000).decode()  # more than two pieces
@@ -111,6 +111,15 @@ async def test_a_refusal_and_an_answer_too_large_are_relay_errors(bridge, monkey
         with pytest.raises(RelayError) as large:
             await relayed(relay, {"model": "painter", "prompt": "cat", "response_format": "b64_json"})
         assert large.value.code == "image_answer_too_large"
+
+
+def test_events_leave_out_what_the_platform_would_not_take() -> None:
+    data = [{"url": "https://img.example/a.png"}, {"url": "data:image/png;base64," + "A" * MAX_URL_CHARS},
+            {"b64_json": "AAAA"}, {"url": 5}, "junk", {"url": "https://img.example/b.png", "revised_prompt": "b"}]
+    assert image_events(data, "url") == [[{"index": 0, "url": "https://img.example/a.png"}],
+                                         [{"index": 1, "url": "https://img.example/b.png", "revised_prompt": "b"}]]
+    assert image_events(data, "b64_json") == [[{"index": 0, "b64_json": "AAAA"}]]
+    assert image_events({"not": "a list"}, "url") == []
 
 
 def test_an_image_request_is_checked_as_one() -> None:
