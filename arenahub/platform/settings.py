@@ -86,24 +86,16 @@ class PlatformSettings:
     def __post_init__(self) -> None:
         from arenahub.platform.routing import STRATEGIES
         if self.routing_strategy and self.routing_strategy not in STRATEGIES:
-            raise ValueError(f"routing strategy {self.routing_strategy!r} is not one of {', '.join(STRATEGIES)}")
-        if not 0 < self.breaker_failure_ratio <= 1:
-            raise ValueError(f"breaker_failure_ratio must be in (0, 1], got {self.breaker_failure_ratio}")
-        if not 4096 <= self.answer_window_bytes <= 64 * 1024 * 1024:
-            raise ValueError(f"answer_window_bytes must be from 4096 to 67108864, got {self.answer_window_bytes}")
-        if not 1 <= self.max_answer_tokens <= 10_000_000:
-            raise ValueError(f"max_answer_tokens must be from 1 to 10000000, got {self.max_answer_tokens}")
-        if not 1 <= self.slow_consumer_seconds <= 86_400:
-            raise ValueError(f"slow_consumer_seconds must be from 1 to 86400, got {self.slow_consumer_seconds}")
-        # At most the live settings' bound (live_settings.Timeout); below its 0.1 s only tests go.
-        for name in ("first_byte_timeout_seconds", "idle_timeout_seconds", "total_timeout_seconds",
-                     "header_timeout_seconds", "body_timeout_seconds"):
-            if not 0 < getattr(self, name) <= 3600:
-                raise ValueError(f"{name} must be above 0 and at most 3600 seconds, got {getattr(self, name)}")
-        for name in ("credential_failures_per_minute", "record_retention_days", "queue_size", "breaker_window",
-                     "breaker_min_requests", "maintenance_drops_per_hour", "queue_timeout_seconds"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must not be negative, got {getattr(self, name)}")
+            raise ValueError(f"routing_strategy {self.routing_strategy!r} is not one of {', '.join(STRATEGIES)}")
+        if self.log_level.lower() not in LOG_LEVELS:
+            raise ValueError(f"log_level {self.log_level!r} is not one of {', '.join(LOG_LEVELS)}")
+        if not 0 < self.breaker_failure_ratio <= 1:  # (a NaN fails every comparison, so it is refused too)
+            raise ValueError(f"breaker_failure_ratio must be above 0 and at most 1, got {self.breaker_failure_ratio}")
+        for name, (low, high) in BOUNDS.items():
+            value = getattr(self, name)
+            if not low <= value <= high or (name in ABOVE_ZERO and not value > 0):
+                lowest = f"above {low:g}" if name in ABOVE_ZERO else f"from {low:g}"
+                raise ValueError(f"{name} must be {lowest} to {high:g}, got {value}")
 
     @property
     def resolved_journal_dir(self) -> Path:
@@ -132,6 +124,26 @@ class PlatformSettings:
             if named is None:
                 raise
             raise ValueError(f"ARENAHUB_{named.upper()}: {exc}") from None
+
+
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+# The range of each number (flags and ARENAHUB_* variables): a value outside stops the start with one line.
+BOUNDS: dict[str, tuple[float, float]] = {
+    "port": (0, 65535), "max_body_bytes": (1024, 1 << 30),
+    # At most the live settings' bound (live_settings.Timeout); below its 0.1 s only tests go.
+    "first_byte_timeout_seconds": (0, 3600), "idle_timeout_seconds": (0, 3600), "total_timeout_seconds": (0, 3600),
+    "header_timeout_seconds": (0, 3600), "body_timeout_seconds": (0, 3600),
+    "answer_window_bytes": (4096, 64 * 1024 * 1024), "max_answer_tokens": (1, 10_000_000),
+    "slow_consumer_seconds": (1, 86_400), "credential_failures_per_minute": (0, 1_000_000),
+    "max_attempts": (1, 10), "missed_heartbeats": (1, 100),
+    "record_flush_seconds": (0, 86_400), "record_batch_size": (1, 100_000), "record_retention_days": (0, 36_500),
+    "shutdown_grace_seconds": (0, 3600), "queue_size": (0, 1_000_000), "queue_timeout_seconds": (0, 3600),
+    "breaker_window": (1, 1_000_000), "breaker_min_requests": (0, 1_000_000), "breaker_cooldown_seconds": (0, 86_400),
+    "maintenance_drops_per_hour": (0, 1_000_000), "body_min_bytes_per_second": (0, 1 << 30),
+    "max_connections_per_address": (0, 1_000_000), "max_connections": (0, 10_000_000),
+}
+ABOVE_ZERO = {"first_byte_timeout_seconds", "idle_timeout_seconds", "total_timeout_seconds", "header_timeout_seconds",
+              "body_timeout_seconds", "record_flush_seconds"}
 
 
 def _convert(name: str, type_name: object, raw: str) -> object:

@@ -303,3 +303,39 @@ def test_an_environment_value_out_of_bounds_names_its_variable(monkeypatch: pyte
     monkeypatch.setenv("ARENAHUB_TOTAL_TIMEOUT_SECONDS", "86400")  # the live settings' bound is 3600
     with pytest.raises(ValueError, match=r"^ARENAHUB_TOTAL_TIMEOUT_SECONDS: total_timeout_seconds must be above 0"):
         PlatformSettings.from_env()
+
+
+@pytest.mark.parametrize(("variable", "value", "said"), [
+    ("ARENAHUB_MAX_BODY_BYTES", "-5", "max_body_bytes must be from 1024 to"),
+    ("ARENAHUB_MAX_ATTEMPTS", "0", "max_attempts must be from 1 to 10"),
+    ("ARENAHUB_MISSED_HEARTBEATS", "1000", "missed_heartbeats must be from 1 to 100"),
+    ("ARENAHUB_RECORD_FLUSH_SECONDS", "0", "record_flush_seconds must be above 0"),
+    ("ARENAHUB_RECORD_BATCH_SIZE", "0", "record_batch_size must be from 1"),
+    ("ARENAHUB_SHUTDOWN_GRACE_SECONDS", "nan", "shutdown_grace_seconds must be from 0 to 3600, got nan"),
+    ("ARENAHUB_BREAKER_COOLDOWN_SECONDS", "inf", "breaker_cooldown_seconds must be from 0 to 86400, got inf"),
+    ("ARENAHUB_MAX_CONNECTIONS", "-1", "max_connections must be from 0"),
+    ("ARENAHUB_LOG_LEVEL", "loud", "log_level 'loud' is not one of debug, info, warning, error, critical"),
+    ("ARENAHUB_QUEUE_SIZE", "ten", "ARENAHUB_QUEUE_SIZE='ten' is not a valid int"),
+])
+def test_every_number_and_word_is_checked_and_the_variable_named(monkeypatch: pytest.MonkeyPatch, variable: str,
+                                                                 value: str, said: str) -> None:
+    from arenahub.platform.settings import PlatformSettings
+
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ValueError) as info:
+        PlatformSettings.from_env()
+    assert str(info.value).startswith(variable) and said in str(info.value), str(info.value)
+
+
+def test_a_bad_variable_stops_the_platform_with_one_line(tmp_path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "arenahub", "platform", "--database-url",
+                           f"sqlite+aiosqlite:///{tmp_path / 'p.db'}"], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "ARENAHUB_MAX_ATTEMPTS": "99"})
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "arenahub platform: ARENAHUB_MAX_ATTEMPTS: max_attempts must be from 1 to 10, got 99"], done.stderr
+    assert not (tmp_path / "p.db").exists()
