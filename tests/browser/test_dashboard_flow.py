@@ -118,7 +118,8 @@ def test_register_start_watch_regenerate_export(dashboard: Dashboard, dashboard_
     dialog.get_by_role("button", name="Register").click()
     made = page.get_by_role("dialog", name="Client registered")
     client_id = made.locator('[data-secret="client_id"]').inner_text()
-    assert made.locator('[data-secret="api_key"]').inner_text()
+    # One key, one moment: no key is shown that the package download would then replace.
+    expect(made.locator('[data-secret="api_key"]')).to_have_count(0)
     stored = dashboard.admin("GET", f"/clients/{client_id}").json()
     assert (stored["name"], stored["email"], stored["rpm"], stored["max_concurrent"]) == (
         "flow laptop", "owner@example.com", 600, 3)
@@ -129,6 +130,8 @@ def test_register_start_watch_regenerate_export(dashboard: Dashboard, dashboard_
         made.get_by_role("button", name="Download package").click()
     download = download_info.value
     assert download.suggested_filename == f"lmarena-client-{client_id}.zip"
+    expect(made.locator('[data-step="package"]')).to_contain_text("its config.jsonc holds the client's key")
+    expect(made.get_by_role("button", name="Show the key instead")).to_have_count(0)
     archive = tmp_path / download.suggested_filename
     download.save_as(archive)
     folder = tmp_path / "lmarena-client"
@@ -374,4 +377,34 @@ def test_client_actions_edit_drain_delete(dashboard: Dashboard, dashboard_page: 
     expect(row(page, client_id)).to_have_count(0)
     expect(drawer).to_be_hidden()
     assert dashboard.admin("GET", f"/clients/{client_id}").status_code == 404
+    assert not page.errors, page.errors  # type: ignore[attr-defined]
+
+
+def test_registering_for_a_manual_setup_shows_a_key_that_works(dashboard: Dashboard, dashboard_page: Page) -> None:
+    """The other way out of the registration dialog: the key shown, and no download left in the dialog
+    that would replace it. The key shown is the client's current one: the platform welcomes it."""
+    import msgspec
+    from websockets.sync.client import connect
+
+    from arenahub.protocol import frames
+
+    page = dashboard_page
+    dashboard.open(page, "clients")
+    page.get_by_role("button", name="Register New Client").click()
+    dialog = page.get_by_role("dialog", name="Register New Client")
+    dialog.get_by_label("Client Name").fill("hand-made bridge")
+    dialog.get_by_role("button", name="Register").click()
+    made = page.get_by_role("dialog", name="Client registered")
+    client_id = made.locator('[data-secret="client_id"]').inner_text()
+    made.get_by_role("button", name="Show the key instead").click()
+    key = made.locator('[data-secret="api_key"]').inner_text()
+    expect(made.get_by_role("button", name="Download package")).to_have_count(0)
+    expect(made.get_by_role("button", name="Show the key instead")).to_have_count(0)
+    expect(made).to_contain_text("it is not shown again")
+    made.get_by_role("button", name="Done").click()
+
+    with connect(dashboard.url.replace("http", "ws", 1) + "/api/ws") as ws:
+        ws.send(frames.encode(frames.Hello(version=frames.PROTOCOL_VERSION, client_id=client_id, api_key=key)))
+        reply = frames.decode(ws.recv(timeout=10))
+    assert isinstance(reply, frames.Welcome), msgspec.to_builtins(reply)
     assert not page.errors, page.errors  # type: ignore[attr-defined]

@@ -215,23 +215,35 @@ async function registerClient(onDone) {
   if (!made) return;
   onDone();
   const client = { id: made.client_id, name: body.querySelector('[name="name"]').value };
+  // One key, one moment: the key goes out once, either inside the package or shown for a manual set-up.
+  // Whichever the operator picks, the other way goes from this dialog, so the key in hand is never one
+  // that a later step here replaced (each package download issues a new key).
+  const next = h("div", { class: "register-next", dataset: { step: "choose" } },
+    h("p", null, "Its API key goes out once. Either download the client package (the key is in its config.jsonc), "
+      + "or, to set up an LMArenaBridge by hand, show the key instead."));
+  const pick = (d, keep) => d.form.querySelectorAll(".dialog-actions button[data-action]").forEach((b) => {
+    if (b.dataset.action !== "Done" && b.dataset.action !== keep) b.remove();
+  });
   await openDialog({
     title: "Client registered", wide: true,
-    body: [
-      h("p", null, `"${client.name}" is registered. Its API key is shown only now.`),
-      secretBox("Client ID", made.client_id, "client_id"),
-      secretBox("API key", made.api_key, "api_key"),
-      h("div", { class: "warning" }, "Next: download the client package and run start_client.sh on the client's machine. ",
-        PACKAGE_NOTE.replace("The previous key", "The key above")),
-    ],
+    body: [h("p", null, `"${client.name}" is registered.`), secretBox("Client ID", made.client_id, "client_id"), next],
     actions: [{ label: "Done", value: null },
+      { label: "Show the key instead", onClick: (d) => {
+        pick(d, "Show the key instead");
+        d.form.querySelector('[data-action="Show the key instead"]').remove();
+        next.dataset.step = "key";
+        next.replaceChildren(secretBox("API key", made.api_key, "api_key"), h("div", { class: "warning" },
+          "Copy it now: it is not shown again. Put it in the client's config.jsonc (platform_integration.api_key). "
+          + "A client package downloaded later comes with a new key, and this one then stops working."));
+        return false;
+      } },
       { label: "Download package", kind: "primary", onClick: async (d) => {
         if (!await downloadPackage(client)) return false;
-        const key = d.form.querySelector('[data-secret="api_key"]');
-        if (!key.classList.contains("secret-stale")) {
-          key.classList.add("secret-stale");
-          key.closest(".secret-box").append(h("small", { class: "muted" }, "Replaced by the key in the package you downloaded."));
-        }
+        pick(d, "Download package");
+        next.dataset.step = "package";
+        next.replaceChildren(h("p", null, "Downloaded: its config.jsonc holds the client's key. Unzip it on the client's "
+          + "machine and run ./start_client.sh (README.txt has the steps). Downloading it again issues a new key and "
+          + "the one in this package stops working."));
         return false;
       } }],
   });
