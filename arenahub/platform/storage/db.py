@@ -11,7 +11,7 @@ from alembic.config import Config
 from sqlalchemy import Connection, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.engine.interfaces import DBAPIConnection
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
@@ -33,7 +33,11 @@ def default_database_url() -> str:
 def normalize_url(url: str | None) -> str:
     """Accept plain ``sqlite:///`` and ``postgresql://`` URLs and pick the async driver."""
     url = url or os.environ.get("ARENAHUB_DATABASE_URL") or default_database_url()
-    parsed = make_url(url)
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):  # not echoed: it may hold a password
+        raise ValueError("the database URL cannot be read: use sqlite:///path or "
+                         "postgresql+asyncpg://user:password@host:port/db") from None
     if parsed.drivername in ("sqlite", "sqlite+pysqlite"):
         parsed = parsed.set(drivername="sqlite+aiosqlite")
     elif parsed.drivername in ("postgresql", "postgres", "postgresql+psycopg2"):
@@ -57,7 +61,8 @@ def database_key(url: str) -> str:
     return hashlib.sha256(parsed.render_as_string(hide_password=True).encode()).hexdigest()[:16]
 
 
-def create_engine(url: str | None = None) -> AsyncEngine:
+def create_engine(url: str | None = None, *, connect_timeout: float | None = None) -> AsyncEngine:
+    """``connect_timeout``: how long a PostgreSQL connection may take to open (default: asyncpg's 60 s)."""
     url = normalize_url(url)
     if is_sqlite(url):
         db_path = make_url(url).database
@@ -77,7 +82,8 @@ def create_engine(url: str | None = None) -> AsyncEngine:
             cur.close()
 
         return engine
-    return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+    connect_args = {"timeout": connect_timeout} if connect_timeout is not None else {}
+    return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True, connect_args=connect_args)
 
 
 def alembic_config() -> Config:
