@@ -96,7 +96,8 @@ ROUTES = [
     Spec("POST", "/clients/{client_id}/package", clients_api.download_package, "Download the client package "
          "lmarena-client-<CLIENT_ID>.zip; it carries a new api_key, stored only once the package is built: the old "
          "key stops working then. 409 (package_not_buildable, nothing changed) when the registration cannot make "
-         "one, or (client_key_changed) when another download changed the key meanwhile", errors=(409,)),
+         "one, or (client_key_changed) when another download changed the key meanwhile",
+         query=clients_api.PackageQuery, errors=(409,)),
     Spec("POST", "/clients/{client_id}/clear-maintenance", clients_api.clear_maintenance, "Take a client out of "
          "maintenance (after too many dropped requests) and back into rotation"),
     Spec("GET", "/clients/{client_id}/earnings", clients_api.client_earnings, "What a client has earned: requests "

@@ -18,13 +18,16 @@ from arenahub.platform.admin.fields import (
     BridgeUrl,
     ClientRpm,
     Email,
+    HttpUrl,
     MaxConcurrent,
     Name,
     Priority,
     Weight,
+    with_api_path,
 )
 from arenahub.platform.admin.inputs import json_body as _body
 from arenahub.platform.admin.inputs import platform_of as _platform
+from arenahub.platform.admin.inputs import query as _query
 from arenahub.platform.billing import format_usd
 from arenahub.platform.storage import accounts
 from arenahub.protocol import frames
@@ -62,6 +65,12 @@ class ClientUpdate(msgspec.Struct, forbid_unknown_fields=True):
 
 class DrainRequest(msgspec.Struct, forbid_unknown_fields=True):
     reason: Annotated[str, msgspec.Meta(max_length=200, description="why; written to the platform log")] | None = None
+
+
+class PackageQuery(msgspec.Struct, forbid_unknown_fields=True):
+    platform_url: Annotated[HttpUrl, msgspec.Meta(description="the platform as the client reaches it, written into "
+                                                  "the package's config.jsonc (a URL without a path gets /api); "
+                                                  "default: the address of this request, with /api")] | None = None
 
 
 class PackageConflict(ApiError):
@@ -141,7 +150,9 @@ async def download_package(request: Request) -> Response:
     reason. A package that cannot be made changes nothing."""
     platform = _platform(request)
     client_id = request.path_params["client_id"]
-    platform_url = str(request.base_url).rstrip("/") + "/api"
+    asked: PackageQuery = _query(request, PackageQuery)
+    platform_url = (with_api_path(asked.platform_url) if asked.platform_url else
+                    str(request.base_url).rstrip("/") + "/api")
 
     def make(account: accounts.ClientAccount, api_key: str) -> bytes:  # in a thread
         return client_package.build_client_package(

@@ -14,6 +14,7 @@ import datetime as dt
 import re
 from collections.abc import Callable
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 import msgspec
 import msgspec.inspect as mi
@@ -46,10 +47,18 @@ PositiveInt = Annotated[int, msgspec.Meta(ge=1, le=10_000_000)]
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _PORT = r"[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]"
 _PATH = r"[A-Za-z0-9._~:/?#\[\]@!&()*+,;=%-]"  # what the client package can put in a shell script
-BridgeUrl = Annotated[str, text(
+HttpUrl = Annotated[str, text(
     rf"https?://{_LABEL}(?:\.{_LABEL})*(?::(?:{_PORT}))?(?:/{_PATH}*)?", "an http:// or https:// URL: a host name or "
     "IPv4 address, an optional port (1 to 65535) and path; no spaces, quotes or control characters; at most 500 "
     "characters", max_length=500)]
+BridgeUrl = HttpUrl  # where a client's bridge listens
+
+
+def with_api_path(url: str) -> str:
+    """A platform's URL as a client's ``platform_url``: one without a path gets /api, the platform's API base."""
+    url = url.strip().rstrip("/")
+    return url + "/api" if urlsplit(url).path in ("", "/") else url
+
 MaxConcurrent = Annotated[int, msgspec.Meta(ge=1, le=10_000, description="requests at once")]
 ClientRpm = Annotated[int, msgspec.Meta(ge=1, le=100_000, description="requests per minute this client accepts")]
 Priority = Annotated[int, msgspec.Meta(ge=-1000, le=1000, description="higher is chosen first by the priority "

@@ -53,6 +53,27 @@ def test_package_download_carries_a_new_key_and_the_old_one_stops(admin):
     assert admin.post("/api/admin/clients/cl_nobody/package").status_code == 404
 
 
+@pytest.mark.parametrize("asked, written", [
+    ("https://gw.example.test", "https://gw.example.test/api"),
+    ("https://gw.example.test/", "https://gw.example.test/api"),
+    ("http://10.0.0.5:8080/gateway/api", "http://10.0.0.5:8080/gateway/api"),
+])
+def test_the_package_carries_the_platform_url_asked_for(admin, asked, written):
+    """What clients reach may not be what the admin reached (a proxy, another name): ``platform_url`` says it."""
+    import io
+    import zipfile
+
+    from arenahub import jsonc
+
+    made = admin.post("/api/admin/clients", json={"name": "box"}).json()
+    r = admin.post(f"/api/admin/clients/{made['client_id']}/package", params={"platform_url": asked})
+    assert r.status_code == 200, r.text
+    with zipfile.ZipFile(io.BytesIO(r.content)) as z:
+        assert jsonc.loads(z.read("config.jsonc").decode())["platform_integration"]["platform_url"] == written
+    r = admin.post(f"/api/admin/clients/{made['client_id']}/package", params={"platform_url": "ftp://gw"})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "platform_url"
+
+
 def test_a_package_that_cannot_be_made_changes_no_key(admin):
     """A registration stored before its fields were checked (written straight to the database here) makes no
     package: 409, and the old key keeps working, for a connected client too."""
