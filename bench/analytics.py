@@ -29,7 +29,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 import pages
-from arenahub.platform.storage import analytics, db
+from arenahub.platform.storage import analytics, db, exports
 from arenahub.platform.storage.analytics import LogFilter
 from arenahub.platform.storage.schema import ledger_entries, request_records
 from seed import Data, connect, make_data, say, seed
@@ -89,14 +89,14 @@ def queries(engine: AsyncEngine, now: dt.datetime, sample: dict[str, Any]) -> li
         *((name, functools.partial(analytics.request_log, engine, f)) for name, f in logs),
         ("log: second page", second_page),
         ("detail", lambda: analytics.request_detail(engine, sample["id"])),
-        ("export log CSV: all", lambda: first_chunk(analytics.export_records(engine, LogFilter(), "csv"))),
-        ("export log JSON: all", lambda: first_chunk(analytics.export_records(engine, LogFilter(), "json"))),
-        ("export log CSV: a day, errors", lambda: first_chunk(analytics.export_records(
+        ("export log CSV: all", lambda: first_chunk(exports.export_records(engine, LogFilter(), "csv"))),
+        ("export log JSON: all", lambda: first_chunk(exports.export_records(engine, LogFilter(), "json"))),
+        ("export log CSV: a day, errors", lambda: first_chunk(exports.export_records(
             engine, LogFilter(since=now - dt.timedelta(days=1), status="error"), "csv"))),
-        ("export log JSON: client", lambda: first_chunk(analytics.export_records(
+        ("export log JSON: client", lambda: first_chunk(exports.export_records(
             engine, LogFilter(client_id=client), "json"))),
-        ("export aggregates CSV: 30 days", lambda: first_chunk(analytics.export_minutes(engine, *month, "csv"))),
-        ("export aggregates JSON: week, key", lambda: first_chunk(analytics.export_minutes(
+        ("export aggregates CSV: 30 days", lambda: first_chunk(exports.export_minutes(engine, *month, "csv"))),
+        ("export aggregates JSON: week, key", lambda: first_chunk(exports.export_minutes(
             engine, week.since, week.until, "json", key_id=key))),
     ]
 

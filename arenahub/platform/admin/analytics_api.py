@@ -40,7 +40,7 @@ from starlette.types import Send
 from arenahub.platform.admin.client_views import status
 from arenahub.platform.admin.fields import text, utc
 from arenahub.platform.admin.inputs import platform_of, query
-from arenahub.platform.storage import analytics
+from arenahub.platform.storage import analytics, exports
 from arenahub.platform.storage.analytics import LogFilter
 from arenahub.protocol.errors import InvalidRequest, NotFound
 
@@ -267,7 +267,7 @@ def _download(what: str, fmt: str, since: dt.datetime | None, until: dt.datetime
 async def export_requests(request: Request) -> Response:
     q: RequestsExport = query(request, RequestsExport)
     filters = _log_filter(q)
-    body = analytics.export_records(platform_of(request).engine, filters, q.format)
+    body = exports.export_records(platform_of(request).engine, filters, q.format)
     return _download("requests", q.format, filters.since, filters.until, body)
 
 
@@ -275,5 +275,5 @@ async def export_aggregates(request: Request) -> Response:
     q: AggregatesExport = query(request, AggregatesExport)
     since, until = _period(q.since, q.until, default=DEFAULT_SPAN)
     assert since is not None and until is not None
-    body = analytics.export_minutes(platform_of(request).engine, since, until, q.format, **_dimensions(q))
+    body = exports.export_minutes(platform_of(request).engine, since, until, q.format, **_dimensions(q))
     return _download("aggregates", q.format, since, until, body)
