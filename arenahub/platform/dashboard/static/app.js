@@ -1,4 +1,5 @@
-// The dashboard shell: a hash router over the seven pages, the left nav, and the page context.
+// The dashboard shell: a hash router over the seven pages, the left nav (a Menu button on narrow
+// windows), and the page context.
 //
 // A page is pages/<id>.js exporting default {id, title, mount(root, ctx)}. mount may be async and
 // may return a function called when the page is left. ctx:
@@ -160,9 +161,32 @@ async function footer() {
   setInterval(read, 300000);
 }
 
+// Below 1,024 px the sidebar is a bar with a Menu button (style.css): the button opens the nav over
+// the page; a link, Escape or a click elsewhere closes it, and so does widening the window.
+function menu() {
+  const toggle = document.querySelector(".nav-toggle");
+  const panel = toggle && document.getElementById(toggle.getAttribute("aria-controls"));
+  if (!panel) return () => {};
+  const sidebar = toggle.closest(".sidebar");
+  const set = (open) => {
+    toggle.setAttribute("aria-expanded", String(open));
+    sidebar.classList.toggle("menu-open", open);
+  };
+  const isOpen = () => toggle.getAttribute("aria-expanded") === "true";
+  toggle.addEventListener("click", () => set(!isOpen()));
+  panel.addEventListener("click", (ev) => { if (ev.target.closest("a")) set(false); });
+  document.addEventListener("keydown", (ev) => {
+    if (ev.key === "Escape" && isOpen()) { ev.stopImmediatePropagation(); set(false); toggle.focus(); }
+  });
+  document.addEventListener("click", (ev) => { if (isOpen() && !sidebar.contains(ev.target)) set(false); });
+  window.matchMedia("(min-width: 1024px)").addEventListener("change", (ev) => { if (ev.matches) set(false); });
+  return () => set(false);
+}
+
 function start() {
   for (const input of document.querySelectorAll('input[name="csrf_token"]')) input.value = CSRF;
-  window.addEventListener("hashchange", route);
+  const closeMenu = menu();
+  window.addEventListener("hashchange", () => { closeMenu(); route(); });
   if (!window.location.hash) history.replaceState(null, "", "#/overview");
   route();
   footer();

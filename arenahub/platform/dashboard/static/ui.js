@@ -379,7 +379,7 @@ export function dataTable({ columns, rows = [], empty = "Nothing here yet.", onR
   }
   function render(e) {
     if (!e.tr) e.tr = makeRow(e);
-    e.tr.replaceChildren(...cols.map((c) => h("td", { class: c.class, dataset: { col: c.key } }, cellContent(c, e.row))));
+    e.tr.replaceChildren(...cols.map((c) => h("td", { class: c.class, dataset: { col: c.key, label: c.label } }, cellContent(c, e.row))));
     e.dirty = false;
   }
   function toggleSort(key) {
@@ -461,6 +461,10 @@ export function dataTable({ columns, rows = [], empty = "Nothing here yet.", onR
     attached = attached.filter((e) => entries.get(e.key) === e);
     arrange();
   }
+  // Marks a table wider than its box (it scrolls sideways): its row actions then show a shadow.
+  const overflow = new ResizeObserver(() => { wrap.toggleAttribute("data-overflow", wrap.scrollWidth > wrap.clientWidth + 1); });
+  overflow.observe(wrap);
+  overflow.observe(table);
   wrap.update = update;
   wrap.setFilter = (text) => { state.filter = (text || "").toLowerCase().trim(); state.limit = pageSize; arrange(); };
   wrap.setPredicate = (fn) => { state.predicate = fn || null; state.limit = pageSize; arrange(); };
