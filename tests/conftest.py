@@ -160,6 +160,27 @@ def database_url(backend: str, databases: Databases) -> str:
     return databases.new(backend)
 
 
+def initialised(url: str) -> str:
+    """``url`` with arenahub's tables made, as a platform's first start makes them (``storage.db.migrate``):
+    ``arenahub admin`` refuses a database without them. Returns ``url``."""
+    from arenahub.platform.storage import db
+
+    async def migrate() -> None:
+        engine = db.create_engine(url)
+        try:
+            await db.migrate(engine)
+        finally:
+            await engine.dispose()
+    _run(migrate)
+    return url
+
+
+@pytest.fixture
+def platform_database_url(database_url: str) -> str:
+    """A fresh database as a platform's first start leaves it (its tables, no rows), on both backends."""
+    return initialised(database_url)
+
+
 @pytest.fixture(scope="module", params=BACKEND_PARAMS)
 def module_database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """One fresh database per backend for a whole test module: for modules whose tests each leave the

@@ -6,6 +6,7 @@ import sys
 import pytest
 
 from arenahub.cli import build_parser, main
+from tests.conftest import initialised
 
 
 def run(*argv, env=None):
@@ -14,7 +15,7 @@ def run(*argv, env=None):
 
 
 def test_admin_commands_print_secrets_once_as_json(tmp_path):
-    url = f"sqlite:///{tmp_path / 'a.db'}"
+    url = initialised(f"sqlite:///{tmp_path / 'a.db'}")
     out = run("admin", "create-client", "--name", "c", "--max-concurrent", "2", "--database-url", url, "--json")
     assert out.returncode == 0, out.stderr
     client = json.loads(out.stdout)
@@ -65,7 +66,7 @@ def test_client_with_bad_config_stops_with_file_key_and_reason(tmp_path):
 
 
 def test_key_lifecycle_from_the_cli(tmp_path):
-    url = f"sqlite:///{tmp_path / 'k.db'}"
+    url = initialised(f"sqlite:///{tmp_path / 'k.db'}")
     out = run("admin", "create-key", "--name", "k", "--tpm", "500", "--models", "a,b", "--email", "o@x.org",
               "--expires", "2030-01-01T00:00:00Z", "--database-url", url, "--json")
     assert out.returncode == 0, out.stderr

@@ -23,8 +23,8 @@ MICROS_PER_TOKEN = 1_000  # 1,000 USD per 1M tokens
 
 
 @pytest.fixture
-def platform_db(database_url: str) -> str:
-    return database_url
+def platform_db(platform_database_url: str) -> str:
+    return platform_database_url  # made before the start: prices are set in it first
 
 
 @pytest.fixture

@@ -32,8 +32,8 @@ WORDS = 10
 
 
 @pytest.fixture
-def platform_db(database_url: str) -> str:
-    return database_url
+def platform_db(platform_database_url: str) -> str:
+    return platform_database_url  # made before the start: prices are set in it first
 
 
 @pytest.fixture(params=["3600", "0.05"], ids=["batches-held", "batches-every-50ms"])

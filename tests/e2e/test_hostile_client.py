@@ -13,6 +13,7 @@ import openai
 import pytest
 
 from arenahub.protocol import frames
+from tests.conftest import initialised
 
 from .harness import Platform, Stack, ask, read_ledger, read_records, wait_until
 from .hostile import HostileClient, chunk
@@ -23,6 +24,7 @@ MICROS_PER_TOKEN = 1_000
 
 @pytest.fixture
 def platform(stack: Stack, platform_db: str) -> Platform:
+    initialised(platform_db)  # prices are set in it before the start
     stack.admin("set-price", MODEL, "--prompt", "1000", "--completion", "1000", database_url=platform_db)
     return stack.platform(platform_db, {"ARENAHUB_RECORD_FLUSH_SECONDS": "0.1"})
 

@@ -15,6 +15,7 @@ from arenahub.platform.settings import PlatformSettings
 from arenahub.platform.storage import accounts
 from arenahub.platform.storage.db import create_engine
 from arenahub.protocol import frames
+from tests.conftest import initialised
 
 
 def admin(capsys, *argv):
@@ -40,8 +41,8 @@ def new_client(capsys, url):
     return made["client_id"], made["api_key"]
 
 
-def test_client_commands_store_their_change(database_url, capsys):
-    url = database_url
+def test_client_commands_store_their_change(platform_database_url, capsys):
+    url = platform_database_url
     client_id, _ = new_client(capsys, url)
     code, listed, _ = admin(capsys, "list-clients", "--database-url", url, "--json")
     assert code == 0 and [c["id"] for c in listed] == [client_id] and "api_key_hash" not in listed[0]
@@ -84,7 +85,7 @@ def test_client_commands_store_their_change(database_url, capsys):
 @pytest.mark.parametrize("command", ["show-client", "update-client", "drain-client", "undrain-client",
                                      "clear-maintenance", "disable-client", "enable-client"])
 def test_unknown_client_is_an_error(tmp_path, capsys, command):
-    url = f"sqlite:///{tmp_path / 'a.db'}"
+    url = initialised(f"sqlite:///{tmp_path / 'a.db'}")
     extra = ["--priority", "1"] if command == "update-client" else []
     code, _, err = admin(capsys, command, "cl_nope", *extra, "--database-url", url, "--json")
     assert code == 1 and "no client 'cl_nope'" in err
@@ -122,14 +123,15 @@ def test_bad_client_settings_are_refused_clearly(tmp_path, capsys, command, argv
 
 
 def test_empty_name_is_refused(tmp_path, capsys):
-    url = f"sqlite:///{tmp_path / 'a.db'}"
+    url = initialised(f"sqlite:///{tmp_path / 'a.db'}")
     client_id, _ = new_client(capsys, url)
     with pytest.raises(SystemExit):
         main(["admin", "update-client", client_id, "--name", " ", "--database-url", url])
     assert "--name" in capsys.readouterr().err and stored(url, client_id).name == "box"
 
 
-def test_a_running_platform_applies_a_drain_from_the_cli(database_url, capsys):
+def test_a_running_platform_applies_a_drain_from_the_cli(platform_database_url, capsys):
+    database_url = platform_database_url
     client_id, api_key = new_client(capsys, database_url)
     app = create_app(PlatformSettings(database_url=database_url, admin_token="adm-x"))
     with TestClient(app) as http, http.websocket_connect("/api/ws") as ws:

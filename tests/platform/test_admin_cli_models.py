@@ -9,6 +9,7 @@ import pytest
 from arenahub.cli import main
 from arenahub.platform.storage import accounts, catalogue_store
 from arenahub.platform.storage.db import create_engine
+from tests.conftest import initialised
 from tests.platform.support import call, connected, eventually, platform_of, register, serving
 
 MODEL = "vendor/gpt-4o:2024.08"
@@ -34,8 +35,8 @@ async def _stored_claim(url, client_id, claimed):
         await engine.dispose()
 
 
-def test_the_commands_store_their_change(database_url, capsys):
-    url = database_url
+def test_the_commands_store_their_change(platform_database_url, capsys):
+    url = platform_database_url
     alice, bob = client(capsys, url, "alice"), client(capsys, url, "bob")
     asyncio.run(_stored_claim(url, bob, [MODEL, "m1"]))
 
@@ -63,7 +64,7 @@ def test_the_commands_store_their_change(database_url, capsys):
 
 
 def test_what_does_not_exist_is_an_error(tmp_path, capsys):
-    url = f"sqlite:///{tmp_path / 'a.db'}"
+    url = initialised(f"sqlite:///{tmp_path / 'a.db'}")
     box = client(capsys, url)
     code, _, err = models(capsys, "approve", MODEL, "cl_nope", url=url)
     assert code == 1 and "no client 'cl_nope'" in err

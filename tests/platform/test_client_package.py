@@ -37,6 +37,7 @@ from arenahub.platform.client_package import (
 )
 from arenahub.platform.client_package.inputs import package_inputs
 from arenahub.platform.storage import accounts, db
+from tests.conftest import initialised
 
 ROOT = Path(__file__).resolve().parents[2]
 API_KEY = "ck-UnitTestSecret_0123456789abcdefABCDEF"
@@ -278,7 +279,7 @@ def run(*argv: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 
 def test_admin_client_package_regenerates_the_key_and_writes_the_zip(tmp_path):
-    url = f"sqlite:///{tmp_path / 'a.db'}"
+    url = initialised(f"sqlite:///{tmp_path / 'a.db'}")
     made = run("admin", "create-client", "--name", "box", "--max-concurrent", "3", "--database-url", url, "--json",
                cwd=tmp_path)
     assert made.returncode == 0, made.stderr
@@ -302,7 +303,7 @@ def test_admin_client_package_regenerates_the_key_and_writes_the_zip(tmp_path):
 
 
 def test_admin_client_package_that_cannot_be_made_keeps_the_old_key(tmp_path):
-    url = f"sqlite:///{tmp_path / 'a.db'}"
+    url = initialised(f"sqlite:///{tmp_path / 'a.db'}")
     made = json.loads(run("admin", "create-client", "--name", "box", "--database-url", url, "--json",
                           cwd=tmp_path).stdout)
 
@@ -325,7 +326,8 @@ def test_admin_client_package_that_cannot_be_made_keeps_the_old_key(tmp_path):
      "cannot write into /no/such/folder", 2),
 ])
 def test_admin_client_package_refuses_clearly(tmp_path, argv, fragment, code):
-    out = run("admin", "client-package", *argv, "--database-url", f"sqlite:///{tmp_path / 'a.db'}", cwd=tmp_path)
+    url = initialised(f"sqlite:///{tmp_path / 'a.db'}")
+    out = run("admin", "client-package", *argv, "--database-url", url, cwd=tmp_path)
     assert out.returncode == code and fragment in out.stderr
 
 

@@ -24,6 +24,7 @@ from arenahub.platform.storage.db import create_engine, migrate
 from arenahub.platform.storage.schema import admin_sessions
 from arenahub.platform.storage.settings_store import put_setting
 from arenahub.platform.throttle import SignInThrottle
+from tests.conftest import initialised
 from tests.platform.support import call, eventually, platform_of
 
 TOKEN = "adm-dashboard-test-token"
@@ -321,6 +322,7 @@ def test_reset_admin_token_ends_sessions_and_the_old_token(sqlite_url, capsys):
 
 
 def test_set_dashboard_password_command(sqlite_url, capsys, monkeypatch):
+    initialised(sqlite_url)
     def run(*argv, stdin=""):
         monkeypatch.setattr("sys.stdin", io.StringIO(stdin))
         code = main(["admin", "set-dashboard-password", *argv, "--database-url", sqlite_url, "--json"])

@@ -1,7 +1,10 @@
-"""``arenahub admin ...``: create clients and consumer keys straight in the platform's database.
+"""``arenahub admin ...``: manage clients, consumer keys, credit, prices and the model catalogue, on
+the platform's database or through a running platform's admin API (``target.py`` chooses; the
+operations are ``operations.AdminOperations``, with ``DatabaseAdmin`` and ``RemoteAdmin``).
 
-A running platform sees them at once (it looks unknown keys up and reads clients on connect), and
-applies changes to clients (limits, priority, drain, maintenance) within about a second.
+On the database, a running platform sees new keys and clients at once (it looks unknown keys up and
+reads clients on connect), and applies changes to clients (limits, priority, drain, maintenance)
+within about a second; through the admin API, changes apply at once.
 """
 
 from __future__ import annotations
@@ -11,28 +14,27 @@ import asyncio
 import datetime as dt
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from arenahub.platform.admin import fields, models_cli, package_cli
-from arenahub.platform.admin.client_views import stored_view
 from arenahub.platform.admin.fields import flag
-from arenahub.platform.billing import (
-    Account,
-    InvalidAmount,
-    Price,
-    format_usd,
-    parse_usd,
-)
+from arenahub.platform.admin.operations import AdminError, not_over_api
+from arenahub.platform.admin.target import Connection, choose
+from arenahub.platform.billing import InvalidAmount, Price, format_usd, parse_usd
 from arenahub.platform.client_package import DEFAULT_BRIDGE_URL
 from arenahub.platform.dashboard import password_cli
-from arenahub.platform.storage import accounts, billing_store
-from arenahub.platform.storage.db import create_engine, migrate
+
+# A command: reads its arguments, checks them, then opens its target with ``await connect()``.
+Work = Callable[[argparse.Namespace, Connection], Awaitable[int]]
+APPLIES = {False: "a running platform applies it within a second", True: "applied at once"}
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    admin = sub.add_parser("admin", help="manage clients, consumer keys, credit and prices, usage, the model "
-                           "catalogue and the dashboard password (in the platform's database)")
+    admin = sub.add_parser("admin", help="manage clients, keys, credit, prices, models, usage",
+                           description="Manage clients, consumer keys, credit and prices, usage, the model catalogue "
+                           "and the dashboard password: in the platform's database, or through a running platform's "
+                           "admin API with --platform-url.")
     cmds = admin.add_subparsers(dest="admin_command", required=True, metavar="COMMAND")
 
     # A client's flags are checked with the types the admin API checks its fields with (fields.py).
@@ -61,7 +63,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                   _update_client, target="CLIENT_ID")
     uc.add_argument("--name", type=flag(fields.Name), help="a new name for the client")
     uc.add_argument("--email", type=flag(fields.Email), help="a new owner's email")
-    uc.add_argument("--bridge-url", type=flag(fields.BridgeUrl))
+    uc.add_argument("--bridge-url", type=flag(fields.BridgeUrl), help="a new LMArenaBridge URL (default: unchanged)")
     uc.add_argument("--rpm", type=flag(fields.ClientRpm), help="requests per minute this client accepts")
     uc.add_argument("--max-concurrent", type=flag(fields.MaxConcurrent), help="requests at once")
     uc.add_argument("--priority", type=flag(fields.Priority), help="higher first (priority strategy)")
@@ -109,31 +111,54 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     _command(cmds, "reset-admin-token", "make a new admin token (the old one stops working); prints it once",
              _reset_admin_token)
     package_cli.add_arguments(_command(cmds, "client-package", package_cli.HELP, package_cli.run, target="CLIENT_ID",
-                                       json_help=package_cli.JSON_HELP, description=package_cli.DESCRIPTION))
+                                       json_help=package_cli.JSON_HELP, description=package_cli.DESCRIPTION,
+                                       api_flag=False))
     password_cli.add_arguments(_command(cmds, "set-dashboard-password", password_cli.HELP, password_cli.run,
                                         json_help=password_cli.JSON_HELP))
 
 
 def _command(cmds: argparse._SubParsersAction[argparse.ArgumentParser], name: str, helptext: str,
-             run: Callable[[argparse.Namespace], int], *, target: str | None = None,
-             json_help: str = "print JSON", **parser_kw: Any) -> argparse.ArgumentParser:
-    """One admin command with the flags they all take (--database-url, --json); ``target`` names its
-    positional argument (``CLIENT_ID`` becomes ``args.client_id``)."""
+             work: Work, *, target: str | None = None, json_help: str = "print JSON",
+             api_flag: bool = True, **parser_kw: Any) -> argparse.ArgumentParser:
+    """One admin command with the flags they all take (--database-url or --platform-url, --admin-token,
+    --json); ``target`` names its positional argument (``CLIENT_ID`` becomes ``args.client_id``).
+    ``api_flag=False``: the command has a --platform-url of its own (client-package)."""
     parser: argparse.ArgumentParser = cmds.add_parser(name, help=helptext, **parser_kw)
     if target:
         what = {"KEY_ID": "the key's id (key_...: list-keys shows them)",
                 "CLIENT_ID": "the client's id (cl_...: list-clients shows them)"}.get(target)
         parser.add_argument(target.lower(), metavar=target, help=what)
-    parser.add_argument("--database-url",
-                        help="the platform's database (default: ARENAHUB_DATABASE_URL, else arenahub.db in the data "
-                             "folder: ARENAHUB_DATA_DIR, else .arenahub)")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--database-url",
+                       help="the platform's database, which must exist (default: ARENAHUB_DATABASE_URL, else "
+                            "arenahub.db in the data folder: ARENAHUB_DATA_DIR, else .arenahub)")
+    if api_flag:
+        where.add_argument("--platform-url", dest="api_url", metavar="PLATFORM_URL",
+                           help="work through this running platform's admin API instead of its database, e.g. "
+                                "https://gateway.example.com (default: ARENAHUB_PLATFORM_URL, unless --database-url "
+                                "is given; none: the database)")
+    parser.add_argument("--admin-token", metavar="TOKEN",
+                        help="the admin token for the admin API (default: ARENAHUB_ADMIN_TOKEN, which is safer: a "
+                             "flag shows in ps and the shell's history)")
     parser.add_argument("--json", action="store_true", help=json_help)
-    parser.set_defaults(run=run)
+    parser.set_defaults(run=_runner(work))
     return parser
 
 
+def _runner(work: Work) -> Callable[[argparse.Namespace], int]:
+    """The command's ``run``: choose its target, run it, and say any failure in one line."""
+    def run(args: argparse.Namespace) -> int:
+        try:
+            connection = Connection(choose(args.database_url, getattr(args, "api_url", None), args.admin_token))
+            return asyncio.run(connection.run(lambda: work(args, connection)))
+        except AdminError as exc:
+            print(f"arenahub admin: {exc.message}", file=sys.stderr)
+            return exc.exit_code
+    return run
+
+
 def _commands(cmds: argparse._SubParsersAction[argparse.ArgumentParser], target: str,
-              table: tuple[tuple[str, str, Callable[[argparse.Namespace], int]], ...]) -> None:
+              table: tuple[tuple[str, str, Work], ...]) -> None:
     """Commands that take only ``target`` (and the common flags): (name, help, run) each."""
     for name, helptext, run in table:
         _command(cmds, name, helptext, run, target=target)
@@ -196,170 +221,113 @@ def _positive_int(text: str) -> int:
     return value
 
 
-async def _with_engine(database_url: str | None, work: Any) -> Any:
-    engine = create_engine(database_url)
-    try:
-        await migrate(engine)
-        return await work(engine)
-    finally:
-        await engine.dispose()
-
-
-def _emit(args: argparse.Namespace, data: dict[str, Any], text: str) -> None:
-    print(json.dumps(data) if args.json else text)
-
-
-def _create_client(args: argparse.Namespace) -> int:
-    client_id, api_key = asyncio.run(_with_engine(args.database_url, lambda engine: accounts.create_client(
-        engine, name=args.name, email=args.email, bridge_url=args.bridge_url, rpm=args.rpm,
-        max_concurrent=args.max_concurrent)))
-    _emit(args, {"client_id": client_id, "api_key": api_key},
-          f"client_id: {client_id}\napi_key:   {api_key}\n(the api_key is shown only now; store it in config.jsonc)")
+def _emit(args: argparse.Namespace, data: Any, text: str) -> int:
+    if args.json or text:
+        print(json.dumps(data) if args.json else text)
     return 0
 
 
-def _create_key(args: argparse.Namespace) -> int:
+def _fail(message: str, code: int = 1) -> int:
+    print(f"arenahub admin: {message}", file=sys.stderr)
+    return code
+
+
+# -- consumer keys, prices, usage
+
+async def _create_key(args: argparse.Namespace, connect: Connection) -> int:
     name = args.name.strip()
     if not name:
         print("arenahub admin create-key: --name must not be empty", file=sys.stderr)
         return 2
-    async def create(engine: Any) -> tuple[str, str]:
-        key_id, key = await accounts.create_key(engine, name=name, rpm=args.rpm)
-        settings = _settings_from(args)
-        settings.pop("name", None)
-        if args.credit is not None:
-            settings["unlimited"] = False
-        if settings:
-            await accounts.update_key(engine, key_id, **settings)
-        if args.credit:
-            await billing_store.add_money(engine, key_id, args.credit, note="starting credit")
-        return key_id, key
-
-    key_id, key = asyncio.run(_with_engine(args.database_url, create))
-    data: dict[str, Any] = {"key": key, "key_id": key_id}
-    text = f"key_id: {key_id}\nkey:    {key}\n(the key is shown only now)"
+    settings = _settings_from(args)
+    settings.pop("name", None)
+    made = await (await connect()).create_key(name, settings, args.credit)
+    data: dict[str, Any] = {"key": made["key"], "key_id": made["key_id"]}
+    text = f"key_id: {made['key_id']}\nkey:    {made['key']}\n(the key is shown only now)"
     if args.credit is not None:
         data["credit_usd"] = format_usd(args.credit)
         text += f"\ncredit: {format_usd(args.credit)} USD"
-    _emit(args, data, text)
-    return 0
-
-
-async def _key_with_credit(engine: Any, key_id: str) -> dict[str, Any] | None:
-    key = await accounts.get_key(engine, key_id)
-    if key is None:
-        return None
-    balance, held = await billing_store.key_balance(engine, key_id)
-    return {**key.public(), "credit": Account(key_id, key.unlimited, balance, held).public()}
+    return _emit(args, data, text)
 
 
 def _print_key(args: argparse.Namespace, key: dict[str, Any] | None) -> int:
     if key is None:
-        print(f"arenahub admin: no key {args.key_id!r}", file=sys.stderr)
-        return 1
-    _emit(args, key, "\n".join(f"{k}: {v}" for k, v in key.items()))
-    return 0
+        return _fail(f"no key {args.key_id!r}")
+    return _emit(args, key, "\n".join(f"{k}: {v}" for k, v in key.items()))
 
 
-def _list_keys(args: argparse.Namespace) -> int:
-    keys = asyncio.run(_with_engine(args.database_url, accounts.list_keys))
-    if args.json:
-        print(json.dumps([k.public() for k in keys]))
-    else:
-        for k in keys:
-            state = "disabled" if k.disabled else "active"
-            print(f"{k.id}  {k.key_prefix}...  {state:8}  {k.name}")
-    return 0
+async def _list_keys(args: argparse.Namespace, connect: Connection) -> int:
+    keys = await (await connect()).list_keys()
+    return _emit(args, keys, "\n".join(f"{k['id']}  {k['key_prefix']}...  "
+                                       f"{'disabled' if k['disabled'] else 'active':8}  {k['name']}" for k in keys))
 
 
-def _show_key(args: argparse.Namespace) -> int:
-    return _print_key(args, asyncio.run(_with_engine(args.database_url,
-                                                     lambda engine: _key_with_credit(engine, args.key_id))))
+async def _show_key(args: argparse.Namespace, connect: Connection) -> int:
+    return _print_key(args, await (await connect()).show_key(args.key_id))
 
 
-def _change(args: argparse.Namespace, **values: Any) -> int:
-    async def work(engine: Any) -> dict[str, Any] | None:
-        if values and not await accounts.update_key(engine, args.key_id, **values):
-            return None
-        return await _key_with_credit(engine, args.key_id)
-    return _print_key(args, asyncio.run(_with_engine(args.database_url, work)))
+async def _change(args: argparse.Namespace, connect: Connection, **changes: Any) -> int:
+    return _print_key(args, await (await connect()).update_key(args.key_id, changes))
 
 
-def _update_key(args: argparse.Namespace) -> int:
-    return _change(args, **_settings_from(args))
+async def _update_key(args: argparse.Namespace, connect: Connection) -> int:
+    return await _change(args, connect, **_settings_from(args))
 
 
-def _disable_key(args: argparse.Namespace) -> int:
-    return _change(args, disabled=True)
+async def _disable_key(args: argparse.Namespace, connect: Connection) -> int:
+    return await _change(args, connect, disabled=True)
 
 
-def _enable_key(args: argparse.Namespace) -> int:
-    return _change(args, disabled=False)
+async def _enable_key(args: argparse.Namespace, connect: Connection) -> int:
+    return await _change(args, connect, disabled=False)
 
 
-def _rotate_key(args: argparse.Namespace) -> int:
-    key = asyncio.run(_with_engine(args.database_url, lambda engine: accounts.rotate_key(engine, args.key_id)))
+async def _rotate_key(args: argparse.Namespace, connect: Connection) -> int:
+    key = await (await connect()).rotate_key(args.key_id)
     if key is None:
-        print(f"arenahub admin: no key {args.key_id!r}", file=sys.stderr)
-        return 1
-    _emit(args, {"key": key, "key_id": args.key_id}, f"key: {key}\n(shown only now; the old secret stops working)")
-    return 0
+        return _fail(f"no key {args.key_id!r}")
+    return _emit(args, {"key": key, "key_id": args.key_id}, f"key: {key}\n(shown only now; the old secret stops "
+                 "working)")
 
 
-def _delete_key(args: argparse.Namespace) -> int:
-    deleted = asyncio.run(_with_engine(args.database_url, lambda engine: accounts.delete_key(engine, args.key_id)))
-    if not deleted:
-        print(f"arenahub admin: no key {args.key_id!r}", file=sys.stderr)
-        return 1
-    _emit(args, {"deleted": True, "key_id": args.key_id}, f"deleted {args.key_id}")
-    return 0
+async def _delete_key(args: argparse.Namespace, connect: Connection) -> int:
+    if not await (await connect()).delete_key(args.key_id):
+        return _fail(f"no key {args.key_id!r}")
+    return _emit(args, {"deleted": True, "key_id": args.key_id}, f"deleted {args.key_id}")
 
 
-def _top_up(args: argparse.Namespace) -> int:
+async def _top_up(args: argparse.Namespace, connect: Connection) -> int:
     if args.usd == 0:
         print("arenahub admin top-up: the amount must be more than 0 USD", file=sys.stderr)
         return 2
-
-    async def work(engine: Any) -> dict[str, Any] | None:
-        if await accounts.get_key(engine, args.key_id) is None:
-            return None
-        entry = await billing_store.add_money(engine, args.key_id, args.usd, note=args.note)
-        key = await _key_with_credit(engine, args.key_id)
-        return {"entry_id": entry.entry_id, "key_id": args.key_id, "amount_usd": format_usd(args.usd),
-                "amount_micros": args.usd, "credit": key["credit"] if key else None}
-
-    result = asyncio.run(_with_engine(args.database_url, work))
+    result = await (await connect()).top_up(args.key_id, args.usd, args.note)
     if result is None:
-        print(f"arenahub admin: no key {args.key_id!r}", file=sys.stderr)
-        return 1
-    _emit(args, result, f"topped up {args.key_id} by {result['amount_usd']} USD; balance "
-          f"{result['credit']['balance_usd']} USD (a running platform applies it within a second or two)")
-    return 0
+        return _fail(f"no key {args.key_id!r}")
+    applies = "applied at once" if connect.remote else "a running platform applies it within a second or two"
+    return _emit(args, result, f"topped up {args.key_id} by {result['amount_usd']} USD; balance "
+                 f"{result['credit']['balance_usd']} USD ({applies})")
 
 
-def _set_price(args: argparse.Namespace) -> int:
+async def _set_price(args: argparse.Namespace, connect: Connection) -> int:
     model = args.model.strip()
     if not model or len(model) > 200:
         print("arenahub admin set-price: MODEL must be 1 to 200 characters", file=sys.stderr)
         return 2
     price = Price(args.prompt, args.completion, args.image)
-    asyncio.run(_with_engine(args.database_url, lambda engine: billing_store.set_price(engine, model, price)))
+    await (await connect()).set_price(model, price)
     usd = price.as_usd()
-    _emit(args, {"model": model, **{f"{k}_usd": v for k, v in usd.items()}},
-          f"{model}: {usd['prompt_per_1m']} USD per 1M prompt tokens, {usd['completion_per_1m']} USD per 1M "
-          f"completion tokens, {usd['per_image']} USD per image")
-    return 0
+    return _emit(args, {"model": model, **{f"{k}_usd": v for k, v in usd.items()}},
+                 f"{model}: {usd['prompt_per_1m']} USD per 1M prompt tokens, {usd['completion_per_1m']} USD per 1M "
+                 f"completion tokens, {usd['per_image']} USD per image")
 
 
-def _usage(args: argparse.Namespace) -> int:
+async def _usage(args: argparse.Namespace, connect: Connection) -> int:
     if args.since and args.until and args.since >= args.until:
         print("arenahub admin usage: --since must be before --until", file=sys.stderr)
         return 2
-    report = asyncio.run(_with_engine(args.database_url, lambda engine: billing_store.usage_report(
-        engine, key_id=args.key, client_id=args.client, since=args.since, until=args.until)))
+    report = await (await connect()).usage(args.key, args.client, args.since, args.until)
     if args.json:
-        print(json.dumps(report))
-        return 0
+        return _emit(args, report, "")
     for title, field, lines in (("By key", "key_id", report["by_key"]), ("By client", "client_id",
                                                                         report["by_client"])):
         print(f"{title}:")
@@ -373,52 +341,52 @@ def _usage(args: argparse.Namespace) -> int:
     return 0
 
 
-def _reset_admin_token(args: argparse.Namespace) -> int:
-    from arenahub.platform.admin.token import reset_admin_token
-    token = asyncio.run(_with_engine(args.database_url, reset_admin_token))
-    _emit(args, {"admin_token": token}, f"admin token: {token}\n(shown only now; a running platform takes it "
-          "within a second)")
-    return 0
+async def _reset_admin_token(args: argparse.Namespace, connect: Connection) -> int:
+    if connect.remote:  # a lost token is what this is for: it goes to the database, where no token is needed
+        raise not_over_api("reset-admin-token")
+    token = await (await connect()).reset_admin_token()
+    return _emit(args, {"admin_token": token}, f"admin token: {token}\n(shown only now; a running platform takes "
+                 "it within a second)")
 
 
-def _list_clients(args: argparse.Namespace) -> int:
-    found = [stored_view(c) for c in asyncio.run(_with_engine(args.database_url, accounts.list_clients))]
-    if args.json:
-        print(json.dumps(found))
-        return 0
+# -- clients
+
+async def _create_client(args: argparse.Namespace, connect: Connection) -> int:
+    client_id, api_key = await (await connect()).create_client(args.name, args.email, args.bridge_url, args.rpm,
+                                                               args.max_concurrent)
+    return _emit(args, {"client_id": client_id, "api_key": api_key}, f"client_id: {client_id}\napi_key:   "
+                 f"{api_key}\n(the api_key is shown only now; store it in config.jsonc)")
+
+
+async def _list_clients(args: argparse.Namespace, connect: Connection) -> int:
+    found = await (await connect()).list_clients()
+    lines = []
     for c in found:
         state = "disabled" if c["disabled"] else "maintenance" if c["maintenance_reason"] else (
             "draining" if c["draining"] else "active")
         version = (c["version"] or "?") + (" (outdated)" if c["outdated"] else "")
-        print(f"{c['id']}  {state:11}  priority {c['priority']:>5}  weight {c['weight']:>4}  version {version:18}"
-              f"  {c['name']}")
-    return 0
+        lines.append(f"{c['id']}  {state:11}  priority {c['priority']:>5}  weight {c['weight']:>4}  version "
+                     f"{version:18}  {c['name']}")
+    return _emit(args, found, "\n".join(lines))
 
 
-def _delete_client(args: argparse.Namespace) -> int:
+async def _delete_client(args: argparse.Namespace, connect: Connection) -> int:
     if not args.yes and not sys.stdin.isatty():
         print("arenahub admin delete-client: pass --yes to delete without a terminal to confirm on", file=sys.stderr)
         return 2
-
-    async def work(engine: Any) -> dict[str, Any] | None:
-        client = await accounts.client_view(engine, args.client_id)
-        if client is None:
-            return None
-        if not args.yes and not _confirm(f"Delete client {client['id']} ({client['name']})? Its request records "
-                                         "stay. [y/N] "):
-            return {}
-        return client if await accounts.delete_client(engine, args.client_id) else None
-
-    client = asyncio.run(_with_engine(args.database_url, work))
+    admin = await connect()
+    client = await admin.show_client(args.client_id)
     if client is None:
-        print(f"arenahub admin: no client {args.client_id!r}", file=sys.stderr)
-        return 1
-    if not client:
+        return _fail(f"no client {args.client_id!r}")
+    if not args.yes and not _confirm(f"Delete client {client['id']} ({client['name']})? Its request records "
+                                     "stay. [y/N] "):
         print("arenahub admin delete-client: not deleted", file=sys.stderr)
         return 1
-    _emit(args, {"deleted": True, "id": args.client_id},
-          f"deleted client {args.client_id} ({client['name']}); a running platform disconnects it within a second")
-    return 0
+    if not await admin.delete_client(args.client_id):
+        return _fail(f"no client {args.client_id!r}")
+    told = "it is disconnected" if connect.remote else "a running platform disconnects it within a second"
+    return _emit(args, {"deleted": True, "id": args.client_id},
+                 f"deleted client {args.client_id} ({client['name']}); {told}")
 
 
 def _confirm(question: str) -> bool:
@@ -428,49 +396,41 @@ def _confirm(question: str) -> bool:
         return False
 
 
-def _client_change(args: argparse.Namespace, **values: Any) -> int:
-    async def work(engine: Any) -> dict[str, Any] | None:
-        if values and not await accounts.update_client(engine, args.client_id, **values):
-            return None
-        return await accounts.client_view(engine, args.client_id)
-
-    client = asyncio.run(_with_engine(args.database_url, work))
+def _print_client(args: argparse.Namespace, connect: Connection, client: dict[str, Any] | None,
+                  changed: bool = True) -> int:
     if client is None:
-        print(f"arenahub admin: no client {args.client_id!r}", file=sys.stderr)
-        return 1
-    client = stored_view(client)
+        return _fail(f"no client {args.client_id!r}")
     text = "\n".join(f"{k}: {v}" for k, v in client.items())
-    if values:
-        text += "\n(a running platform applies it within a second)"
-    _emit(args, client, text)
-    return 0
+    return _emit(args, client, text + (f"\n({APPLIES[connect.remote]})" if changed else ""))
 
 
-def _show_client(args: argparse.Namespace) -> int:
-    return _client_change(args)
+async def _show_client(args: argparse.Namespace, connect: Connection) -> int:
+    return _print_client(args, connect, await (await connect()).show_client(args.client_id), changed=False)
 
 
-def _update_client(args: argparse.Namespace) -> int:
+async def _update_client(args: argparse.Namespace, connect: Connection) -> int:
     values = {"name": args.name, "email": args.email, "bridge_url": args.bridge_url, "rpm": args.rpm,
               "max_concurrent": args.max_concurrent, "priority": args.priority, "weight": args.weight}
-    return _client_change(args, **{k: v for k, v in values.items() if v is not None})
+    changes = {k: v for k, v in values.items() if v is not None}
+    return _print_client(args, connect, await (await connect()).update_client(args.client_id, changes),
+                         changed=bool(changes))
 
 
-def _drain_client(args: argparse.Namespace) -> int:
-    return _client_change(args, draining=True)
+async def _drain_client(args: argparse.Namespace, connect: Connection) -> int:
+    return _print_client(args, connect, await (await connect()).set_draining(args.client_id, True))
 
 
-def _undrain_client(args: argparse.Namespace) -> int:
-    return _client_change(args, draining=False)
+async def _undrain_client(args: argparse.Namespace, connect: Connection) -> int:
+    return _print_client(args, connect, await (await connect()).set_draining(args.client_id, False))
 
 
-def _clear_maintenance(args: argparse.Namespace) -> int:
-    return _client_change(args, maintenance_reason=None, maintenance_since=None)
+async def _clear_maintenance(args: argparse.Namespace, connect: Connection) -> int:
+    return _print_client(args, connect, await (await connect()).clear_maintenance(args.client_id))
 
 
-def _disable_client(args: argparse.Namespace) -> int:
-    return _client_change(args, disabled=True)
+async def _disable_client(args: argparse.Namespace, connect: Connection) -> int:
+    return _print_client(args, connect, await (await connect()).update_client(args.client_id, {"disabled": True}))
 
 
-def _enable_client(args: argparse.Namespace) -> int:
-    return _client_change(args, disabled=False)
+async def _enable_client(args: argparse.Namespace, connect: Connection) -> int:
+    return _print_client(args, connect, await (await connect()).update_client(args.client_id, {"disabled": False}))

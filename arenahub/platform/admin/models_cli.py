@@ -1,32 +1,25 @@
 """``arenahub admin models list|add|remove|approve|refuse|forget``: the operator's model catalogue
-(``platform/catalogue.py``), straight in the database. A running platform applies a change within
-about a second. Names are checked with the admin API's types (``models_api.ModelName``, ``fields.Id``).
+(``platform/catalogue.py``), in the database (a running platform applies a change within about a
+second) or through a running platform's admin API (at once). Names are checked with the admin API's
+types (``models_api.ModelName``, ``fields.Id``).
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sys
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncEngine
-
 from arenahub.platform.admin import fields
 from arenahub.platform.admin.fields import flag
 from arenahub.platform.admin.models_api import ModelName
-from arenahub.platform.catalogue import ModelCatalogue, describe
-from arenahub.platform.live_settings import LiveSettings
-from arenahub.platform.settings import PlatformSettings
-from arenahub.platform.storage import accounts, catalogue_store
-from arenahub.platform.storage.db import create_engine, migrate
+from arenahub.platform.admin.target import Connection
 
 HELP = "the model catalogue: which models the platform offers, and which clients may serve each"
-APPLIES = "a running platform applies it within a second"
 
-Command = Callable[..., argparse.ArgumentParser]  # admin/cli.py's _command: adds --database-url and --json
+Command = Callable[..., argparse.ArgumentParser]  # admin/cli.py's _command: adds the common flags
 
 
 def add_commands(cmds: argparse._SubParsersAction[argparse.ArgumentParser], command: Command) -> None:
@@ -50,15 +43,8 @@ def _model(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", metavar="MODEL", type=flag(ModelName), help="the model's name, as clients offer it")
 
 
-def _run(args: argparse.Namespace, work: Callable[[AsyncEngine], Any]) -> Any:
-    async def run() -> Any:
-        engine = create_engine(args.database_url)
-        try:
-            await migrate(engine)
-            return await work(engine)
-        finally:
-            await engine.dispose()
-    return asyncio.run(run())
+def _applies(connect: Connection) -> str:
+    return "applied at once" if connect.remote else "a running platform applies it within a second"
 
 
 def _emit(args: argparse.Namespace, data: dict[str, Any], text: str) -> int:
@@ -71,22 +57,8 @@ def _fail(message: str) -> int:
     return 1
 
 
-async def read_catalogue(engine: AsyncEngine) -> dict[str, Any]:
-    """What ``GET /api/admin/catalogue`` answers, as the database tells it: whether the catalogue is on
-    comes from the setting stored from the dashboard, else this process's ARENAHUB_MODEL_CATALOGUE; which
-    clients serve a model now only a platform knows (no ``serving`` here)."""
-    live = LiveSettings(PlatformSettings.from_env())
-    await live.load(engine)
-    listings, refused = await catalogue_store.load(engine)
-    view = describe(ModelCatalogue(live.current.model_catalogue, listings, refused),
-                    await catalogue_store.offerers(engine))
-    for model in view["models"]:
-        del model["serving"]
-    return view
-
-
-def _list(args: argparse.Namespace) -> int:
-    view = _run(args, read_catalogue)
+async def _list(args: argparse.Namespace, connect: Connection) -> int:
+    view = await (await connect()).catalogue()
     if args.json:
         return _emit(args, view, "")
     names = view["client_names"]
@@ -98,7 +70,9 @@ def _list(args: argparse.Namespace) -> int:
              "listed models:" if view["models"] else "listed models: none"]
     for m in view["models"]:
         allowed = "any client" if m["any_client"] else f"approved: {who(m['approved'])}"
-        lines.append(f"  {m['model']}  {allowed}" + (f"; refused: {who(m['refused'])}" if m["refused"] else ""))
+        serving = f"; serving now: {who(m['serving'])}" if "serving" in m else ""
+        lines.append(f"  {m['model']}  {allowed}" + (f"; refused: {who(m['refused'])}" if m["refused"] else "")
+                     + serving)
     waiting = "waiting for approval" if view["enabled"] else "would wait for approval once it is on"
     lines.append(f"{waiting}: {view['pending_total']}")
     lines += [f"  {p['model']}  {p['client_name']} ({p['client_id']})" for p in view["pending"]]
@@ -108,42 +82,38 @@ def _list(args: argparse.Namespace) -> int:
     return _emit(args, view, "\n".join(lines))
 
 
-def _add(args: argparse.Namespace) -> int:
-    created = _run(args, lambda engine: catalogue_store.list_model(engine, args.model, any_client=args.any_client))
+async def _add(args: argparse.Namespace, connect: Connection) -> int:
+    created = await (await connect()).list_model(args.model, args.any_client)
     who = "every client that offers it" if args.any_client else "the clients approved for it"
     return _emit(args, {"model": args.model, "any_client": args.any_client, "created": created},
-                 f"{args.model} is {'listed' if created else 'changed'}: {who} may serve it ({APPLIES})")
+                 f"{args.model} is {'listed' if created else 'changed'}: {who} may serve it ({_applies(connect)})")
 
 
-def _remove(args: argparse.Namespace) -> int:
-    if not _run(args, lambda engine: catalogue_store.unlist_model(engine, args.model)):
+async def _remove(args: argparse.Namespace, connect: Connection) -> int:
+    if not await (await connect()).unlist_model(args.model):
         return _fail(f"the model {args.model!r} is not listed")
-    return _emit(args, {"removed": True, "model": args.model}, f"{args.model} is no longer listed ({APPLIES})")
+    return _emit(args, {"removed": True, "model": args.model},
+                 f"{args.model} is no longer listed ({_applies(connect)})")
 
 
-def _decide(args: argparse.Namespace, approved: bool) -> int:
-    async def work(engine: AsyncEngine) -> bool:
-        if await accounts.get_client(engine, args.client_id) is None:
-            return False
-        await catalogue_store.decide(engine, args.model, args.client_id, approved=approved)
-        return True
-
-    if not _run(args, work):
+async def _decide(args: argparse.Namespace, connect: Connection, approved: bool) -> int:
+    if not await (await connect()).decide(args.model, args.client_id, approved):
         return _fail(f"no client {args.client_id!r}")
     return _emit(args, {"model": args.model, "client_id": args.client_id, "approved": approved},
-                 f"{args.client_id} {'may serve' if approved else 'is refused for'} {args.model} ({APPLIES})")
+                 f"{args.client_id} {'may serve' if approved else 'is refused for'} {args.model} "
+                 f"({_applies(connect)})")
 
 
-def _approve(args: argparse.Namespace) -> int:
-    return _decide(args, True)
+async def _approve(args: argparse.Namespace, connect: Connection) -> int:
+    return await _decide(args, connect, True)
 
 
-def _refuse(args: argparse.Namespace) -> int:
-    return _decide(args, False)
+async def _refuse(args: argparse.Namespace, connect: Connection) -> int:
+    return await _decide(args, connect, False)
 
 
-def _forget(args: argparse.Namespace) -> int:
-    if not _run(args, lambda engine: catalogue_store.forget(engine, args.model, args.client_id)):
+async def _forget(args: argparse.Namespace, connect: Connection) -> int:
+    if not await (await connect()).forget(args.model, args.client_id):
         return _fail(f"no decision about client {args.client_id!r} and the model {args.model!r}")
     return _emit(args, {"forgotten": True, "model": args.model, "client_id": args.client_id},
-                 f"{args.client_id}'s offer of {args.model} waits for approval again ({APPLIES})")
+                 f"{args.client_id}'s offer of {args.model} waits for approval again ({_applies(connect)})")

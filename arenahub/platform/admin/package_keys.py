@@ -2,14 +2,18 @@
 changes only once the package holding it is made: ``build`` makes the package in memory with a new
 key, and ``commit`` then stores that key in place of the one the client had when the build began.
 When the build fails, or another package was made meanwhile, nothing changes and the old key keeps
-working. Used by ``POST /api/admin/clients/{id}/package`` and ``arenahub admin client-package``.
+working. Used by ``POST /api/admin/clients/{id}/package`` and ``arenahub admin client-package``
+(which writes the package beside its file, ``write_beside``, before the key is stored).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -43,3 +47,17 @@ async def commit(engine: AsyncEngine, package: KeyedPackage) -> bool:
     gone or its key changed since the package was made."""
     return await accounts.replace_client_key(engine, package.account.id, package.api_key,
                                              current_hash=package.account.api_key_hash)
+
+
+def write_beside(path: Path, data: bytes) -> Path:
+    """``data`` in a new file beside ``path``, readable by the owner only (a package holds the client's key);
+    the caller moves it to ``path`` once the key is stored, or removes it."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+        os.chmod(tmp, 0o600)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return Path(tmp)

@@ -1,4 +1,5 @@
-"""``arenahub admin set-dashboard-password``: set or clear the dashboard password, offline.
+"""``arenahub admin set-dashboard-password``: set or clear the dashboard password, in the database or
+(setting it only) through a running platform's admin API.
 
 Read from the terminal (asked twice) or, with ``--password-stdin``, from the first line of standard
 input, never from an argument (arguments show in ``ps`` and shell history). Ends every dashboard session.
@@ -7,30 +8,28 @@ input, never from an argument (arguments show in ``ps`` and shell history). Ends
 from __future__ import annotations
 
 import argparse
-import asyncio
 import getpass
 import json
 import sys
+from typing import TYPE_CHECKING
 
-from sqlalchemy.ext.asyncio import AsyncEngine
+from arenahub.platform.admin.operations import not_over_api
+from arenahub.platform.dashboard.password import WeakPassword, check_strength
 
-from arenahub.platform.dashboard.password import (
-    WeakPassword,
-    check_strength,
-    set_password,
-)
-from arenahub.platform.storage.db import create_engine, migrate
+if TYPE_CHECKING:
+    from arenahub.platform.admin.target import Connection
 
 HELP = "set (or --clear) the password for signing in to the dashboard; ends every dashboard session"
 JSON_HELP = 'print JSON: {"password_set": bool}'
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    """The command's own flags (``admin/cli.py`` adds --database-url and --json)."""
+    """The command's own flags (``admin/cli.py`` adds --database-url, --platform-url, --admin-token and --json)."""
     how = p.add_mutually_exclusive_group()
     how.add_argument("--password-stdin", action="store_true",
                      help="read the password from the first line of standard input instead of asking twice")
-    how.add_argument("--clear", action="store_true", help="remove the password: only the admin token signs in")
+    how.add_argument("--clear", action="store_true", help="remove the password: only the admin token signs in (in "
+                     "the database only: the admin API has no way to)")
 
 
 def _fail(message: str, code: int = 1) -> int:
@@ -49,17 +48,10 @@ def _read_password(from_stdin: bool) -> str:
     return first
 
 
-async def _store(database_url: str | None, password: str | None) -> None:
-    engine: AsyncEngine = create_engine(database_url)
-    try:
-        await migrate(engine)
-        await set_password(engine, password)
-    finally:
-        await engine.dispose()
-
-
-def run(args: argparse.Namespace) -> int:
+async def run(args: argparse.Namespace, connect: Connection) -> int:
     password: str | None = None
+    if args.clear and connect.remote:
+        raise not_over_api("set-dashboard-password --clear")
     if not args.clear:
         try:
             password = _read_password(args.password_stdin)
@@ -68,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
             return _fail(str(exc), 2)
         except (ValueError, EOFError, KeyboardInterrupt) as exc:
             return _fail(str(exc) or "no password given", 2)
-    asyncio.run(_store(args.database_url, password))
+    await (await connect()).set_dashboard_password(password)
     if args.json:
         print(json.dumps({"password_set": password is not None}))
     else:
