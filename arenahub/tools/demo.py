@@ -203,7 +203,10 @@ async def _main(demo: RealDemo) -> None:
               f"    -d '{{\"model\": \"{model}\", \"stream\": true, \"messages\": "
               f"[{{\"role\": \"user\", \"content\": \"Hi there\"}}]}}'\n")
         local = args.client_port if args.upstream == "local" else args.bridge_port
-        print(f"admin CLI:    ARENAHUB_DATABASE_URL={demo.db_url} {_command_path()} admin COMMAND")
+        print(f"admin CLI:    ARENAHUB_PLATFORM_URL={demo.platform_url} ARENAHUB_ADMIN_TOKEN={admin_token} "
+              f"{_command_path()} admin COMMAND")
+        print(f"              (or on its database: ARENAHUB_DATABASE_URL={demo.db_url} {_command_path()} admin "
+              "COMMAND)")
         print(f"client status: curl http://127.0.0.1:{local}/platform/status")
         print(f"logs: {demo.dir}/*.log")
         if args.once:

@@ -1,5 +1,7 @@
 """The README's first command: `arenahub demo` streams an answer over the whole real path."""
 
+import json
+import os
 import subprocess
 import sys
 
@@ -45,7 +47,17 @@ def test_sigterm_stops_the_demo_and_everything_it_started(tmp_path, monkeypatch)
             lines.append(line)
             if line.startswith("running;"):
                 break
-        assert any(line.startswith("admin CLI:    ARENAHUB_DATABASE_URL=") for line in lines), "".join(lines)
+        # The admin CLI as the demo says to run it: through the platform's admin API, and on its database.
+        command = next((line for line in lines if line.startswith("admin CLI:    ARENAHUB_PLATFORM_URL=")), None)
+        assert command, "".join(lines)
+        on_database = next(line for line in lines if "(or on its database: ARENAHUB_DATABASE_URL=" in line)
+        for said in (command.removeprefix("admin CLI:"), on_database.split("on its database:")[1].rstrip(")\n")):
+            env = dict(word.split("=", 1) for word in said.split() if word.startswith("ARENAHUB_"))
+            listed = subprocess.run([sys.executable, "-m", "arenahub", "admin", "list-keys", "--json"],
+                                    env={**os.environ, **env}, capture_output=True, text=True, timeout=60)
+            assert listed.returncode == 0, listed.stderr
+            assert [k["name"] for k in json.loads(listed.stdout)] == ["demo consumer"]
+            assert "arenahub admin: using " in listed.stderr
         children = psutil.Process(demo.pid).children(recursive=True)
         assert len(children) >= 3, "".join(lines)  # upstream, platform, client
         demo.send_signal(signal.SIGTERM)
