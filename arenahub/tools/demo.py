@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import functools
 import json
 import os
 import shutil
@@ -41,6 +43,7 @@ class Demo:
         self.db_url = f"sqlite+aiosqlite:///{self.dir / 'arenahub.db'}"
         self.platform_url = f"http://127.0.0.1:{args.port}"
         self.procs: list[tuple[str, subprocess.Popen[bytes]]] = []
+        self.stopping = False
 
     def spawn(self, name: str, *argv: str, env: dict[str, str] | None = None) -> None:
         log = open(self.dir / f"{name}.log", "wb")
@@ -61,7 +64,8 @@ class Demo:
     def check_alive(self) -> None:
         for name, proc in self.procs:
             if proc.poll() is not None:
-                raise RuntimeError(f"the {name} exited with code {proc.returncode}; see {self.dir / (name + '.log')}")
+                raise RuntimeError(f"the {name} stopped (exit code {proc.returncode}), so the demo stops everything "
+                                   f"it started; its log: {self.dir / (name + '.log')}")
 
 
 async def _wait_for(demo: Demo, http: aiohttp.ClientSession, url: str, ready: Callable[[Any], bool], what: str,
@@ -240,17 +244,30 @@ class RealDemo(Demo):
         await page.goto("https://arena.ai/")
 
     async def close_browser(self) -> None:
-        if self._browser is not None:
-            await self._browser.close()
-        if self._playwright is not None:
-            await self._playwright.stop()
+        # Ctrl-C may have stopped the browser and Playwright's driver already (they share the terminal).
+        with contextlib.suppress(Exception):
+            if self._browser is not None:
+                await self._browser.close()
+            if self._playwright is not None:
+                await self._playwright.stop()
 
 
 async def _run(demo: RealDemo) -> None:
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(functools.partial(_quiet_when_stopping, demo))
     try:
         await _main(demo)
     finally:
+        demo.stopping = True
         await demo.close_browser()
+
+
+def _quiet_when_stopping(demo: Demo, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """Once the demo stops, what breaks on the way is expected: Ctrl-C reaches the browser and its driver
+    too (one process group), and their unread errors ("Future exception was never retrieved") are noise."""
+    if demo.stopping and "exception" in context:
+        return
+    loop.default_exception_handler(context)
 
 
 def _command_path() -> str:
