@@ -13,18 +13,30 @@ DESCRIPTION = ("arenahub: an OpenAI-compatible AI API gateway (platform), the cl
                "LMArena bridge. Run `arenahub COMMAND --help` for a command's options; the README has the rest.")
 
 
+class FromEnvironment(str):
+    """A flag's default read from an ``ARENAHUB_*`` variable: a bad one is then named in the error."""
+
+    variable = ""
+
+
 def _env(name: str, default: str | None = None) -> str | None:
-    return os.environ.get("ARENAHUB_" + name, default)
+    raw = os.environ.get("ARENAHUB_" + name)
+    if raw is None:
+        return default
+    value = FromEnvironment(raw)
+    value.variable = "ARENAHUB_" + name
+    return value
 
 
 def port(value: str) -> int:
     """An argparse type: a TCP port, 1 to 65535 (99999 would listen on a port the system picks)."""
+    where = f"{value.variable}: " if isinstance(value, FromEnvironment) else ""
     try:
         number = int(value)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a port number") from None
+        raise argparse.ArgumentTypeError(f"{where}{value!r} is not a port number") from None
     if not 1 <= number <= 65535:
-        raise argparse.ArgumentTypeError(f"{number} is not a port: ports are 1 to 65535")
+        raise argparse.ArgumentTypeError(f"{where}{number} is not a port: ports are 1 to 65535")
     return number
 
 
@@ -147,7 +159,7 @@ def _run_platform(args: argparse.Namespace) -> int:
         await platform.wait_idle(settings.shutdown_grace_seconds)
 
     return serving.run(create_app(settings, platform), settings.host, settings.port, settings.log_level, drain,
-                       limits)
+                       limits, command="arenahub platform")
 
 
 def _run_client(args: argparse.Namespace) -> int:
@@ -172,7 +184,8 @@ def _run_local_upstream(args: argparse.Namespace) -> int:
         print("arenahub local-upstream: --models must name at least one model", file=sys.stderr)
         return 2
     logs.configure_logging("info")
-    return serving.run(create_app(models, args.name), args.host, args.port, "warning")
+    return serving.run(create_app(models, args.name), args.host, args.port, "warning",
+                       command="arenahub local-upstream")
 
 
 def _run_demo(args: argparse.Namespace) -> int:

@@ -4,6 +4,7 @@ for the platform, the connection limits of ``arenahub.connections``."""
 from __future__ import annotations
 
 import asyncio
+import errno
 import gc
 import socket
 import sys
@@ -87,13 +88,19 @@ def listen(host: str, port: int) -> socket.socket:
 
 
 def run(app: ASGIApp, host: str, port: int, log_level: str = "info",
-        drain: Callable[[], Awaitable[None]] | None = None, limits: ServerLimits | None = None) -> int:
+        drain: Callable[[], Awaitable[None]] | None = None, limits: ServerLimits | None = None,
+        command: str = "arenahub") -> int:
     try:
         sock = listen(host, port)
     except OSError as exc:
-        print(f"arenahub: cannot listen on {host}:{port}: {exc.strerror or exc}", file=sys.stderr, flush=True)
+        hint = (" (another program has it: is a copy of this one running already? Stop it, or choose another "
+                "port)") if exc.errno == errno.EADDRINUSE else ""
+        print(f"{command}: cannot listen on {host}:{port}: {exc.strerror or exc}{hint}", file=sys.stderr, flush=True)
         return 1
     tune_gc()
     srv = server(app, host, port, log_level, drain, limits)
-    srv.run(sockets=[sock])
+    try:
+        srv.run(sockets=[sock])
+    except KeyboardInterrupt:  # uvicorn shut down gracefully on Ctrl-C, then raises it again for the caller
+        pass
     return 0 if srv.started else 1

@@ -106,7 +106,9 @@ def test_a_first_start_that_cannot_listen_keeps_the_admin_token_for_the_next(tmp
     finally:
         taken.close()
     assert failed.returncode == 1
-    assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in failed.stderr
+    assert failed.stderr.strip().splitlines() == [
+        f"arenahub platform: cannot listen on 127.0.0.1:{port}: Address already in use (another program has it: is "
+        "a copy of this one running already? Stop it, or choose another port)"], failed.stderr
     assert "admin token" not in failed.stderr and "adm-" not in failed.stderr
 
     platform = subprocess.Popen([sys.executable, "-m", "arenahub", "platform", "--port", str(port)], env=env,
@@ -124,3 +126,17 @@ def test_a_first_start_that_cannot_listen_keeps_the_admin_token_for_the_next(tmp
         _, err = platform.communicate(timeout=30)
     assert "the admin token (shown once" in err and "\n  adm-" in err
     assert f"the dashboard at http://127.0.0.1:{port}/dashboard" in err
+
+
+@pytest.mark.parametrize(("args", "env", "said"), [
+    (["--port", "abc"], {}, "argument --port: 'abc' is not a port number"),
+    ([], {"ARENAHUB_PORT": "abc"}, "argument --port: ARENAHUB_PORT: 'abc' is not a port number"),
+    ([], {"ARENAHUB_PORT": "99999"}, "argument --port: ARENAHUB_PORT: 99999 is not a port: ports are 1 to 65535"),
+    (["--log-level", "bogus"], {}, "arenahub platform: --log-level: log_level 'bogus' is not one of"),
+    ([], {"ARENAHUB_LOG_LEVEL": "bogus"}, "arenahub platform: ARENAHUB_LOG_LEVEL: log_level 'bogus' is not one of"),
+])
+def test_a_bad_flag_or_variable_is_named_in_one_line(tmp_path, args, env, said) -> None:
+    done = subprocess.run([sys.executable, "-m", "arenahub", "platform", *args], capture_output=True, text=True,
+                          timeout=60, env={**os.environ, "ARENAHUB_DATA_DIR": str(tmp_path), **env})
+    assert done.returncode == 2 and said in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr

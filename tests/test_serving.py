@@ -371,3 +371,31 @@ def test_configure_logging_installs_the_formatter_and_uvicorn_logs_through_it() 
     assert len(lines) == 2, err
     assert lines[0].endswith("arenahub.x: reason: a\\nWARNING forged")
     assert lines[1].endswith("uvicorn.error: from uvicorn b\\x1b")
+
+
+@pytest.mark.parametrize("command", [["local-upstream"], ["simulate-lmarena"]])
+def test_ctrl_c_stops_a_server_without_a_traceback(command: list[str]) -> None:
+    """Ctrl-C (SIGINT) in the terminal: uvicorn shuts down gracefully, then raises KeyboardInterrupt again
+    for its caller; the command ends there, without printing it."""
+    import os
+    import signal
+
+    port = socket.socket()
+    port.bind(("127.0.0.1", 0))
+    number = port.getsockname()[1]
+    port.close()
+    proc = subprocess.Popen([sys.executable, "-m", "arenahub", *command, "--port", str(number)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", number), timeout=1):
+                break
+            time.sleep(0.1)
+        os.killpg(proc.pid, signal.SIGINT)
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, out
+    assert "Traceback" not in out and "KeyboardInterrupt" not in out, out

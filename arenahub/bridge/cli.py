@@ -94,7 +94,8 @@ def _run_bridge(args: argparse.Namespace) -> int:
     logs.configure_logging(client_config.log_level if client_config.enabled else "INFO")
     for warning in client_config.warnings:  # keys nothing reads: typos, most likely
         logging.getLogger("arenahub.client").warning("%s", warning)
-    return serving.run(create_app(bridge, client_config, args.port), args.host, args.port, "info")
+    return serving.run(create_app(bridge, client_config, args.port), args.host, args.port, "info",
+                       command="arenahub bridge")
 
 
 def _call(base: str, method: str, path: str, body: dict[str, Any] | None = None, api_key: str | None = None,

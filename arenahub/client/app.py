@@ -49,4 +49,4 @@ def serve(config: ClientConfig, host: str, port: int) -> int:
     logs.configure_logging(config.log_level)
     for warning in config.warnings:  # keys nothing reads: typos, most likely
         logging.getLogger("arenahub.client").warning("%s", warning)
-    return serving.run(create_app(config), host, port, config.log_level)
+    return serving.run(create_app(config), host, port, config.log_level, command="arenahub client")

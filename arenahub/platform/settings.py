@@ -115,15 +115,19 @@ class PlatformSettings:
             raw = os.environ.get("ARENAHUB_" + f.name.upper())
             if raw is not None and raw != "":
                 values[f.name] = _convert(f.name, f.type, raw)
-        from_environment = set(values)
         values.update({k: v for k, v in overrides.items() if v is not None})
         try:
             return cls(**values)  # type: ignore[arg-type]
         except ValueError as exc:  # name the variable the operator set
-            named = next((n for n in sorted(from_environment - set(overrides)) if str(exc).startswith(n + " ")), None)
+            named = next((n for n in sorted(values) if str(exc).startswith(n + " ")), None)
             if named is None:
                 raise
-            raise ValueError(f"ARENAHUB_{named.upper()}: {exc}") from None
+            given = overrides.get(named)
+            # A flag's default read from the variable (arenahub.cli.FromEnvironment) names the variable.
+            variable = getattr(given, "variable", "") or f"ARENAHUB_{named.upper()}"
+            where = "--" + named.replace("_", "-") if given is not None and not getattr(given, "variable", "") \
+                else variable
+            raise ValueError(f"{where}: {exc}") from None
 
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")

@@ -201,7 +201,7 @@ def run(args: argparse.Namespace) -> int:
     """``arenahub simulate-lmarena``: serve the simulator (2026, or ``--protocol 2025``) until stopped."""
     import uvicorn
 
-    from arenahub import logs
+    from arenahub import logs, serving
     from arenahub.tools.arena_sim.tls import TLSUnavailable, self_signed
 
     with contextlib.ExitStack() as stack:
@@ -222,6 +222,12 @@ def run(args: argparse.Namespace) -> int:
         except (OSError, TypeError, ValueError, TLSUnavailable) as exc:
             print(f"arenahub simulate-lmarena: {exc}", file=sys.stderr)
             return 2
+        try:
+            sock = serving.listen(args.host, args.port)
+        except OSError as exc:
+            print(f"arenahub simulate-lmarena: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}",
+                  file=sys.stderr)
+            return 1
         scheme = "https" if cert else "http"
         logs.configure_logging("info")
         print(f"arena.ai simulator (protocol {args.protocol}) on {scheme}://{args.host}:{args.port}/ ; the control "
@@ -233,5 +239,8 @@ def run(args: argparse.Namespace) -> int:
         config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning", access_log=False,
                                 ssl_certfile=cert, ssl_keyfile=key)
         server = uvicorn.Server(config)
-        server.run()
+        try:
+            server.run(sockets=[sock])
+        except KeyboardInterrupt:  # Ctrl-C: uvicorn stopped gracefully, then raised it again for us
+            pass
         return 0 if server.started else 1
