@@ -50,6 +50,12 @@ class ClientGone:
 Incoming = frames.Chunk | frames.End | frames.Error | ClientGone
 
 
+# Session states in which the client's bridge cannot answer until a person acts (a tab to open, a sign-in, a
+# check to pass): the platform routes nothing there meanwhile (frames.SESSION_STATES).
+NOT_SERVING = frozenset({"bridge_unreachable", "no_tab", "userscript_outdated", "blocked", "cloudflare_challenge",
+                         "verification_required", "signed_out", "session_invalid"})
+
+
 class ClientSession:
     def __init__(self, ws: WebSocket, *, client_id: str, name: str, connection_id: str,
                  hello: frames.Hello, max_concurrent: int, rpm: int | None = None,
@@ -114,7 +120,8 @@ class ClientSession:
         s = self.session_status
         if s is None:
             return True
-        return s.bridge_reachable and s.session_valid is not False and not s.needs_verification
+        return (s.bridge_reachable and s.session_valid is not False and not s.needs_verification
+                and s.browser_connected is not False and s.state not in NOT_SERVING)
 
     def upstream_rate_limited(self, seconds: float) -> None:
         """Its upstream refused work for ``seconds`` (a 429's Retry-After, bounded to an hour)."""

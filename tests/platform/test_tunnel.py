@@ -98,10 +98,16 @@ def test_broken_frames_after_hello_get_a_notice_and_the_tunnel_survives(setup):
         assert health["clients_connected"] == 1 and health["models"] == ["m1", "m2"]
 
 
-def test_unhealthy_session_status_takes_the_client_out_of_rotation(setup):
+@pytest.mark.parametrize("session", [
+    frames.SessionStatus(session_valid=False),
+    # The arena.ai tab closed: nothing else is wrong, but the bridge cannot answer until one is open again.
+    frames.SessionStatus(browser_connected=False, state="no_tab", action="open arena.ai in the browser"),
+    frames.SessionStatus(browser_connected=True, state="signed_out"),
+])
+def test_unhealthy_session_status_takes_the_client_out_of_rotation(setup, session):
     http, cid, ckey, key = setup
     with http.websocket_connect("/api/ws") as ws:
-        ws.send_bytes(hello(cid, ckey, session=frames.SessionStatus(session_valid=False)))
+        ws.send_bytes(hello(cid, ckey, session=session))
         frames.decode(ws.receive_bytes())
         r = http.post("/v1/chat/completions", headers={"Authorization": f"Bearer {key}"},
                       json={"model": "m1", "messages": [{"role": "user", "content": "x"}]})
