@@ -11,7 +11,9 @@ import asyncio
 import dataclasses
 import functools
 import logging
+import os
 import random
+import socket
 import time
 from typing import Any
 
@@ -39,6 +41,11 @@ WELCOME_TIMEOUT_SECONDS = 15.0
 CHUNK_FRAME_BYTES = frames.MAX_FRAME_BYTES // 2
 # How long a drain request waits for the platform's Routing frame that confirms it.
 DRAIN_CONFIRM_SECONDS = 2.0
+# Which copy of the client this is, for the platform's messages about two copies of one client.
+INSTANCE = f"{socket.gethostname()[:40]} pid {os.getpid()}"
+# After another copy took its place, this one first asks again this soon (the dashboard then shows the
+# conflict at once), then every reconnect_max_delay_seconds.
+FIRST_STANDBY_SECONDS = 2.0
 # Refusals that mean another instance with this client id is connected (see ``standby``).
 STANDBY_CODES = ("connection_replaced", "client_id_in_use")
 # Settings a running client cannot take from a re-read config.jsonc (the CORS policy is set at start).
@@ -184,9 +191,11 @@ class PlatformLink:
                 self.refused = exc.frame
                 self.last_error = str(exc)
                 if exc.frame.code in STANDBY_CODES:
+                    replaced = exc.frame.code == "connection_replaced"
                     self._stand_by(exc.frame)
                     # as long as the longest wait between tries (reconnect_max_delay_seconds, 30 s by default)
-                    delay = self.config.reconnect_max_delay_seconds * random.uniform(0.8, 1.0)
+                    longest = self.config.reconnect_max_delay_seconds
+                    delay = min(FIRST_STANDBY_SECONDS, longest) if replaced else longest * random.uniform(0.8, 1.0)
                 elif not exc.frame.retry:
                     self._set_state("refused")
                     log.error("the platform refused this client: %s. Not retrying; fix the config "
@@ -245,7 +254,8 @@ class PlatformLink:
                 client_version=__version__, capabilities=self.capabilities, models=self.models,
                 max_concurrent_requests=self.config.max_concurrent_requests,
                 heartbeat_interval_seconds=self.config.heartbeat_interval_seconds, session=self.session_status,
-                preferred_routing_strategy=self.config.preferred_routing_strategy, standby=self.standby)))
+                preferred_routing_strategy=self.config.preferred_routing_strategy, standby=self.standby,
+                instance=INSTANCE)))
             reply = await self._receive(ws, timeout=WELCOME_TIMEOUT_SECONDS)
             if isinstance(reply, frames.Refused):
                 raise Refusal(reply)

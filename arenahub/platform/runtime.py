@@ -290,14 +290,14 @@ class Platform:
         old = self.registry.add(session)
         if old is not None and old is not session:
             log.info("client %s connected again from %s; closing its previous connection (from %s)",
-                     session.client_id, session.address, old.address)
+                     session.client_id, session.where, old.where)
             if not old.closed:  # a reconnect whose old connection still looked open, or a second copy
                 self.client_refused(session.client_id, "connection_replaced",
-                                    f"a new connection with this client id came from {session.address} while the "
-                                    f"one from {old.address} was open; that one was closed")
+                                    f"a new connection with this client id came from {session.where} while the "
+                                    f"one from {old.where} was open; that one was closed")
                 # Told why and by whom: a second copy of the client stands by instead of fighting back.
                 self._close_with_refusal(old, frames.CLOSE_REPLACED, "connection_replaced",
-                                         f"another instance with this client id connected from {session.address}; "
+                                         f"another instance with this client id connected from {session.where}; "
                                          "this one stands by and connects when that one leaves", retry=True)
             else:
                 asyncio.create_task(old.close(frames.CLOSE_REPLACED, "replaced by a new connection"))

@@ -29,6 +29,11 @@ MAX_FRAME_BYTES = frames.MAX_FRAME_BYTES
 MAX_BAD_FRAMES = 20
 
 
+def _where(address: str, instance: str) -> str:
+    """Where a copy of a client runs, as the dashboard says it: its address, and its own name for itself."""
+    return f"{address} ({instance})" if instance else address
+
+
 async def _refuse(ws: WebSocket, code: str, message: str, close_code: int, retry: bool = False) -> None:
     log.info("refusing a client: %s (%s)", code, message)
     try:
@@ -117,13 +122,14 @@ async def tunnel_endpoint(ws: WebSocket) -> None:
 
     current = platform.registry.get(account.id)
     if hello.standby and current is not None and not current.closed:
+        serving, waiting = current.where, _where(address, hello.instance)
         # Two copies of one client: the one that was replaced waits instead of taking the place back.
         since = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(current.connected_at))
         platform.client_refused(account.id, "client_id_in_use",
-                                f"two instances with this client id are running: the one from {current.address} "
-                                f"serves, the one from {address} stands by (stop one of them)")
+                                f"two instances with this client id are running: the one from {serving} "
+                                f"serves, the one from {waiting} stands by (stop one of them)")
         await _refuse(ws, "client_id_in_use",
-                      f"another instance with this client id is connected, from {current.address} since {since}; "
+                      f"another instance with this client id is connected, from {serving} since {since}; "
                       "this one stands by and connects when that one leaves", frames.CLOSE_REPLACED, retry=True)
         return
 

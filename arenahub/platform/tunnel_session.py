@@ -90,6 +90,7 @@ class ClientSession:
         self.preferred_strategy = hello.preferred_routing_strategy
         self.key_hash = ""  # the client's api key hash when it connected
         self.address = ""  # where it connected from (as the platform sees it)
+        self.instance = hello.instance  # which copy, as it says (host name and process id)
         self.hello_max_concurrent = hello.max_concurrent_requests
         self.heartbeat_interval = max(0.2, hello.heartbeat_interval_seconds)
         self.session_status: frames.SessionStatus | None = bounded_status(hello.session)
@@ -122,6 +123,11 @@ class ClientSession:
             return True
         return (s.bridge_reachable and s.session_valid is not False and not s.needs_verification
                 and s.browser_connected is not False and s.state not in NOT_SERVING)
+
+    @property
+    def where(self) -> str:
+        """Its address, and which copy it says it is: "127.0.0.1 (laptop pid 4242)"."""
+        return f"{self.address} ({self.instance})" if self.instance else self.address
 
     def upstream_rate_limited(self, seconds: float) -> None:
         """Its upstream refused work for ``seconds`` (a 429's Retry-After, bounded to an hour)."""
@@ -259,6 +265,7 @@ class ClientSession:
             "capabilities": sorted(self.capabilities),
             "pending_models": self._catalogue.pending(self.client_id, self.offered),
             "client_version": self.client_version, "connected_at": self.connected_at, "address": self.address,
+            "instance": self.instance,
             "last_heartbeat": self.last_heartbeat_wall,
             "stats": msgspec.to_builtins(self.stats) if self.stats else None,
             "session": msgspec.to_builtins(self.session_status) if self.session_status else None,

@@ -106,6 +106,9 @@ class Hello(_Frame, tag="hello"):
     # (``client_id_in_use``, retry later) while that instance is connected, instead of closing that one.
     # Optional: older peers leave it out or skip it.
     standby: bool = False
+    # Which copy this is, as the client says it (host name and process id): two copies of one client on one
+    # machine are told apart in what the platform and the dashboard say of them. Optional.
+    instance: Short = ""
 
 
 class Welcome(_Frame, tag="welcome"):

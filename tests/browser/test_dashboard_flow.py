@@ -132,6 +132,7 @@ def test_register_start_watch_regenerate_export(dashboard: Dashboard, dashboard_
     assert download.suggested_filename == f"lmarena-client-{client_id}.zip"
     expect(made.locator('[data-step="package"]')).to_contain_text("its config.jsonc holds the client's key")
     expect(made.get_by_role("button", name="Show the key instead")).to_have_count(0)
+    expect(made.get_by_role("button", name="Download package")).to_have_count(0)  # a second one would replace it
     archive = tmp_path / download.suggested_filename
     download.save_as(archive)
     folder = tmp_path / "lmarena-client"

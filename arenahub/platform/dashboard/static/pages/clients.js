@@ -239,11 +239,11 @@ async function registerClient(onDone) {
       } },
       { label: "Download package", kind: "primary", onClick: async (d) => {
         if (!await downloadPackage(client)) return false;
-        pick(d, "Download package");
+        pick(d, "Done");  // a second download here would replace the key just downloaded
         next.dataset.step = "package";
         next.replaceChildren(h("p", null, "Downloaded: its config.jsonc holds the client's key. Unzip it on the client's "
-          + "machine and run ./start_client.sh (README.txt has the steps). Downloading it again issues a new key and "
-          + "the one in this package stops working."));
+          + "machine and run ./start_client.sh (README.txt has the steps). A package downloaded later (the client's "
+          + "Manage panel) comes with a new key, and the one in this package then stops working."));
         return false;
       } }],
   });
