@@ -117,6 +117,17 @@ class Bridge:
         self.refresh_checks()
         log.info("reloaded %s and the files beside it: %d model(s) in %s", self.config_path.name,
                  len(self.files.models), self.config.models_path.name)
+        self._check_platform_section()
+
+    def _check_platform_section(self) -> None:
+        """The platform client's sections of the same file are read by POST /platform/register (or a restart);
+        a mistake in them is said now, when the file changes, rather than only then."""
+        from arenahub.client.config import load_client_config_or_disabled
+        try:
+            load_client_config_or_disabled(self.config_path)
+        except ConfigError as exc:
+            log.error("%s: the platform client keeps its current settings; fix it, then POST /platform/register",
+                      exc)
 
     def _file_stamp(self) -> tuple[float, ...]:
         stamps = []
