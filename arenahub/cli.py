@@ -44,7 +44,7 @@ SIMULATOR_EPILOG = """\
 Attaching a browser tab (the userscript only runs on https://arena.ai, so the simulator must be
 served under that name):
   1. arenahub simulate-lmarena --tls              (HTTPS with a self-signed certificate for
-                                                  arena.ai; pip install 'arenahub[sim]')
+                                                  arena.ai; needs: pip install cryptography)
   2. arenahub bridge --config config.jsonc       (the bridge, on 127.0.0.1:5102)
   3. install the userscript in the browser: arenahub userscript > arenahub.user.js, then add it to
      Tampermonkey (or inject it, as Playwright's page.add_init_script does)

@@ -195,7 +195,8 @@ def _update_models(args: argparse.Namespace) -> int:
     hidden = sum(1 for m in every if not m["selectable"])
     video = sorted(m["name"] for m in every if m["selectable"] and m["kind"] is None)
     left_out = ([f"{hidden} not selectable"] if hidden else []) + (
-        [f"{len(video)} that only make video, which chat cannot serve ({', '.join(video)})"] if video else [])
+        [f"{len(video)} that only make{'s' if len(video) == 1 else ''} video, which chat cannot serve "
+         f"({', '.join(video)})"] if video else [])
     print(f"The page offers {len(offered)} model(s) a person can select and the bridge can serve"
           + (f"; left out: {'; '.join(left_out)}" if left_out else "") + ".")
     for label, names in (("new", added), ("changed id", changed), ("removed (no longer on arena.ai)", dropped)):

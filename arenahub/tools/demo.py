@@ -86,6 +86,12 @@ async def _wait_for(demo: Demo, http: aiohttp.ClientSession, url: str, ready: Ca
     raise RuntimeError(f"timed out waiting for {what}")
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def _port_free(port: int) -> bool:
     with socket.socket() as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -287,11 +293,15 @@ def run_demo(args: argparse.Namespace) -> int:
               "Or run `arenahub demo --upstream local`.", file=sys.stderr)
         return 2
     demo = RealDemo(args)
-    ports = [args.port] + ([args.client_port, args.upstream_port] if args.upstream == "local"
-                           else [args.bridge_port, args.simulator_port])
-    busy = [p for p in ports if not _port_free(p)]
+    flags = {"--port": args.port, **({"--client-port": args.client_port, "--upstream-port": args.upstream_port}
+                                     if args.upstream == "local" else
+                                     {"--bridge-port": args.bridge_port, "--simulator-port": args.simulator_port})}
+    busy = {flag: p for flag, p in flags.items() if not _port_free(p)}
     if busy:
-        print(f"arenahub demo: port(s) {', '.join(map(str, busy))} already in use; pick others (see --help)",
+        others = " ".join(f"{flag} {_free_port()}" for flag in busy)
+        print(f"arenahub demo: port(s) {', '.join(map(str, busy.values()))} already in use (another demo or platform "
+              f"running?); stop what uses them, or pick others: {_command_path()} demo {others}"
+              + (" --upstream local" if args.upstream == "local" else ""),
               file=sys.stderr)
         return 2
     shutil.rmtree(demo.dir, ignore_errors=True)

@@ -64,3 +64,21 @@ def test_a_child_that_dies_stops_the_demo_with_its_name(tmp_path: Path) -> None:
     finally:
         if demo.poll() is None:
             os.killpg(demo.pid, signal.SIGKILL)
+
+
+def test_busy_ports_are_named_with_a_command_that_picks_free_ones(tmp_path: Path) -> None:
+    import re
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run([sys.executable, "-m", "arenahub", "demo", "--upstream", "local", "--port", str(port)],
+                              capture_output=True, text=True, timeout=60,
+                              env={**os.environ, "ARENAHUB_DEMO_DIR": str(tmp_path / "demo")})
+    assert done.returncode == 2
+    said = re.fullmatch(rf"arenahub demo: port\(s\) {port} already in use \(another demo or platform running\?\); "
+                        r"stop what uses them, or pick others: \S*arenahub demo --port (\d+) --upstream local\n",
+                        done.stderr)
+    assert said and int(said.group(1)) != port, done.stderr

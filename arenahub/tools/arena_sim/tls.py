@@ -29,7 +29,7 @@ def self_signed(directory: str | os.PathLike[str]) -> tuple[Path, Path]:
         from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
     except ImportError as exc:
         raise TLSUnavailable("serving the simulator over TLS needs the cryptography package: "
-                             "pip install 'arenahub[sim]'") from exc
+                             "pip install cryptography (into arenahub's environment)") from exc
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "arena.ai"),
                       x509.NameAttribute(NameOID.ORGANIZATION_NAME, "arenahub simulator")])

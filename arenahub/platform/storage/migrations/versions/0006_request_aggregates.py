@@ -1,5 +1,7 @@
-"""request aggregates (per minute, client, key and model; per minute; per hour and per day and
-client, key or model) and indexes for the request log's filters
+"""request aggregates
+
+request aggregates (per minute, client, key and model; per minute; per hour and per day and client, key or
+model) and indexes for the request log's filters
 
 Revision ID: 0006
 Revises: 0005

@@ -1,5 +1,7 @@
-"""dashboard: admin sign-in sessions; request detail (routing attempts, error message); stored
-prompts and answers (only when the operator turns that on)
+"""dashboard
+
+dashboard: admin sign-in sessions; request detail (routing attempts, error message); stored prompts and
+answers (only when the operator turns that on)
 
 Revision ID: 0007
 Revises: 0006

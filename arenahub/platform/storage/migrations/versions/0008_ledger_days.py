@@ -1,6 +1,8 @@
-"""ledger_days: the ledger's served requests (settle entries) summed per UTC day, per key, client
-and model in several shapes, so usage statements and the usage page read whole days from it; the
-ledger's key and client indexes gain the kind (a key's or client's settles of a period: one range)
+"""ledger_days
+
+ledger_days: the ledger's served requests (settle entries) summed per UTC day, per key, client and model in
+several shapes, so usage statements and the usage page read whole days from it; the ledger's key and client
+indexes gain the kind (a key's or client's settles of a period: one range)
 
 Revision ID: 0008
 Revises: 0007

@@ -1,5 +1,6 @@
-"""model catalogue: the models the operator offers, and which clients may serve each (approvals and
-refusals)
+"""model catalogue
+
+model catalogue: the models the operator offers, and which clients may serve each (approvals and refusals)
 
 Revision ID: 0009
 Revises: 0008

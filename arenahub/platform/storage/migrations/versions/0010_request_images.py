@@ -1,5 +1,6 @@
-"""request images: the images a request was billed for (those in a chat prompt, or those an image
-request made)
+"""request images
+
+request images: the images a request was billed for (those in a chat prompt, or those an image request made)
 
 Revision ID: 0010
 Revises: 0009
