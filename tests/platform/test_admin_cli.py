@@ -150,3 +150,12 @@ def test_a_running_platform_applies_a_drain_from_the_cli(platform_database_url, 
         while not isinstance(frame := frames.decode(ws.receive_bytes()), frames.Routing):
             pass
         assert frame.draining  # and the client was told
+
+
+def test_show_client_reads_as_text_not_as_python(platform_database_url, capsys):
+    """Without --json, nested values print as JSON (true, null), not as Python writes them (True, None)."""
+    client_id, _ = new_client(capsys, platform_database_url)
+    assert main(["admin", "show-client", client_id, "--database-url", platform_database_url]) == 0
+    out = capsys.readouterr().out
+    assert "draining: false" in out and "last_refusal: null" in out, out
+    assert "None" not in out and "False" not in out and "True" not in out, out

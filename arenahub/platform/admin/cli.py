@@ -396,11 +396,18 @@ def _confirm(question: str) -> bool:
         return False
 
 
+def _plain(value: Any) -> str:
+    """A value as a person reads it: nested ones as JSON (true, null), not as Python writes them."""
+    if isinstance(value, (dict, list, bool)) or value is None:
+        return json.dumps(value, default=str)
+    return str(value)
+
+
 def _print_client(args: argparse.Namespace, connect: Connection, client: dict[str, Any] | None,
                   changed: bool = True) -> int:
     if client is None:
         return _fail(f"no client {args.client_id!r}")
-    text = "\n".join(f"{k}: {v}" for k, v in client.items())
+    text = "\n".join(f"{k}: {_plain(v)}" for k, v in client.items())
     return _emit(args, client, text + (f"\n({APPLIES[connect.remote]})" if changed else ""))
 
 
