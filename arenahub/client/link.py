@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import functools
+import json
 import logging
 import os
 import random
@@ -342,7 +343,7 @@ class PlatformLink:
         if warning is not None:
             log.warning("%s", warning)
         elif self.routing.public() != was:
-            log.info("platform routing now: %s", self.routing.public())
+            log.info("platform routing now: %s", json.dumps(self.routing.public()))
 
     async def set_drain(self, draining: bool, reason: str = "", wait_seconds: float = DRAIN_CONFIRM_SECONDS) -> bool:
         """Drain (take no new work; work in flight finishes) or take work again, now and after reconnects.
