@@ -187,7 +187,7 @@ def test_the_cli_shows_versions(tmp_path, capsys):
     assert "outdated" not in lines[new]
     assert main(["admin", "show-client", old, "--database-url", url]) == 0
     shown = capsys.readouterr().out
-    assert "outdated: True" in shown and f"current_version: {CURRENT}" in shown and "last_refusal: None" in shown
+    assert "outdated: true" in shown and f"current_version: {CURRENT}" in shown and "last_refusal: null" in shown
 
 
 def test_a_version_longer_than_the_protocol_allows_is_refused_by_name(admin):
