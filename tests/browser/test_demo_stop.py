@@ -74,7 +74,8 @@ def test_busy_ports_are_named_with_a_command_that_picks_free_ones(tmp_path: Path
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        done = subprocess.run([sys.executable, "-m", "arenahub", "demo", "--upstream", "local", "--port", str(port)],
+        done = subprocess.run([sys.executable, "-m", "arenahub", "demo", "--upstream", "local", "--port", str(port),
+                               "--client-port", str(free_port()), "--upstream-port", str(free_port())],
                               capture_output=True, text=True, timeout=60,
                               env={**os.environ, "ARENAHUB_DEMO_DIR": str(tmp_path / "demo")})
     assert done.returncode == 2
