@@ -305,6 +305,9 @@ async def tab_socket(ws: WebSocket) -> None:
         bridge.tabs.remove(new, reason)
         bridge.refresh_checks()
         log.info("tab %s disconnected (%d open)", new.id, len(bridge.tabs))
+        link = getattr(ws.app.state, "link", None)
+        if link is not None:
+            link.bridge_changed()  # the platform hears at once that this bridge may have no tab left
 
 
 def _on_tab_message(bridge: Bridge, sender: Tab, data: tab.FromTab) -> None:

@@ -202,7 +202,8 @@ class PlatformLink:
                     log.error("the platform refused this client: %s. Not retrying; fix the config "
                               "and POST /platform/register (or restart).", exc)
                     continue
-                log.warning("the platform asked us to come back later: %s", exc)
+                else:
+                    log.warning("the platform asked us to come back later: %s", exc)
             except (aiohttp.ClientError, OSError, TimeoutError) as exc:
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 log.warning("platform connection failed: %s", self.last_error)

@@ -409,3 +409,22 @@ def test_registering_for_a_manual_setup_shows_a_key_that_works(dashboard: Dashbo
         reply = frames.decode(ws.recv(timeout=10))
     assert isinstance(reply, frames.Welcome), msgspec.to_builtins(reply)
     assert not page.errors, page.errors  # type: ignore[attr-defined]
+
+
+def test_overview_says_why_a_connected_client_needs_attention(dashboard: Dashboard, dashboard_page: Page) -> None:
+    """A connected client whose tab closed: the Overview names it with what its bridge says to do."""
+    page = dashboard_page
+    client = fake_client(1)
+    client["healthy"] = client["live"]["healthy"] = False
+    client["live"]["session"] = {"bridge_reachable": True, "browser_connected": False, "state": "no_tab",
+                                 "action": "Open https://arena.ai in a browser with the userscript"}
+    body = json.dumps({"data": [client]})
+    page.route("**/api/admin/clients", lambda route: route.fulfill(status=200, content_type="application/json",
+                                                                   body=body))
+    dashboard.open(page, "keys")
+    dashboard.open(page, "overview")  # mounted again: it reads the clients now
+    item = page.locator('[data-panel="attention"] li[data-client="cl_00001"]')
+    expect(item).to_contain_text("Unhealthy")
+    expect(item.locator(".attention-why")).to_have_text("Open https://arena.ai in a browser with the userscript")
+    expect(page.locator('[data-panel="attention"] ul')).not_to_contain_text("null")
+    assert not page.errors, page.errors  # type: ignore[attr-defined]

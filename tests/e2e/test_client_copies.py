@@ -59,3 +59,5 @@ def test_a_second_copy_takes_over_and_the_first_stands_by_without_fighting(
     second.wait_state("connected", timeout=10)
     assert "the other instance with this client id left: this one serves now" in second.log()
     wait_until(lambda: view(platform, second.client_id)["connected"] or None, 5, "the client connected again")
+    # The one that serves now is alone: no conflict is shown any more.
+    assert view(platform, second.client_id)["conflict"] is None

@@ -342,3 +342,14 @@ def test_no_placeholder_is_left_in_any_file_of_the_package(package, wheel):
         assert not re.search(r"@@[A-Za-z0-9_]+@@", data), (name, re.findall(r"@@[A-Za-z0-9_]+@@", data))
     script = package.read("start_client.sh").decode()
     assert f"WHEEL_SHA256='{wheel.sha256}'" in script
+
+
+def test_readme_steps_reach_this_clients_bridge_port(wheel):
+    """A client registered with its bridge on another port: README.txt's commands talk to that port, not to
+    the bridge commands' default (5102), where another bridge may be listening."""
+    data = build_client_package(platform_url=PLATFORM, client_id="cl_1", api_key=API_KEY,
+                                bridge_url="http://127.0.0.1:40427", wheel=wheel)
+    readme = zipfile.ZipFile(io.BytesIO(data)).read("README.txt").decode()
+    for command in ("update-models", "doctor"):
+        assert f"arenahub bridge {command} --config config.jsonc --bridge-url http://127.0.0.1:40427" in readme
+    assert "5102" not in readme

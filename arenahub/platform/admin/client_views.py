@@ -70,12 +70,15 @@ def _healthy(session: ClientSession, health: ClientHealth | None, now: float) ->
     return health is None or (health.maintenance is None and health.breaker(now) is not Breaker.OPEN)
 
 
-def _conflict(last_refusal: dict[str, Any] | None) -> str | None:
-    """Two instances with one client id: the one standing by was refused a moment ago."""
-    if not last_refusal or last_refusal["code"] != "client_id_in_use":
+def _conflict(last_refusal: dict[str, Any] | None, session: ClientSession | None) -> str | None:
+    """Two instances with one client id: the one standing by was refused a moment ago, while the connection
+    there is now was up (once the other has left and the one standing by serves, there is no conflict)."""
+    if not last_refusal or last_refusal["code"] != "client_id_in_use" or session is None or session.closed:
         return None
-    age = (dt.datetime.now(dt.UTC) - dt.datetime.fromisoformat(last_refusal["at"])).total_seconds()
-    return str(last_refusal["message"]) if age <= CONFLICT_SECONDS else None
+    at = dt.datetime.fromisoformat(last_refusal["at"])
+    age = (dt.datetime.now(dt.UTC) - at).total_seconds()
+    return str(last_refusal["message"]) if age <= CONFLICT_SECONDS and at.timestamp() >= session.connected_at \
+        else None
 
 
 def _stats_1h(answered: analytics.Answered | None) -> dict[str, Any]:
@@ -114,7 +117,7 @@ class _Viewer:
                     stats_1h=_stats_1h(self.last_hour.get(client_id)),
                     # Answers whose usage this client claimed far from the platform's count (since start).
                     usage_claim_gaps=platform.usage_claims.view(client_id),
-                    conflict=_conflict(view["last_refusal"]))
+                    conflict=_conflict(view["last_refusal"], session))
         return view
 
 

@@ -169,13 +169,13 @@ With another ARENAHUB_BRIDGE_PORT, make a matching script:
 ----------------------------------------------------------
 With the bridge running and the tab open, in a second terminal in this folder:
 
-    .venv/bin/arenahub bridge update-models --config config.jsonc
-    .venv/bin/arenahub bridge doctor --config config.jsonc
+    .venv/bin/arenahub bridge update-models --config config.jsonc --bridge-url http://127.0.0.1:{port}
+    .venv/bin/arenahub bridge doctor --config config.jsonc --bridge-url http://127.0.0.1:{port}
 
-The first writes models.json from the models the page offers (the running bridge picks it up by
-itself). The second checks the tab item by item (signed in, reCAPTCHA, models, uploads), makes one
-tiny real call, and says what to fix if something is wrong. If you changed ARENAHUB_BRIDGE_PORT,
-add --bridge-url http://127.0.0.1:PORT to both.
+The first writes models.json from the models the page offers and has the running bridge load it
+(it says how many models the bridge serves now). The second checks the tab item by item (signed in,
+reCAPTCHA, models, uploads), makes one tiny real call, and says what to fix if something is wrong.
+If you changed ARENAHUB_BRIDGE_PORT, put that port in --bridge-url.
 
 
 5. Check it

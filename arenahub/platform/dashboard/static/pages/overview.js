@@ -52,6 +52,13 @@ function recentRate(series, field, minutes = 5) {
   return total / (recent.length - 1 + partial);
 }
 
+// Why a connected client is unhealthy, as its bridge says it: what to do, else its state ("no tab").
+function sessionWhy(c) {
+  const s = (c.live && c.live.session) || {};
+  if (s.bridge_reachable === false) return s.last_error || "its bridge does not answer";
+  return s.action || s.last_error || (s.state && s.state !== "ready" ? s.state.replaceAll("_", " ") : "");
+}
+
 function attentionReasons(c) {
   const out = [];
   const breaker = c.health && c.health.breaker;
@@ -204,9 +211,9 @@ export default {
         h("a", { href: `#/clients?id=${encodeURIComponent(c.id)}`, class: "cell-main" }, c.name || c.id),
         h("span", { class: "mono muted" }, c.id),
         h("span", { class: "pills" }, reasons.map(([text, kind]) => pill(text, kind))),
-        h("span", { class: "muted attention-why" }, c.connected || c.live ? (c.maintenance_reason || "") :
+        h("span", { class: "muted attention-why" }, c.connected || c.live ? (c.maintenance_reason || sessionWhy(c)) :
           c.last_refusal ? `${c.last_refusal.message} (${fmtAgo(c.last_refusal.at)})` : "not connected"))),
-      items.length > 12 ? h("li", { class: "muted" }, `and ${items.length - 12} more`) : null);
+      ...(items.length > 12 ? [h("li", { class: "muted" }, `and ${items.length - 12} more`)] : []));
     }
 
     let lastClients = 0;
