@@ -141,11 +141,14 @@ class Stack:
     def start(self) -> None:
         self.upstream_port, self.platform_port, self.client_port = free_port(), free_port(), free_port()
         upstream = self._spawn("upstream", ["local-upstream", "--port", str(self.upstream_port), "--models", MODEL])
+        # The platform makes its database; the admin commands then register the client and the key in it
+        # (an admin command never makes a database), which the running platform takes at once.
+        platform = self._spawn("platform", ["platform", "--port", str(self.platform_port),
+                                            "--database-url", self.database_url, "--log-level", "warning"])
+        self._wait("answering /api/health", platform, lambda: _get_json(self.platform_url + "/api/health"))
         client_account = self._admin("create-client", "--name", "bench-client", "--max-concurrent", "256",
                                      "--bridge-url", self.upstream_url)
         self.consumer_key = self._admin("create-key", "--name", "bench-consumer")["key"]
-        platform = self._spawn("platform", ["platform", "--port", str(self.platform_port),
-                                            "--database-url", self.database_url, "--log-level", "warning"])
         config = {
             "platform_integration": {
                 "enabled": True, "platform_url": f"{self.platform_url}/api",
