@@ -146,10 +146,12 @@ async def tunnel_endpoint(ws: WebSocket) -> None:
     health = platform.dispatcher.health_of(account.id)
     if account.maintenance_reason and health.maintenance is None:
         health.maintenance = account.maintenance_reason
-    await platform.client_connected(session, hello)
-    session.start()
+    # The welcome is queued first: a routing frame for this client (an admin change read meanwhile) may be
+    # queued while client_connected awaits the database, and a client reads a welcome first.
     session.send_nowait(frames.Welcome(version=frames.PROTOCOL_VERSION, connection_id=session.connection_id,
                                        client_name=account.name, max_concurrent_requests=session.max_concurrent))
+    await platform.client_connected(session, hello)
+    session.start()
     if session.draining or health.maintenance or health.breaker(platform.dispatcher.clock()).value != "closed":
         platform.client_routing_changed(account.id)  # the client assumes normal routing unless told
     log.info("client %s (%s) connected: %d model(s), max %d concurrent, rpm %s", account.id, account.name,
