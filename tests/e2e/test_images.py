@@ -78,7 +78,9 @@ def test_images_through_platform_client_and_bridge(stack: Stack, priced_platform
     record = record_of(platform_db, first)
     assert (record["status"], record["images"], record["cost"]) == (200, 2, 2 * PER_IMAGE)
     assert record["client_id"] == painter.client_id and record["model"] == IMAGE_MODEL
-    assert balance(stack, platform_db, created["key_id"]) == 1_000_000 - (2 + 1 + 4) * PER_IMAGE
+    # The ledger reaches the database in batches (ARENAHUB_RECORD_FLUSH_SECONDS): wait for the last one.
+    wanted = 1_000_000 - (2 + 1 + 4) * PER_IMAGE
+    wait_until(lambda: balance(stack, platform_db, created["key_id"]) == wanted or None, 20, "the balance")
 
     # A key whose credit buys one image is refused two, and the refusal is recorded.
     poor = stack.admin("create-key", "--name", "poor", "--credit", "0.05", database_url=platform_db)
