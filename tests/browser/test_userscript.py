@@ -246,7 +246,8 @@ def test_unknown_messages_are_ignored(tab, lmarena_sim):
 # --- Pages that are not the chat ---------------------------------------------------------------
 
 def test_cloudflares_check_is_reported_then_cleared_by_the_browser(bridge, open_arena_tab, lmarena_sim):
-    lmarena_sim.control("cloudflare", {"mode": "challenge"})
+    # The interstitial waits long enough for the userscript to say hello on a slow machine (CI has 2 cores).
+    lmarena_sim.control("cloudflare", {"mode": "challenge", "clears_after_ms": 4000})
     open_arena_tab(bridge.url)
     first = bridge.next_tab()
     assert first.hello["facts"]["page"] == "challenge"

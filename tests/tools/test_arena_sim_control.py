@@ -44,6 +44,12 @@ async def test_challenge_mode_until_the_browser_clears_it(site):
     assert (await site.client.get("/")).status_code == 403
 
 
+async def test_the_challenge_takes_as_long_as_it_is_told(site):
+    await site.client.post("/__sim/cloudflare", json={"mode": "challenge", "clears_after_ms": 4000})
+    page = (await site.client.get("/")).text
+    assert "}, 4000);" in page and "}, 300);" not in page
+
+
 async def test_block_mode_until_turned_off(site):
     await site.client.post("/__sim/cloudflare", json={"mode": "block"})
     for path in ("/", "/cdn-cgi/challenge-platform/clear", "/_next/static/chunks/x.js"):
@@ -83,6 +89,7 @@ async def test_actions_and_storage_are_challenged_and_logged(site):
     ("/__sim/auth", {"auto_sign_in": "admin"}, "bad auth"),
     ("/__sim/auth", {"revoked": True}, "unknown field `revoked`"),
     ("/__sim/cloudflare", {"mode": "on"}, "bad cloudflare"),
+    ("/__sim/cloudflare", {"mode": "challenge", "clears_after_ms": 60_001}, "Expected `int` <= 60000"),
     ("/__sim/recaptcha", {"token_ttl_seconds": 0}, "Expected `float` > 0.0"),
     ("/__sim/recaptcha", {"fail_next": -1}, "Expected `int` >= 0"),
     ("/__sim/build", {"actions": "gone"}, "bad build"),

@@ -40,11 +40,11 @@ Account: one user id. The session cookie is split: ``arena-auth-prod-v1.0`` + ``
     ``POST /nextjs-api/sign-in/email`` (any JSON) signs in as user; ``GET /api/me``: 200 ``{id,
     isAnonymous}`` or 401 ``{"error": "User not found"}``.
 
-Cloudflare (``POST /__sim/cloudflare {"mode"}``): "challenge" answers requests without a valid
-    ``cf_clearance`` with 403 "Just a moment..." (``cf-mitigated: challenge``) whose script calls
-    ``/cdn-cgi/challenge-platform/clear`` after 300 ms and reloads; "block" answers everything with
-    403 "Attention Required! | Cloudflare" until turned off. ``/__sim/`` is exempt; ``/cdn-cgi/`` is
-    exempt from the challenge. Setting any mode forgets the clearances.
+Cloudflare (``POST /__sim/cloudflare {"mode", "clears_after_ms"?}``): "challenge" answers requests
+    without a valid ``cf_clearance`` with 403 "Just a moment..." (``cf-mitigated: challenge``) whose
+    script calls ``/cdn-cgi/challenge-platform/clear`` after ``clears_after_ms`` (300) and reloads;
+    "block" answers everything with 403 "Attention Required! | Cloudflare" until turned off. ``/__sim/`` is exempt;
+    ``/cdn-cgi/`` is exempt from the challenge. Setting any mode forgets the clearances.
 
 Stream API (any request content type; 200 answers are ``text/plain; charset=utf-8`` with
 ``x-vercel-ai-data-stream: v1``; refusals are JSON; GET etc. 405 and OPTIONS 204, with ``Allow``)

@@ -2,8 +2,8 @@
 
 Cloudflare has two scriptable modes. "challenge" answers every request without a valid
 ``cf_clearance`` cookie with the "Just a moment..." interstitial, whose script clears itself after
-~300 ms (``GET /cdn-cgi/challenge-platform/clear`` sets the cookie, then the page reloads), so a
-browser gets through on its own while a plain HTTP client does not. "block" answers everything
+``clears_after_ms`` (300 by default; ``GET /cdn-cgi/challenge-platform/clear`` sets the cookie, then
+the page reloads), so a browser gets through on its own while a plain HTTP client does not. "block" answers everything
 with "Sorry, you have been blocked" until the mode is turned off: only a person can act on that.
 ``/__sim/`` is never challenged or blocked; ``/cdn-cgi/`` is only blocked.
 """
@@ -37,7 +37,7 @@ setTimeout(function () {
   xhr.open("GET", "/cdn-cgi/challenge-platform/clear");
   xhr.onload = function () { location.reload(); };
   xhr.send();
-}, 300);
+}, CLEARS_AFTER_MS);
 </script></body></html>"""
 
 BLOCK_PAGE = """<!DOCTYPE html><html lang="en-US"><head><title>Attention Required! | Cloudflare</title>
@@ -56,8 +56,9 @@ def _cf_headers() -> dict[str, str]:
     return {"server": "cloudflare", "cf-ray": secrets.token_hex(8) + "-AMS", "cache-control": "no-store"}
 
 
-def challenge_response() -> Response:
-    return HTMLResponse(CHALLENGE_PAGE, status_code=403, headers={**_cf_headers(), "cf-mitigated": "challenge"})
+def challenge_response(clears_after_ms: int = 300) -> Response:
+    page = CHALLENGE_PAGE.replace("CLEARS_AFTER_MS", str(clears_after_ms))
+    return HTMLResponse(page, status_code=403, headers={**_cf_headers(), "cf-mitigated": "challenge"})
 
 
 def block_response() -> Response:
@@ -94,7 +95,7 @@ class Edge:
         if mode == "challenge":
             if path.startswith("/cdn-cgi/") or request.cookies.get(CLEARANCE_COOKIE) in self.sim.clearances:
                 return None
-            response = challenge_response()
+            response = challenge_response(self.sim.challenge_clears_after_ms)
         else:
             response = block_response()
         kind = kind_of(request.method, path, request.headers.get("next-action"))

@@ -36,6 +36,7 @@ class AuthControl(_Body):
 
 class CloudflareControl(_Body):
     mode: CloudflareMode
+    clears_after_ms: Annotated[int, Meta(ge=0, le=60_000)] = 300  # how long the interstitial takes
 
 
 class RecaptchaControl(_Body):
@@ -118,7 +119,8 @@ async def auth(request: Request) -> Response:
 async def cloudflare(request: Request) -> Response:
     sim = sim_of(request)
     try:
-        sim.set_cloudflare((await _decode(request, CloudflareControl)).mode)
+        body = await _decode(request, CloudflareControl)
+        sim.set_cloudflare(body.mode, body.clears_after_ms)
     except BadControl as exc:
         return _bad("cloudflare", exc)
     return JSONResponse({"mode": sim.cloudflare})

@@ -97,6 +97,7 @@ class SimState:
     tokens: TokenLedger = field(default_factory=TokenLedger)
     fail_next: int = 0
     cloudflare: CloudflareMode = "off"
+    challenge_clears_after_ms: int = 300
     clearances: set[str] = field(default_factory=set)
     evaluations: dict[str, Evaluation] = field(default_factory=dict)
     script: deque[Outcome] = field(default_factory=deque)
@@ -156,9 +157,10 @@ class SimState:
 
     # --- Cloudflare, reCAPTCHA, build ------------------------------------------------------------
 
-    def set_cloudflare(self, mode: CloudflareMode) -> None:
+    def set_cloudflare(self, mode: CloudflareMode, clears_after_ms: int = 300) -> None:
         """Setting a mode (any) forgets every clearance: a new challenge must be passed again."""
         self.cloudflare = mode
+        self.challenge_clears_after_ms = clears_after_ms
         self.clearances.clear()
 
     def rotate_site_key(self) -> None:
