@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING
 
 from starlette.requests import Request
 
+from arenahub.platform.accounting.limits import Refused
 from arenahub.platform.billing import InsufficientQuota
 from arenahub.platform.dashboard.auth import client_address
 from arenahub.platform.exchange import Exchange
-from arenahub.platform.limits import Refused
 from arenahub.platform.storage.accounts import ConsumerKey
 from arenahub.protocol.errors import (
     ApiError,

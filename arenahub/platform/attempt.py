@@ -17,9 +17,9 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from arenahub.platform.accounting.limits import Ticket
 from arenahub.platform.exchange import Exchange
 from arenahub.platform.flow import Inbox
-from arenahub.platform.limits import Ticket
 from arenahub.platform.tunnel_session import ClientGone, ClientSession, Incoming
 from arenahub.protocol import frames
 from arenahub.protocol.errors import ApiError, UpstreamError, UpstreamTimeout

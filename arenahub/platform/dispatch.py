@@ -22,6 +22,14 @@ import time
 from collections import Counter, OrderedDict, deque
 from collections.abc import Callable
 
+from arenahub.platform.accounting.limits import (
+    WINDOW,
+    Admitted,
+    Limits,
+    LimitState,
+    Refused,
+    format_retry_after,
+)
 from arenahub.platform.attempt import (
     Attempt,
     Placement,
@@ -34,14 +42,6 @@ from arenahub.platform.attempt import (
 )
 from arenahub.platform.exchange import Exchange
 from arenahub.platform.health import ClientHealth, HealthPolicy
-from arenahub.platform.limits import (
-    WINDOW,
-    Admitted,
-    Limits,
-    LimitState,
-    Refused,
-    format_retry_after,
-)
 from arenahub.platform.registry import ClientRegistry
 from arenahub.platform.routing import (
     DEFAULT_STRATEGY,

@@ -10,9 +10,9 @@ from typing import Any
 
 import msgspec
 
+from arenahub.platform.accounting.limits import Ticket
 from arenahub.platform.answer import AnswerMeter
 from arenahub.platform.billing.ledger import Reservation
-from arenahub.platform.limits import Ticket
 from arenahub.platform.records import RequestRecord
 from arenahub.platform.storage.accounts import ConsumerKey
 from arenahub.protocol import frames

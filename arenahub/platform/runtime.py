@@ -13,7 +13,9 @@ import msgspec
 from starlette.websockets import WebSocketDisconnect
 
 from arenahub.background import watched
-from arenahub.platform.accounting import Accounting
+from arenahub.platform.accounting.credit import Accounting
+from arenahub.platform.accounting.keys import KeyCache
+from arenahub.platform.accounting.limits import LimitState, Ticket
 from arenahub.platform.admin.token import AdminAuth, load_admin_auth
 from arenahub.platform.catalogue import ModelCatalogue
 from arenahub.platform.claims import UsageClaims
@@ -21,8 +23,6 @@ from arenahub.platform.dashboard.auth import DashboardAuth
 from arenahub.platform.dispatch import Dispatcher
 from arenahub.platform.exchange import Exchange, short
 from arenahub.platform.journal import Journal
-from arenahub.platform.keys import KeyCache
-from arenahub.platform.limits import LimitState, Ticket
 from arenahub.platform.live_settings import LiveSettings, follow
 from arenahub.platform.metrics import PlatformMetrics
 from arenahub.platform.records import RecordWriter, RequestRecord, keep_records_for

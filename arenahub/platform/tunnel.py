@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from arenahub.logs import printable
-from arenahub.platform import credentials
+from arenahub.platform.accounting import credentials
 from arenahub.platform.storage import accounts
 from arenahub.platform.tunnel_session import ClientSession
 from arenahub.protocol import frames

@@ -10,9 +10,9 @@ from typing import Any
 import msgspec
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from arenahub.platform.accounting.limits import Limits, LimitState
 from arenahub.platform.catalogue import ModelCatalogue
 from arenahub.platform.flow import DEFAULT_WINDOW, Inbox
-from arenahub.platform.limits import Limits, LimitState
 from arenahub.protocol import frames
 
 log = logging.getLogger("arenahub.platform.tunnel")

@@ -35,10 +35,10 @@ from typing import Any
 
 import msgspec
 
+from arenahub.platform.accounting.limits import Limits
 from arenahub.platform.dispatch import Dispatcher
 from arenahub.platform.exchange import Exchange
 from arenahub.platform.health import Breaker
-from arenahub.platform.limits import Limits
 from arenahub.platform.registry import LocalClientRegistry
 from arenahub.platform.settings import PlatformSettings
 from arenahub.platform.storage.accounts import ConsumerKey

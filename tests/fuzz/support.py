@@ -17,7 +17,7 @@ from typing import Any
 import schemathesis
 from hypothesis import HealthCheck, settings
 
-from arenahub.platform import credentials
+from arenahub.platform.accounting import credentials
 from arenahub.platform.app import create_app
 from arenahub.platform.settings import PlatformSettings
 from arenahub.platform.storage import accounts, billing_store

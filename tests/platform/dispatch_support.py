@@ -7,9 +7,9 @@ import time
 
 import msgspec
 
+from arenahub.platform.accounting.limits import Limits
 from arenahub.platform.dispatch import Attempt, Dispatcher
 from arenahub.platform.exchange import Exchange
-from arenahub.platform.limits import Limits
 from arenahub.platform.registry import LocalClientRegistry
 from arenahub.platform.settings import PlatformSettings
 from arenahub.platform.storage.accounts import ConsumerKey

@@ -14,9 +14,9 @@ import sqlalchemy as sa
 from starlette.testclient import TestClient
 
 from arenahub.cli import main
+from arenahub.platform.accounting.credentials import hash_secret
 from arenahub.platform.admin.token import SETTING as ADMIN_TOKEN_SETTING
 from arenahub.platform.app import create_app
-from arenahub.platform.credentials import hash_secret
 from arenahub.platform.dashboard.password import hash_password, verify_password
 from arenahub.platform.dashboard.sessions import IDLE, hash_session_id
 from arenahub.platform.settings import PlatformSettings

@@ -5,7 +5,7 @@ import asyncio
 
 import pytest
 
-from arenahub.platform.limits import Limits
+from arenahub.platform.accounting.limits import Limits
 from arenahub.platform.storage.accounts import ClientAccount
 from arenahub.platform.tunnel_session import ClientGone
 from arenahub.protocol.errors import ApiError, NoClientAvailable, UpstreamError

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from arenahub.platform import journal as journal_module
-from arenahub.platform.accounting import Accounting
+from arenahub.platform.accounting.credit import Accounting
 from arenahub.platform.billing.ledger import Kind, Ledger, Reservation, Usage
 from arenahub.platform.journal import Journal, Progress
 from arenahub.platform.records import JournalLine, RecordWriter, RequestRecord

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from arenahub.platform import limits as limits_module
-from arenahub.platform.limits import (
+from arenahub.platform.accounting import limits as limits_module
+from arenahub.platform.accounting.limits import (
     CONCURRENCY_RETRY_AFTER,
     WINDOW,
     Admitted,

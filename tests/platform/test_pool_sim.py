@@ -10,9 +10,9 @@ from types import SimpleNamespace
 import msgspec
 import pytest
 
+from arenahub.platform.accounting.limits import Limits
 from arenahub.platform.dispatch import Dispatcher
 from arenahub.platform.exchange import Exchange
-from arenahub.platform.limits import Limits
 from arenahub.platform.registry import LocalClientRegistry
 from arenahub.platform.routing import STRATEGIES, Fastest
 from arenahub.platform.settings import PlatformSettings

@@ -15,8 +15,8 @@ from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from arenahub.platform import credentials
-from arenahub.platform.keys import KeyCache
+from arenahub.platform.accounting import credentials
+from arenahub.platform.accounting.keys import KeyCache
 from arenahub.platform.records import RecordWriter, RequestRecord
 from arenahub.platform.storage import accounts, db, schema
 from arenahub.protocol.errors import InvalidApiKey

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from arenahub.platform import credentials
+from arenahub.platform.accounting import credentials
 from arenahub.platform.storage import accounts
 from arenahub.platform.storage.accounts import ClientAccount
 

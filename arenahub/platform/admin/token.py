@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from arenahub.platform import credentials
+from arenahub.platform.accounting import credentials
 from arenahub.platform.dashboard.sessions import end_all_sessions
 from arenahub.platform.storage.settings_store import get_setting, put_setting
 from arenahub.protocol.errors import ApiError

@@ -10,8 +10,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from arenahub.platform import credentials
-from arenahub.platform.limits import Limits
+from arenahub.platform.accounting import credentials
+from arenahub.platform.accounting.limits import Limits
 from arenahub.platform.storage.schema import clients, consumer_keys, model_approvals
 
 

@@ -18,10 +18,10 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from arenahub.platform.accounting.credentials import new_id
 from arenahub.platform.billing.ledger import ClientEarnings, Entry, Kind
 from arenahub.platform.billing.pricing import Price, format_usd
 from arenahub.platform.billing.statements import StatementLine, totals
-from arenahub.platform.credentials import new_id
 from arenahub.platform.storage import ledger_days
 from arenahub.platform.storage.accounts import _aware, utcnow
 from arenahub.platform.storage.schema import ledger_entries, model_prices

@@ -18,12 +18,12 @@ from collections.abc import Awaitable, Callable
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from arenahub.background import watched
-from arenahub.platform import credentials
+from arenahub.platform.accounting import credentials
 from arenahub.platform.storage.accounts import ConsumerKey, find_key, keys_changed_since
 from arenahub.platform.storage.db import DATABASE_ERRORS
 from arenahub.protocol.errors import InvalidApiKey
 
-log = logging.getLogger("arenahub.platform.keys")
+log = logging.getLogger("arenahub.platform.accounting.keys")
 
 
 class KeyCache:

@@ -35,7 +35,7 @@ from arenahub.platform.storage import billing_store
 from arenahub.platform.storage.accounts import utcnow
 from arenahub.platform.storage.db import DATABASE_ERRORS
 
-log = logging.getLogger("arenahub.platform.accounting")
+log = logging.getLogger("arenahub.platform.accounting.credit")
 
 # What a key with credit has held for an answer when the request sets no max_tokens (as far as the key
 # has it): its answer stops where the hold runs out. Settling charges what was used.
