@@ -187,3 +187,24 @@ def module_database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest
     data as they found it (checks of refusals, reads), so they need not pay for a database each."""
     with fresh_databases(tmp_path_factory.mktemp("module-db")) as made:
         yield made.new(str(request.param))
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One real redis-server per test worker (tests/redis_server.py)."""
+    from tests.redis_server import RedisServer
+
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: Any) -> str:
+    """The URL of an empty Redis (flushed before the test), running for as long as the test needs."""
+    if redis_server.process is None or redis_server.process.poll() is not None:
+        redis_server.start()  # a test stopped it
+    redis_server.flush()
+    return str(redis_server.url)

@@ -9,8 +9,9 @@ estimate to the actual count, so the window holds real usage. Concurrency caps r
 ``LimitState`` is the real implementation for one process. Time is injected (``now``, seconds
 from a monotonic clock), so there are no sockets, no sleeps and no globals. The application keeps
 one ``LimitState`` for consumer keys and one for clients (their ids could collide otherwise).
-``LocalLimitStore`` puts it behind the async ``LimitStore`` interface with a clock, so a shared
-implementation (Redis) can replace it when the platform runs several processes.
+``LocalLimitStore`` puts it behind the async ``LimitStore`` interface with a clock;
+``RedisLimitStore`` (limits_redis.py) is the same store shared by the instances of a cluster. One
+contract test suite runs against both (tests/platform/live/test_limit_store_contract.py).
 
 Rules:
 
@@ -167,7 +168,7 @@ class _Subject:
 class Ticket:
     """An admitted request; close it with ``finish`` or ``release``."""
 
-    __slots__ = ("_closed", "_state", "_use", "admitted_at", "est_tokens", "subject")
+    __slots__ = ("_closed", "_state", "_use", "admitted_at", "est_tokens", "subject", "token")
 
     def __init__(self, subject: str, admitted_at: float, est_tokens: int,
                  state: _Subject | None, use: _TokenUse | None) -> None:
@@ -177,6 +178,7 @@ class Ticket:
         self._state = state
         self._use = use
         self._closed = False
+        self.token: str | None = None  # its id in a shared store (limits_redis.py)
 
     @property
     def closed(self) -> bool:
