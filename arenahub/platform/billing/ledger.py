@@ -330,6 +330,14 @@ class Ledger:
                 self._earnings[c.client_id] = c
             self._money_ids.update(money_ids)
 
+    def reopen(self, reservations: Iterable[Reservation]) -> None:
+        """Know the reservations still open in the persisted book (their holds are in the restored
+        totals), so that they can be settled or released."""
+        with self._lock:
+            for r in reservations:
+                if r.request_id not in self._closed:
+                    self._open[r.request_id] = r
+
     def recompute(self, key_id: str) -> Account:
         """The key's account summed from its entries alone, to check the running totals against."""
         with self._lock:
