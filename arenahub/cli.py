@@ -82,6 +82,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "arenahub.db in the data folder: ARENAHUB_DATA_DIR, else .arenahub)")
     p.add_argument("--log-level", default=_env("LOG_LEVEL", "info"),
                    help="debug, info, warning or error (default: ARENAHUB_LOG_LEVEL, else info)")
+    p.add_argument("--redis-url", default=_env("REDIS_URL"),
+                   help="redis://HOST:PORT/DB: join the cluster of instances sharing this Redis and a PostgreSQL "
+                        "--database-url (default: ARENAHUB_REDIS_URL, else none: one instance)")
+    p.add_argument("--instance-id", default=_env("INSTANCE_ID"),
+                   help="this instance's name in logs, health and the dashboard (default: ARENAHUB_INSTANCE_ID, "
+                        "else host-pid-xxxx)")
     p.set_defaults(run=_run_platform)
 
     c = sub.add_parser("client", help="run a client: connect a bridge to the platform")
@@ -141,7 +147,8 @@ def _run_platform(args: argparse.Namespace) -> int:
 
     try:
         settings = PlatformSettings.from_env(host=args.host, port=args.port, database_url=args.database_url,
-                                             log_level=args.log_level)
+                                             log_level=args.log_level, redis_url=args.redis_url,
+                                             instance_id=args.instance_id)
         settings.resolved_database_url  # noqa: B018 - validate the URL before starting
         limits = connections.ServerLimits(
             header_timeout_seconds=settings.header_timeout_seconds, body_timeout_seconds=settings.body_timeout_seconds,

@@ -8,7 +8,6 @@ exchange's end gives back (``Platform.exchange_finished``).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -82,20 +81,23 @@ async def admit(platform: Platform, request: Request, ex: Exchange, est_tokens: 
     limits = ex.key.limits
     if not limits.unlimited:
         estimate = est_tokens() if limits.tpm else 0
-        admission = platform.key_limits.admit(ex.key.id, limits, now=time.monotonic(), est_tokens=estimate)
+        admission = await platform.key_limits.admit(ex.key.id, limits, est_tokens=estimate)
         if isinstance(admission, Refused):
             raise admission.error()
         ex.ticket = admission.ticket
         ex.rate_headers = admission.status.headers()
     try:
         try:
-            platform.accounting.reserve(ex, platform.settings.max_answer_tokens)
+            await platform.accounting.reserve(ex, platform.settings.max_answer_tokens)
         except InsufficientQuota:
             if not await platform.accounting.recheck(ex.key.id):
                 raise
-            platform.accounting.reserve(ex, platform.settings.max_answer_tokens)
-    except ApiError as err:  # out of credit (402)
+            await platform.accounting.reserve(ex, platform.settings.max_answer_tokens)
+    except ApiError as err:  # out of credit (402), or the shared credit unreachable (503)
         if ex.ticket is not None:
-            platform.key_limits.release(ex.ticket)
+            try:
+                await platform.key_limits.release(ex.ticket)
+            except ApiError:
+                pass  # unreachable too: the slot comes back with the ticket's lease (limits_redis.py)
         err.headers = {**ex.rate_headers, **err.headers}
         raise

@@ -124,12 +124,13 @@ class ExchangeResponse(WatchedResponse):
         return "the answer reached its token limit" if self.ex.meter.cut else "consumer disconnected"
 
     def done(self) -> None:
-        self.platform.exchange_finished(self.ex)  # once: not again when _book() did it
+        if not self.ex.booked:  # once: not again when _book() did it
+            self.platform.finish_later(self.ex)
 
     async def _book(self) -> None:
         """Settle and record the exchange, and wait until its books would survive a kill -9 (the journal,
         records.py): run before the last bytes, so an answer the consumer saw end is always in the books."""
-        self.platform.exchange_finished(self.ex)
+        await self.platform.exchange_finished(self.ex)
         await self.platform.writer.durable()
 
     def _start_headers(self, content_type: str, extra: dict[str, str] | None = None) -> list[tuple[bytes, bytes]]:

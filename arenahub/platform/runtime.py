@@ -12,13 +12,16 @@ from dataclasses import replace
 import msgspec
 from starlette.websockets import WebSocketDisconnect
 
+from arenahub import __version__
 from arenahub.background import watched
 from arenahub.platform.accounting.credit import Accounting
 from arenahub.platform.accounting.keys import KeyCache
-from arenahub.platform.accounting.limits import LimitState, Ticket
 from arenahub.platform.admin.token import AdminAuth, load_admin_auth
 from arenahub.platform.catalogue import ModelCatalogue
 from arenahub.platform.claims import UsageClaims
+from arenahub.platform.cluster.errors import LiveStateUnavailable
+from arenahub.platform.cluster.instances import InstanceCard, new_instance_id
+from arenahub.platform.cluster.live import build as build_live_state
 from arenahub.platform.dashboard.auth import DashboardAuth
 from arenahub.platform.dispatch import Dispatcher
 from arenahub.platform.exchange import Exchange, short
@@ -45,10 +48,17 @@ class Platform:
     def __init__(self, settings: PlatformSettings) -> None:
         self.settings = settings  # replaced when live settings change (apply_settings): read it when needed
         self.live = LiveSettings(settings)
+        self.instance_id = settings.instance_id or new_instance_id()
         self.engine = create_engine(settings.resolved_database_url)
-        self.accounting = Accounting(self.engine)
-        self.keys = KeyCache(self.engine, on_new_key=self.accounting.load_key)
         self.registry = LocalClientRegistry()
+        self.started_at = time.time()
+        self.shutting_down = False
+        self._inflight: set[str] = set()
+        self._settling: set[asyncio.Task[None]] = set()  # exchanges being settled after their response
+        # The live state shared with the other instances (cluster/): in this process without a Redis URL.
+        self.cluster = build_live_state(settings.redis_url, self.instance_card, self.engine, self._flush_books)
+        self.accounting = Accounting(self.engine, self.cluster.credit, rebuild=self.cluster.rebuild)
+        self.keys = KeyCache(self.engine, on_new_key=self.accounting.load_key)
         self.journal = Journal(settings.resolved_journal_dir, fsync=settings.journal_fsync)
         self.writer = RecordWriter(self.engine, flush_seconds=settings.record_flush_seconds,
                                    batch_size=settings.record_batch_size, ledger_entries=self.accounting.drain,
@@ -62,12 +72,9 @@ class Platform:
         self.catalog: set[str] = set()  # every model a client has served here: unknown ones are 404s
         self.catalogue = ModelCatalogue()  # the operator's (catalogue.py); off unless turned on
         self._catalogue_version: object = None
-        self.key_limits = LimitState()
+        self.key_limits = self.cluster.key_limits
         self.admin: AdminAuth
         self.dashboard: DashboardAuth  # sessions, sign-in and the admin API gate
-        self.shutting_down = False
-        self.started_at = time.time()
-        self._inflight: set[str] = set()
         self._idle = asyncio.Event()
         self._idle.set()
         self._tasks: list[asyncio.Task[None]] = []
@@ -81,6 +88,7 @@ class Platform:
             log.info("settings changed from the dashboard (they win over flags and environment): %s",
                      self.live.overrides)
             self.apply_settings(self.live.current)
+        await self.cluster.start()
         self.admin = await load_admin_auth(self.engine, self.settings.admin_token)
         self.dashboard = DashboardAuth(self.engine, self.admin, credentials=self.credential_throttle)
         await self.dashboard.start()
@@ -140,7 +148,18 @@ class Platform:
         await self.keys.stop()
         await self.accounting.stop()
         await self.writer.close()
+        await self.cluster.stop()
         await self.engine.dispose()
+
+    def instance_card(self) -> InstanceCard:
+        """What this instance says about itself to the others (cluster/instances.py)."""
+        return InstanceCard(self.instance_id, address=f"{self.settings.host}:{self.settings.port}",
+                            version=__version__, started_at=self.started_at,
+                            clients=sum(1 for s in self.registry.sessions() if not s.closed),
+                            in_flight=len(self._inflight), draining=self.shutting_down)
+
+    async def _flush_books(self) -> None:
+        await self.writer.flush()
 
     # -- requests -----------------------------------------------------------------------------
     def model_known(self, model: str) -> bool:
@@ -154,31 +173,48 @@ class Platform:
         self._inflight.add(ex.id)
         self._idle.clear()
 
-    def exchange_finished(self, ex: Exchange) -> None:
+    def finish_later(self, ex: Exchange) -> None:
+        """Settle and record the exchange in a task of its own (its response's task is ending); the
+        platform is idle only once it has."""
+        task = asyncio.create_task(self.exchange_finished(ex), name=f"settle-{ex.id}")
+        self._settling.add(task)
+        task.add_done_callback(self._settling.discard)
+
+    async def exchange_finished(self, ex: Exchange) -> None:
         """Settle, record and count the exchange; once (later calls do nothing)."""
         if ex.booked:
             return
         ex.booked = True
-        self._inflight.discard(ex.id)
-        if not self._inflight:
-            self._idle.set()
-        # Settled and recorded exactly once, whatever failed before: the record goes to the writer before
-        # anything else can fail, and a bug in one of the other books is logged, not allowed to lose it.
+        try:
+            await self._settle(ex)
+        finally:
+            self._inflight.discard(ex.id)
+            if not self._inflight:
+                self._idle.set()
+
+    async def _settle(self, ex: Exchange) -> None:
+        # Settled and recorded exactly once, whatever failed before: a bug or an outage in the book is logged,
+        # and is not allowed to lose the record nor to hold the credit.
         usage = ex.usage()  # the platform's own count: never negative, never raises
         try:
-            ex.cost = self.accounting.close(ex, usage["prompt_tokens"], usage["completion_tokens"])
+            ex.cost = await self.accounting.close(ex, usage["prompt_tokens"], usage["completion_tokens"])
         except Exception:  # a bug in the book must not lose the record nor hold the credit: log it loudly
             log.exception("settling request %s failed; releasing its reservation", ex.id)
             try:
                 if ex.reservation is not None:
-                    self.accounting.ledger.release(ex.reservation)
+                    await self.accounting.store.release(ex.reservation)
             except Exception:
                 log.exception("releasing the reservation of request %s failed", ex.id)
         record = ex.record(usage)
         self.writer.add(record)
         if self.settings.store_prompts:  # off by default: then no prompt or answer is kept anywhere
             self.writer.add_content(ex.id, record.created_at, ex.prompt(), ex.answer())
-        self.after_record(record, ex.ticket)
+        self.after_record(record)
+        if ex.ticket is not None:
+            try:
+                await self.key_limits.finish(ex.ticket, record.prompt_tokens + record.completion_tokens)
+            except LiveStateUnavailable as exc:  # its slot comes back with its lease (limits_redis.py)
+                log.warning("closing the rate-limit ticket of request %s failed: %s", ex.id, exc.message)
         if record.detail and "claimed_usage" in record.detail and record.client_id:
             self.usage_claims.gap(record.client_id, record.detail["claimed_usage"], usage)
             self.metrics.usage_claim_gap(record.client_id)
@@ -191,16 +227,14 @@ class Platform:
             latency_ms=round((time.perf_counter() - started) * 1000, 3), ttft_ms=None, prompt_tokens=0,
             completion_tokens=0, attempts=0, detail={"attempts": [], "error": short(err.message)})
         self.writer.add(record)
-        self.after_record(record, None)
+        self.after_record(record)
 
-    def after_record(self, record: RequestRecord, ticket: Ticket | None) -> None:
-        """The key's rate-limit window and the metrics, after a request's record is safe with the writer."""
+    def after_record(self, record: RequestRecord) -> None:
+        """The metrics, after a request's record is safe with the writer."""
         try:
-            if ticket is not None:
-                self.key_limits.finish(ticket, record.prompt_tokens + record.completion_tokens, now=time.monotonic())
             self.metrics.request_finished(record)
         except Exception:  # the record is kept whatever these do
-            log.exception("updating the limits or metrics of request %s failed", record.id)
+            log.exception("updating the metrics of request %s failed", record.id)
 
     @property
     def inflight(self) -> int:

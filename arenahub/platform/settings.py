@@ -80,6 +80,12 @@ class PlatformSettings:
     max_connections_per_address: int = 64
     max_connections: int = 0
     log_level: str = "info"
+    # Several instances as one platform (cluster/): the Redis that holds their shared live state (limits,
+    # credit, connected clients, changes); empty: one instance, everything in this process. A cluster's
+    # books must be in one PostgreSQL database.
+    redis_url: str = field(default="", repr=False)
+    # This instance's name in logs, /api/health, metrics and the dashboard; empty: host-pid-xxxx.
+    instance_id: str = ""
     # Sets the admin API's token (for automated deployments); empty: one is generated on first start.
     admin_token: str = field(default="", repr=False)
 
@@ -91,6 +97,17 @@ class PlatformSettings:
             raise ValueError(f"log_level {self.log_level!r} is not one of {', '.join(LOG_LEVELS)}")
         if not 0 < self.breaker_failure_ratio <= 1:  # (a NaN fails every comparison, so it is refused too)
             raise ValueError(f"breaker_failure_ratio must be above 0 and at most 1, got {self.breaker_failure_ratio}")
+        if self.redis_url:
+            scheme = self.redis_url.split("://", 1)[0].lower()
+            if scheme not in ("redis", "rediss", "unix"):
+                raise ValueError("redis_url must look like redis://HOST:PORT/DB (or rediss://, unix://), "
+                                 f"not a {scheme or 'bare'} URL")
+            if self.resolved_database_url.startswith("sqlite"):
+                raise ValueError("redis_url joins a cluster of platform instances, whose books must be in one "
+                                 "shared database: give a PostgreSQL --database-url (postgresql+asyncpg://...) "
+                                 "too; SQLite is for a platform that runs as one instance")
+        if len(self.instance_id) > 64 or not all(c.isalnum() or c in "-_." for c in self.instance_id):
+            raise ValueError("instance_id must be at most 64 letters, digits, '-', '_' or '.'")
         for name, (low, high) in BOUNDS.items():
             value = getattr(self, name)
             if not low <= value <= high or (name in ABOVE_ZERO and not value > 0):

@@ -256,7 +256,7 @@ async def test_a_kill_loses_nothing_that_was_durable_and_the_restart_releases_on
     assert await count(engine, request_records) == 2
     assert await count(engine, request_totals, "requests") == 2, "r0, in the batch and in the journal, counts once"
     assert await count(engine, ledger_days, "cost") == 12_000 * len(day_sums.SHAPES), "r1 once in each shape"
-    totals = await billing_store.load_totals(engine)
+    totals = await billing_store.load_book(engine)
     assert totals.balances == {"key_1": (1_000_000 - 12_000, 0)}
     assert [(c.client_id, c.requests, c.value) for c in totals.earnings] == [("cl_1", 1, 12_000)]
     assert files(journal_dir) == [] and await restarted.recover() == 0

@@ -29,27 +29,27 @@ def platform(tmp_path) -> Platform:
     return Platform(PlatformSettings(database_url=f"sqlite+aiosqlite:///{tmp_path / 'p.db'}"))
 
 
-def test_a_settle_that_fails_still_leaves_the_record_and_releases_the_credit(platform: Platform, monkeypatch):
+async def test_a_settle_that_fails_still_leaves_the_record_and_releases_the_credit(platform: Platform, monkeypatch):
     ledger: Ledger = platform.accounting.ledger
     ledger.topup("key_1", 10_000_000)
     ex = exchange()
     ex.reservation = ledger.reserve("key_1", ex.id, 1_000_000)
 
-    def broken(*args: object) -> int:
+    async def broken(*args: object) -> int:
         raise RuntimeError("a bug in the book")
     monkeypatch.setattr(platform.accounting, "close", broken)
     platform.exchange_started(ex)
-    platform.exchange_finished(ex)
+    await platform.exchange_finished(ex)
     writer = platform.writer
     assert [r["id"] for r in writer._pending] == ["r1"]  # the record is with the writer
     assert ledger.account("key_1").held == 0  # nothing is held until a restart
     assert [e.kind for e in writer._entries + ledger.drain_new_entries()][-1] is Kind.RELEASE
 
 
-def test_an_absurd_cost_is_bounded_not_an_error(platform: Platform):
+async def test_an_absurd_cost_is_bounded_not_an_error(platform: Platform):
     ledger: Ledger = platform.accounting.ledger
     ledger.topup("key_1", 10_000_000)
     ex = exchange()
     ex.reservation = ledger.reserve("key_1", ex.id, 1_000_000)
-    charge = platform.accounting.close(ex, 10**15, 10**15)
+    charge = await platform.accounting.close(ex, 10**15, 10**15)
     assert charge == 10_000_000  # capped at what the key had: never an InvalidAmount

@@ -244,6 +244,17 @@ class RedisCreditStore:
             raise LiveStateUnavailable("credit", exc) from exc
         return Account(key_id, unlimited, int(balance or 0), int(held or 0))
 
+    async def accounts(self, keys: Sequence[tuple[str, bool]]) -> list[Account]:
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for key_id, _ in keys:
+                    pipe.hmget(_credit(key_id), ["balance", "held"])
+                rows = await pipe.execute()
+        except UNREACHABLE as exc:
+            raise LiveStateUnavailable("credit", exc) from exc
+        return [Account(key_id, unlimited, int(row[0] or 0), int(row[1] or 0))
+                for (key_id, unlimited), row in zip(keys, rows, strict=True)]
+
     async def earnings(self, client_id: str) -> ClientEarnings:
         try:
             values = await self.redis.hmget(_earn(client_id),

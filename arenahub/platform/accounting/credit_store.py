@@ -54,6 +54,10 @@ class CreditStore(Protocol):
 
     async def account(self, key_id: str, *, unlimited: bool) -> Account: ...
 
+    async def accounts(self, keys: Sequence[tuple[str, bool]]) -> list[Account]:
+        """``account`` for each (key id, unlimited), in one round trip."""
+        ...
+
     async def earnings(self, client_id: str) -> ClientEarnings: ...
 
     async def restore(self, book: Book) -> None:
@@ -85,6 +89,9 @@ class LocalCreditStore:
 
     async def account(self, key_id: str, *, unlimited: bool) -> Account:
         return replace(self.ledger.account(key_id), unlimited=unlimited)
+
+    async def accounts(self, keys: Sequence[tuple[str, bool]]) -> list[Account]:
+        return [replace(self.ledger.account(key_id), unlimited=unlimited) for key_id, unlimited in keys]
 
     async def earnings(self, client_id: str) -> ClientEarnings:
         return self.ledger.earnings(client_id)

@@ -192,7 +192,7 @@ async def client_earnings(request: Request) -> Response:
     client_id = request.path_params["client_id"]
     if await accounts.get_client(platform.engine, client_id) is None:
         raise _no_client(client_id)
-    e = platform.accounting.ledger.earnings(client_id)
+    e = await platform.accounting.store.earnings(client_id)
     return JSONResponse({"client_id": client_id, "requests": e.requests, "prompt_tokens": e.prompt_tokens,
                          "completion_tokens": e.completion_tokens,
                          "total_tokens": e.prompt_tokens + e.completion_tokens, "images": e.images,

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import replace
 from typing import TYPE_CHECKING, Annotated, Any
 
 import msgspec
@@ -83,18 +82,20 @@ async def _key_or_404(platform: Platform, key_id: str) -> accounts.ConsumerKey:
     return key
 
 
-def _key_json(platform: Platform, key: accounts.ConsumerKey) -> dict[str, Any]:
-    """The key as the admin sees it, with its credit from the live ledger."""
-    return {**key.public(), "credit": _credit(platform, key)}
+async def _key_json(platform: Platform, key: accounts.ConsumerKey) -> dict[str, Any]:
+    """The key as the admin sees it, with its live credit."""
+    return {**key.public(), "credit": await _credit(platform, key)}
 
 
-def _credit(platform: Platform, key: accounts.ConsumerKey) -> dict[str, Any]:
-    return replace(platform.accounting.ledger.account(key.id), unlimited=key.unlimited).public()
+async def _credit(platform: Platform, key: accounts.ConsumerKey) -> dict[str, Any]:
+    return (await platform.accounting.store.account(key.id, unlimited=key.unlimited)).public()
 
 
 async def list_keys(request: Request) -> Response:
     platform = _platform(request)
-    return JSONResponse({"data": [_key_json(platform, k) for k in await accounts.list_keys(platform.engine)]})
+    keys = await accounts.list_keys(platform.engine)
+    credit = await platform.accounting.store.accounts([(k.id, k.unlimited) for k in keys])
+    return JSONResponse({"data": [{**k.public(), "credit": c.public()} for k, c in zip(keys, credit, strict=True)]})
 
 
 async def create_key(request: Request) -> Response:
@@ -108,14 +109,14 @@ async def create_key(request: Request) -> Response:
                               max_concurrent=body.max_concurrent, allowed_models=body.models,
                               expires_at=expires_at, meta=body.metadata, unlimited=unlimited)
     if credit:
-        platform.accounting.top_up(key_id, credit, note="starting credit")
+        await platform.accounting.top_up(key_id, credit, note="starting credit")
     key = await _key_or_404(platform, key_id)
-    return JSONResponse({"key": secret, **_key_json(platform, key)}, status_code=201)
+    return JSONResponse({"key": secret, **await _key_json(platform, key)}, status_code=201)
 
 
 async def show_key(request: Request) -> Response:
     platform = _platform(request)
-    return JSONResponse(_key_json(platform, await _key_or_404(platform, request.path_params["key_id"])))
+    return JSONResponse(await _key_json(platform, await _key_or_404(platform, request.path_params["key_id"])))
 
 
 async def update_key(request: Request) -> Response:
@@ -131,7 +132,7 @@ async def update_key(request: Request) -> Response:
         changes["expires_at"] = _utc(changes["expires_at"])
     if changes and not await accounts.update_key(platform.engine, key_id, **changes):
         raise NotFound(f"No key with id {key_id!r}.", code="key_not_found")
-    return JSONResponse(_key_json(platform, await _key_or_404(platform, key_id)))
+    return JSONResponse(await _key_json(platform, await _key_or_404(platform, key_id)))
 
 
 async def rotate_key(request: Request) -> Response:
@@ -140,7 +141,7 @@ async def rotate_key(request: Request) -> Response:
     secret = await accounts.rotate_key(platform.engine, key_id)
     if secret is None:
         raise NotFound(f"No key with id {key_id!r}.", code="key_not_found")
-    return JSONResponse({"key": secret, **_key_json(platform, await _key_or_404(platform, key_id))})
+    return JSONResponse({"key": secret, **await _key_json(platform, await _key_or_404(platform, key_id))})
 
 
 async def delete_key(request: Request) -> Response:
@@ -151,18 +152,18 @@ async def delete_key(request: Request) -> Response:
 
 
 async def _money(request: Request, kind: type[TopUp | Adjustment]) -> Response:
-    """A top-up or an adjustment, in the live ledger at once; persisted with the writer's next batch."""
+    """A top-up or an adjustment: written to the book, then spendable at once."""
     platform = _platform(request)
     key = await _key_or_404(platform, request.path_params["key_id"])
     body = await _body(request, kind)
     adjustment = kind is Adjustment
     amount = parse_usd(body.amount, field="amount", signed=adjustment)  # not 0: its type's pattern
     book = platform.accounting.adjust if adjustment else platform.accounting.top_up
-    entry: Entry = book(key.id, amount, note=body.note)
+    entry: Entry = await book(key.id, amount, note=body.note)
     return JSONResponse({"entry_id": entry.entry_id, "key_id": key.id, "kind": entry.kind.value,
                          "amount_usd": format_usd(entry.amount), "amount_micros": entry.amount, "note": entry.note,
                          "created_at": entry.created_at.isoformat(),
-                         "credit": _credit(platform, key)}, status_code=201)
+                         "credit": await _credit(platform, key)}, status_code=201)
 
 
 async def top_up_key(request: Request) -> Response:

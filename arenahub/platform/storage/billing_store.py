@@ -1,7 +1,8 @@
 """The ledger's entries and the admin's prices in the database.
 
-The platform keeps the live ledger in memory (``billing.ledger``) and persists its entries in
-batches; it starts from per-key totals summed here. The CLI writes top-ups and prices here
+The platform keeps the live balances in a credit store (accounting/credit_store.py: in memory, or in
+Redis for a cluster) and persists its entries in batches; the store starts from the book summed here
+(``load_book``). The CLI writes top-ups and prices here
 directly; a running platform merges them within seconds (``money_since``, ``prices_since``).
 Statements read the per-day sums of ``ledger_days`` (written with the entries) for whole days and the
 entries only for the ragged ends of a period, so a month costs about what a day does.
@@ -11,7 +12,6 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -19,12 +19,13 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from arenahub.platform.accounting.credentials import new_id
-from arenahub.platform.billing.ledger import ClientEarnings, Entry, Kind
+from arenahub.platform.accounting.credit_store import Book
+from arenahub.platform.billing.ledger import ClientEarnings, Entry, Kind, Reservation
 from arenahub.platform.billing.pricing import Price, format_usd
 from arenahub.platform.billing.statements import StatementLine, totals
 from arenahub.platform.storage import ledger_days
 from arenahub.platform.storage.accounts import _aware, utcnow
-from arenahub.platform.storage.schema import ledger_entries, model_prices
+from arenahub.platform.storage.schema import consumer_keys, ledger_entries, model_prices
 
 _MONEY = (Kind.TOPUP.value, Kind.ADJUSTMENT.value)
 _CLOSING = (Kind.SETTLE.value, Kind.RELEASE.value)
@@ -62,24 +63,12 @@ async def insert_entries(engine: AsyncEngine, entries: Sequence[Entry]) -> None:
         await ledger_days.add(conn, (e for e in entries if e.entry_id in added))
 
 
-@dataclass(frozen=True)
-class BookTotals:
-    balances: dict[str, tuple[int, int]]  # key id -> (balance, held)
-    earnings: list[ClientEarnings]
-    money_ids: list[str]
-
-
 async def release_orphans(engine: AsyncEngine, *, note: str = "released at platform start: the platform "
                           "stopped before the request ended") -> int:
     """Release every reservation with no settle or release (requests cut off by a stop). Returns how many."""
-    closing = sa.alias(ledger_entries, "closing")
-    orphans = (sa.select(ledger_entries.c.key_id, ledger_entries.c.request_id, ledger_entries.c.hold)
-               .where(ledger_entries.c.kind == Kind.RESERVE.value,
-                      ~sa.exists().where(closing.c.request_id == ledger_entries.c.request_id,
-                                         closing.c.kind.in_(_CLOSING))))
     now = utcnow()
     async with engine.begin() as conn:
-        rows = (await conn.execute(orphans)).all()
+        rows = (await conn.execute(_open_reservations())).all()
         if rows:
             await conn.execute(_insert(conn, ledger_entries).on_conflict_do_nothing(), [
                 entry_row(Entry(new_id("le"), r.key_id, Kind.RELEASE, 0, -int(r.hold), now,
@@ -87,8 +76,19 @@ async def release_orphans(engine: AsyncEngine, *, note: str = "released at platf
     return len(rows)
 
 
-async def load_totals(engine: AsyncEngine) -> BookTotals:
-    """Per-key balance and held credit, client earnings, and the ids of top-ups and adjustments."""
+def _open_reservations() -> sa.Select[Any]:
+    """The reservations with no settle or release (requests in progress, or cut off by a stop)."""
+    closing = sa.alias(ledger_entries, "closing")
+    return (sa.select(ledger_entries.c.key_id, ledger_entries.c.request_id, ledger_entries.c.hold,
+                      ledger_entries.c.entry_id)
+            .where(ledger_entries.c.kind == Kind.RESERVE.value,
+                   ~sa.exists().where(closing.c.request_id == ledger_entries.c.request_id,
+                                      closing.c.kind.in_(_CLOSING))))
+
+
+async def load_book(engine: AsyncEngine) -> Book:
+    """What the ledger of record adds up to: per-key balance and held credit, client earnings, the ids of
+    top-ups and adjustments, the reservations still open and the unlimited keys."""
     e = ledger_entries.c
     async with engine.connect() as conn:
         balances = {r.key_id: (int(r.balance), int(r.held)) for r in (await conn.execute(
@@ -101,7 +101,11 @@ async def load_totals(engine: AsyncEngine) -> BookTotals:
                       sa.func.sum(-e.amount).label("value"))
             .where(e.kind == Kind.SETTLE.value, e.client_id.is_not(None)).group_by(e.client_id))).all()]
         money_ids = list((await conn.execute(sa.select(e.entry_id).where(e.kind.in_(_MONEY)))).scalars())
-    return BookTotals(balances, earnings, money_ids)
+        reservations = [Reservation(r.key_id, r.request_id, int(r.hold), r.entry_id)
+                        for r in (await conn.execute(_open_reservations())).all()]
+        unlimited = frozenset((await conn.execute(
+            sa.select(consumer_keys.c.id).where(consumer_keys.c.unlimited.is_(True)))).scalars())
+    return Book(balances, earnings, money_ids, reservations, unlimited)
 
 
 async def key_balance(engine: AsyncEngine, key_id: str) -> tuple[int, int]:
