@@ -158,8 +158,8 @@ def _run_platform(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"arenahub platform: {exc}", file=sys.stderr)
         return 2
-    logs.configure_logging(settings.log_level)
     platform = Platform(settings)
+    logs.configure_logging(settings.log_level, platform.instance_id if settings.redis_url else "")
 
     async def drain() -> None:
         platform.begin_shutdown()

@@ -60,9 +60,11 @@ def _chain(exc: BaseException | None) -> list[BaseException]:
     return seen
 
 
-def configure_logging(level: str) -> None:
+def configure_logging(level: str, instance: str = "") -> None:
     """One stream handler on the root logger, with ``SafeFormatter`` (unless the root already has a
-    handler); uvicorn's own loggers write through it too (see ``server``)."""
+    handler); uvicorn's own loggers write through it too (see ``server``). ``instance``: a platform
+    instance's id, on every line (a cluster's logs are read side by side)."""
     handler = logging.StreamHandler()
-    handler.setFormatter(SafeFormatter(LOG_FORMAT))
+    fmt = LOG_FORMAT.replace("%(name)s", f"[{instance}] %(name)s") if instance else LOG_FORMAT
+    handler.setFormatter(SafeFormatter(fmt))
     logging.basicConfig(level=level.upper(), handlers=[handler])

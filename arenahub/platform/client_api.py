@@ -111,6 +111,9 @@ async def health(request: Request) -> Response:
     platform: Platform = request.app.state.platform
     sessions = list(platform.registry.sessions())
     available = sum(1 for s in sessions if s.available)
+    # A draining instance answers 503, so that a load balancer's health check takes it out of rotation
+    # (deploy/); its requests in flight still finish.
+    status = 503 if platform.shutting_down else 200
     body: dict[str, object] = {"status": "shutting_down" if platform.shutting_down else "ok",
                                "serving": available > 0 and not platform.shutting_down}
     if request.headers.get("authorization"):
@@ -122,10 +125,11 @@ async def health(request: Request) -> Response:
                 raise
             # Another credential (a consumer key, say), or throttled: the answer anybody gets. A wrong
             # token still counts against the address, and while it is throttled no token tells more.
-            return JSONResponse(body)
-        body.update(clients_connected=len(sessions), clients_available=available,
-                    requests_in_flight=platform.inflight, models=sorted(platform.registry.models()))
-    return JSONResponse(body)
+            return JSONResponse(body, status_code=status)
+        body.update(instance=platform.instance_id, clients_connected=len(sessions), clients_available=available,
+                    requests_in_flight=platform.inflight, models=sorted(platform.registry.models()),
+                    cluster=await platform.cluster_health())
+    return JSONResponse(body, status_code=status)
 
 
 routes = [

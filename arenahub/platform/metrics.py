@@ -48,6 +48,7 @@ class LabelCap:
 class PlatformMetrics:
     def __init__(self, platform: Platform, *, max_clients: int = 50, max_models: int = 50) -> None:
         self.registry = CollectorRegistry()
+        self._instance = platform.instance_id
         self._client_label = LabelCap(max_clients)
         self._model_label = LabelCap(max_models)
         r = self.registry
@@ -109,7 +110,22 @@ class PlatformMetrics:
         self._refused_credentials.labels(kind, "yes" if throttled else "no").inc()
 
     def exposition(self) -> bytes:
-        return generate_latest(self.registry)
+        return generate_latest(_Labelled(self.registry, self._instance))
+
+
+class _Labelled:
+    """Every sample with the instance's id as ``platform_instance`` (``instance`` is the label Prometheus
+    gives the scrape target), so that a cluster's series add up and stay apart."""
+
+    def __init__(self, registry: CollectorRegistry, instance: str) -> None:
+        self._registry = registry
+        self._instance = instance
+
+    def collect(self) -> Iterator[Metric]:
+        for family in self._registry.collect():
+            family.samples = [s._replace(labels={**s.labels, "platform_instance": self._instance})
+                              for s in family.samples]
+            yield family
 
 
 class _LiveState:

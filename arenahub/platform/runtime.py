@@ -48,7 +48,7 @@ class Platform:
     def __init__(self, settings: PlatformSettings) -> None:
         self.settings = settings  # replaced when live settings change (apply_settings): read it when needed
         self.live = LiveSettings(settings)
-        self.instance_id = settings.instance_id or new_instance_id()
+        self.instance_id = str(settings.instance_id) or new_instance_id()
         self.engine = create_engine(settings.resolved_database_url)
         self.registry = LocalClientRegistry()
         self.started_at = time.time()
@@ -157,6 +157,18 @@ class Platform:
                             version=__version__, started_at=self.started_at,
                             clients=sum(1 for s in self.registry.sessions() if not s.closed),
                             in_flight=len(self._inflight), draining=self.shutting_down)
+
+    async def cluster_health(self) -> dict[str, object]:
+        """The cluster as this instance sees it: its peers (with their cards) and whether Redis answers."""
+        if not self.cluster.shared:
+            return {"shared_state": "in_process", "instances": [msgspec.to_builtins(self.instance_card())]}
+        try:
+            ready = await self.cluster.credit_ready()
+        except LiveStateUnavailable:
+            return {"shared_state": "unreachable", "instances": []}
+        cards = await self.cluster.directory.alive()
+        return {"shared_state": "ready" if ready else "loading",
+                "instances": [msgspec.to_builtins(c) for c in cards]}
 
     async def _flush_books(self) -> None:
         await self.writer.flush()

@@ -260,7 +260,7 @@ class Platform(Program):
         return resp.json()
 
     def wait_health(self, accept: Callable[[dict[str, Any]], bool], what: str, timeout: float = 10.0) -> dict:
-        return self.wait_http(self.url + "/api/health", lambda r: r.status_code == 200 and accept(r.json())
+        return self.wait_http(self.url + "/api/health", lambda r: r.status_code in (200, 503) and accept(r.json())
                               and r.json(), timeout=timeout, what=f"platform health: {what}",
                               headers=self.admin_headers)
 

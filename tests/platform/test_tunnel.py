@@ -209,6 +209,8 @@ def test_health_tells_a_stranger_only_whether_the_platform_serves(setup):
         assert http.get("/api/health").json() == {"status": "ok", "serving": True}
         full = http.get("/api/health", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}).json()
         assert full["models"] == ["m1"] and full["clients_connected"] == 1
+        assert full["instance"] == full["cluster"]["instances"][0]["id"] and full["instance"].count("-") >= 2
+        assert full["cluster"]["shared_state"] == "in_process"
         wrong = http.get("/api/health", headers={"Authorization": "Bearer adm-wrong"})  # e.g. a consumer key
         assert wrong.status_code == 200 and wrong.json() == {"status": "ok", "serving": True}
     assert http.get("/api/health").json() == {"status": "ok", "serving": False}

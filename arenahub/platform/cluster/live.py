@@ -38,6 +38,11 @@ class LiveState:
     def shared(self) -> bool:
         return self.redis is not None
 
+    async def credit_ready(self) -> bool:
+        """Whether the shared credit holds its book (always, in one instance); raises LiveStateUnavailable."""
+        ready = getattr(self.credit, "ready", None)
+        return True if ready is None else bool(await ready())
+
     async def start(self) -> None:
         await self.directory.start()
         await self.bus.start()

@@ -6,6 +6,7 @@ import hashlib
 import os
 from pathlib import Path
 
+import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, event
@@ -92,8 +93,13 @@ def alembic_config() -> Config:
     return cfg
 
 
+# The PostgreSQL advisory lock that several platform instances starting at once take in turn to migrate.
+MIGRATION_LOCK = 0x61726E61  # "arna"
+
+
 async def migrate(engine: AsyncEngine) -> None:
-    """Apply every pending migration (idempotent; safe to run on each start)."""
+    """Apply every pending migration (idempotent; safe to run on each start, and on PostgreSQL by several
+    instances at once: they take turns, and the later ones find nothing left to do)."""
     cfg = alembic_config()
 
     def _upgrade(sync_conn: Connection) -> None:
@@ -101,4 +107,6 @@ async def migrate(engine: AsyncEngine) -> None:
         command.upgrade(cfg, "head")
 
     async with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":  # released with the transaction
+            await conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
         await conn.run_sync(_upgrade)

@@ -1,0 +1,162 @@
+"""Several platform instances as one (issue 13): three real ``arenahub platform`` processes on one
+PostgreSQL database and one real redis-server, each with a client of its own, and the official openai
+package as the consumer. Limits and credit are exact for the cluster, and a Redis that restarts empty
+is refilled from the book, with nothing guessed meanwhile."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from tests.conftest import initialised
+from tests.redis_server import RedisServer
+
+from .harness import MODELS, Client, Platform, Stack, Upstream, ask, consumer_for, read_ledger, wait_until
+
+pytestmark = pytest.mark.postgres
+MODEL = MODELS[0]
+INSTANCES = ("east", "west", "north")
+
+
+@dataclass
+class Cluster:
+    stack: Stack
+    database_url: str
+    redis: RedisServer
+    platforms: list[Platform]
+    clients: list[Client]
+    upstream: Upstream
+
+    def key(self, *options: str) -> dict[str, Any]:
+        return self.stack.admin("create-key", "--name", "cluster", *options, database_url=self.database_url)
+
+
+@pytest.fixture
+def cluster(tmp_path: Path, databases: Any, redis_server: RedisServer, redis_url: str) -> Iterator[Cluster]:
+    database_url = initialised(databases.new("postgres"))
+    stack = Stack(tmp_path)
+    try:
+        stack.admin("set-price", MODEL, "--prompt", "1000", "--completion", "1000", database_url=database_url)
+        upstream = stack.upstream(MODELS)
+        platforms = [stack.platform(database_url, {"ARENAHUB_REDIS_URL": redis_url, "ARENAHUB_INSTANCE_ID": name,
+                                                   "ARENAHUB_RECORD_FLUSH_SECONDS": "0.1"}, name=name)
+                     for name in INSTANCES]
+        clients = [stack.client(p, upstream, name=f"client-{p.name}", max_concurrent_requests=64)
+                   for p in platforms]
+        yield Cluster(stack, database_url, redis_server, platforms, clients, upstream)
+    finally:
+        stack.stop_all()
+
+
+def test_each_instance_says_who_it_is_and_sees_the_others(cluster: Cluster) -> None:
+    for platform in cluster.platforms:
+        health = platform.health()
+        assert health["instance"] == platform.name and health["cluster"]["shared_state"] == "ready"
+        assert [card["id"] for card in health["cluster"]["instances"]] == sorted(INSTANCES)
+        metrics = httpx.get(platform.url + "/metrics", timeout=5).text
+        assert f'platform_instance="{platform.name}"' in metrics
+        assert f"[{platform.name}] arenahub.platform" in platform.log()
+
+
+def test_a_requests_per_minute_limit_holds_for_the_cluster(cluster: Cluster) -> None:
+    key = cluster.key("--rpm", "6")["key"]
+    statuses = []
+    for n in range(12):
+        platform = cluster.platforms[n % 3]
+        with consumer_for(platform, key) as consumer:
+            try:
+                consumer.chat.completions.create(model=MODEL, messages=ask(f"n{n}"), max_tokens=5)
+                statuses.append(200)
+            except openai.RateLimitError as err:
+                assert err.response.headers["retry-after"]
+                statuses.append(429)
+    assert statuses == [200] * 6 + [429] * 6
+
+
+def test_a_thousand_way_credit_race_over_three_instances_never_overspends(cluster: Cluster) -> None:
+    credit_micros = 400_000
+    created = cluster.key("--credit", f"{credit_micros / 1_000_000}")
+    key, key_id = created["key"], created["key_id"]
+
+    async def race() -> list[tuple[int, str]]:
+        consumers = [openai.AsyncOpenAI(base_url=p.v1, api_key=key, max_retries=0, timeout=60)
+                     for p in cluster.platforms]
+        gate = asyncio.Semaphore(48)
+
+        async def one(n: int) -> tuple[int, str]:
+            async with gate:
+                try:
+                    raw = await consumers[n % 3].chat.completions.with_raw_response.create(
+                        model=MODEL, messages=ask(f"[[words=3]] race {n}"), max_tokens=8)
+                    return 200, raw.headers["x-request-id"]
+                except openai.APIStatusError as err:
+                    return err.status_code, err.body.get("code", "") if isinstance(err.body, dict) else ""
+        try:
+            return await asyncio.gather(*(one(n) for n in range(1000)))
+        finally:
+            for consumer in consumers:
+                await consumer.close()
+
+    results = asyncio.run(race())
+    served = [rid for status, rid in results if status == 200]
+    refused = [code for status, code in results if status != 200]
+    assert served and refused and set(refused) == {"insufficient_quota"}, set(refused)
+
+    def settled() -> list[dict[str, Any]] | None:
+        rows = [e for e in read_ledger(cluster.database_url) if e["key_id"] == key_id and e["kind"] == "settle"]
+        return rows if len(rows) == len(served) else None
+    settles = wait_until(settled, 15, "every served request's settle in the book")
+    by_request = {e["request_id"]: e for e in settles}
+    assert set(by_request) == set(served)  # every answer was charged
+    assert all(e["uncharged"] == 0 and -e["amount"] > 0 for e in settles), "nothing served uncharged"
+    spent = -sum(e["amount"] for e in settles)
+    assert 0 < spent <= credit_micros
+    credit = cluster.platforms[1].health()  # any instance: one balance for the cluster
+    shown = httpx.get(f"{cluster.platforms[2].url}/api/admin/keys/{key_id}",
+                      headers=cluster.platforms[2].admin_headers, timeout=5).json()["credit"]
+    assert shown["balance_micros"] == credit_micros - spent and shown["held_micros"] == 0, (shown, credit)
+    # What is left cannot pay for one more request, whichever instance it asks.
+    assert credit_micros - spent < 40_000
+
+
+def test_redis_lost_its_data_nothing_is_guessed_then_the_book_is_reloaded(cluster: Cluster) -> None:
+    created = cluster.key("--credit", "1")
+    key, key_id = created["key"], created["key_id"]
+    east, west = cluster.platforms[0], cluster.platforms[1]
+    with consumer_for(east, key) as consumer:
+        consumer.chat.completions.create(model=MODEL, messages=ask("before"), max_tokens=5)
+    cluster.redis.stop()
+    with consumer_for(west, key) as consumer, pytest.raises(openai.APIStatusError) as info:
+        consumer.chat.completions.create(model=MODEL, messages=ask("while away"), max_tokens=5)
+    assert info.value.status_code == 503 and info.value.response.headers["retry-after"] == "5"
+    assert "shared state is unreachable" in info.value.message
+    started = time.monotonic()
+    cluster.redis.start()  # empty: a restart without persistence
+
+    def served() -> bool:
+        with consumer_for(west, key) as consumer:
+            try:
+                consumer.chat.completions.create(model=MODEL, messages=ask("after"), max_tokens=5)
+                return True
+            except openai.APIStatusError as err:
+                assert err.status_code == 503, err
+                return False
+    wait_until(served, 20, "requests served again", interval=0.2)
+    reloaded_in = time.monotonic() - started
+    assert reloaded_in < 15
+    assert "loaded the shared credit from the database" in "".join(p.log() for p in cluster.platforms)
+
+    def book() -> int | None:
+        settles = [e for e in read_ledger(cluster.database_url) if e["key_id"] == key_id and e["kind"] == "settle"]
+        return -sum(e["amount"] for e in settles) if len(settles) == 2 else None
+    spent = wait_until(book, 10, "both settles in the book")
+    shown = httpx.get(f"{east.url}/api/admin/keys/{key_id}", headers=east.admin_headers, timeout=5).json()["credit"]
+    assert shown["balance_micros"] == 1_000_000 - spent  # the rebuilt balance is the book's
