@@ -27,6 +27,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from arenahub.platform.cluster.changes import ChangeFeed, pause
 from arenahub.platform.routing import STRATEGIES
 from arenahub.platform.settings import PlatformSettings
 from arenahub.platform.storage.db import DATABASE_ERRORS
@@ -150,11 +151,11 @@ class LiveSettings:
 
 
 async def follow(engine: AsyncEngine, live: LiveSettings, apply: Callable[[PlatformSettings], None],
-                 period: float = 1.0) -> None:
-    """Every ``period`` seconds, read the stored overrides (one small row) and apply another
-    process's change."""
+                 period: float = 1.0, feed: ChangeFeed | None = None) -> None:
+    """Every ``period`` seconds, or when the feed hears a settings change, read the stored overrides (one
+    small row) and apply another process's change."""
     while True:
-        await asyncio.sleep(period)
+        await pause(feed, ["settings"], period)
         try:
             changed = await live.load(engine)
         except DATABASE_ERRORS as exc:  # the database is away: keep the settings in use, try again

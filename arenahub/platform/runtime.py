@@ -19,6 +19,7 @@ from arenahub.platform.accounting.keys import KeyCache
 from arenahub.platform.admin.token import AdminAuth, load_admin_auth
 from arenahub.platform.catalogue import ModelCatalogue
 from arenahub.platform.claims import UsageClaims
+from arenahub.platform.cluster.changes import ChangeFeed, PostgresListener, asyncpg_dsn, pause
 from arenahub.platform.cluster.errors import LiveStateUnavailable
 from arenahub.platform.cluster.instances import InstanceCard, new_instance_id
 from arenahub.platform.cluster.live import build as build_live_state
@@ -57,8 +58,12 @@ class Platform:
         self._settling: set[asyncio.Task[None]] = set()  # exchanges being settled after their response
         # The live state shared with the other instances (cluster/): in this process without a Redis URL.
         self.cluster = build_live_state(settings.redis_url, self.instance_card, self.engine, self._flush_books)
-        self.accounting = Accounting(self.engine, self.cluster.credit, rebuild=self.cluster.rebuild)
-        self.keys = KeyCache(self.engine, on_new_key=self.accounting.load_key)
+        # What the admin changed, heard at once on PostgreSQL (cluster/changes.py); else read every second.
+        self.changes = ChangeFeed()
+        dsn = asyncpg_dsn(settings.resolved_database_url)
+        self._listener = PostgresListener(dsn, self.changes) if dsn else None
+        self.accounting = Accounting(self.engine, self.cluster.credit, rebuild=self.cluster.rebuild, feed=self.changes)
+        self.keys = KeyCache(self.engine, on_new_key=self.accounting.load_key, feed=self.changes)
         self.journal = Journal(settings.resolved_journal_dir, fsync=settings.journal_fsync)
         self.writer = RecordWriter(self.engine, flush_seconds=settings.record_flush_seconds,
                                    batch_size=settings.record_batch_size, ledger_entries=self.accounting.drain,
@@ -89,6 +94,8 @@ class Platform:
                      self.live.overrides)
             self.apply_settings(self.live.current)
         await self.cluster.start()
+        if self._listener is not None:
+            await self._listener.start()
         self.admin = await load_admin_auth(self.engine, self.settings.admin_token)
         self.dashboard = DashboardAuth(self.engine, self.admin, credentials=self.credential_throttle)
         await self.dashboard.start()
@@ -103,7 +110,8 @@ class Platform:
         self._tasks.append(watched(heartbeat_watchdog(self), "heartbeat-watchdog"))
         self._tasks.append(watched(self._follow_client_changes(), "client-changes"))
         self._tasks.append(self._retention())
-        self._tasks.append(watched(follow(self.engine, self.live, self.apply_settings), "settings-changes"))
+        self._tasks.append(watched(follow(self.engine, self.live, self.apply_settings, feed=self.changes),
+                                   "settings-changes"))
 
     def _retention(self) -> asyncio.Task[None]:
         return watched(keep_records_for(self.engine, self.settings.record_retention_days), "record-retention")
@@ -148,6 +156,8 @@ class Platform:
         await self.keys.stop()
         await self.accounting.stop()
         await self.writer.close()
+        if self._listener is not None:
+            await self._listener.stop()
         await self.cluster.stop()
         await self.engine.dispose()
 
@@ -160,14 +170,17 @@ class Platform:
 
     async def cluster_health(self) -> dict[str, object]:
         """The cluster as this instance sees it: its peers (with their cards) and whether Redis answers."""
+        # How this instance learns what the admin changed: notified by PostgreSQL, or reading every second.
+        changes = "notified" if self.changes.live else "polled"
         if not self.cluster.shared:
-            return {"shared_state": "in_process", "instances": [msgspec.to_builtins(self.instance_card())]}
+            return {"shared_state": "in_process", "changes": changes,
+                    "instances": [msgspec.to_builtins(self.instance_card())]}
         try:
             ready = await self.cluster.credit_ready()
         except LiveStateUnavailable:
-            return {"shared_state": "unreachable", "instances": []}
+            return {"shared_state": "unreachable", "changes": changes, "instances": []}
         cards = await self.cluster.directory.alive()
-        return {"shared_state": "ready" if ready else "loading",
+        return {"shared_state": "ready" if ready else "loading", "changes": changes,
                 "instances": [msgspec.to_builtins(c) for c in cards]}
 
     async def _flush_books(self) -> None:
@@ -259,7 +272,7 @@ class Platform:
         seen: dict[str, dt.datetime | None] = {}
         ticks = 0
         while True:
-            await asyncio.sleep(period)
+            await pause(self.changes, ["clients", "catalogue"], period)
             ticks += 1
             started = dt.datetime.now(dt.UTC)
             try:

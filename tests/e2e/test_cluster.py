@@ -60,6 +60,7 @@ def test_each_instance_says_who_it_is_and_sees_the_others(cluster: Cluster) -> N
     for platform in cluster.platforms:
         health = platform.health()
         assert health["instance"] == platform.name and health["cluster"]["shared_state"] == "ready"
+        assert health["cluster"]["changes"] == "notified"  # PostgreSQL tells it what the admin changed
         assert [card["id"] for card in health["cluster"]["instances"]] == sorted(INSTANCES)
         metrics = httpx.get(platform.url + "/metrics", timeout=5).text
         assert f'platform_instance="{platform.name}"' in metrics
@@ -160,3 +161,37 @@ def test_redis_lost_its_data_nothing_is_guessed_then_the_book_is_reloaded(cluste
     spent = wait_until(book, 10, "both settles in the book")
     shown = httpx.get(f"{east.url}/api/admin/keys/{key_id}", headers=east.admin_headers, timeout=5).json()["credit"]
     assert shown["balance_micros"] == 1_000_000 - spent  # the rebuilt balance is the book's
+
+
+def test_admin_changes_reach_every_instance_within_a_second(cluster: Cluster) -> None:
+    created = cluster.key()
+    key, key_id = created["key"], created["key_id"]
+    assert all(p.health()["cluster"]["changes"] == "notified" for p in cluster.platforms)  # no polling each second
+    for platform in cluster.platforms:
+        with consumer_for(platform, key) as consumer:
+            consumer.chat.completions.create(model=MODEL, messages=ask("ok"), max_tokens=5)
+
+    def refused_everywhere() -> bool:
+        for platform in cluster.platforms:
+            r = httpx.get(platform.v1 + "/models", headers={"Authorization": f"Bearer {key}"}, timeout=5)
+            if r.status_code != 401:
+                return False
+        return True
+    started = time.monotonic()
+    cluster.stack.admin("disable-key", key_id, database_url=cluster.database_url)  # the CLI: the database only
+    wait_until(refused_everywhere, 1.0, "the disabled key refused by every instance", interval=0.02)
+    assert time.monotonic() - started < 1.0
+
+    east, west, north = cluster.platforms
+    started = time.monotonic()
+    changed = httpx.patch(east.url + "/api/admin/settings", json={"queue_size": 7}, headers=east.admin_headers,
+                          timeout=5)
+    assert changed.status_code == 200, changed.text
+
+    def everywhere() -> bool:
+        return all(httpx.get(p.url + "/api/admin/settings", headers=p.admin_headers, timeout=5)
+                   .json()["values"]["queue_size"] == 7 for p in (west, north))
+    wait_until(everywhere, 1.0, "the setting in use on every instance", interval=0.02)
+    assert time.monotonic() - started < 1.0
+    # None of them read the database every second for it: each heard the change.
+    assert all("settings changed by another platform process" in p.log() for p in (west, north))

@@ -35,6 +35,7 @@ from arenahub.platform.billing import (
     estimate_reservation,
 )
 from arenahub.platform.billing.pricing import MAX_MICROS, InvalidAmount, check_micros
+from arenahub.platform.cluster.changes import ChangeFeed, pause
 from arenahub.platform.cluster.errors import LiveStateUnavailable
 from arenahub.platform.exchange import Exchange
 from arenahub.platform.storage import billing_store
@@ -53,8 +54,9 @@ _OVERLAP = dt.timedelta(seconds=10)
 
 class Accounting:
     def __init__(self, engine: AsyncEngine, store: CreditStore | None = None, *, sync_seconds: float = 1.0,
-                 rebuild: Callable[[], Awaitable[None]] | None = None) -> None:
+                 rebuild: Callable[[], Awaitable[None]] | None = None, feed: ChangeFeed | None = None) -> None:
         self._engine = engine
+        self._feed = feed  # wakes the sync when a top-up or a price is written (cluster/changes.py)
         self._sync_seconds = sync_seconds
         self.store: CreditStore = store if store is not None else LocalCreditStore()
         # Loads a shared store that has no book (cluster/rebuild.py); None: the store is this process's.
@@ -63,6 +65,7 @@ class Accounting:
         self._money_since = utcnow() - _OVERLAP
         self._prices_since: dt.datetime | None = None
         self._task: asyncio.Task[None] | None = None
+        self._ready_task: asyncio.Task[None] | None = None
         self._rechecked: dict[str, float] = {}
 
     @property
@@ -83,6 +86,8 @@ class Accounting:
             await self.ensure_ready()
         await self.sync()
         self._task = watched(self._sync_loop(), "accounting-sync")
+        if self._rebuild is not None:
+            self._ready_task = watched(self._ready_loop(), "shared-credit-ready")
 
     async def ensure_ready(self) -> None:
         """A shared store without its book is loaded from the database (by one instance), then the settles
@@ -98,9 +103,10 @@ class Accounting:
                          applied)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        for task in (self._task, self._ready_task):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
 
     async def sync(self) -> None:
         """Merge top-ups and adjustments from other processes, and changed prices."""
@@ -136,14 +142,24 @@ class Accounting:
 
     async def _sync_loop(self) -> None:
         while True:
-            await asyncio.sleep(self._sync_seconds)
+            await pause(self._feed, ["money", "prices"], self._sync_seconds)
             try:
-                await self.ensure_ready()
                 await self.sync()
             except DATABASE_ERRORS as exc:
                 log.warning("reading top-ups and prices failed: %s", exc)
             except LiveStateUnavailable as exc:
                 log.warning("the shared credit is unreachable: %s", exc.message)
+
+    async def _ready_loop(self, period: float = 1.0) -> None:
+        """A shared store that lost its book (Redis restarted empty) is loaded again within ``period``."""
+        while True:
+            await asyncio.sleep(period)
+            try:
+                await self.ensure_ready()
+            except LiveStateUnavailable:
+                continue  # Redis is away: requests with credit get 503 meanwhile
+            except DATABASE_ERRORS as exc:
+                log.warning("loading the shared credit from the database failed: %s", exc)
 
     # -- the request path -------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from arenahub.background import watched
 from arenahub.platform.accounting import credentials
+from arenahub.platform.cluster.changes import ChangeFeed, pause
 from arenahub.platform.storage.accounts import ConsumerKey, find_key, keys_changed_since
 from arenahub.platform.storage.db import DATABASE_ERRORS
 from arenahub.protocol.errors import InvalidApiKey
@@ -29,8 +30,10 @@ log = logging.getLogger("arenahub.platform.accounting.keys")
 class KeyCache:
     def __init__(self, engine: AsyncEngine, *, refresh_seconds: float = 1.0,
                  negative_ttl_seconds: float = 2.0, negative_max: int = 10_000,
-                 on_new_key: Callable[[str], Awaitable[None]] | None = None) -> None:
+                 on_new_key: Callable[[str], Awaitable[None]] | None = None,
+                 feed: ChangeFeed | None = None) -> None:
         self._engine = engine
+        self._feed = feed  # wakes the refresh when a key changes (cluster/changes.py)
         self._on_new_key = on_new_key  # called with the id of a key first found by a lookup
         self._refresh_seconds = refresh_seconds
         self._negative_ttl = negative_ttl_seconds
@@ -72,7 +75,7 @@ class KeyCache:
 
     async def _refresh_loop(self) -> None:
         while True:
-            await asyncio.sleep(self._refresh_seconds)
+            await pause(self._feed, ["keys"], self._refresh_seconds)
             try:
                 await self.refresh()
             except DATABASE_ERRORS as exc:
