@@ -52,10 +52,10 @@ async def _authenticate(request: Request, platform: Platform) -> ClientAccount:
     if scheme.lower() != "bearer" or not token.strip():
         raise InvalidApiKey("Missing client api_key: send `Authorization: Bearer <api_key>`.")
     address = client_address(request)
-    platform.credential_throttle.check(address, "client_key")
+    await platform.credential_throttle.check(address, "client_key")
     account = await accounts.authenticate_client(platform.engine, client_id, token.strip())
     if account is None:
-        platform.credential_throttle.failed(address, "client_key")
+        await platform.credential_throttle.failed(address, "client_key")
         raise InvalidApiKey("Client not found or invalid api_key.", code="invalid_credentials")
     if account.disabled:
         raise ApiError("This client is disabled by an administrator.", code="client_disabled", status=403)

@@ -99,13 +99,13 @@ async def tunnel_endpoint(ws: WebSocket) -> None:
         return
     address = ws.client.host if ws.client else "unknown"
     try:
-        platform.credential_throttle.check(address, "client_key")
+        await platform.credential_throttle.check(address, "client_key")
     except ApiError as err:
         await _refuse(ws, err.code, err.message, frames.CLOSE_FORBIDDEN, retry=True)
         return
     account = await accounts.get_client(platform.engine, hello.client_id)
     if account is None or not credentials.matches(hello.api_key, account.api_key_hash):
-        platform.credential_throttle.failed(address, "client_key")
+        await platform.credential_throttle.failed(address, "client_key")
         message = ("client_id or api_key is wrong (was the key regenerated? download the client "
                    "package again)")
         if account is not None:  # a registered client with a wrong key: the admin sees why it is out

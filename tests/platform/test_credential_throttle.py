@@ -5,9 +5,9 @@ another address still gets in."""
 import pytest
 from starlette.testclient import TestClient
 
-from arenahub.platform.throttle import CredentialThrottle, TooManyFailedCredentials
+from arenahub.platform.throttle import CredentialThrottle, LocalThrottleStore, ThrottleRule, TooManyFailedCredentials
 from arenahub.protocol import frames
-from tests.platform.support import register, serving
+from tests.platform.support import platform_of, register, serving
 
 LIMIT = 5
 
@@ -19,37 +19,60 @@ class Clock:
         return self.now
 
 
-def test_an_address_waits_after_too_many_failures_and_only_that_address():
+def local(per_address: int, clock: Clock) -> LocalThrottleStore:
+    return LocalThrottleStore(ThrottleRule(per_address, address_window=60), clock)
+
+
+async def test_an_address_waits_after_too_many_failures_and_only_that_address():
     clock = Clock()
     seen: list[tuple[str, bool]] = []
-    throttle = CredentialThrottle(per_address=3, window=60, clock=clock, on_refusal=lambda k, t: seen.append((k, t)))
+    throttle = CredentialThrottle(local(3, clock), on_refusal=lambda k, t: seen.append((k, t)))
     for _ in range(3):
-        throttle.check("1.2.3.4", "consumer_key")
-        throttle.failed("1.2.3.4", "consumer_key")
+        await throttle.check("1.2.3.4", "consumer_key")
+        await throttle.failed("1.2.3.4", "consumer_key")
     with pytest.raises(TooManyFailedCredentials) as refused:
-        throttle.check("1.2.3.4", "consumer_key")
+        await throttle.check("1.2.3.4", "consumer_key")
     assert refused.value.status == 429 and refused.value.headers == {"Retry-After": "60"}
-    throttle.check("5.6.7.8", "consumer_key")  # another address is not held back
+    await throttle.check("5.6.7.8", "consumer_key")  # another address is not held back
     clock.now += 30
     with pytest.raises(TooManyFailedCredentials) as refused:
-        throttle.check("1.2.3.4", "admin_token")
+        await throttle.check("1.2.3.4", "admin_token")
     assert refused.value.headers == {"Retry-After": "30"}
     clock.now += 30
-    throttle.check("1.2.3.4", "consumer_key")  # the window moved on
+    await throttle.check("1.2.3.4", "consumer_key")  # the window moved on
     assert seen == [("consumer_key", False)] * 3 + [("consumer_key", True), ("admin_token", True)]
 
 
-def test_memory_stays_bounded_under_a_spray_from_many_addresses():
+async def test_memory_stays_bounded_under_a_spray_from_many_addresses():
     clock = Clock()
-    throttle = CredentialThrottle(per_address=3, window=60, clock=clock)
+    store = local(3, clock)
+    throttle = CredentialThrottle(store)
     for i in range(50_000):
-        throttle.failed(f"10.{i // 65536}.{i // 256 % 256}.{i % 256}", "client_key")
-        throttle.failed("10.0.0.1", "client_key")
-    inner = throttle._throttle
+        await throttle.failed(f"10.{i // 65536}.{i // 256 % 256}.{i % 256}", "client_key")
+        await throttle.failed("10.0.0.1", "client_key")
+    inner = store.throttle
     assert max(len(times) for times in inner._by_address.values()) == 3
     clock.now += 61
-    throttle.check("10.0.0.1", "client_key")
+    await throttle.check("10.0.0.1", "client_key")
     assert not inner._by_address
+
+
+async def test_zero_per_address_is_no_throttle_and_keeps_nothing():
+    clock = Clock()
+    seen: list[tuple[str, bool]] = []
+    store = local(0, clock)
+    throttle = CredentialThrottle(store, on_refusal=lambda k, t: seen.append((k, t)))
+    for _ in range(100):
+        await throttle.check("1.2.3.4", "client_key")
+        await throttle.failed("1.2.3.4", "client_key")
+    assert seen == [("client_key", False)] * 100 and not store.throttle._by_address
+    # Without a store: this process counts, allowing per_address (the platform's setting) in a minute.
+    default = CredentialThrottle(per_address=1)
+    await default.failed("1.2.3.4", "client_key")
+    with pytest.raises(TooManyFailedCredentials):
+        await default.check("1.2.3.4", "client_key")
+    with pytest.raises(TypeError):
+        CredentialThrottle(store, per_address=3)
 
 
 @pytest.fixture
@@ -73,9 +96,10 @@ def test_wrong_admin_tokens_are_throttled(http: TestClient):
                              "invalid_admin_token")
     # Even the right token waits now, from this address: a guesser learns nothing while it waits.
     assert http.get("/api/admin/keys").status_code == 429
-    metrics = http.get("/metrics").text
-    assert 'arenahub_refused_credentials_total{kind="admin_token",throttled="no"} 5.0' in metrics
-    assert 'arenahub_refused_credentials_total{kind="admin_token",throttled="yes"} 2.0' in metrics
+    metrics, instance = http.get("/metrics").text, platform_of(http).instance_id
+    for throttled, count in (("no", 5), ("yes", 2)):
+        assert (f'arenahub_refused_credentials_total{{kind="admin_token",platform_instance="{instance}",'
+                f'throttled="{throttled}"}} {count}.0') in metrics
 
 
 def test_wrong_consumer_keys_are_throttled(http: TestClient):

@@ -23,7 +23,7 @@ from arenahub.platform.settings import PlatformSettings
 from arenahub.platform.storage.db import create_engine, migrate
 from arenahub.platform.storage.schema import admin_sessions
 from arenahub.platform.storage.settings_store import put_setting
-from arenahub.platform.throttle import SignInThrottle
+from arenahub.platform.throttle import SignInThrottle, ThrottleRule
 from tests.conftest import initialised
 from tests.platform.support import call, eventually, platform_of
 
@@ -180,12 +180,14 @@ def test_failed_sign_ins_are_throttled_per_address(sqlite_url):
             assert r.status_code == 429 and "Too many failed sign-ins" in r.text
             assert 14 * 60 < int(r.headers["retry-after"]) <= 15 * 60
         assert "arenahub_session" not in http.cookies
-        platform_of(http).dashboard.throttle.failed("198.51.100.9", 0)  # unrelated: other addresses may try
-        assert platform_of(http).dashboard.throttle.retry_after("198.51.100.9", 1) == 0
+        throttle = platform_of(http).dashboard.throttle
+        call(http, throttle.failed, "198.51.100.9")  # unrelated: other addresses may try
+        assert call(http, throttle.retry_after, "198.51.100.9") == 0
+        assert 14 * 60 < call(http, throttle.retry_after, "203.0.113.7") <= 15 * 60
 
 
 def test_throttle_arithmetic_per_address_and_overall():
-    t = SignInThrottle(per_address=2, address_window=60, overall=3, overall_window=10)
+    t = SignInThrottle(ThrottleRule(per_address=2, address_window=60, overall=3, overall_window=10))
     t.failed("a", 0)
     assert t.retry_after("a", 1) == 0
     t.failed("a", 1)

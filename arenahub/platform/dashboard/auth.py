@@ -10,7 +10,6 @@ these checks hold even where it does not (older browsers, same-site subdomains).
 from __future__ import annotations
 
 import hmac
-import time
 from typing import TYPE_CHECKING, Annotated
 from urllib.parse import parse_qsl, urlsplit
 
@@ -24,7 +23,7 @@ from arenahub.platform.admin.inputs import json_body
 from arenahub.platform.admin.token import AdminAuth, AdminUnauthorized
 from arenahub.platform.dashboard import password as passwords
 from arenahub.platform.dashboard.sessions import ABSOLUTE, Session, SessionStore
-from arenahub.platform.throttle import CredentialThrottle, SignInThrottle
+from arenahub.platform.throttle import SIGN_INS, CredentialThrottle, LocalThrottleStore, ThrottleStore
 from arenahub.protocol.errors import ApiError, InvalidRequest
 
 if TYPE_CHECKING:
@@ -106,20 +105,20 @@ def form_field(raw: bytes, name: str) -> str | None:
 
 
 class DashboardAuth:
-    def __init__(self, engine: AsyncEngine, admin: AdminAuth, *, throttle: SignInThrottle | None = None,
+    def __init__(self, engine: AsyncEngine, admin: AdminAuth, *, throttle: ThrottleStore | None = None,
                  credentials: CredentialThrottle | None = None) -> None:
         self.engine = engine
         self.admin = admin
         self.credentials = credentials or CredentialThrottle()
         self.sessions = SessionStore(engine)
-        self.throttle = throttle or SignInThrottle()
+        self.throttle = throttle if throttle is not None else LocalThrottleStore(SIGN_INS)  # failed sign-ins
 
     async def start(self) -> None:
         await self.sessions.remove_expired()
 
     # -- signing in and out ----------------------------------------------------------------------
-    def _check_throttle(self, address: str) -> None:
-        wait = self.throttle.retry_after(address, time.monotonic())
+    async def _check_throttle(self, address: str) -> None:
+        wait = await self.throttle.retry_after(address)
         if wait:
             raise TooManySignIns(f"Too many failed sign-ins; try again in {wait} seconds.",
                                  headers={"Retry-After": str(wait)})
@@ -127,13 +126,13 @@ class DashboardAuth:
     async def sign_in(self, secret: str, address: str) -> tuple[str, Session] | None:
         """A new session for the admin token or the dashboard password; None when the secret is wrong.
         Raises ``TooManySignIns`` when this address (or everybody) failed too often lately."""
-        self._check_throttle(address)
+        await self._check_throttle(address)
         if await self.admin.matches(secret):
             method = "token"
         elif await passwords.password_matches(self.engine, secret):
             method = "password"
         else:
-            self.throttle.failed(address, time.monotonic())
+            await self.throttle.failed(address)
             return None
         await self.sessions.remove_expired()
         return await self.sessions.create(method)
@@ -187,9 +186,9 @@ class DashboardAuth:
             if not change.current_password:
                 raise InvalidRequest("A password is set: send it as current_password (or use the admin token).",
                                      param="current_password", code="current_password_required")
-            self._check_throttle(address)
+            await self._check_throttle(address)
             if not await passwords.password_matches(self.engine, change.current_password):
-                self.throttle.failed(address, time.monotonic())
+                await self.throttle.failed(address)
                 raise WrongPassword("current_password is wrong.", param="current_password")
         try:
             await passwords.set_password(self.engine, change.new_password)
