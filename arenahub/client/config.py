@@ -40,17 +40,23 @@ class ClientConfig:
     preferred_routing_strategy: str | None = None
     # Keys of platform_integration and platform_features that nothing reads (typos), as warnings to log.
     warnings: tuple[str, ...] = field(default=(), compare=False)
+    # Every platform URL when ``platform_url`` is a list (the instances of a cluster without a load
+    # balancer): the client connects to one and moves to the next when it is lost. Empty: just platform_url.
+    platform_urls: tuple[str, ...] = ()
+
+    @property
+    def urls(self) -> tuple[str, ...]:
+        return self.platform_urls or (self.platform_url,)
 
     @property
     def tunnel_url(self) -> str:
-        base = self.platform_url.rstrip("/")
-        scheme, rest = base.split("://", 1)
-        return {"http": "ws", "https": "wss"}.get(scheme, scheme) + "://" + rest + "/ws"
+        return tunnel_url(self.platform_url)
 
     def public(self) -> dict[str, Any]:
         """The configuration without its secrets, for status pages."""
         return {
             "config_file": str(self.path), "enabled": self.enabled, "platform_url": self.platform_url,
+            "platform_urls": list(self.urls),
             "client_id": self.client_id, "api_key_set": bool(self.api_key),
             "heartbeat_interval_seconds": self.heartbeat_interval_seconds,
             "capabilities": list(self.capabilities), "log_level": self.log_level,
@@ -64,6 +70,16 @@ class ClientConfig:
             "allowed_origins": list(self.allowed_origins),
             "preferred_routing_strategy": self.preferred_routing_strategy,
         }
+
+
+def tunnel_url(platform_url: str) -> str:
+    """The WebSocket URL of the tunnel under a platform URL (``.../api`` -> ``ws://.../api/ws``)."""
+    base = platform_url.rstrip("/")
+    scheme, rest = base.split("://", 1)
+    return {"http": "ws", "https": "wss"}.get(scheme, scheme) + "://" + rest + "/ws"
+
+
+MAX_PLATFORM_URLS = 16
 
 
 class _Reader:
@@ -162,9 +178,21 @@ def load_client_config(path: Path | str) -> ClientConfig:
     features = _Reader(path, text, top.get("platform_features", dict, {}), "platform_features.")
 
     enabled = pi.get("enabled", bool, True)
-    platform_url = pi.get("platform_url", str, "", required=enabled)
-    if platform_url:
-        platform_url = _check_url(pi, "platform_url", platform_url, ("http", "https"))
+    raw_url = pi.get("platform_url", (str, list), "", required=enabled)
+    platform_urls: tuple[str, ...] = ()
+    if isinstance(raw_url, list):
+        if not raw_url or len(raw_url) > MAX_PLATFORM_URLS:
+            raise pi.fail("platform_url", f"must list 1 to {MAX_PLATFORM_URLS} URLs (the platform's instances), "
+                                          f"got {len(raw_url)}")
+        urls = []
+        for item in raw_url:
+            if not isinstance(item, str):
+                raise pi.fail("platform_url", f"must list URLs as strings, got {type(item).__name__} {item!r}")
+            urls.append(_check_url(pi, "platform_url", item, ("http", "https")))
+        platform_urls = tuple(dict.fromkeys(urls))
+        platform_url = platform_urls[0]
+    else:
+        platform_url = _check_url(pi, "platform_url", raw_url, ("http", "https")) if raw_url else ""
     client_id = pi.get("client_id", str, "", required=enabled)
     api_key = pi.get("api_key", str, "", required=enabled)
     if enabled and (not client_id.strip() or client_id.startswith("your-")):
@@ -209,7 +237,8 @@ def load_client_config(path: Path | str) -> ClientConfig:
     enable_request_validation = features.get("enable_request_validation", bool, True)
     return ClientConfig(
         warnings=tuple(pi.unknown_keys() + features.unknown_keys()),
-        path=path, enabled=enabled, platform_url=platform_url, client_id=client_id, api_key=api_key,
+        path=path, enabled=enabled, platform_url=platform_url, platform_urls=platform_urls, client_id=client_id,
+        api_key=api_key,
         heartbeat_interval_seconds=float(interval), capabilities=tuple(capabilities), log_level=log_level,
         enable_request_logging=enable_request_logging, enable_performance_monitoring=enable_performance_monitoring,
         reconnect_max_delay_seconds=float(max_delay), lmarena_bridge_url=bridge_url,

@@ -23,7 +23,7 @@ import msgspec
 
 from arenahub import __version__
 from arenahub.client.capabilities import announced
-from arenahub.client.config import ClientConfig, load_client_config_or_disabled
+from arenahub.client.config import ClientConfig, load_client_config_or_disabled, tunnel_url
 from arenahub.client.drain import RoutingView
 from arenahub.client.flow import Credit
 from arenahub.client.relay import BridgeRelay, RelayError
@@ -98,6 +98,10 @@ class PlatformLink:
         self.routing = RoutingView()
         self._routing_received = asyncio.Event()
         self._backoff = Backoff(cap=config.reconnect_max_delay_seconds)
+        # Which of the platform's URLs to connect to (a list names a cluster's instances): each client starts
+        # at a random one, so that they spread, and moves to the next when it is lost.
+        self._url_index = random.randrange(len(config.urls))
+        self._tried_since_connected = 0  # URLs that failed in a row: once all did, back off
         self._wake = asyncio.Event()
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._send_lock = asyncio.Lock()
@@ -110,6 +114,12 @@ class PlatformLink:
     @property
     def connected(self) -> bool:
         return self.state == "connected"
+
+    @property
+    def platform_url(self) -> str:
+        """The platform URL this client connects to now (one of config.urls)."""
+        urls = self.config.urls
+        return urls[self._url_index % len(urls)]
 
     @property
     def reconnects(self) -> int:
@@ -145,6 +155,9 @@ class PlatformLink:
             self.relay = BridgeRelay(self._http, fresh.lmarena_bridge_url, fresh.bridge_api_key)
         if fresh.reconnect_max_delay_seconds != old.reconnect_max_delay_seconds:
             self._backoff = Backoff(cap=fresh.reconnect_max_delay_seconds)
+        if fresh.urls != old.urls:
+            self._url_index = random.randrange(len(fresh.urls))
+            self._tried_since_connected = 0
         if fresh.log_level != old.log_level:
             logging.getLogger("arenahub").setLevel(fresh.log_level)
         if changed:
@@ -206,11 +219,19 @@ class PlatformLink:
                     log.warning("the platform asked us to come back later: %s", exc)
             except (aiohttp.ClientError, OSError, TimeoutError) as exc:
                 self.last_error = f"{type(exc).__name__}: {exc}"
-                log.warning("platform connection failed: %s", self.last_error)
-            if self.state == "connected":
+                log.warning("platform connection to %s failed: %s", self.platform_url, self.last_error)
+            was_connected = self.state == "connected"
+            if was_connected:
                 self._set_state("disconnected")
             if time.monotonic() - started > 60:
                 self._backoff.reset()
+            if delay is None and len(self.config.urls) > 1 and (self.refused is None or self.refused.retry):
+                # Another instance may serve: try the next URL at once, then back off once all have failed.
+                self._url_index = (self._url_index + 1) % len(self.config.urls)
+                self._tried_since_connected = 0 if was_connected else self._tried_since_connected + 1
+                if self._tried_since_connected < len(self.config.urls):
+                    delay = random.uniform(0.1, 0.5)
+                    log.info("trying the platform at %s next", self.platform_url)
             if delay is None:
                 delay = self._backoff.next_delay()
             self._wake.clear()
@@ -248,7 +269,7 @@ class PlatformLink:
 
     async def _connect_once(self) -> None:
         await self._refresh_bridge()
-        async with self._http.ws_connect(self.config.tunnel_url, heartbeat=20.0, max_msg_size=64 * 1024 * 1024,
+        async with self._http.ws_connect(tunnel_url(self.platform_url), heartbeat=20.0, max_msg_size=64 * 1024 * 1024,
                                          timeout=aiohttp.ClientWSTimeout(ws_close=5)) as ws:
             self._ws = ws
             await ws.send_bytes(frames.encode(frames.Hello(
@@ -272,7 +293,8 @@ class PlatformLink:
             self.connected_since = time.time()
             self.routing.connected()  # normal until the platform says otherwise
             self._set_state("connected")
-            log.info("connected to %s as %s (%s), %d model(s)", self.config.platform_url, reply.client_name,
+            self._tried_since_connected = 0
+            log.info("connected to %s as %s (%s), %d model(s)", self.platform_url, reply.client_name,
                      self.config.client_id, len(self.models))
             if not self.models:
                 log.warning("the bridge at %s offers no model yet (%s): no request can come here; looking again "
@@ -473,6 +495,7 @@ class PlatformLink:
     def status(self) -> dict[str, Any]:
         return {
             "enabled": self.config.enabled, "state": self.state, "connected": self.connected,
+            "platform_url": self.platform_url,  # the instance it connects to now (of config.platform_urls)
             "connected_since": self.connected_since, "last_heartbeat": self.last_heartbeat_sent,
             "reconnect_count": self.reconnects, "active_requests": self.stats.active,
             "last_error": self.last_error,

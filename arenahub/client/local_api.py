@@ -35,7 +35,7 @@ async def health(request: Request) -> JSONResponse:
         "enabled": link.config.enabled,
         "connected": link.connected,
         "healthy": healthy,
-        "platform_url": link.config.platform_url,
+        "platform_url": link.platform_url,  # the one it connects to now (/platform/status lists them all)
         "client_id": link.config.client_id,
         "stats": {
             "requests_processed": link.stats.processed,

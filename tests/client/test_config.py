@@ -41,6 +41,16 @@ def test_seed_config_loads(tmp_path):
     assert cfg.bridge_api_key == "bridge-key"
 
 
+def test_platform_url_may_list_the_instances_of_a_cluster(tmp_path):
+    listed = GOOD.replace('"platform_url": "https://gw.example.com/api/"',
+                          '"platform_url": ["http://10.0.0.1:8080/api/", "http://10.0.0.2:8080/api", '
+                          '"http://10.0.0.1:8080/api"]')
+    cfg = load_client_config(write(tmp_path, listed))
+    assert cfg.urls == ("http://10.0.0.1:8080/api", "http://10.0.0.2:8080/api")  # once each, in order
+    assert cfg.platform_url == "http://10.0.0.1:8080/api" and cfg.public()["platform_urls"] == list(cfg.urls)
+    assert load_client_config(write(tmp_path, GOOD)).urls == ("https://gw.example.com/api",)
+
+
 def test_public_view_has_no_secrets(tmp_path):
     cfg = load_client_config(write(tmp_path, GOOD))
     text = json.dumps(cfg.public())
@@ -55,6 +65,14 @@ def test_public_view_has_no_secrets(tmp_path):
      "platform_integration.heartbeat_interval_seconds", "between"),
     (('"platform_url": "https://gw.example.com/api/"', '"platform_url": "gw.example.com"'),
      "platform_integration.platform_url", "URL"),
+    (('"platform_url": "https://gw.example.com/api/"', '"platform_url": []'),
+     "platform_integration.platform_url", "must list 1 to 16 URLs"),
+    (('"platform_url": "https://gw.example.com/api/"', '"platform_url": ["https://a.example/api", 8]'),
+     "platform_integration.platform_url", "must list URLs as strings, got int 8"),
+    (('"platform_url": "https://gw.example.com/api/"', '"platform_url": ["https://a.example/api", "ftp://b"]'),
+     "platform_integration.platform_url", "must be a http/https URL, got 'ftp://b'"),
+    (('"platform_url": "https://gw.example.com/api/"', '"platform_url": 7'),
+     "platform_integration.platform_url", "must be str or list"),
     (('"client_id": "cl_123"', '"client_id": "your-client-id"'), "platform_integration.client_id", "not filled in"),
     (('"log_level": "debug"', '"log_level": "loud"'), "platform_integration.log_level", "one of"),
     (('"enabled": true', '"enabled": "yes"'), "platform_integration.enabled", "bool"),

@@ -297,7 +297,7 @@ class Client(Program):
         return self.wait_status(lambda s: s["state"] == state, f"state {state!r}", timeout)
 
 
-def write_client_config(path: Path, *, platform_url: str, client_id: str, api_key: str, bridge_url: str,
+def write_client_config(path: Path, *, platform_url: str | list[str], client_id: str, api_key: str, bridge_url: str,
                         heartbeat_interval_seconds: float = 1.0, reconnect_max_delay_seconds: float = 1.0,
                         max_concurrent_requests: int = 8, capabilities: list[str] | None = None) -> Path:
     """A config.jsonc as a client owner writes it: the seed's sections, a comment, a trailing comma."""

@@ -19,7 +19,18 @@ import pytest
 from tests.conftest import initialised
 from tests.redis_server import RedisServer
 
-from .harness import MODELS, Client, Platform, Stack, Upstream, ask, consumer_for, read_ledger, wait_until
+from .harness import (
+    MODELS,
+    Client,
+    Platform,
+    Stack,
+    Upstream,
+    ask,
+    consumer_for,
+    read_ledger,
+    wait_until,
+    write_client_config,
+)
 
 pytestmark = pytest.mark.postgres
 MODEL = MODELS[0]
@@ -195,3 +206,28 @@ def test_admin_changes_reach_every_instance_within_a_second(cluster: Cluster) ->
     assert time.monotonic() - started < 1.0
     # None of them read the database every second for it: each heard the change.
     assert all("settings changed by another platform process" in p.log() for p in (west, north))
+
+
+def test_a_client_that_lists_the_instances_moves_when_its_instance_dies(cluster: Cluster) -> None:
+    account = cluster.stack.admin("create-client", "--name", "mover", database_url=cluster.database_url)
+    config = write_client_config(cluster.stack.workdir / "mover.config.jsonc",
+                                 platform_url=[p.api_url for p in cluster.platforms], client_id=account["client_id"],
+                                 api_key=account["api_key"], bridge_url=cluster.upstream.url)
+    mover = Client(cluster.stack.workdir, "mover", config, account["client_id"], account["api_key"])
+    cluster.stack.programs.append(mover)
+    mover.start()
+    mover.wait_state("connected")
+    first = mover.status()["platform_url"]
+    victim = next(p for p in cluster.platforms if p.api_url == first)
+    victim.kill()
+    killed_at = time.monotonic()
+    moved = mover.wait_status(lambda s: s["state"] == "connected" and s["platform_url"] != first,
+                              "connected to another instance", timeout=10)
+    assert time.monotonic() - killed_at < 5
+    there = next(p for p in cluster.platforms if p.api_url == moved["platform_url"])
+    key = cluster.key()["key"]
+    with consumer_for(there, key) as consumer:
+        raw = consumer.chat.completions.with_raw_response.create(
+            model=MODEL, messages=ask("moved"), max_tokens=5,
+            extra_headers={"x-arenahub-pin-client": account["client_id"], "x-arenahub-admin-token": there.admin_token})
+    assert raw.headers["x-arenahub-client"] == account["client_id"]
