@@ -21,6 +21,7 @@ def test_every_platform_setting_is_documented(name):
 
 CONFIG_KEYS = {
     "enabled": "platform_integration.enabled", "platform_url": "platform_integration.platform_url",
+    "platform_urls": "platform_integration.platform_url",  # its list form
     "client_id": "platform_integration.client_id", "api_key": "platform_integration.client_id`, `.api_key",
     "heartbeat_interval_seconds": "platform_integration.heartbeat_interval_seconds",
     "capabilities": "platform_integration.capabilities", "log_level": "platform_integration.log_level",
