@@ -36,7 +36,8 @@ from arenahub.platform.settings import PlatformSettings
 from arenahub.platform.storage import accounts, catalogue_store
 from arenahub.platform.storage.accounts import ConsumerKey
 from arenahub.platform.storage.db import DATABASE_ERRORS, create_engine, migrate
-from arenahub.platform.throttle import CredentialThrottle
+from arenahub.platform.throttle import CREDENTIALS, SIGN_INS, CredentialThrottle
+from arenahub.platform.throttle_redis import throttle_store
 from arenahub.platform.tunnel import heartbeat_watchdog
 from arenahub.platform.tunnel_session import ClientSession
 from arenahub.protocol import frames
@@ -71,8 +72,10 @@ class Platform:
         self.dispatcher = Dispatcher(self.registry, settings)
         self.dispatcher.on_routing_change = self.client_routing_changed
         self.metrics = PlatformMetrics(self)
-        # Wrong admin tokens, client keys and consumer keys, throttled per address (throttle.py).
-        self.credential_throttle = CredentialThrottle(per_address=settings.credential_failures_per_minute,
+        # Wrong admin tokens, client keys and consumer keys, throttled per address (throttle.py); with Redis,
+        # counted for the whole cluster (throttle_redis.py).
+        credentials = replace(CREDENTIALS, per_address=settings.credential_failures_per_minute)
+        self.credential_throttle = CredentialThrottle(throttle_store(self.cluster.redis, credentials, "credentials"),
                                                       on_refusal=self.metrics.refused_credentials)
         self.catalog: set[str] = set()  # every model a client has served here: unknown ones are 404s
         self.catalogue = ModelCatalogue()  # the operator's (catalogue.py); off unless turned on
@@ -97,7 +100,8 @@ class Platform:
         if self._listener is not None:
             await self._listener.start()
         self.admin = await load_admin_auth(self.engine, self.settings.admin_token)
-        self.dashboard = DashboardAuth(self.engine, self.admin, credentials=self.credential_throttle)
+        self.dashboard = DashboardAuth(self.engine, self.admin, credentials=self.credential_throttle,
+                                       throttle=throttle_store(self.cluster.redis, SIGN_INS, "sign-ins"))
         await self.dashboard.start()
         await self.keys.start()
         # The books a killed platform left in its journal, into the database before the ledger is loaded

@@ -13,6 +13,7 @@ from arenahub.platform.settings import PlatformSettings
 from arenahub.platform.storage import accounts
 from arenahub.platform.storage.db import create_engine, migrate
 from arenahub.protocol import frames
+from tests.platform.support import platform_of
 
 ADMIN_TOKEN = "adm-tunnel-tests"
 
@@ -196,7 +197,8 @@ def test_frames_for_unknown_requests_are_counted_and_logged_at_a_bounded_rate(se
             if 'event="unknown_request"} 41.0' in metrics:
                 break
             time.sleep(0.02)
-        assert f'arenahub_client_protocol_events_total{{client="{cid}",event="unknown_request"}} 41.0' in metrics
+        assert (f'arenahub_client_protocol_events_total{{client="{cid}",event="unknown_request",'
+                f'platform_instance="{platform_of(http).instance_id}"}} 41.0') in metrics
     lines = [r.getMessage() for r in caplog.records if "requests not in flight" in r.getMessage()]
     assert len(lines) == 1 and "nope-0" in lines[0]
 
