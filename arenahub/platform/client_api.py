@@ -127,7 +127,7 @@ async def health(request: Request) -> Response:
             # token still counts against the address, and while it is throttled no token tells more.
             return JSONResponse(body, status_code=status)
         body.update(instance=platform.instance_id, clients_connected=len(sessions), clients_available=available,
-                    requests_in_flight=platform.inflight, models=sorted(platform.registry.models()),
+                    requests_in_flight=platform.inflight, models=sorted(platform.models_offered()),
                     cluster=await platform.cluster_health())
     return JSONResponse(body, status_code=status)
 

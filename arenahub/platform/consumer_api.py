@@ -79,7 +79,7 @@ def completion_limit(platform: Platform, ex: Exchange) -> int:
 async def list_models(request: Request) -> Response:
     platform: Platform = request.app.state.platform
     key = await authenticate(platform, request)
-    return Response(models_body(sorted(m for m in platform.registry.models() if key.allows(m))), media_type=JSON)
+    return Response(models_body(sorted(m for m in platform.models_offered() if key.allows(m))), media_type=JSON)
 
 
 class ExchangeResponse(WatchedResponse):

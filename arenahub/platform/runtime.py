@@ -23,6 +23,7 @@ from arenahub.platform.cluster.changes import ChangeFeed, PostgresListener, asyn
 from arenahub.platform.cluster.errors import LiveStateUnavailable
 from arenahub.platform.cluster.instances import InstanceCard, new_instance_id
 from arenahub.platform.cluster.live import build as build_live_state
+from arenahub.platform.cluster.presence import Presence
 from arenahub.platform.dashboard.auth import DashboardAuth
 from arenahub.platform.dispatch import Dispatcher
 from arenahub.platform.exchange import Exchange, short
@@ -44,6 +45,7 @@ from arenahub.protocol import frames
 from arenahub.protocol.errors import ApiError, ShuttingDown
 
 log = logging.getLogger("arenahub.platform")
+
 
 
 class Platform:
@@ -72,6 +74,7 @@ class Platform:
         self.dispatcher = Dispatcher(self.registry, settings)
         self.dispatcher.on_routing_change = self.client_routing_changed
         self.metrics = PlatformMetrics(self)
+        self.presence = Presence(self.cluster, self.registry, self.instance_card, self._let_client_go)
         # Wrong admin tokens, client keys and consumer keys, throttled per address (throttle.py); with Redis,
         # counted for the whole cluster (throttle_redis.py).
         credentials = replace(CREDENTIALS, per_address=settings.credential_failures_per_minute)
@@ -112,6 +115,8 @@ class Platform:
         await self.refresh_catalogue()
         self.writer.start()
         self._tasks.append(watched(heartbeat_watchdog(self), "heartbeat-watchdog"))
+        if self.cluster.shared:
+            self._tasks.append(watched(self.presence.publish_loop(), "client-cards"))
         self._tasks.append(watched(self._follow_client_changes(), "client-changes"))
         self._tasks.append(self._retention())
         self._tasks.append(watched(follow(self.engine, self.live, self.apply_settings, feed=self.changes),
@@ -172,20 +177,12 @@ class Platform:
                             clients=sum(1 for s in self.registry.sessions() if not s.closed),
                             in_flight=len(self._inflight), draining=self.shutting_down)
 
+    def models_offered(self) -> set[str]:
+        """Models served now by the available clients: of the whole cluster."""
+        return self.presence.models_offered()
+
     async def cluster_health(self) -> dict[str, object]:
-        """The cluster as this instance sees it: its peers (with their cards) and whether Redis answers."""
-        # How this instance learns what the admin changed: notified by PostgreSQL, or reading every second.
-        changes = "notified" if self.changes.live else "polled"
-        if not self.cluster.shared:
-            return {"shared_state": "in_process", "changes": changes,
-                    "instances": [msgspec.to_builtins(self.instance_card())]}
-        try:
-            ready = await self.cluster.credit_ready()
-        except LiveStateUnavailable:
-            return {"shared_state": "unreachable", "changes": changes, "instances": []}
-        cards = await self.cluster.directory.alive()
-        return {"shared_state": "ready" if ready else "loading", "changes": changes,
-                "instances": [msgspec.to_builtins(c) for c in cards]}
+        return await self.presence.health(changes="notified" if self.changes.live else "polled")
 
     async def _flush_books(self) -> None:
         await self.writer.flush()
@@ -349,6 +346,10 @@ class Platform:
             await session.close(close, reason)
         return asyncio.create_task(refuse())
 
+    def _let_client_go(self, session: ClientSession, reason: str) -> None:
+        """Its client connected again to another instance: close this connection, telling it why."""
+        self._close_with_refusal(session, frames.CLOSE_REPLACED, "connection_replaced", reason, retry=True)
+
     async def client_connected(self, session: ClientSession, hello: frames.Hello) -> None:
         old = self.registry.add(session)
         if old is not None and old is not session:
@@ -366,6 +367,7 @@ class Platform:
                 asyncio.create_task(old.close(frames.CLOSE_REPLACED, "replaced by a new connection"))
         self.catalog |= session.models
         self.dispatcher.sessions_changed()
+        await self.presence.claimed(session)
         await accounts.record_client_hello(self.engine, session.client_id, sorted(session.offered),
                                            hello.client_version)
 
@@ -428,6 +430,9 @@ class Platform:
 
     def client_disconnected(self, session: ClientSession) -> None:
         self.registry.remove(session)
+        release = asyncio.create_task(self.presence.released(session))
+        self._settling.add(release)
+        release.add_done_callback(self._settling.discard)
         self.dispatcher.sessions_changed()
         self.writer.client_state(session.client_id, last_seen_at=dt.datetime.now(dt.UTC))
 

@@ -133,6 +133,20 @@ async def tunnel_endpoint(ws: WebSocket) -> None:
                       "this one stands by and connects when that one leaves", frames.CLOSE_REPLACED, retry=True)
         return
 
+    elsewhere = await platform.presence.elsewhere(account.id)
+    if elsewhere is not None:  # connected to another instance of the cluster
+        waiting = _where(address, hello.instance)
+        if hello.standby:
+            platform.client_refused(account.id, "client_id_in_use",
+                                    f"two instances with this client id are running: one serves on platform instance "
+                                    f"{elsewhere.instance}, the one from {waiting} stands by (stop one of them)")
+            await _refuse(ws, "client_id_in_use",
+                          f"another instance with this client id is connected to platform instance "
+                          f"{elsewhere.instance}; this one stands by and connects when that one leaves",
+                          frames.CLOSE_REPLACED, retry=True)
+            return
+        await platform.presence.take_over(elsewhere, waiting)
+
     session = ClientSession(ws, client_id=account.id, name=account.name,
                             connection_id=secrets.token_hex(6), hello=hello,
                             max_concurrent=min(account.max_concurrent, hello.max_concurrent_requests),

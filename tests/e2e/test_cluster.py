@@ -231,3 +231,36 @@ def test_a_client_that_lists_the_instances_moves_when_its_instance_dies(cluster:
             model=MODEL, messages=ask("moved"), max_tokens=5,
             extra_headers={"x-arenahub-pin-client": account["client_id"], "x-arenahub-admin-token": there.admin_token})
     assert raw.headers["x-arenahub-client"] == account["client_id"]
+
+
+def test_models_are_the_clusters_and_a_second_copy_on_another_instance_stands_by(cluster: Cluster) -> None:
+    east, west, _ = cluster.platforms
+    own = cluster.stack.upstream(["east-only"], name="east-upstream")
+    account = cluster.stack.admin("create-client", "--name", "copy", database_url=cluster.database_url)
+
+    def start(name: str, platform: Platform) -> Client:
+        config = write_client_config(cluster.stack.workdir / f"{name}.config.jsonc", platform_url=platform.api_url,
+                                     client_id=account["client_id"], api_key=account["api_key"],
+                                     bridge_url=own.url)
+        program = Client(cluster.stack.workdir, name, config, account["client_id"], account["api_key"])
+        cluster.stack.programs.append(program)
+        own.wait_ready()
+        program.start()
+        return program
+
+    first = start("copy-1", east)
+    first.wait_state("connected")
+    key = cluster.key()["key"]
+
+    def listed_on_west() -> bool:
+        r = httpx.get(west.v1 + "/models", headers={"Authorization": f"Bearer {key}"}, timeout=5)
+        return "east-only" in [m["id"] for m in r.json()["data"]]
+    wait_until(listed_on_west, 5, "west lists the model of a client connected to east", interval=0.1)
+
+    second = start("copy-2", west)  # the same client id, connecting to another instance
+    second.wait_state("connected")
+    standing = first.wait_status(lambda s: s["state"] == "standby", "the first copy standing by", timeout=15)
+    assert "platform instance west" in (standing["refused"] or {}).get("message", "") or \
+        "connected again to instance west" in (standing["refused"] or {}).get("message", ""), standing
+    assert second.status()["state"] == "connected"
+    assert "connected here from" in west.log() and "lets it go" in west.log()

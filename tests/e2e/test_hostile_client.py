@@ -6,6 +6,7 @@ Each test is one trick; what the platform must do instead is in its name.
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import httpx
@@ -85,7 +86,8 @@ async def test_a_claimed_billion_tokens_is_billed_as_the_platforms_own_count(
     assert page["usage_claim_gaps"]["gaps"] == 1  # flagged on the client's page ...
     assert page["usage_claim_gaps"]["last"]["claimed"]["completion_tokens"] == 10**9
     metrics = httpx.get(platform.url + "/metrics").text  # ... and in the metrics
-    assert f'arenahub_client_usage_claim_gaps_total{{client="{hostile.client_id}"}} 1.0' in metrics
+    assert re.search(rf'arenahub_client_usage_claim_gaps_total{{client="{hostile.client_id}",'
+                     rf'platform_instance="[^"]+"}} 1\.0', metrics)
 
 
 async def test_max_tokens_stops_a_longer_answer_with_finish_reason_length(

@@ -16,6 +16,7 @@ from arenahub.platform.accounting.credit_store import CreditStore, LocalCreditSt
 from arenahub.platform.accounting.limits import LimitStore, LocalLimitStore
 from arenahub.platform.accounting.limits_redis import RedisLimitStore
 from arenahub.platform.cluster.bus import ChangeBus, LocalBus, RedisBus
+from arenahub.platform.cluster.clients import ClientDirectory, LocalClientDirectory, RedisClientDirectory
 from arenahub.platform.cluster.instances import InstanceCard, InstanceDirectory, LocalDirectory, RedisDirectory
 from arenahub.platform.cluster.rebuild import Rebuilder
 
@@ -32,6 +33,7 @@ class LiveState:
     directory: InstanceDirectory
     key_limits: LimitStore
     credit: CreditStore
+    clients: ClientDirectory
     rebuild: Callable[[], Awaitable[None]] | None = None  # loads a shared credit store without its book
 
     @property
@@ -66,10 +68,11 @@ def build(redis_url: str, card: Callable[[], InstanceCard], engine: AsyncEngine,
     instance = card().id
     if not redis_url:
         return LiveState(instance, None, LocalBus(instance), LocalDirectory(card), LocalLimitStore(),
-                         LocalCreditStore())
+                         LocalCreditStore(), LocalClientDirectory())
     redis = connect(redis_url)
     bus = RedisBus(redis, instance)
     directory = RedisDirectory(redis, card)
     credit = RedisCreditStore(redis, instance=instance)
     rebuild = Rebuilder(redis, credit, engine, bus, directory, flush)
-    return LiveState(instance, redis, bus, directory, RedisLimitStore(redis), credit, rebuild)
+    return LiveState(instance, redis, bus, directory, RedisLimitStore(redis), credit, RedisClientDirectory(redis),
+                     rebuild)
