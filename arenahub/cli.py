@@ -162,8 +162,7 @@ def _run_platform(args: argparse.Namespace) -> int:
     logs.configure_logging(settings.log_level, platform.instance_id if settings.redis_url else "")
 
     async def drain() -> None:
-        platform.begin_shutdown()
-        await platform.wait_idle(settings.shutdown_grace_seconds)
+        await platform.drain()
 
     return serving.run(create_app(settings, platform), settings.host, settings.port, settings.log_level, drain,
                        limits, command="arenahub platform")

@@ -183,6 +183,12 @@ class Attempt:
             return frame
         if isinstance(frame, ClientGone):
             self.finished = True
+            if frame.by_platform:  # this platform instance stopped: the client is not at fault
+                error = UpstreamError(f"the platform instance stopped before this answer was complete "
+                                      f"({frame.reason}); retry the request", code="platform_shutting_down",
+                                      status=503, headers={"Retry-After": "1"})
+                self._outcome = ("cancelled", error.code, error.message)
+                raise error
             self._failed = True
             error = UpstreamError(f"the client serving this request disconnected mid-answer ({frame.reason})",
                                   code="client_disconnected")

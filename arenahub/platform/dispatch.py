@@ -417,6 +417,13 @@ class Dispatcher:
                 placement.ended("cancelled", None, "consumer disconnected")
                 self.attempt_ended(placement)
                 raise
+            if isinstance(frame, ClientGone) and frame.by_platform:  # this instance stops: not the client's fault
+                stopped = UpstreamError(f"the platform instance stopped before the answer began ({frame.reason}); "
+                                        "retry the request", code="platform_shutting_down", status=503,
+                                        headers={"Retry-After": "1"})
+                placement.ended("cancelled", stopped.code, stopped.message)
+                self.attempt_ended(placement)
+                raise stopped
             if isinstance(frame, ClientGone):
                 log.info("request %s: client %s went away before answering; retrying", ex.id, session.client_id)
                 last_error = UpstreamError(f"the client disconnected before answering ({frame.reason})",

@@ -153,12 +153,23 @@ class Platform:
         except TimeoutError:
             return False
 
-    async def stop(self) -> None:
+    async def drain(self) -> None:
+        """Take no new work, let the answers in flight finish within the shutdown grace, then cut what is left
+        (each cut stream is logged, and ends with a ``platform_shutting_down`` error) and close the tunnels."""
         self.begin_shutdown()
-        if not await self.wait_idle(self.settings.shutdown_grace_seconds):
+        grace = self.settings.shutdown_grace_seconds
+        if not await self.wait_idle(grace):
             log.warning("%d request(s) still in flight at shutdown", len(self._inflight))
+            for session in self.registry.sessions():
+                for request_id in session.request_ids():
+                    log.warning("request %s cut: its answer (from client %s) outlasted the shutdown grace of %g s",
+                                request_id, session.client_id, grace)
         for session in self.registry.sessions():
-            await session.close(frames.CLOSE_SHUTDOWN, "the platform is shutting down")
+            await session.close(frames.CLOSE_SHUTDOWN, f"the platform instance is shutting down (grace {grace:g} s)",
+                                by_platform=True)
+
+    async def stop(self) -> None:
+        await self.drain()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

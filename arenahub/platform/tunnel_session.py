@@ -39,12 +39,14 @@ MAX_CHECKS = 20
 
 
 class ClientGone:
-    """Put into a request's queue when its client disconnects or is dropped."""
+    """Put into a request's queue when its client disconnects or is dropped. ``by_platform``: the platform
+    itself ended the connection (it is shutting down), not the client: the client is not at fault."""
 
-    __slots__ = ("reason",)
+    __slots__ = ("by_platform", "reason")
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, by_platform: bool = False) -> None:
         self.reason = reason
+        self.by_platform = by_platform
 
 
 Incoming = frames.Chunk | frames.End | frames.Error | ClientGone
@@ -233,7 +235,7 @@ class ClientSession:
     def heartbeat_overdue(self, missed: int, now: float) -> bool:
         return now - self.last_heartbeat > missed * self.heartbeat_interval
 
-    def mark_closed(self, reason: str) -> None:
+    def mark_closed(self, reason: str, by_platform: bool = False) -> None:
         """Stop routing here and fail every request in flight at once."""
         if self.closed:
             return
@@ -242,11 +244,15 @@ class ClientSession:
         inflight, self._inflight = self._inflight, {}
         for inbox in inflight.values():
             inbox.close()
-            inbox.put_nowait(ClientGone(reason))
+            inbox.put_nowait(ClientGone(reason, by_platform))
         self._outbox.put_nowait(None)
 
-    async def close(self, code: int, reason: str) -> None:
-        self.mark_closed(reason)
+    def request_ids(self) -> list[str]:
+        """The requests in flight here."""
+        return list(self._inflight)
+
+    async def close(self, code: int, reason: str, by_platform: bool = False) -> None:
+        self.mark_closed(reason, by_platform)
         try:
             await self.ws.close(code=code, reason=reason[:120])
         except (RuntimeError, OSError, WebSocketDisconnect):

@@ -266,12 +266,19 @@ def test_shutdown_ends_a_stream_that_outlasts_the_grace_and_records_it(platform:
         ended = time.monotonic() - terminated_at
 
     assert 0.8 < ended < 3.0, f"the stream ended {ended:.2f} s after SIGTERM"
-    assert "[DONE]" not in events and "error" in json.loads(events[-1])
+    assert "[DONE]" not in events
+    error = json.loads(events[-1])["error"]  # named for what it is: the platform stopped, not the client
+    assert error["code"] == "platform_shutting_down" and "platform instance stopped" in error["message"]
+    assert "grace 1 s" in error["message"]
     assert 1 < len(events) < 100
     assert platform.wait_stopped() in (0, -signal.SIGTERM)
     assert time.monotonic() - terminated_at < 5
     [row] = read_records(platform.database_url)
-    assert row["id"] == request_id and row["status"] >= 500 and row["completion_tokens"] > 0
+    assert row["id"] == request_id and row["status"] == 503 and row["completion_tokens"] > 0
+    assert row["error_code"] == "platform_shutting_down"
+    assert f"request {request_id} cut: its answer (from client {client.client_id}) outlasted the shutdown grace" \
+        in platform.log()
+    assert "client_disconnected" not in platform.log()
 
 
 # -- cancellation -----------------------------------------------------------------------------
