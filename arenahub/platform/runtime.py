@@ -117,6 +117,8 @@ class Platform:
         self._tasks.append(watched(heartbeat_watchdog(self), "heartbeat-watchdog"))
         if self.cluster.shared:
             self._tasks.append(watched(self.presence.publish_loop(), "client-cards"))
+            if self.cluster.orphans is not None:
+                self._tasks.append(watched(self.cluster.orphans(), "credit-orphans"))
         self._tasks.append(watched(self._follow_client_changes(), "client-changes"))
         self._tasks.append(self._retention())
         self._tasks.append(watched(follow(self.engine, self.live, self.apply_settings, feed=self.changes),

@@ -48,6 +48,7 @@ log = logging.getLogger("arenahub.platform.credit")
 
 READY = "ah:credit:ready"
 MONEY = "ah:money"
+OPEN = "ah:res:open"  # the open reservations by the Redis time they were made (sorted set)
 CLOSED_SECONDS = 86_400
 RESERVATION_SECONDS = 7 * 86_400  # an instance that died holding one: released by the rebuild's cleanup
 
@@ -70,7 +71,8 @@ def _earn(client_id: str) -> str:
 
 _I = "local function i(x) return string.format('%d', x) end\n"
 
-# KEYS: ready, credit, res, closed. ARGV: amount, unlimited, minimum ('' none), instance, key id.
+# KEYS: ready, credit, res, closed, open. ARGV: amount, unlimited, minimum ('' none), instance, key id,
+# request id.
 _RESERVE = _I + """
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'notready'} end
 if redis.call('EXISTS', KEYS[3]) == 1 or redis.call('EXISTS', KEYS[4]) == 1 then return {'duplicate'} end
@@ -88,10 +90,11 @@ end
 redis.call('HINCRBY', KEYS[2], 'held', i(amount))
 redis.call('HSET', KEYS[3], 'key', ARGV[5], 'amount', i(amount), 'unlimited', ARGV[2], 'instance', ARGV[4])
 redis.call('EXPIRE', KEYS[3], RESERVATION_SECONDS)
+redis.call('ZADD', KEYS[5], redis.call('TIME')[1], ARGV[6])
 return {'ok', i(amount)}
 """
 
-# KEYS: ready, credit, res, closed, earn. ARGV: kind ('settle' or 'release'), actual, prompt, completion,
+# KEYS: ready, credit, res, closed, earn, open. ARGV: kind ('settle' or 'release'), actual, prompt, completion,
 # images, pending ('1': decided without Redis, charge given in ARGV[2]: apply only if still open).
 _CLOSE = _I + """
 local closed = redis.call('GET', KEYS[4])
@@ -119,6 +122,7 @@ if ARGV[1] == 'settle' then
 end
 redis.call('HINCRBY', KEYS[2], 'held', i(0 - amount))
 redis.call('DEL', KEYS[3])
+redis.call('ZREM', KEYS[6], ARGV[7])
 redis.call('SET', KEYS[4], ARGV[1] .. ':' .. i(charge) .. ':' .. i(amount), 'EX', CLOSED_SECONDS)
 return {'ok', i(charge), i(amount)}
 """
@@ -158,9 +162,10 @@ class RedisCreditStore:
 
     async def reserve(self, key_id: str, request_id: str, amount: int, *, unlimited: bool,
                       minimum: int | None = None) -> Reservation:
-        out = _text(await self._run(self._reserve, [READY, _credit(key_id), _res(request_id), _closed(request_id)],
+        out = _text(await self._run(self._reserve, [READY, _credit(key_id), _res(request_id), _closed(request_id),
+                                                    OPEN],
                                     [amount, int(unlimited), "" if minimum is None else minimum, self.instance,
-                                     key_id]))
+                                     key_id, request_id]))
         if out[0] == "notready":
             raise LiveStateUnavailable("credit")
         if out[0] == "duplicate":
@@ -225,6 +230,42 @@ class RedisCreditStore:
             applied += out[0] == "ok"
         return applied
 
+    async def release_orphans(self, alive: set[str], *, dead_after: float = 15.0, at_most: float = 4200.0) -> int:
+        """Give back the reservations nobody will close: those of an instance that is gone (older than
+        ``dead_after`` seconds, its card stale), and any older than ``at_most`` (no answer may take that
+        long: the total timeout is at most an hour). Each gets a release entry for the book (and its
+        reserve entry, which the dead instance may not have written; the book keeps one of each per
+        request). Returns how many were released here (another instance may release some first)."""
+        try:
+            now = (await self.redis.time())[0]
+            old: list[Any] = await self.redis.zrangebyscore(OPEN, "-inf", now - dead_after, start=0, num=1000,
+                                                            withscores=True)
+        except UNREACHABLE as exc:
+            raise LiveStateUnavailable("credit", exc) from exc
+        released = 0
+        for raw_id, made_at in old:
+            request_id = raw_id.decode() if isinstance(raw_id, bytes) else str(raw_id)
+            try:
+                fields = await self.redis.hmget(_res(request_id), ["key", "amount", "instance"])
+            except UNREACHABLE as exc:
+                raise LiveStateUnavailable("credit", exc) from exc
+            key_id, amount, instance = (v.decode() if isinstance(v, bytes) else None for v in fields)
+            if key_id is None or amount is None:
+                await self.redis.zrem(OPEN, request_id)  # closed meanwhile, or lost with Redis's data
+                continue
+            if instance in alive and now - float(made_at) < at_most:
+                continue  # its instance is there to close it
+            reservation = Reservation(key_id, request_id, int(amount), "")
+            out = await self._close_script(reservation, Kind.RELEASE, 0, Usage())
+            if out[0] != "ok":
+                continue  # closed by its own instance, or released by another, a moment ago
+            why = (f"released by the cluster: instance {instance or 'unknown'} stopped before the request ended"
+                   if instance not in alive else "released by the cluster: open for longer than any answer may take")
+            self._entry(key_id, Kind.RESERVE, hold=int(amount), request_id=request_id, note=why)
+            self._entry(key_id, Kind.RELEASE, hold=-int(amount), request_id=request_id, note=why)
+            released += 1
+        return released
+
     async def add_money(self, entries: Sequence[Entry]) -> int:
         money = [e for e in entries if e.kind in (Kind.TOPUP, Kind.ADJUSTMENT)]
         if not money:
@@ -272,6 +313,7 @@ class RedisCreditStore:
     async def restore(self, book: Book) -> None:
         """Load the balances from the ledger of record, then mark Redis ready (one transaction)."""
         try:
+            now = (await self.redis.time())[0]
             async with self.redis.pipeline(transaction=True) as pipe:
                 for key_id, (balance, held) in book.balances.items():
                     pipe.hset(_credit(key_id), mapping={"balance": balance, "held": held})
@@ -284,6 +326,9 @@ class RedisCreditStore:
                     pipe.hset(_res(r.request_id), mapping={"key": r.key_id, "amount": r.amount,
                                                            "unlimited": unlimited, "instance": ""})
                     pipe.expire(_res(r.request_id), RESERVATION_SECONDS)
+                pipe.delete(OPEN)
+                if book.open_reservations:  # their age starts now: they are released if nobody closes them
+                    pipe.zadd(OPEN, {r.request_id: now for r in book.open_reservations})
                 pipe.delete(MONEY)
                 for start in range(0, len(book.money_ids), 1000):
                     pipe.sadd(MONEY, *book.money_ids[start:start + 1000])
@@ -301,9 +346,10 @@ class RedisCreditStore:
     async def _close_script(self, reservation: Reservation, kind: Kind, actual: int, usage: Usage,
                             client_id: str = "", pending: bool = False) -> list[str]:
         keys = [READY, _credit(reservation.key_id), _res(reservation.request_id), _closed(reservation.request_id),
-                _earn(client_id)]  # a settle credits its client's earnings
+                _earn(client_id), OPEN]  # a settle credits its client's earnings
         return _text(await self._run(self._close, keys, [kind.value, actual, usage.prompt_tokens,
-                                                         usage.completion_tokens, usage.images, int(pending)]))
+                                                         usage.completion_tokens, usage.images, int(pending),
+                                                         reservation.request_id]))
 
     def _closed_entry(self, reservation: Reservation, closed: str, kind: Kind) -> Entry:
         how, charge, held = closed.split(":")

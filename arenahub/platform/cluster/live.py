@@ -5,8 +5,9 @@ cluster. Each piece has one owner and one interface (``LimitStore``, ``CreditSto
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
+from typing import Any
 
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -35,6 +36,7 @@ class LiveState:
     credit: CreditStore
     clients: ClientDirectory
     rebuild: Callable[[], Awaitable[None]] | None = None  # loads a shared credit store without its book
+    orphans: Callable[[], Coroutine[Any, Any, None]] | None = None  # the loop giving back dead instances' reservations
 
     @property
     def shared(self) -> bool:
@@ -75,4 +77,4 @@ def build(redis_url: str, card: Callable[[], InstanceCard], engine: AsyncEngine,
     credit = RedisCreditStore(redis, instance=instance)
     rebuild = Rebuilder(redis, credit, engine, bus, directory, flush)
     return LiveState(instance, redis, bus, directory, RedisLimitStore(redis), credit, RedisClientDirectory(redis),
-                     rebuild)
+                     rebuild, rebuild.release_orphans_loop)

@@ -102,6 +102,21 @@ class Rebuilder:
         log.warning("loaded the shared credit from the database in %.2f s: %d key(s), %d open reservation(s)",
                     time.monotonic() - started, len(book.balances), len(book.open_reservations))
 
+    async def release_orphans_loop(self, period: float = 10.0) -> None:
+        """Every ``period``, give back the reservations of instances that died mid-request
+        (``RedisCreditStore.release_orphans``); the release entries go to the book with this instance's."""
+        while True:
+            await asyncio.sleep(period)
+            try:
+                alive = {card.id for card in await self.directory.alive()}
+                if not alive:
+                    continue  # Redis is away, or its cards are not back yet: decide nothing
+                released = await self.store.release_orphans(alive)
+            except LiveStateUnavailable:
+                continue
+            if released:
+                log.warning("released %d reservation(s) held by instance(s) that stopped mid-request", released)
+
     async def _wait_ready(self, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
         while not await self.store.ready():

@@ -213,3 +213,35 @@ async def test_ready_is_one_key(redis_store: RedisCreditStore) -> None:
     assert not await redis_store.ready()
     await redis_store.restore(Book({}, [], []))
     assert await redis_store.ready() and await redis_store.redis.exists(READY)
+
+
+async def test_a_dead_instances_reservations_are_given_back_once(redis_url: str) -> None:
+    clients = [Redis.from_url(redis_url) for _ in range(3)]
+    dead, east, west = (RedisCreditStore(c, instance=name) for c, name in zip(clients, ("dead", "east", "west"),
+                                                                                strict=True))
+    try:
+        await east.restore(Book({"k": (1000, 0)}, [], []))
+        lost = await dead.reserve("k", "r-lost", 300, unlimited=False)  # its instance is killed mid-request
+        kept = await east.reserve("k", "r-kept", 200, unlimited=False)  # a live instance's: not touched
+        assert (await east.account("k", unlimited=False)).available == 500
+        assert await east.release_orphans({"east", "west"}, dead_after=60) == 0  # too young to judge
+        released = await asyncio.gather(east.release_orphans({"east", "west"}, dead_after=0),
+                                        west.release_orphans({"east", "west"}, dead_after=0))
+        assert sorted(released) == [0, 1]  # one instance gives it back, once
+        assert (await west.account("k", unlimited=False)).available == 800
+        entries = east.drain_new_entries() + west.drain_new_entries()
+        mine = [e for e in entries if e.request_id == lost.request_id]
+        assert sorted(e.kind for e in mine) == [Kind.RELEASE, Kind.RESERVE] and sum(e.hold for e in mine) == 0
+        assert all("instance dead stopped" in (e.note or "") for e in mine)
+        # The dead instance's own (late) close finds it closed; the live one settles as usual.
+        assert (await east.settle(kept, 150, client_id="c", model="m", usage=Usage())).charge == 150
+        with pytest.raises(ReservationClosed):
+            await dead.settle(lost, 10, client_id="c", model="m", usage=Usage())
+        # Too old for any answer: released even though its instance is alive.
+        stuck = await east.reserve("k", "r-stuck", 100, unlimited=False)
+        assert await west.release_orphans({"east", "west"}, dead_after=0, at_most=0) == 1
+        with pytest.raises(ReservationClosed):
+            await east.settle(stuck, 10, client_id="c", model="m", usage=Usage())
+    finally:
+        for c in clients:
+            await c.aclose()
