@@ -6,8 +6,10 @@ is refilled from the book, with nothing guessed meanwhile."""
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -264,3 +266,53 @@ def test_models_are_the_clusters_and_a_second_copy_on_another_instance_stands_by
         "connected again to instance west" in (standing["refused"] or {}).get("message", ""), standing
     assert second.status()["state"] == "connected"
     assert "connected here from" in west.log() and "lets it go" in west.log()
+
+
+def test_kill_minus_9_of_an_instance_under_load_loses_no_money(cluster: Cluster) -> None:
+    """Streams on every instance, then one instance is killed: the others keep serving, its reservations
+    come back, and once it restarts (replaying its journal) the book and the live balance agree."""
+    created = cluster.key("--credit", "1")
+    key, key_id = created["key"], created["key_id"]
+    east = cluster.platforms[0]
+    stop = threading.Event()
+    outcomes: dict[str, list[int]] = {p.name: [] for p in cluster.platforms}
+
+    def load(platform: Platform) -> None:
+        while not stop.is_set():
+            try:
+                with httpx.stream("POST", platform.v1 + "/chat/completions", headers={"Authorization": f"Bearer {key}"},
+                                  json={"model": MODEL, "messages": ask("[[words=20]] [[delay_ms=40]] go"),
+                                        "stream": True, "max_tokens": 40}, timeout=10) as resp:
+                    resp.read()
+                    outcomes[platform.name].append(resp.status_code)
+            except httpx.HTTPError:
+                outcomes[platform.name].append(0)  # the killed instance
+                time.sleep(0.1)
+
+    with ThreadPoolExecutor(6) as pool:
+        for platform in cluster.platforms * 2:
+            pool.submit(load, platform)
+        wait_until(lambda: all(len(v) >= 2 for v in outcomes.values()), 20, "load on every instance")
+        east.kill()
+        time.sleep(2)
+        stop.set()
+    assert {s for p in cluster.platforms[1:] for s in outcomes[p.name]} == {200}  # the others never failed
+
+    west = cluster.platforms[1]
+
+    def credit() -> dict[str, Any]:
+        return httpx.get(f"{west.url}/api/admin/keys/{key_id}", headers=west.admin_headers,
+                         timeout=5).json()["credit"]
+    wait_until(lambda: credit()["held_micros"] == 0, 40, "the killed instance's reservations given back",
+               interval=0.5)
+    restarted = cluster.stack.platform(cluster.database_url, {"ARENAHUB_REDIS_URL": cluster.redis.url,
+                                                              "ARENAHUB_INSTANCE_ID": "east",
+                                                              "ARENAHUB_RECORD_FLUSH_SECONDS": "0.1"},
+                                       name="east-again")
+
+    def agree() -> bool:
+        entries = [e for e in read_ledger(cluster.database_url) if e["key_id"] == key_id]
+        return (sum(e["hold"] for e in entries) == 0
+                and 1_000_000 + sum(e["amount"] for e in entries if e["kind"] != "topup") == credit()["balance_micros"])
+    wait_until(agree, 15, "the book and the live balance agree", interval=0.5)
+    assert restarted.health()["cluster"]["shared_state"] == "ready"
