@@ -16,10 +16,12 @@ from starlette.routing import WebSocketRoute
 from arenahub.asgi import ClientClosed
 from arenahub.platform import client_api, consumer_api, images_api, metrics
 from arenahub.platform.admin import api as admin_api
+from arenahub.platform.cluster.peer_endpoint import peer_endpoint
 from arenahub.platform.dashboard import pages as dashboard_pages
 from arenahub.platform.runtime import Platform
 from arenahub.platform.settings import PlatformSettings
 from arenahub.platform.tunnel import tunnel_endpoint
+from arenahub.protocol import peer
 from arenahub.protocol.errors import ApiError, InvalidRequest, NotFound
 from arenahub.protocol.openai import error_body
 
@@ -85,7 +87,8 @@ def create_app(settings: PlatformSettings | None = None, platform: Platform | No
             await state.stop()
 
     routes = [*consumer_api.routes, *images_api.routes, *client_api.routes, *admin_api.routes(), *metrics.routes,
-              WebSocketRoute("/api/ws", tunnel_endpoint), *dashboard_pages.routes()]
+              WebSocketRoute("/api/ws", tunnel_endpoint), WebSocketRoute(peer.PATH, peer_endpoint),
+              *dashboard_pages.routes()]
     return Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(dashboard_pages.DashboardHeaders)],
                      exception_handlers={ApiError: _on_api_error, HTTPException: _on_http_error,
                                          ClientClosed: _on_client_closed, ClientDisconnect: _on_client_closed,

@@ -5,7 +5,7 @@ Behind a small interface so that several platform instances can later share it (
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Protocol
 
 from arenahub.platform.tunnel_session import ClientSession
@@ -57,3 +57,36 @@ class LocalClientRegistry:
 
     def __len__(self) -> int:
         return len(self._sessions)
+
+
+class ClusterView:
+    """What the dispatcher routes over: this instance's clients, then the other instances' (cluster/peers.py).
+    Adding, removing and looking up are this instance's own."""
+
+    def __init__(self, local: LocalClientRegistry, remote: Callable[[], Iterator[ClientSession]]) -> None:
+        self._local = local
+        self._remote = remote
+
+    def add(self, session: ClientSession) -> ClientSession | None:
+        return self._local.add(session)
+
+    def remove(self, session: ClientSession) -> None:
+        self._local.remove(session)
+
+    def get(self, client_id: str) -> ClientSession | None:
+        return self._local.get(client_id)
+
+    def sessions(self) -> Iterator[ClientSession]:
+        local = list(self._local.sessions())
+        here = {s.client_id for s in local}
+        return iter(local + [s for s in self._remote() if s.client_id not in here])
+
+    def models(self) -> set[str]:
+        out: set[str] = set()
+        for s in self.sessions():
+            if s.available:
+                out |= s.models
+        return out
+
+    def __len__(self) -> int:
+        return len(self._local)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import secrets
 import time
 import uuid
 from dataclasses import replace
@@ -23,6 +24,7 @@ from arenahub.platform.cluster.changes import ChangeFeed, PostgresListener, asyn
 from arenahub.platform.cluster.errors import LiveStateUnavailable
 from arenahub.platform.cluster.instances import InstanceCard, new_instance_id
 from arenahub.platform.cluster.live import build as build_live_state
+from arenahub.platform.cluster.peers import RemoteClients
 from arenahub.platform.cluster.presence import Presence
 from arenahub.platform.dashboard.auth import DashboardAuth
 from arenahub.platform.dispatch import Dispatcher
@@ -32,9 +34,9 @@ from arenahub.platform.live_settings import LiveSettings, follow
 from arenahub.platform.metrics import PlatformMetrics
 from arenahub.platform.records import RecordWriter, RequestRecord, keep_records_for
 from arenahub.platform.refusals import STORED_KEY, RefusalBook
-from arenahub.platform.registry import LocalClientRegistry
+from arenahub.platform.registry import ClusterView, LocalClientRegistry
 from arenahub.platform.settings import PlatformSettings
-from arenahub.platform.storage import accounts, catalogue_store
+from arenahub.platform.storage import accounts, catalogue_store, settings_store
 from arenahub.platform.storage.accounts import ConsumerKey
 from arenahub.platform.storage.db import DATABASE_ERRORS, create_engine, migrate
 from arenahub.platform.throttle import CREDENTIALS, SIGN_INS, CredentialThrottle
@@ -45,6 +47,8 @@ from arenahub.protocol import frames
 from arenahub.protocol.errors import ApiError, ShuttingDown
 
 log = logging.getLogger("arenahub.platform")
+
+CLUSTER_SECRET = "cluster_secret"  # platform_settings row: what instances show each other (cluster/peer_endpoint.py)
 
 
 
@@ -71,10 +75,17 @@ class Platform:
         self.writer = RecordWriter(self.engine, flush_seconds=settings.record_flush_seconds,
                                    batch_size=settings.record_batch_size, ledger_entries=self.accounting.drain,
                                    journal=self.journal)
-        self.dispatcher = Dispatcher(self.registry, settings)
+        # The other instances' clients, routed to over peer links (cluster/peers.py); none without Redis.
+        self.cluster_secret = ""
+        self.remote = RemoteClients(self.instance_id, lambda: self.cluster_secret, self._instance_url,
+                                    window=lambda: self.settings.answer_window_bytes,
+                                    slow_consumer_seconds=lambda: self.settings.slow_consumer_seconds)
+        self.routable = ClusterView(self.registry, self.remote.sessions)
+        self.dispatcher = Dispatcher(self.routable, settings)
         self.dispatcher.on_routing_change = self.client_routing_changed
         self.metrics = PlatformMetrics(self)
-        self.presence = Presence(self.cluster, self.registry, self.instance_card, self._let_client_go)
+        self.presence = Presence(self.cluster, self.registry, self.instance_card, self._let_client_go,
+                                 on_cards=self.remote.sync)
         # Wrong admin tokens, client keys and consumer keys, throttled per address (throttle.py); with Redis,
         # counted for the whole cluster (throttle_redis.py).
         credentials = replace(CREDENTIALS, per_address=settings.credential_failures_per_minute)
@@ -100,6 +111,10 @@ class Platform:
                      self.live.overrides)
             self.apply_settings(self.live.current)
         await self.cluster.start()
+        if self.cluster.shared:
+            await settings_store.put_setting(self.engine, CLUSTER_SECRET, secrets.token_urlsafe(32),
+                                             only_if_absent=True)
+            self.cluster_secret = str(await settings_store.get_setting(self.engine, CLUSTER_SECRET))
         if self._listener is not None:
             await self._listener.start()
         self.admin = await load_admin_auth(self.engine, self.settings.admin_token)
@@ -178,14 +193,19 @@ class Platform:
         await self.keys.stop()
         await self.accounting.stop()
         await self.writer.close()
+        await self.remote.close()
         if self._listener is not None:
             await self._listener.stop()
         await self.cluster.stop()
         await self.engine.dispose()
 
+    def _instance_url(self, instance: str) -> str | None:
+        return self.presence.instance_urls.get(instance)
+
     def instance_card(self) -> InstanceCard:
         """What this instance says about itself to the others (cluster/instances.py)."""
         return InstanceCard(self.instance_id, address=f"{self.settings.host}:{self.settings.port}",
+                            url=self.settings.resolved_advertise_url,
                             version=__version__, started_at=self.started_at,
                             clients=sum(1 for s in self.registry.sessions() if not s.closed),
                             in_flight=len(self._inflight), draining=self.shutting_down)
@@ -206,7 +226,7 @@ class Platform:
             return self.catalogue.offered_to_consumers(model)
         if model in self.catalog:
             return True
-        return any(s.serves(model) for s in self.registry.sessions())
+        return any(s.serves(model) for s in self.routable.sessions())
 
     def exchange_started(self, ex: Exchange) -> None:
         self._inflight.add(ex.id)

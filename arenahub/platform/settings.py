@@ -86,6 +86,9 @@ class PlatformSettings:
     redis_url: str = field(default="", repr=False)
     # This instance's name in logs, /api/health, metrics and the dashboard; empty: host-pid-xxxx.
     instance_id: str = ""
+    # Where the other instances reach this one (its requests for clients connected here); empty:
+    # http://HOST:PORT (the host name when it listens on every address).
+    advertise_url: str = ""
     # Sets the admin API's token (for automated deployments); empty: one is generated on first start.
     admin_token: str = field(default="", repr=False)
 
@@ -106,6 +109,8 @@ class PlatformSettings:
                 raise ValueError("redis_url joins a cluster of platform instances, whose books must be in one "
                                  "shared database: give a PostgreSQL --database-url (postgresql+asyncpg://...) "
                                  "too; SQLite is for a platform that runs as one instance")
+        if self.advertise_url and self.advertise_url.split("://", 1)[0] not in ("http", "https"):
+            raise ValueError(f"advertise_url must be an http:// or https:// URL, not {self.advertise_url!r}")
         if len(self.instance_id) > 64 or not all(c.isalnum() or c in "-_." for c in self.instance_id):
             raise ValueError("instance_id must be at most 64 letters, digits, '-', '_' or '.'")
         for name, (low, high) in BOUNDS.items():
@@ -113,6 +118,14 @@ class PlatformSettings:
             if not low <= value <= high or (name in ABOVE_ZERO and not value > 0):
                 lowest = f"above {low:g}" if name in ABOVE_ZERO else f"from {low:g}"
                 raise ValueError(f"{name} must be {lowest} to {high:g}, got {value}")
+
+    @property
+    def resolved_advertise_url(self) -> str:
+        if self.advertise_url:
+            return self.advertise_url.rstrip("/")
+        import socket
+        host = socket.gethostname() if self.host in ("0.0.0.0", "::", "") else self.host
+        return f"http://{'[' + host + ']' if ':' in host else host}:{self.port}"
 
     @property
     def resolved_journal_dir(self) -> Path:

@@ -316,3 +316,33 @@ def test_kill_minus_9_of_an_instance_under_load_loses_no_money(cluster: Cluster)
                 and 1_000_000 + sum(e["amount"] for e in entries if e["kind"] != "topup") == credit()["balance_micros"])
     wait_until(agree, 15, "the book and the live balance agree", interval=0.5)
     assert restarted.health()["cluster"]["shared_state"] == "ready"
+
+
+def test_a_request_is_served_by_a_client_on_another_instance(cluster: Cluster) -> None:
+    east, west, north = cluster.platforms
+    own = cluster.stack.upstream(["west-only"], name="west-upstream")
+    remote = cluster.stack.client(west, own, name="west-only-client")
+    key = cluster.key()["key"]
+
+    def listed() -> bool:
+        r = httpx.get(east.v1 + "/models", headers={"Authorization": f"Bearer {key}"}, timeout=5)
+        return "west-only" in [m["id"] for m in r.json()["data"]]
+    wait_until(listed, 5, "east lists the model of a client on west", interval=0.1)
+    time.sleep(1.5)  # east's dispatcher has the remote client (its cards are read every second)
+    for platform in (east, north):
+        with consumer_for(platform, key) as consumer:
+            raw = consumer.chat.completions.with_raw_response.create(model="west-only", messages=ask("far away"))
+            assert raw.headers["x-arenahub-client"] == remote.client_id
+            assert raw.parse().choices[0].message.content == "Echo: far away"
+            stream = consumer.chat.completions.create(model="west-only", messages=ask("[[words=40]] streamed"),
+                                                      stream=True)
+            text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+            assert text == " ".join(f"w{i}" for i in range(40))
+
+    # The consumer leaves mid-answer: the client on the other instance is told to stop.
+    with httpx.stream("POST", east.v1 + "/chat/completions", headers={"Authorization": f"Bearer {key}"},
+                      json={"model": "west-only", "stream": True,
+                            "messages": ask("[[words=200]] [[delay_ms=50]] long")}, timeout=10) as resp:
+        assert resp.status_code == 200
+        wait_until(lambda: remote.status()["active_requests"] == 1, 5, "the answer under way on west's client")
+    wait_until(lambda: remote.status()["active_requests"] == 0, 5, "west's client told to stop")

@@ -37,6 +37,7 @@ def new_instance_id() -> str:
 class InstanceCard(msgspec.Struct):
     id: str
     address: str = ""
+    url: str = ""  # where the other instances reach it (settings.advertise_url)
     version: str = ""
     started_at: float = 0.0
     seen_at: float = 0.0

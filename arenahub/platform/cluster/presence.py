@@ -27,13 +27,16 @@ CLIENT_TAKEN = "client_taken"  # a client's new connection came to another insta
 
 class Presence:
     def __init__(self, live: LiveState, registry: ClientRegistry, instance_card: Callable[[], InstanceCard],
-                 let_go: Callable[[ClientSession, str], object]) -> None:
+                 let_go: Callable[[ClientSession, str], object],
+                 on_cards: Callable[[list[ClientCard]], None] | None = None) -> None:
         self.live = live
         self.instance = live.instance
         self._registry = registry
         self._instance_card = instance_card
         self._let_go = let_go  # closes a session whose client connected again elsewhere, telling it why
         self.cards: list[ClientCard] = []  # every instance's clients, read each period
+        self.instance_urls: dict[str, str] = {}  # where each live instance is reached
+        self._on_cards = on_cards
         if live.shared:
             live.bus.subscribe(CLIENT_TAKEN, self._taken_elsewhere)
 
@@ -95,8 +98,12 @@ class Presence:
             try:
                 await self.live.clients.publish([self.card(s) for s in self._registry.sessions() if not s.closed])
                 self.cards = await self.live.clients.cards()
+                self.instance_urls = {c.id: c.url for c in await self.live.directory.alive() if c.url}
             except LiveStateUnavailable:
                 continue  # Redis is away: routing goes on with this instance's clients
+            live = [c for c in self.cards if c.instance in self.instance_urls]  # not those of a dead instance
+            if self._on_cards is not None:
+                self._on_cards(live)
 
     def models_offered(self) -> set[str]:
         """Models served now by the available clients of the cluster."""
