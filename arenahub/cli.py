@@ -88,6 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--instance-id", default=_env("INSTANCE_ID"),
                    help="this instance's name in logs, health and the dashboard (default: ARENAHUB_INSTANCE_ID, "
                         "else host-pid-xxxx)")
+    p.add_argument("--advertise-url", default=_env("ADVERTISE_URL"),
+                   help="where the other instances of a cluster reach this one (default: ARENAHUB_ADVERTISE_URL, "
+                        "else http://HOST:PORT)")
     p.set_defaults(run=_run_platform)
 
     c = sub.add_parser("client", help="run a client: connect a bridge to the platform")
@@ -148,7 +151,7 @@ def _run_platform(args: argparse.Namespace) -> int:
     try:
         settings = PlatformSettings.from_env(host=args.host, port=args.port, database_url=args.database_url,
                                              log_level=args.log_level, redis_url=args.redis_url,
-                                             instance_id=args.instance_id)
+                                             instance_id=args.instance_id, advertise_url=args.advertise_url)
         settings.resolved_database_url  # noqa: B018 - validate the URL before starting
         limits = connections.ServerLimits(
             header_timeout_seconds=settings.header_timeout_seconds, body_timeout_seconds=settings.body_timeout_seconds,
