@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench bench-analytics bench-pool install clean chromium
+.PHONY: demo test lint bench bench-cluster bench-analytics bench-pool install clean chromium
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,10 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+# The cluster arm: a client on another instance vs the same one (needs redis-server and ARENAHUB_BENCH_PG_URL).
+bench-cluster: $(STAMP)
+	$(BIN)/python bench/cluster.py $(BENCH_ARGS)
 
 # The dashboard on 1,000,000 seeded records and their ledger: its storage queries, then every API call
 # each page makes, over HTTP against a platform started on that database; then its client list with
