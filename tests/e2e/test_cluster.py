@@ -6,6 +6,7 @@ is refilled from the book, with nothing guessed meanwhile."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from collections.abc import Iterator
@@ -18,7 +19,7 @@ import httpx
 import openai
 import pytest
 
-from tests.conftest import initialised
+from tests.conftest import fresh_databases, initialised
 from tests.redis_server import RedisServer
 
 from .harness import (
@@ -52,21 +53,39 @@ class Cluster:
         return self.stack.admin("create-key", "--name", "cluster", *options, database_url=self.database_url)
 
 
-@pytest.fixture
-def cluster(tmp_path: Path, databases: Any, redis_server: RedisServer, redis_url: str) -> Iterator[Cluster]:
-    database_url = initialised(databases.new("postgres"))
-    stack = Stack(tmp_path)
+@contextlib.contextmanager
+def running_cluster(workdir: Path, database_url: str) -> Iterator[Cluster]:
+    """Three instances on ``database_url`` and a redis-server of their own, each with a client."""
+    redis = RedisServer(workdir).start()
+    stack = Stack(workdir)
     try:
+        database_url = initialised(database_url)
         stack.admin("set-price", MODEL, "--prompt", "1000", "--completion", "1000", database_url=database_url)
         upstream = stack.upstream(MODELS)
-        platforms = [stack.platform(database_url, {"ARENAHUB_REDIS_URL": redis_url, "ARENAHUB_INSTANCE_ID": name,
+        platforms = [stack.platform(database_url, {"ARENAHUB_REDIS_URL": redis.url, "ARENAHUB_INSTANCE_ID": name,
                                                    "ARENAHUB_RECORD_FLUSH_SECONDS": "0.1"}, name=name)
                      for name in INSTANCES]
         clients = [stack.client(p, upstream, name=f"client-{p.name}", max_concurrent_requests=64)
                    for p in platforms]
-        yield Cluster(stack, database_url, redis_server, platforms, clients, upstream)
+        yield Cluster(stack, database_url, redis, platforms, clients, upstream)
     finally:
         stack.stop_all()
+        redis.stop()
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """One cluster for the tests that leave it serving (they make keys and clients of their own)."""
+    workdir = tmp_path_factory.mktemp("cluster")
+    with fresh_databases(workdir) as made, running_cluster(workdir, made.new("postgres")) as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def own_cluster(tmp_path: Path, databases: Any) -> Iterator[Cluster]:
+    """A cluster of its own, for a test that kills one of its programs."""
+    with running_cluster(tmp_path, databases.new("postgres")) as cluster:
+        yield cluster
 
 
 def test_each_instance_says_who_it_is_and_sees_the_others(cluster: Cluster) -> None:
@@ -141,41 +160,6 @@ def test_a_thousand_way_credit_race_over_three_instances_never_overspends(cluste
     assert credit_micros - spent < 40_000
 
 
-def test_redis_lost_its_data_nothing_is_guessed_then_the_book_is_reloaded(cluster: Cluster) -> None:
-    created = cluster.key("--credit", "1")
-    key, key_id = created["key"], created["key_id"]
-    east, west = cluster.platforms[0], cluster.platforms[1]
-    with consumer_for(east, key) as consumer:
-        consumer.chat.completions.create(model=MODEL, messages=ask("before"), max_tokens=5)
-    cluster.redis.stop()
-    with consumer_for(west, key) as consumer, pytest.raises(openai.APIStatusError) as info:
-        consumer.chat.completions.create(model=MODEL, messages=ask("while away"), max_tokens=5)
-    assert info.value.status_code == 503 and info.value.response.headers["retry-after"] == "5"
-    assert "shared state is unreachable" in info.value.message
-    started = time.monotonic()
-    cluster.redis.start()  # empty: a restart without persistence
-
-    def served() -> bool:
-        with consumer_for(west, key) as consumer:
-            try:
-                consumer.chat.completions.create(model=MODEL, messages=ask("after"), max_tokens=5)
-                return True
-            except openai.APIStatusError as err:
-                assert err.status_code == 503, err
-                return False
-    wait_until(served, 20, "requests served again", interval=0.2)
-    reloaded_in = time.monotonic() - started
-    assert reloaded_in < 15
-    assert "loaded the shared credit from the database" in "".join(p.log() for p in cluster.platforms)
-
-    def book() -> int | None:
-        settles = [e for e in read_ledger(cluster.database_url) if e["key_id"] == key_id and e["kind"] == "settle"]
-        return -sum(e["amount"] for e in settles) if len(settles) == 2 else None
-    spent = wait_until(book, 10, "both settles in the book")
-    shown = httpx.get(f"{east.url}/api/admin/keys/{key_id}", headers=east.admin_headers, timeout=5).json()["credit"]
-    assert shown["balance_micros"] == 1_000_000 - spent  # the rebuilt balance is the book's
-
-
 def test_admin_changes_reach_every_instance_within_a_second(cluster: Cluster) -> None:
     created = cluster.key()
     key, key_id = created["key"], created["key_id"]
@@ -208,9 +192,12 @@ def test_admin_changes_reach_every_instance_within_a_second(cluster: Cluster) ->
     assert time.monotonic() - started < 1.0
     # None of them read the database every second for it: each heard the change.
     assert all("settings changed by another platform process" in p.log() for p in (west, north))
+    assert httpx.patch(east.url + "/api/admin/settings", json={"queue_size": None}, headers=east.admin_headers,
+                       timeout=5).status_code == 200
 
 
-def test_a_client_that_lists_the_instances_moves_when_its_instance_dies(cluster: Cluster) -> None:
+def test_a_client_that_lists_the_instances_moves_when_its_instance_dies(own_cluster: Cluster) -> None:
+    cluster = own_cluster
     account = cluster.stack.admin("create-client", "--name", "mover", database_url=cluster.database_url)
     config = write_client_config(cluster.stack.workdir / "mover.config.jsonc",
                                  platform_url=[p.api_url for p in cluster.platforms], client_id=account["client_id"],
@@ -268,9 +255,10 @@ def test_models_are_the_clusters_and_a_second_copy_on_another_instance_stands_by
     assert "connected here from" in west.log() and "lets it go" in west.log()
 
 
-def test_kill_minus_9_of_an_instance_under_load_loses_no_money(cluster: Cluster) -> None:
+def test_kill_minus_9_of_an_instance_under_load_loses_no_money(own_cluster: Cluster) -> None:
     """Streams on every instance, then one instance is killed: the others keep serving, its reservations
     come back, and once it restarts (replaying its journal) the book and the live balance agree."""
+    cluster = own_cluster
     created = cluster.key("--credit", "1")
     key, key_id = created["key"], created["key_id"]
     east = cluster.platforms[0]
@@ -346,3 +334,41 @@ def test_a_request_is_served_by_a_client_on_another_instance(cluster: Cluster) -
         assert resp.status_code == 200
         wait_until(lambda: remote.status()["active_requests"] == 1, 5, "the answer under way on west's client")
     wait_until(lambda: remote.status()["active_requests"] == 0, 5, "west's client told to stop")
+
+
+# Last: it restarts the shared cluster's Redis (the cluster recovers by itself, as the test shows).
+def test_redis_lost_its_data_nothing_is_guessed_then_the_book_is_reloaded(cluster: Cluster) -> None:
+    created = cluster.key("--credit", "1")
+    key, key_id = created["key"], created["key_id"]
+    east, west = cluster.platforms[0], cluster.platforms[1]
+    with consumer_for(east, key) as consumer:
+        consumer.chat.completions.create(model=MODEL, messages=ask("before"), max_tokens=5)
+    logged = {p.name: len(p.log()) for p in cluster.platforms}
+    cluster.redis.stop()
+    with consumer_for(west, key) as consumer, pytest.raises(openai.APIStatusError) as info:
+        consumer.chat.completions.create(model=MODEL, messages=ask("while away"), max_tokens=5)
+    assert info.value.status_code == 503 and info.value.response.headers["retry-after"] == "5"
+    assert "shared state is unreachable" in info.value.message
+    started = time.monotonic()
+    cluster.redis.start()  # empty: a restart without persistence
+
+    def served() -> bool:
+        with consumer_for(west, key) as consumer:
+            try:
+                consumer.chat.completions.create(model=MODEL, messages=ask("after"), max_tokens=5)
+                return True
+            except openai.APIStatusError as err:
+                assert err.status_code == 503, err
+                return False
+    wait_until(served, 20, "requests served again", interval=0.2)
+    reloaded_in = time.monotonic() - started
+    assert reloaded_in < 15
+    since = "".join(p.log()[logged[p.name]:] for p in cluster.platforms)
+    assert since.count("loaded the shared credit from the database") == 1  # by one instance, after the restart
+
+    def book() -> int | None:
+        settles = [e for e in read_ledger(cluster.database_url) if e["key_id"] == key_id and e["kind"] == "settle"]
+        return -sum(e["amount"] for e in settles) if len(settles) == 2 else None
+    spent = wait_until(book, 10, "both settles in the book")
+    shown = httpx.get(f"{east.url}/api/admin/keys/{key_id}", headers=east.admin_headers, timeout=5).json()["credit"]
+    assert shown["balance_micros"] == 1_000_000 - spent  # the rebuilt balance is the book's
