@@ -26,6 +26,7 @@ from arenahub.client.capabilities import announced
 from arenahub.client.config import ClientConfig, load_client_config_or_disabled, tunnel_url
 from arenahub.client.drain import RoutingView
 from arenahub.client.flow import Credit
+from arenahub.client.reconnect import Backoff, PlatformUrls
 from arenahub.client.relay import BridgeRelay, RelayError
 from arenahub.client.stats import Stats
 from arenahub.client.validation import rejection
@@ -52,21 +53,6 @@ STANDBY_CODES = ("connection_replaced", "client_id_in_use")
 # Settings a running client cannot take from a re-read config.jsonc (the CORS policy is set at start).
 NEEDS_RESTART = ("allowed_origins",)
 _NOT_SETTINGS = ("path", "warnings")
-
-
-class Backoff:
-    """Exponential backoff with equal jitter: half the delay fixed, half random."""
-
-    def __init__(self, base: float = 0.5, cap: float = 30.0) -> None:
-        self.base, self.cap, self.failures = base, cap, 0
-
-    def next_delay(self) -> float:
-        delay = min(self.cap, self.base * (2 ** self.failures))
-        self.failures += 1
-        return delay / 2 + random.uniform(0, delay / 2)
-
-    def reset(self) -> None:
-        self.failures = 0
 
 
 class Refusal(Exception):
@@ -98,10 +84,7 @@ class PlatformLink:
         self.routing = RoutingView()
         self._routing_received = asyncio.Event()
         self._backoff = Backoff(cap=config.reconnect_max_delay_seconds)
-        # Which of the platform's URLs to connect to (a list names a cluster's instances): each client starts
-        # at a random one, so that they spread, and moves to the next when it is lost.
-        self._url_index = random.randrange(len(config.urls))
-        self._tried_since_connected = 0  # URLs that failed in a row: once all did, back off
+        self._urls = PlatformUrls(config.urls)  # which instance of a cluster it connects to (reconnect.py)
         self._wake = asyncio.Event()
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._send_lock = asyncio.Lock()
@@ -118,8 +101,7 @@ class PlatformLink:
     @property
     def platform_url(self) -> str:
         """The platform URL this client connects to now (one of config.urls)."""
-        urls = self.config.urls
-        return urls[self._url_index % len(urls)]
+        return self._urls.current
 
     @property
     def reconnects(self) -> int:
@@ -156,8 +138,7 @@ class PlatformLink:
         if fresh.reconnect_max_delay_seconds != old.reconnect_max_delay_seconds:
             self._backoff = Backoff(cap=fresh.reconnect_max_delay_seconds)
         if fresh.urls != old.urls:
-            self._url_index = random.randrange(len(fresh.urls))
-            self._tried_since_connected = 0
+            self._urls = PlatformUrls(fresh.urls)
         if fresh.log_level != old.log_level:
             logging.getLogger("arenahub").setLevel(fresh.log_level)
         if changed:
@@ -225,12 +206,10 @@ class PlatformLink:
                 self._set_state("disconnected")
             if time.monotonic() - started > 60:
                 self._backoff.reset()
-            if delay is None and len(self.config.urls) > 1 and (self.refused is None or self.refused.retry):
+            if delay is None and (self.refused is None or self.refused.retry):
                 # Another instance may serve: try the next URL at once, then back off once all have failed.
-                self._url_index = (self._url_index + 1) % len(self.config.urls)
-                self._tried_since_connected = 0 if was_connected else self._tried_since_connected + 1
-                if self._tried_since_connected < len(self.config.urls):
-                    delay = random.uniform(0.1, 0.5)
+                delay = self._urls.next_after_loss(was_connected)
+                if delay is not None:
                     log.info("trying the platform at %s next", self.platform_url)
             if delay is None:
                 delay = self._backoff.next_delay()
@@ -293,7 +272,7 @@ class PlatformLink:
             self.connected_since = time.time()
             self.routing.connected()  # normal until the platform says otherwise
             self._set_state("connected")
-            self._tried_since_connected = 0
+            self._urls.connected()
             log.info("connected to %s as %s (%s), %d model(s)", self.platform_url, reply.client_name,
                      self.config.client_id, len(self.models))
             if not self.models:

@@ -1,4 +1,4 @@
-from arenahub.client.link import Backoff
+from arenahub.client.reconnect import Backoff, PlatformUrls
 from arenahub.client.relay import _error_from_body
 
 
@@ -24,3 +24,16 @@ def test_bridge_errors_keep_message_and_say_whether_to_retry():
     assert _error_from_body(503, b"").retryable
     assert _error_from_body(429, b"{}").retryable
     assert "oops" in _error_from_body(500, b"<html>oops</html>").message
+
+
+def test_the_platforms_urls_are_tried_in_turn_then_backed_off():
+    urls = PlatformUrls(("http://a/api", "http://b/api", "http://c/api"))
+    first = urls.current
+    assert urls.next_after_loss(was_connected=True) is not None and urls.current != first  # its instance died
+    assert urls.next_after_loss(was_connected=False) is not None  # the next one failed too
+    assert urls.next_after_loss(was_connected=False) is not None
+    assert urls.next_after_loss(was_connected=False) is None  # all three failed in a row: back off
+    assert urls.current in urls.urls
+    urls.connected()
+    assert urls.next_after_loss(was_connected=True) is not None
+    assert PlatformUrls(("http://only/api",)).next_after_loss(was_connected=True) is None
