@@ -60,6 +60,9 @@ async def _receive_sized(ws: WebSocket) -> tuple[frames.Frame, int] | None:
     data = message.get("bytes")
     if data is None:
         data = message.get("text") or ""
+    if len(data) > MAX_FRAME_BYTES:  # the server's own limit is larger in a cluster (its peer links)
+        await ws.close(code=1009, reason="frame too large")
+        raise FrameTooLarge()
     return frames.decode(data), len(data)
 
 

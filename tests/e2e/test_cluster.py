@@ -327,6 +327,11 @@ def test_a_request_is_served_by_a_client_on_another_instance(cluster: Cluster) -
             text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
             assert text == " ".join(f"w{i}" for i in range(40))
 
+    # A request larger than a tunnel frame crosses whole (the peer link takes what the platform takes).
+    with consumer_for(east, key) as consumer:
+        done = consumer.chat.completions.create(model="west-only", messages=ask("[[words=3]] " + "x" * 1_500_000))
+        assert done.choices[0].message.content == "w0 w1 w2"
+
     # The consumer leaves mid-answer: the client on the other instance is told to stop.
     with httpx.stream("POST", east.v1 + "/chat/completions", headers={"Authorization": f"Bearer {key}"},
                       json={"model": "west-only", "stream": True,
