@@ -150,6 +150,7 @@ class RemoteSession(ClientSession):
         self.instance = card.instance
         self.card = card
         self.connected_at = card.connected_at
+        self.update(card)  # drained there: drained here too
 
     def update(self, card: ClientCard) -> None:
         self.card = card
