@@ -327,6 +327,13 @@ def test_a_request_is_served_by_a_client_on_another_instance(cluster: Cluster) -
             text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
             assert text == " ".join(f"w{i}" for i in range(40))
 
+    # Every instance's admin API says the client is connected, and to which instance.
+    for platform in (east, north, west):
+        shown = httpx.get(f"{platform.url}/api/admin/clients/{remote.client_id}", headers=platform.admin_headers,
+                          timeout=5).json()
+        assert (shown["connected"], shown["platform_instance"]) == (True, "west"), platform.name
+        assert shown["live"]["models"] == ["west-only"]
+
     # A request larger than a tunnel frame crosses whole (the peer link takes what the platform takes).
     with consumer_for(east, key) as consumer:
         done = consumer.chat.completions.create(model="west-only", messages=ask("[[words=3]] " + "x" * 1_500_000))

@@ -57,6 +57,7 @@ def test_status_and_the_connected_and_healthy_flags(admin):
     assert admin.get("/api/admin/status", headers={"Authorization": "Bearer wrong"}).status_code == 401
     shown = admin.get(f"/api/admin/clients/{client_id}").json()
     assert (shown["connected"], shown["healthy"], shown["live"]) == (False, False, None)
+    assert shown["platform_instance"] is None
 
     with admin.websocket_connect("/api/ws") as ws:
         ws.send_bytes(frames.encode(frames.Hello(version=frames.PROTOCOL_VERSION, client_id=client_id,
@@ -64,6 +65,7 @@ def test_status_and_the_connected_and_healthy_flags(admin):
         assert isinstance(frames.decode(ws.receive_bytes()), frames.Welcome)
         shown = admin.get(f"/api/admin/clients/{client_id}").json()
         assert (shown["connected"], shown["healthy"]) == (True, True)
+        assert shown["platform_instance"] == admin.app.state.platform.instance_id  # connected to this one
         status = admin.get("/api/admin/status").json()
         assert (status["connected_clients"], status["healthy_clients"]) == (1, 1)
 

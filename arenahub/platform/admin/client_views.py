@@ -107,6 +107,10 @@ class _Viewer:
         platform, client_id = self.platform, row["id"]
         view = stored_view(row, platform.refusals.get(client_id))
         session = platform.registry.get(client_id)
+        # Connected here, or to another instance of the cluster (its card, as that instance published it).
+        where = platform.instance_id if session is not None and not session.closed else None
+        if where is None and (remote := platform.remote.get(client_id)) is not None and not remote.closed:
+            session, where = remote, remote.platform_instance
         health = platform.dispatcher.health.get(client_id)
         if session is not None and session.client_version:  # the live report is the freshest
             view["version"] = session.client_version
@@ -117,7 +121,8 @@ class _Viewer:
                     stats_1h=_stats_1h(self.last_hour.get(client_id)),
                     # Answers whose usage this client claimed far from the platform's count (since start).
                     usage_claim_gaps=platform.usage_claims.view(client_id),
-                    conflict=_conflict(view["last_refusal"], session))
+                    conflict=_conflict(view["last_refusal"], session),
+                    platform_instance=where)
         return view
 
 

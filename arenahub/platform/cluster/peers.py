@@ -147,7 +147,8 @@ class RemoteSession(ClientSession):
                          connection_id=card.connection_id, hello=hello, max_concurrent=card.max_concurrent,
                          window=window, slow_consumer_seconds=slow_consumer_seconds)
         self.link = link
-        self.instance = card.instance
+        self.platform_instance = card.instance  # the platform instance holding its tunnel
+        self.instance = ""  # which copy of the client it is: known where it is connected
         self.card = card
         self.connected_at = card.connected_at
         self.update(card)  # drained there: drained here too
@@ -212,6 +213,9 @@ class RemoteClients:
     def sessions(self) -> Iterator[RemoteSession]:
         return iter(list(self._sessions.values()))
 
+    def get(self, client_id: str) -> RemoteSession | None:
+        return self._sessions.get(client_id)
+
     def models(self) -> set[str]:
         out: set[str] = set()
         for s in self._sessions.values():
@@ -228,7 +232,7 @@ class RemoteClients:
             card = wanted.get(client_id)
             if card is None or card.connection_id != gone.connection_id or gone.link.closed:
                 del self._sessions[client_id]
-                gone.mark_closed(f"the client left platform instance {gone.instance}")
+                gone.mark_closed(f"the client left platform instance {gone.platform_instance}")
         for client_id, card in wanted.items():
             known = self._sessions.get(client_id)
             if known is not None:
