@@ -68,6 +68,7 @@ log = logging.getLogger("arenahub.platform.dispatch")
 
 AFFINITY_MAX = 100_000
 DEFAULT_UPSTREAM_WAIT = 30.0  # a client's 429 that says no Retry-After
+BUSY_SECONDS = 1.0  # a client another instance would not take a request for is routed around this long
 
 
 class _Waiter:
@@ -417,6 +418,13 @@ class Dispatcher:
                 placement.ended("cancelled", None, "consumer disconnected")
                 self.attempt_ended(placement)
                 raise
+            if isinstance(frame, ClientGone) and frame.busy:  # another instance would not place it now
+                session.upstream_rate_limited(BUSY_SECONDS)  # routed around for a moment: no attempt spent
+                placement.ended("refused", "client_busy", frame.reason)
+                self.attempt_ended(placement)
+                attempts -= 1
+                ex.attempts -= 1
+                continue
             if isinstance(frame, ClientGone) and frame.by_platform:  # this instance stops: not the client's fault
                 stopped = UpstreamError(f"the platform instance stopped before the answer began ({frame.reason}); "
                                         "retry the request", code="platform_shutting_down", status=503,

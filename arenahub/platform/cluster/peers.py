@@ -30,8 +30,6 @@ from arenahub.protocol import frames, peer
 
 log = logging.getLogger("arenahub.platform.cluster")
 
-BUSY_SECONDS = 1.0  # how long a client another instance would not take a request for is routed around
-
 
 class PeerLink:
     """The WebSocket to one other instance, shared by every request to its clients."""
@@ -118,8 +116,7 @@ class PeerLink:
             session.gone(frame.id, frame.reason)
         elif isinstance(frame, peer.NotHere):
             self._requests.pop(frame.id, None)
-            session.deliver(frames.Error(id=frame.id, code="client_busy", status=429, retry_after=BUSY_SECONDS,
-                                         message=f"platform instance {self.instance}: {frame.reason}"))
+            session.gone(frame.id, f"platform instance {self.instance}: {frame.reason}", busy=True)
         else:
             if not isinstance(frame, frames.Chunk):
                 self._requests.pop(frame.id, None)
@@ -184,12 +181,13 @@ class RemoteSession(ClientSession):
         super().finish(request_id)
         self.link.forget(request_id)
 
-    def gone(self, request_id: str, reason: str) -> None:
-        """Its request ended without an answer's end: the client, or the instance holding it, went away."""
+    def gone(self, request_id: str, reason: str, busy: bool = False) -> None:
+        """Its request ended without an answer's end: the client, or the instance holding it, went away; or
+        (``busy``) that instance would not place it now."""
         inbox = self._inflight.pop(request_id, None)
         if inbox is not None:
             inbox.close()
-            inbox.put_nowait(ClientGone(reason))
+            inbox.put_nowait(ClientGone(reason, busy=busy))
 
     def deliver(self, frame: frames.Chunk | frames.End | frames.Error, size: int = 0) -> Inbox | None:
         return super().deliver(frame, size or len(msgspec.json.encode(frame)))
