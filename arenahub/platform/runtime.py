@@ -8,6 +8,7 @@ import logging
 import secrets
 import time
 import uuid
+from collections import deque
 from dataclasses import replace
 
 import msgspec
@@ -63,6 +64,7 @@ class Platform:
         self.shutting_down = False
         self._inflight: set[str] = set()
         self._settling: set[asyncio.Task[None]] = set()  # exchanges being settled after their response
+        self._deleted: deque[str] = deque(maxlen=1000)  # clients deleted lately (the client follower skips them)
         # The live state shared with the other instances (cluster/): in this process without a Redis URL.
         self.cluster = build_live_state(settings.redis_url, self.instance_card, self.engine, self._flush_books)
         # What the admin changed, heard at once on PostgreSQL (cluster/changes.py); else read every second.
@@ -320,6 +322,8 @@ class Platform:
                 continue
             for account in changed:
                 stamp = account.updated_at
+                if account.id in self._deleted:
+                    continue  # deleted while this read was under way: it must not come back
                 if seen.get(account.id) != stamp:
                     seen[account.id] = stamp
                     self.dispatcher.apply_account(account)
@@ -353,6 +357,7 @@ class Platform:
             closing = self._close_with_refusal(session, frames.CLOSE_FORBIDDEN, "client_deleted",
                                                "this client was deleted by an administrator")
         self.dispatcher.health.pop(client_id, None)
+        self._deleted.append(client_id)
         self.refusals.forget(client_id)
         self.usage_claims.forget(client_id)
         self._maintenance_saved.discard(client_id)
