@@ -13,7 +13,6 @@ import io
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -29,6 +28,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from arenahub import cli
 from arenahub.platform.storage.schema import ledger_entries, request_records
+from tests.ports import free_port
 
 # What every local upstream serves unless a test asks for other models.
 MODELS = ["e2e-alpha", "e2e-beta"]
@@ -42,23 +42,6 @@ T = TypeVar("T")
 
 class ProgramFailed(AssertionError):
     """A program exited when it should be running, or never became ready."""
-
-
-def free_port() -> int:
-    """A loopback port free now, for a program that binds it a moment later.
-
-    Under pytest-xdist each worker hands out only its own share of the ports, so that two workers
-    never pick the same one in that moment. (Linux gives bind() even ports: hence ``port // 2``.)
-    """
-    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
-    mine = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0) % workers
-    for _ in range(1000):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-        if port // 2 % workers == mine:
-            break
-    return port
 
 
 def wait_until(probe: Callable[[], T], timeout: float, what: str, interval: float = 0.02) -> T:
