@@ -5,10 +5,19 @@ Behind a small interface so that several platform instances can later share it (
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Protocol
 
 from arenahub.platform.tunnel_session import ClientSession
+
+
+def served_models(sessions: Iterable[ClientSession]) -> set[str]:
+    """The models served by the sessions that can answer now (``ClientSession.available``)."""
+    out: set[str] = set()
+    for s in sessions:
+        if s.available:
+            out |= s.models
+    return out
 
 
 class ClientRegistry(Protocol):
@@ -49,11 +58,7 @@ class LocalClientRegistry:
         return iter(list(self._sessions.values()))
 
     def models(self) -> set[str]:
-        out: set[str] = set()
-        for s in self._sessions.values():
-            if s.available:
-                out |= s.models
-        return out
+        return served_models(self._sessions.values())
 
     def __len__(self) -> int:
         return len(self._sessions)
@@ -82,11 +87,7 @@ class ClusterView:
         return iter(local + [s for s in self._remote() if s.client_id not in here])
 
     def models(self) -> set[str]:
-        out: set[str] = set()
-        for s in self.sessions():
-            if s.available:
-                out |= s.models
-        return out
+        return served_models(self.sessions())
 
     def __len__(self) -> int:
         return len(self._local)

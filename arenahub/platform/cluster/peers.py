@@ -25,6 +25,7 @@ import msgspec
 
 from arenahub.platform.cluster.clients import ClientCard
 from arenahub.platform.flow import DEFAULT_WINDOW, Inbox
+from arenahub.platform.registry import served_models
 from arenahub.platform.tunnel_session import ClientGone, ClientSession
 from arenahub.protocol import frames, peer
 
@@ -215,11 +216,7 @@ class RemoteClients:
         return self._sessions.get(client_id)
 
     def models(self) -> set[str]:
-        out: set[str] = set()
-        for s in self._sessions.values():
-            if s.available:
-                out |= s.models
-        return out
+        return served_models(self._sessions.values())
 
     def sync(self, cards: list[ClientCard]) -> None:
         if self._http is None:
