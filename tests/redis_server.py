@@ -1,6 +1,7 @@
 """A real ``redis-server`` for the tests: one process per test worker, on a free loopback port, with no
-persistence (as a Redis restart that loses its data). Missing locally: the Redis tests are skipped;
-under CI they fail, as they must run there (``.ci/run`` installs Debian's ``redis-server``)."""
+persistence (as a Redis restart that loses its data), and ``RedisClients`` to open clients of it. Missing
+locally: the Redis tests are skipped; under CI they fail, as they must run there (``.ci/run`` installs
+Debian's ``redis-server``)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
+from redis.asyncio import Redis
 
 from tests.ports import free_port
 
@@ -69,3 +72,27 @@ class RedisServer:
         with socket.create_connection(("127.0.0.1", self.port), timeout=5) as sock:
             sock.sendall(b"FLUSHALL\r\n")
             assert sock.recv(16).startswith(b"+OK")
+
+
+class RedisClients:
+    """Opens clients of one Redis (several clients: several platform instances) and closes them all
+    (``aclose``, or at the end of ``async with``)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._open: list[Redis] = []
+
+    def __call__(self, **options: Any) -> Redis:
+        client = Redis.from_url(self.url, **options)
+        self._open.append(client)
+        return client
+
+    async def aclose(self) -> None:
+        while self._open:
+            await self._open.pop().aclose()
+
+    async def __aenter__(self) -> RedisClients:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()

@@ -15,6 +15,7 @@ from arenahub.platform.cluster.clients import (
     LocalClientDirectory,
     RedisClientDirectory,
 )
+from tests.redis_server import RedisClients
 
 MakeDirectory = Callable[[], ClientDirectory]
 
@@ -25,15 +26,8 @@ async def make_directory(request: pytest.FixtureRequest) -> AsyncIterator[MakeDi
         local = LocalClientDirectory()
         yield lambda: local
         return
-    url = request.getfixturevalue("redis_url")
-    clients: list[Redis] = []
-
-    def make() -> ClientDirectory:
-        clients.append(Redis.from_url(url))
-        return RedisClientDirectory(clients[-1])
-    yield make
-    for client in clients:
-        await client.aclose()
+    async with RedisClients(request.getfixturevalue("redis_url")) as clients:
+        yield lambda: RedisClientDirectory(clients())
 
 
 def card(client_id: str, instance: str = "east", connection: str = "c1", **fields: object) -> ClientCard:
@@ -71,15 +65,11 @@ async def test_release_is_only_for_the_connection_that_holds_it(make_directory: 
     assert await directory.get("cl_1") is None and await directory.cards() == []
 
 
-async def test_a_dead_instances_cards_go_stale(redis_url: str) -> None:
-    client = Redis.from_url(redis_url)
-    try:
-        east, west = RedisClientDirectory(client, ttl=0.3), RedisClientDirectory(client, ttl=0.3)
-        await east.claim(card("cl_1", "east", "old"))
-        assert await west.get("cl_1") is not None
-        time.sleep(0.35)  # east died: nobody renews its card
-        assert await west.get("cl_1") is None and await west.cards() == []
-        await west.publish([card("cl_1", "west", "new")])  # a stale card is taken over by a renewal
-        assert (await east.get("cl_1")).instance == "west"  # type: ignore[union-attr]
-    finally:
-        await client.aclose()
+async def test_a_dead_instances_cards_go_stale(redis_client: Redis) -> None:
+    east, west = RedisClientDirectory(redis_client, ttl=0.3), RedisClientDirectory(redis_client, ttl=0.3)
+    await east.claim(card("cl_1", "east", "old"))
+    assert await west.get("cl_1") is not None
+    time.sleep(0.35)  # east died: nobody renews its card
+    assert await west.get("cl_1") is None and await west.cards() == []
+    await west.publish([card("cl_1", "west", "new")])  # a stale card is taken over by a renewal
+    assert (await east.get("cl_1")).instance == "west"  # type: ignore[union-attr]

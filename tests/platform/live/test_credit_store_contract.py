@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import itertools
 import uuid
 from collections.abc import AsyncIterator, Callable
 
@@ -25,6 +26,7 @@ from arenahub.platform.billing.ledger import (
     Usage,
 )
 from arenahub.platform.cluster.errors import LiveStateUnavailable
+from tests.redis_server import RedisClients
 
 MakeStore = Callable[[], CreditStore]
 
@@ -40,19 +42,10 @@ async def make_store(request: pytest.FixtureRequest) -> AsyncIterator[MakeStore]
         local = LocalCreditStore()
         yield lambda: local
         return
-    url = request.getfixturevalue("redis_url")
-    clients: list[Redis] = []
-    first = Redis.from_url(url)
-    await RedisCreditStore(first).restore(Book({}, [], []))  # a fresh cluster: an empty book
-    await first.aclose()
-
-    def make() -> CreditStore:
-        client = Redis.from_url(url)
-        clients.append(client)
-        return RedisCreditStore(client, instance=f"i{len(clients)}")
-    yield make
-    for client in clients:
-        await client.aclose()
+    async with RedisClients(request.getfixturevalue("redis_url")) as clients:
+        await RedisCreditStore(clients()).restore(Book({}, [], []))  # a fresh cluster: an empty book
+        numbers = itertools.count(1)
+        yield lambda: RedisCreditStore(clients(), instance=f"i{next(numbers)}")
 
 
 async def test_a_reservation_holds_and_a_settle_charges_use(make_store: MakeStore) -> None:
@@ -163,10 +156,8 @@ async def test_restore_starts_from_the_book(make_store: MakeStore) -> None:
 # --- Redis only: when Redis lost its data ----------------------------------------------------------
 
 @pytest.fixture
-async def redis_store(redis_url: str) -> AsyncIterator[RedisCreditStore]:
-    client = Redis.from_url(redis_url)
-    yield RedisCreditStore(client, instance="a")
-    await client.aclose()
+def redis_store(redis_client: Redis) -> RedisCreditStore:
+    return RedisCreditStore(redis_client, instance="a")
 
 
 async def test_nothing_is_reserved_before_the_book_is_loaded(redis_store: RedisCreditStore) -> None:
@@ -195,18 +186,12 @@ async def test_a_settle_while_not_ready_is_applied_once_the_rebuilt_state_still_
     assert (await redis_store.earnings("c")).value == 400
 
 
-async def test_redis_down_is_a_503_not_a_guess(redis_server: object) -> None:
-    from tests.redis_server import free_port
-
-    client = Redis.from_url(f"redis://127.0.0.1:{free_port()}/0", socket_connect_timeout=0.5)
-    store = RedisCreditStore(client)
-    try:
-        for call in (store.reserve("k", "r", 1, unlimited=False), store.account("k", unlimited=False),
-                     store.ready()):
-            with pytest.raises(LiveStateUnavailable):
-                await call
-    finally:
-        await client.aclose()
+async def test_redis_down_is_a_503_not_a_guess(unreachable_redis: Redis) -> None:
+    store = RedisCreditStore(unreachable_redis)
+    for call in (store.reserve("k", "r", 1, unlimited=False), store.account("k", unlimited=False),
+                 store.ready()):
+        with pytest.raises(LiveStateUnavailable):
+            await call
 
 
 async def test_ready_is_one_key(redis_store: RedisCreditStore) -> None:
@@ -215,33 +200,27 @@ async def test_ready_is_one_key(redis_store: RedisCreditStore) -> None:
     assert await redis_store.ready() and await redis_store.redis.exists(READY)
 
 
-async def test_a_dead_instances_reservations_are_given_back_once(redis_url: str) -> None:
-    clients = [Redis.from_url(redis_url) for _ in range(3)]
-    dead, east, west = (RedisCreditStore(c, instance=name) for c, name in zip(clients, ("dead", "east", "west"),
-                                                                                strict=True))
-    try:
-        await east.restore(Book({"k": (1000, 0)}, [], []))
-        lost = await dead.reserve("k", "r-lost", 300, unlimited=False)  # its instance is killed mid-request
-        kept = await east.reserve("k", "r-kept", 200, unlimited=False)  # a live instance's: not touched
-        assert (await east.account("k", unlimited=False)).available == 500
-        assert await east.release_orphans({"east", "west"}, dead_after=60) == 0  # too young to judge
-        released = await asyncio.gather(east.release_orphans({"east", "west"}, dead_after=0),
-                                        west.release_orphans({"east", "west"}, dead_after=0))
-        assert sorted(released) == [0, 1]  # one instance gives it back, once
-        assert (await west.account("k", unlimited=False)).available == 800
-        entries = east.drain_new_entries() + west.drain_new_entries()
-        mine = [e for e in entries if e.request_id == lost.request_id]
-        assert sorted(e.kind for e in mine) == [Kind.RELEASE, Kind.RESERVE] and sum(e.hold for e in mine) == 0
-        assert all("instance dead stopped" in (e.note or "") for e in mine)
-        # The dead instance's own (late) close finds it closed; the live one settles as usual.
-        assert (await east.settle(kept, 150, client_id="c", model="m", usage=Usage())).charge == 150
-        with pytest.raises(ReservationClosed):
-            await dead.settle(lost, 10, client_id="c", model="m", usage=Usage())
-        # Too old for any answer: released even though its instance is alive.
-        stuck = await east.reserve("k", "r-stuck", 100, unlimited=False)
-        assert await west.release_orphans({"east", "west"}, dead_after=0, at_most=0) == 1
-        with pytest.raises(ReservationClosed):
-            await east.settle(stuck, 10, client_id="c", model="m", usage=Usage())
-    finally:
-        for c in clients:
-            await c.aclose()
+async def test_a_dead_instances_reservations_are_given_back_once(redis_clients: RedisClients) -> None:
+    dead, east, west = (RedisCreditStore(redis_clients(), instance=name) for name in ("dead", "east", "west"))
+    await east.restore(Book({"k": (1000, 0)}, [], []))
+    lost = await dead.reserve("k", "r-lost", 300, unlimited=False)  # its instance is killed mid-request
+    kept = await east.reserve("k", "r-kept", 200, unlimited=False)  # a live instance's: not touched
+    assert (await east.account("k", unlimited=False)).available == 500
+    assert await east.release_orphans({"east", "west"}, dead_after=60) == 0  # too young to judge
+    released = await asyncio.gather(east.release_orphans({"east", "west"}, dead_after=0),
+                                    west.release_orphans({"east", "west"}, dead_after=0))
+    assert sorted(released) == [0, 1]  # one instance gives it back, once
+    assert (await west.account("k", unlimited=False)).available == 800
+    entries = east.drain_new_entries() + west.drain_new_entries()
+    mine = [e for e in entries if e.request_id == lost.request_id]
+    assert sorted(e.kind for e in mine) == [Kind.RELEASE, Kind.RESERVE] and sum(e.hold for e in mine) == 0
+    assert all("instance dead stopped" in (e.note or "") for e in mine)
+    # The dead instance's own (late) close finds it closed; the live one settles as usual.
+    assert (await east.settle(kept, 150, client_id="c", model="m", usage=Usage())).charge == 150
+    with pytest.raises(ReservationClosed):
+        await dead.settle(lost, 10, client_id="c", model="m", usage=Usage())
+    # Too old for any answer: released even though its instance is alive.
+    stuck = await east.reserve("k", "r-stuck", 100, unlimited=False)
+    assert await west.release_orphans({"east", "west"}, dead_after=0, at_most=0) == 1
+    with pytest.raises(ReservationClosed):
+        await east.settle(stuck, 10, client_id="c", model="m", usage=Usage())

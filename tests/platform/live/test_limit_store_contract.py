@@ -24,6 +24,7 @@ from arenahub.platform.accounting.limits import (
 )
 from arenahub.platform.accounting.limits_redis import RedisLimitStore
 from arenahub.platform.cluster.errors import LiveStateUnavailable
+from tests.redis_server import RedisClients
 
 Clock = list[float]
 MakeStore = Callable[[Clock], LimitStore]
@@ -35,16 +36,8 @@ async def make_store(request: pytest.FixtureRequest) -> AsyncIterator[MakeStore]
     if request.param == "local":
         yield lambda clock: LocalLimitStore(clock=lambda: clock[0])
         return
-    url = request.getfixturevalue("redis_url")
-    clients: list[Redis] = []
-
-    def make(clock: Clock) -> LimitStore:
-        client = Redis.from_url(url)
-        clients.append(client)
-        return RedisLimitStore(client, clock=lambda: clock[0])
-    yield make
-    for client in clients:
-        await client.aclose()
+    async with RedisClients(request.getfixturevalue("redis_url")) as clients:
+        yield lambda clock: RedisLimitStore(clients(), clock=lambda: clock[0])
 
 
 def admitted(admission: Admission) -> Admitted:
@@ -121,20 +114,15 @@ async def test_subjects_and_unlimited_keys_are_apart(make_store: MakeStore) -> N
         await store.finish(free.ticket, 10)
 
 
-async def test_two_instances_share_one_window(redis_url: str) -> None:
+async def test_two_instances_share_one_window(redis_clients: RedisClients) -> None:
     clock = [0.0]
-    clients = [Redis.from_url(redis_url), Redis.from_url(redis_url)]
-    a, b = (RedisLimitStore(c, clock=lambda: clock[0]) for c in clients)
+    a, b = (RedisLimitStore(redis_clients(), clock=lambda: clock[0]) for _ in range(2))
     limits = Limits(rpm=4, max_concurrent=3)
-    try:
-        tickets = [admitted(await (a if i % 2 else b).admit("k", limits)).ticket for i in range(3)]
-        assert refused(await a.admit("k", limits)).limit is Limit.CONCURRENCY
-        await b.finish(tickets[0], 0)  # a ticket taken on one instance may be closed on another
-        admitted(await a.admit("k", limits))
-        assert refused(await b.admit("k", limits)).limit is Limit.REQUESTS
-    finally:
-        for c in clients:
-            await c.aclose()
+    tickets = [admitted(await (a if i % 2 else b).admit("k", limits)).ticket for i in range(3)]
+    assert refused(await a.admit("k", limits)).limit is Limit.CONCURRENCY
+    await b.finish(tickets[0], 0)  # a ticket taken on one instance may be closed on another
+    admitted(await a.admit("k", limits))
+    assert refused(await b.admit("k", limits)).limit is Limit.REQUESTS
 
 
 # --- The same decisions as LimitState, for any sequence ---------------------------------------------
@@ -152,77 +140,59 @@ operations = st.lists(st.one_of(
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(ops=operations, rpm=st.one_of(st.none(), st.integers(1, 5)), tpm=st.one_of(st.none(), st.integers(1, 100)),
        conc=st.one_of(st.none(), st.integers(1, 3)))
-async def test_any_sequence_is_decided_as_by_the_reference(redis_url: str, ops: list[tuple[str, float]],
+async def test_any_sequence_is_decided_as_by_the_reference(redis_client: Redis, ops: list[tuple[str, float]],
                                                            rpm: int | None, tpm: int | None, conc: int | None) -> None:
     clock = [5000.0]
     reference = LocalLimitStore(clock=lambda: clock[0])
-    client = Redis.from_url(redis_url)
-    await client.flushall()
-    shared = RedisLimitStore(client, clock=lambda: clock[0])
+    await redis_client.flushall()
+    shared = RedisLimitStore(redis_client, clock=lambda: clock[0])
     limits = Limits(rpm, tpm, conc)
     open_tickets: list[tuple[Ticket, Ticket]] = []
-    try:
-        for op, value in ops:
-            if op == "wait":
-                clock[0] += value
-            elif op == "admit":
-                mine, theirs = await reference.admit("k", limits, est_tokens=int(value)), \
-                    await shared.admit("k", limits, est_tokens=int(value))
-                assert type(mine) is type(theirs) and mine.status == theirs.status
-                if isinstance(mine, Refused) and isinstance(theirs, Refused):
-                    assert (mine.limit, mine.retry_after) == (theirs.limit, theirs.retry_after)
-                elif isinstance(mine, Admitted) and isinstance(theirs, Admitted):
-                    open_tickets.append((mine.ticket, theirs.ticket))
-            elif op in ("finish", "release") and open_tickets:
-                mine_t, theirs_t = open_tickets.pop(0)
-                if op == "finish":
-                    await reference.finish(mine_t, int(value))
-                    await shared.finish(theirs_t, int(value))
-                else:
-                    await reference.release(mine_t)
-                    await shared.release(theirs_t)
-            elif op == "status":
-                assert await reference.status("k", limits) == await shared.status("k", limits)
-    finally:
-        await client.aclose()
+    for op, value in ops:
+        if op == "wait":
+            clock[0] += value
+        elif op == "admit":
+            mine, theirs = await reference.admit("k", limits, est_tokens=int(value)), \
+                await shared.admit("k", limits, est_tokens=int(value))
+            assert type(mine) is type(theirs) and mine.status == theirs.status
+            if isinstance(mine, Refused) and isinstance(theirs, Refused):
+                assert (mine.limit, mine.retry_after) == (theirs.limit, theirs.retry_after)
+            elif isinstance(mine, Admitted) and isinstance(theirs, Admitted):
+                open_tickets.append((mine.ticket, theirs.ticket))
+        elif op in ("finish", "release") and open_tickets:
+            mine_t, theirs_t = open_tickets.pop(0)
+            if op == "finish":
+                await reference.finish(mine_t, int(value))
+                await shared.finish(theirs_t, int(value))
+            else:
+                await reference.release(mine_t)
+                await shared.release(theirs_t)
+        elif op == "status":
+            assert await reference.status("k", limits) == await shared.status("k", limits)
 
 
 # --- Redis only ------------------------------------------------------------------------------------
 
-async def test_a_killed_instances_slots_come_back_after_the_lease(redis_url: str) -> None:
+async def test_a_killed_instances_slots_come_back_after_the_lease(redis_client: Redis) -> None:
     clock = [0.0]
-    client = Redis.from_url(redis_url)
-    try:
-        store = RedisLimitStore(client, clock=lambda: clock[0], lease_seconds=30)
-        admitted(await store.admit("k", Limits(max_concurrent=1)))  # never closed: its instance died
-        refused(await store.admit("k", Limits(max_concurrent=1)))
-        clock[0] = 30.0
-        admitted(await store.admit("k", Limits(max_concurrent=1)))
-    finally:
-        await client.aclose()
+    store = RedisLimitStore(redis_client, clock=lambda: clock[0], lease_seconds=30)
+    admitted(await store.admit("k", Limits(max_concurrent=1)))  # never closed: its instance died
+    refused(await store.admit("k", Limits(max_concurrent=1)))
+    clock[0] = 30.0
+    admitted(await store.admit("k", Limits(max_concurrent=1)))
 
 
-async def test_redis_time_is_used_without_a_clock(redis_url: str) -> None:
-    client = Redis.from_url(redis_url)
-    try:
-        store = RedisLimitStore(client)
-        first = admitted(await store.admit("k", Limits(rpm=1)))
-        no = refused(await store.admit("k", Limits(rpm=1)))
-        assert no.retry_after is not None and 59.0 < no.retry_after <= 60.0
-        assert abs(first.ticket.admitted_at - (await client.time())[0]) < 5
-    finally:
-        await client.aclose()
+async def test_redis_time_is_used_without_a_clock(redis_client: Redis) -> None:
+    store = RedisLimitStore(redis_client)
+    first = admitted(await store.admit("k", Limits(rpm=1)))
+    no = refused(await store.admit("k", Limits(rpm=1)))
+    assert no.retry_after is not None and 59.0 < no.retry_after <= 60.0
+    assert abs(first.ticket.admitted_at - (await redis_client.time())[0]) < 5
 
 
-async def test_redis_down_refuses_with_a_clear_503(redis_server: object) -> None:
-    from tests.redis_server import free_port
-
-    client = Redis.from_url(f"redis://127.0.0.1:{free_port()}/0", socket_connect_timeout=0.5)
-    try:
-        with pytest.raises(LiveStateUnavailable) as info:
-            await RedisLimitStore(client).admit("k", Limits(rpm=1))
-        err = info.value
-        assert err.status == 503 and err.headers["Retry-After"] == "5" and "rate limits" in err.message
-        assert (await RedisLimitStore(client).admit("k", Limits())).ticket.token is None  # unlimited: no call
-    finally:
-        await client.aclose()
+async def test_redis_down_refuses_with_a_clear_503(unreachable_redis: Redis) -> None:
+    with pytest.raises(LiveStateUnavailable) as info:
+        await RedisLimitStore(unreachable_redis).admit("k", Limits(rpm=1))
+    err = info.value
+    assert err.status == 503 and err.headers["Retry-After"] == "5" and "rate limits" in err.message
+    assert (await RedisLimitStore(unreachable_redis).admit("k", Limits())).ticket.token is None  # unlimited: no call

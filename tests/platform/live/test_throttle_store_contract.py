@@ -24,7 +24,7 @@ from arenahub.platform.throttle import (
 )
 from arenahub.platform.throttle_redis import FallbackThrottleStore, RedisThrottleStore, throttle_store
 from arenahub.protocol.errors import InvalidApiKey
-from tests.redis_server import RedisServer, free_port
+from tests.redis_server import RedisClients, RedisServer
 
 Clock = list[float]
 MakeStore = Callable[..., ThrottleStore]
@@ -38,16 +38,9 @@ async def make_store(request: pytest.FixtureRequest) -> AsyncIterator[MakeStore]
     if request.param == "local":
         yield lambda rule, clock, namespace="t": LocalThrottleStore(rule, lambda: clock[0])
         return
-    url = request.getfixturevalue("redis_url")
-    clients: list[Redis] = []
-
-    def make(rule: ThrottleRule, clock: Clock, namespace: str = "t") -> ThrottleStore:
-        client = Redis.from_url(url)
-        clients.append(client)
-        return RedisThrottleStore(client, rule, namespace=namespace, clock=lambda: clock[0])
-    yield make
-    for client in clients:
-        await client.aclose()
+    async with RedisClients(request.getfixturevalue("redis_url")) as clients:
+        yield lambda rule, clock, namespace="t": RedisThrottleStore(clients(), rule, namespace=namespace,
+                                                                    clock=lambda: clock[0])
 
 
 async def fail(store: ThrottleStore, address: str, times: int = 1) -> None:
@@ -145,129 +138,102 @@ operations = st.lists(st.one_of(
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(ops=operations, per_address=st.integers(0, 4), overall=st.one_of(st.none(), st.integers(1, 6)),
        windows=st.sampled_from([(60.0, 10.0), (15.0, 30.0), (0.5, 2.5)]))
-async def test_any_sequence_is_decided_as_by_the_reference(redis_url: str, ops: list[tuple[str, object]],
+async def test_any_sequence_is_decided_as_by_the_reference(redis_client: Redis, ops: list[tuple[str, object]],
                                                            per_address: int, overall: int | None,
                                                            windows: tuple[float, float]) -> None:
     clock = [5000.0]
     rule = ThrottleRule(per_address, windows[0], overall, windows[1])
     reference = SignInThrottle(rule)
-    client = Redis.from_url(redis_url)
-    await client.flushall()
-    shared = RedisThrottleStore(client, rule, clock=lambda: clock[0])
-    try:
-        for op, value in ops:
-            if op == "wait":
-                assert isinstance(value, float)
-                clock[0] += value
-            elif op == "fail":
-                reference.failed(str(value), clock[0])
-                await shared.failed(str(value))
-            else:
-                assert reference.retry_after(str(value), clock[0]) == await shared.retry_after(str(value))
-    finally:
-        await client.aclose()
+    await redis_client.flushall()
+    shared = RedisThrottleStore(redis_client, rule, clock=lambda: clock[0])
+    for op, value in ops:
+        if op == "wait":
+            assert isinstance(value, float)
+            clock[0] += value
+        elif op == "fail":
+            reference.failed(str(value), clock[0])
+            await shared.failed(str(value))
+        else:
+            assert reference.retry_after(str(value), clock[0]) == await shared.retry_after(str(value))
 
 
 # --- Redis only ------------------------------------------------------------------------------------
 
-async def test_two_instances_share_the_counts(redis_url: str) -> None:
+async def test_two_instances_share_the_counts(redis_clients: RedisClients) -> None:
     clock = [0.0]
-    clients = [Redis.from_url(redis_url), Redis.from_url(redis_url)]
-    a, b = (RedisThrottleStore(c, RULE, clock=lambda: clock[0]) for c in clients)
-    try:
-        await a.failed("x")
-        await b.failed("x")
-        assert await a.retry_after("x") == 0
-        await a.failed("x")  # the third, wherever it was seen
-        assert await a.retry_after("x") == 60 and await b.retry_after("x") == 60
-        await b.failed("y")
-        await a.failed("z")  # five from all addresses, on two instances
-        assert await b.retry_after("w") == 10
-    finally:
-        for c in clients:
-            await c.aclose()
+    a, b = (RedisThrottleStore(redis_clients(), RULE, clock=lambda: clock[0]) for _ in range(2))
+    await a.failed("x")
+    await b.failed("x")
+    assert await a.retry_after("x") == 0
+    await a.failed("x")  # the third, wherever it was seen
+    assert await a.retry_after("x") == 60 and await b.retry_after("x") == 60
+    await b.failed("y")
+    await a.failed("z")  # five from all addresses, on two instances
+    assert await b.retry_after("w") == 10
 
 
-async def test_two_platforms_throttle_one_guesser_together(redis_url: str) -> None:
+async def test_two_platforms_throttle_one_guesser_together(redis_clients: RedisClients) -> None:
     """What the platform runs (``throttle_store``): a wrong key on one instance counts on the other."""
-    clients = [Redis.from_url(redis_url), Redis.from_url(redis_url)]
     rule = ThrottleRule(per_address=4, address_window=60)
-    a, b = (CredentialThrottle(throttle_store(c, rule, "credentials")) for c in clients)
-    try:
-        for throttle in (a, b, a, b):
+    a, b = (CredentialThrottle(throttle_store(redis_clients(), rule, "credentials")) for _ in range(2))
+    for throttle in (a, b, a, b):
+        await throttle.check("198.51.100.7", "consumer_key")
+        await throttle.failed("198.51.100.7", "consumer_key")
+    for throttle in (a, b):
+        with pytest.raises(TooManyFailedCredentials) as refused:
             await throttle.check("198.51.100.7", "consumer_key")
-            await throttle.failed("198.51.100.7", "consumer_key")
-        for throttle in (a, b):
-            with pytest.raises(TooManyFailedCredentials) as refused:
-                await throttle.check("198.51.100.7", "consumer_key")
-            assert 59 <= int(refused.value.headers["Retry-After"]) <= 60
-        await a.check("198.51.100.8", "consumer_key")
-    finally:
-        for c in clients:
-            await c.aclose()
+        assert 59 <= int(refused.value.headers["Retry-After"]) <= 60
+    await a.check("198.51.100.8", "consumer_key")
 
 
-async def test_redis_time_is_used_without_a_clock_and_keys_expire_by_themselves(redis_url: str) -> None:
-    client = Redis.from_url(redis_url)
-    try:
-        store = RedisThrottleStore(client)  # the sign-in rule: 5 in 15 minutes, 100 a minute overall
-        await fail(store, "a", 12)
-        assert 14 * 60 < await store.retry_after("a") <= 15 * 60
-        keys = {k.decode() for k in await client.keys("*")}
-        assert keys == {"ah:thr:{sign-ins}:a:a", "ah:thr:{sign-ins}:all"}
-        assert await client.llen("ah:thr:{sign-ins}:a:a") == SIGN_INS.per_address  # bounded
-        assert 899_000 < await client.pttl("ah:thr:{sign-ins}:a:a") <= 900_000
-        assert 59_000 < await client.pttl("ah:thr:{sign-ins}:all") <= 60_000
-    finally:
-        await client.aclose()
+async def test_redis_time_is_used_without_a_clock_and_keys_expire_by_themselves(redis_client: Redis) -> None:
+    store = RedisThrottleStore(redis_client)  # the sign-in rule: 5 in 15 minutes, 100 a minute overall
+    await fail(store, "a", 12)
+    assert 14 * 60 < await store.retry_after("a") <= 15 * 60
+    keys = {k.decode() for k in await redis_client.keys("*")}
+    assert keys == {"ah:thr:{sign-ins}:a:a", "ah:thr:{sign-ins}:all"}
+    assert await redis_client.llen("ah:thr:{sign-ins}:a:a") == SIGN_INS.per_address  # bounded
+    assert 899_000 < await redis_client.pttl("ah:thr:{sign-ins}:a:a") <= 900_000
+    assert 59_000 < await redis_client.pttl("ah:thr:{sign-ins}:all") <= 60_000
 
 
-async def test_redis_down_raises_a_clear_503_and_the_fallback_counts_locally(redis_server: RedisServer) -> None:
-    client = Redis.from_url(f"redis://127.0.0.1:{free_port()}/0", socket_connect_timeout=0.5)
+async def test_redis_down_raises_a_clear_503_and_the_fallback_counts_locally(unreachable_redis: Redis) -> None:
     rule = ThrottleRule(per_address=2, address_window=60)
-    try:
-        with pytest.raises(LiveStateUnavailable) as info:
-            await RedisThrottleStore(client, rule).retry_after("a")
-        err = info.value
-        assert err.status == 503 and err.headers["Retry-After"] == "5" and "failed-credential" in err.message
-        with pytest.raises(LiveStateUnavailable):
-            await RedisThrottleStore(client, rule).failed("a")
-        assert await RedisThrottleStore(client, ThrottleRule(0, 60)).retry_after("a") == 0  # no bounds: no call
+    with pytest.raises(LiveStateUnavailable) as info:
+        await RedisThrottleStore(unreachable_redis, rule).retry_after("a")
+    err = info.value
+    assert err.status == 503 and err.headers["Retry-After"] == "5" and "failed-credential" in err.message
+    with pytest.raises(LiveStateUnavailable):
+        await RedisThrottleStore(unreachable_redis, rule).failed("a")
+    assert await RedisThrottleStore(unreachable_redis, ThrottleRule(0, 60)).retry_after("a") == 0  # no bounds: no call
 
-        # What the platform runs: nobody is locked out, and guesses are still counted, per instance.
-        store = throttle_store(client, rule, "credentials")
-        assert await store.retry_after("a") == 0
-        await fail(store, "a", 2)
-        assert 59 <= await store.retry_after("a") <= 60
-        assert await store.retry_after("b") == 0
-    finally:
-        await client.aclose()
+    # What the platform runs: nobody is locked out, and guesses are still counted, per instance.
+    store = throttle_store(unreachable_redis, rule, "credentials")
+    assert await store.retry_after("a") == 0
+    await fail(store, "a", 2)
+    assert 59 <= await store.retry_after("a") <= 60
+    assert await store.retry_after("b") == 0
 
 
 async def test_an_instance_remembers_its_failures_through_a_redis_outage(redis_server: RedisServer,
-                                                                        redis_url: str) -> None:
+                                                                        redis_clients: RedisClients) -> None:
     now = [0.0]
-    clients = [Redis.from_url(redis_url, socket_connect_timeout=0.5), Redis.from_url(redis_url)]
     rule = ThrottleRule(per_address=3, address_window=600)
 
     def instance(client: Redis) -> FallbackThrottleStore:
         return FallbackThrottleStore(RedisThrottleStore(client, rule, namespace="credentials"),
                                      LocalThrottleStore(rule), retry_seconds=5, clock=lambda: now[0])
-    a, b = instance(clients[0]), instance(clients[1])
-    try:
-        await fail(a, "x", 2)
-        redis_server.stop()
-        await a.failed("x")  # counted here only
-        assert await a.retry_after("x") > 0  # the two before the outage still count on this instance
-        assert await b.retry_after("x") == 0  # another instance saw none of them: not locked out
-        redis_server.start()  # back, empty
-        assert await a.retry_after("x") > 0  # Redis is left alone for a few seconds, and lost its counts
-        now[0] = 5.0
-        assert await a.retry_after("x") > 0  # asked again: it knows nothing, this instance still does
-        await b.failed("y")
-        assert await a.retry_after("y") == 0
-        await fail(b, "y", 2)
-        assert await a.retry_after("y") > 0  # shared again
-    finally:
-        for c in clients:
-            await c.aclose()
+    a, b = instance(redis_clients(socket_connect_timeout=0.5)), instance(redis_clients())
+    await fail(a, "x", 2)
+    redis_server.stop()
+    await a.failed("x")  # counted here only
+    assert await a.retry_after("x") > 0  # the two before the outage still count on this instance
+    assert await b.retry_after("x") == 0  # another instance saw none of them: not locked out
+    redis_server.start()  # back, empty
+    assert await a.retry_after("x") > 0  # Redis is left alone for a few seconds, and lost its counts
+    now[0] = 5.0
+    assert await a.retry_after("x") > 0  # asked again: it knows nothing, this instance still does
+    await b.failed("y")
+    assert await a.retry_after("y") == 0
+    await fail(b, "y", 2)
+    assert await a.retry_after("y") > 0  # shared again
