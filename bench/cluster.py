@@ -28,10 +28,10 @@ import sys
 import time
 from pathlib import Path
 
-import asyncpg
 from sqlalchemy.engine import make_url
 
 import load
+from arenahub.platform.storage.db import execute_on_server
 from stack import MODEL, Program, Stack, StackError, _get_json, free_port
 
 MAX_ADDED_P50_MS = 1.0
@@ -58,7 +58,7 @@ class ClusterStack(Stack):
         if redis_server is None:
             raise StackError("redis-server is not installed (apt-get install redis-server)")
         self.database = f"bench_{secrets.token_hex(6)}"
-        asyncio.run(_admin_sql(self.pg_base, f'CREATE DATABASE "{self.database}"'))
+        asyncio.run(execute_on_server(self.pg_base, f'CREATE DATABASE "{self.database}"'))
         self.redis_port, self.upstream_port = free_port(), free_port()
         self.ports = {"east": free_port(), "west": free_port()}
         self.programs.append(_program("redis", [redis_server, "--port", str(self.redis_port), "--save", "",
@@ -93,7 +93,7 @@ class ClusterStack(Stack):
     def close(self) -> None:
         super().close()
         if self.database:
-            asyncio.run(_admin_sql(self.pg_base, f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)'))
+            asyncio.run(execute_on_server(self.pg_base, f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)'))
 
 
 def _program(name: str, argv: list[str], data_dir: Path) -> Program:
@@ -102,16 +102,6 @@ def _program(name: str, argv: list[str], data_dir: Path) -> Program:
         proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 start_new_session=True)
     return Program(name, proc, log_path)
-
-
-async def _admin_sql(base: str, statement: str) -> None:
-    url = make_url(base)
-    conn = await asyncpg.connect(user=url.username, password=url.password, host=url.host or "127.0.0.1",
-                                 port=url.port or 5432, database=url.database, timeout=10)
-    try:
-        await conn.execute(statement)
-    finally:
-        await conn.close()
 
 
 async def measure(stack: ClusterStack, args: argparse.Namespace) -> dict[str, object]:

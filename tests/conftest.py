@@ -85,13 +85,10 @@ def _run(make_coroutine: Callable[[], Coroutine[Any, Any, None]]) -> None:
         raise errors[0]
 
 
-async def _admin(base: URL, statement: str) -> None:
-    conn = await asyncpg.connect(user=base.username, password=base.password, host=base.host or "127.0.0.1",
-                                 port=base.port or 5432, database=base.database, timeout=10)
-    try:
-        await conn.execute(statement)
-    finally:
-        await conn.close()
+def _on_server(base: URL, statement: str) -> None:
+    from arenahub.platform.storage.db import execute_on_server
+
+    _run(functools.partial(execute_on_server, base, statement))
 
 
 class Databases:
@@ -110,7 +107,7 @@ class Databases:
             raise ValueError(f"unknown database backend {backend!r}")
         base = postgres_base_url()
         name = f"t_{secrets.token_hex(8)}"
-        _run(functools.partial(_admin, base, f'CREATE DATABASE "{name}"'))
+        _on_server(base, f'CREATE DATABASE "{name}"')
         self._made.append((base, name))
         return base.set(database=name).render_as_string(hide_password=False)
 
@@ -121,7 +118,7 @@ class Databases:
             # another role, such as an autovacuum worker that happens to be in the new database: try again.
             for attempt in range(10):
                 try:
-                    _run(functools.partial(_admin, base, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+                    _on_server(base, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
                     break
                 except (asyncpg.InsufficientPrivilegeError, asyncpg.ObjectInUseError):
                     if attempt == 9:

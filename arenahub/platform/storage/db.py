@@ -6,11 +6,12 @@ import hashlib
 import os
 from pathlib import Path
 
+import asyncpg
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -85,6 +86,19 @@ def create_engine(url: str | None = None, *, connect_timeout: float | None = Non
         return engine
     connect_args = {"timeout": connect_timeout} if connect_timeout is not None else {}
     return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True, connect_args=connect_args)
+
+
+async def execute_on_server(url: str | URL, statement: str, *, timeout: float = 10) -> None:
+    """Run one statement on the PostgreSQL server ``url`` points at, on a connection of its own and outside
+    any transaction: ``CREATE DATABASE`` and ``DROP DATABASE`` cannot run in one. The tests and the
+    benchmarks make (and drop) databases of their own with it, next to the one ``url`` names."""
+    parsed = make_url(url)
+    conn = await asyncpg.connect(user=parsed.username, password=parsed.password, host=parsed.host or "127.0.0.1",
+                                 port=parsed.port or 5432, database=parsed.database, timeout=timeout)
+    try:
+        await conn.execute(statement)
+    finally:
+        await conn.close()
 
 
 def alembic_config() -> Config:
