@@ -30,7 +30,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from arenahub.platform.accounting.credit_store import Book
-from arenahub.platform.billing.ledger import (
+from arenahub.platform.billing import (
     Account,
     ClientEarnings,
     DuplicateRequest,
@@ -41,7 +41,6 @@ from arenahub.platform.billing.ledger import (
     ReservationClosed,
     Usage,
 )
-from arenahub.platform.billing.pricing import format_usd
 from arenahub.platform.cluster.errors import UNREACHABLE, LiveStateUnavailable
 
 log = logging.getLogger("arenahub.platform.credit")
@@ -169,13 +168,9 @@ class RedisCreditStore:
         if out[0] == "notready":
             raise LiveStateUnavailable("credit")
         if out[0] == "duplicate":
-            raise DuplicateRequest(f"request {request_id} already has a reservation")
+            raise DuplicateRequest.for_request(request_id)
         if out[0] == "insufficient":
-            need, balance, held = int(out[1]), int(out[2]), int(out[3])
-            raise InsufficientQuota(
-                f"Insufficient credit: this request needs up to {format_usd(need)} USD but the key's "
-                f"available balance is {format_usd(balance - held)} USD (balance {format_usd(balance)} USD, "
-                f"{format_usd(held)} USD held by requests in progress). Top up the key to continue.")
+            raise InsufficientQuota.for_hold(int(out[1]), balance=int(out[2]), held=int(out[3]))
         held_amount = int(out[1])
         entry = self._entry(key_id, Kind.RESERVE, hold=held_amount, request_id=request_id)
         return Reservation(key_id, request_id, held_amount, entry.entry_id)
@@ -354,7 +349,7 @@ class RedisCreditStore:
     def _closed_entry(self, reservation: Reservation, closed: str, kind: Kind) -> Entry:
         how, charge, held = closed.split(":")
         if how != kind.value:
-            raise ReservationClosed(f"request {reservation.request_id} was already {how}d; it cannot be {kind}d")
+            raise ReservationClosed.for_request(reservation.request_id, how, kind)
         return Entry("", reservation.key_id, kind, -int(charge), -int(held), dt.datetime.now(dt.UTC),
                      request_id=reservation.request_id)
 

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
-from arenahub.platform.billing.ledger import Account, ClientEarnings, Entry, Ledger, Reservation, Usage
+from arenahub.platform.billing import Account, ClientEarnings, Entry, Ledger, Reservation, Usage
 
 
 @dataclass(frozen=True, slots=True)

@@ -65,6 +65,13 @@ class InsufficientQuota(ApiError):
     type = "insufficient_quota"
     code = "insufficient_quota"
 
+    @classmethod
+    def for_hold(cls, need: int, *, balance: int, held: int) -> InsufficientQuota:
+        """The refusal of a hold of ``need`` on a key with ``balance``, ``held`` of it already (micro-USD)."""
+        return cls(f"Insufficient credit: this request needs up to {format_usd(need)} USD but the key's "
+                   f"available balance is {format_usd(balance - held)} USD (balance {format_usd(balance)} USD, "
+                   f"{format_usd(held)} USD held by requests in progress). Top up the key to continue.")
+
 
 class LedgerError(ApiError):
     """A misuse of the ledger by the platform itself (a bug, not the consumer's fault)."""
@@ -75,6 +82,10 @@ class LedgerError(ApiError):
 class DuplicateRequest(LedgerError):
     code = "duplicate_request"
 
+    @classmethod
+    def for_request(cls, request_id: str) -> DuplicateRequest:
+        return cls(f"request {request_id} already has a reservation")
+
 
 class UnknownReservation(LedgerError):
     code = "unknown_reservation"
@@ -82,6 +93,11 @@ class UnknownReservation(LedgerError):
 
 class ReservationClosed(LedgerError):
     code = "reservation_closed"
+
+    @classmethod
+    def for_request(cls, request_id: str, closed: str, closing: str) -> ReservationClosed:
+        """``closed``, ``closing``: "settle" or "release" (a ``Kind``)."""
+        return cls(f"request {request_id} was already {closed}d; it cannot be {closing}d")
 
 
 class LedgerMismatch(LedgerError):
@@ -242,7 +258,7 @@ class Ledger:
         check_micros(amount, "reservation")
         with self._lock:
             if request_id in self._open or request_id in self._closed:
-                raise DuplicateRequest(f"request {request_id} already has a reservation")
+                raise DuplicateRequest.for_request(request_id)
             account = self._account(key_id)
             if unlimited is not None and unlimited != account.unlimited:
                 account = self._accounts[key_id] = replace(account, unlimited=unlimited)
@@ -251,11 +267,7 @@ class Ledger:
             if not account.unlimited and account.available < amount:
                 if minimum is not None:
                     amount = minimum
-                raise InsufficientQuota(
-                    f"Insufficient credit: this request needs up to {format_usd(amount)} USD but the key's "
-                    f"available balance is {format_usd(account.available)} USD (balance "
-                    f"{format_usd(account.balance)} USD, {format_usd(account.held)} USD held by requests "
-                    "in progress). Top up the key to continue.")
+                raise InsufficientQuota.for_hold(amount, balance=account.balance, held=account.held)
             self._record(key_id, Kind.RESERVE, hold=amount, request_id=request_id)
             return self._open[request_id]
 
@@ -291,7 +303,7 @@ class Ledger:
         if closed is None:
             raise UnknownReservation(f"request {rid} has no reservation")
         if closed.kind is not closing:
-            raise ReservationClosed(f"request {rid} was already {closed.kind}d; it cannot be {closing}d")
+            raise ReservationClosed.for_request(rid, closed.kind, closing)
         return closed
 
     # --- the book ---------------------------------------------------------------------------

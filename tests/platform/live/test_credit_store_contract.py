@@ -68,6 +68,7 @@ async def test_not_enough_credit_is_a_402_that_says_how_much(make_store: MakeSto
     with pytest.raises(InsufficientQuota) as info:
         await store.reserve("k", "r2", 50, unlimited=False)
     assert "available balance is 0.00002 USD" in info.value.message and info.value.status == 402
+    assert info.value.message == InsufficientQuota.for_hold(50, balance=100, held=80).message  # the same words
     # With a minimum, a key with less than asked is held what it has.
     assert (await store.reserve("k", "r3", 50, unlimited=False, minimum=10)).amount == 20
 
@@ -92,12 +93,12 @@ async def test_closing_is_once_and_says_so(make_store: MakeStore) -> None:
     store = make_store()
     await store.add_money([money("k", 1000)])
     r = await store.reserve("k", "r1", 100, unlimited=False)
-    with pytest.raises(DuplicateRequest):
+    with pytest.raises(DuplicateRequest, match="^request r1 already has a reservation$"):
         await store.reserve("k", "r1", 100, unlimited=False)
     first = await store.settle(r, 40, client_id="c", model="m", usage=Usage())
     again = await store.settle(r, 40, client_id="c", model="m", usage=Usage())
     assert again.charge == first.charge == 40 and (await store.account("k", unlimited=False)).balance == 960
-    with pytest.raises(ReservationClosed):
+    with pytest.raises(ReservationClosed, match="^request r1 was already settled; it cannot be released$"):
         await store.release(r)
     released = await store.reserve("k", "r2", 100, unlimited=False)
     await store.release(released)
