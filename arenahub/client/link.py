@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import functools
 import json
 import logging
 import os
@@ -25,10 +24,10 @@ from arenahub import __version__
 from arenahub.client.capabilities import announced
 from arenahub.client.config import ClientConfig, load_client_config_or_disabled, tunnel_url
 from arenahub.client.drain import RoutingView
-from arenahub.client.flow import Credit
 from arenahub.client.reconnect import Backoff, PlatformUrls
 from arenahub.client.relay import BridgeRelay, RelayError
 from arenahub.client.stats import Stats
+from arenahub.client.tunnel import Tunnel
 from arenahub.client.validation import rejection
 from arenahub.protocol import frames
 
@@ -39,8 +38,6 @@ BRIDGE_POLL_SECONDS = 2.0
 FIRST_HEARTBEAT_SECONDS = 1.0
 
 WELCOME_TIMEOUT_SECONDS = 15.0
-# Chunk frames are split below this size (the platform closes a tunnel on a frame over 1 MiB).
-CHUNK_FRAME_BYTES = frames.MAX_FRAME_BYTES // 2
 # How long a drain request waits for the platform's Routing frame that confirms it.
 DRAIN_CONFIRM_SECONDS = 2.0
 # Which copy of the client this is, for the platform's messages about two copies of one client.
@@ -86,10 +83,8 @@ class PlatformLink:
         self._backoff = Backoff(cap=config.reconnect_max_delay_seconds)
         self._urls = PlatformUrls(config.urls)  # which instance of a cluster it connects to (reconnect.py)
         self._wake = asyncio.Event()
-        self._ws: aiohttp.ClientWebSocketResponse | None = None
-        self._send_lock = asyncio.Lock()
-        self._requests: dict[str, asyncio.Task[None]] = {}
-        self._credits: dict[str, Credit] = {}
+        self._tunnel: Tunnel | None = None  # the connection new work comes on
+        self._moved: set[asyncio.Task[None]] = set()  # connections finishing their answers after a Move
         self._task: asyncio.Task[None] | None = None
         self._state_changed = asyncio.Event()
         self._bridge_nudge = asyncio.Event()
@@ -113,9 +108,10 @@ class PlatformLink:
             self._task = asyncio.create_task(self._run(), name="platform-link")
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        tasks = [t for t in (self._task, *self._moved) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     def _set_state(self, state: str) -> None:
         self.state = state
@@ -158,8 +154,8 @@ class PlatformLink:
         self.refused = None
         self.standby = False  # the owner says: this instance; it takes the place of any other
         self._backoff.reset()
-        if self._ws is not None and not self._ws.closed:
-            await self._ws.close(code=1000, message=b"re-registering")
+        if self._tunnel is not None and not self._tunnel.closed:
+            await self._tunnel.ws.close(code=1000, message=b"re-registering")
         self._set_state("connecting")
         self._wake.set()
         deadline = time.monotonic() + wait_seconds
@@ -181,7 +177,12 @@ class PlatformLink:
             started = time.monotonic()
             delay: float | None = None
             try:
-                await self._connect_once()
+                moved = await self._connect_once()
+                if moved is not None:  # new work comes elsewhere now: connect at once
+                    self._urls.next_after_loss(True)
+                    self._backoff.reset()
+                    log.info("%s: connecting to %s for new work", moved, self.platform_url)
+                    continue
             except Refusal as exc:
                 self.refused = exc.frame
                 self.last_error = str(exc)
@@ -246,23 +247,29 @@ class PlatformLink:
             self.session_status = frames.SessionStatus(bridge_reachable=False,
                                                        last_error=f"bridge unavailable: {exc}")
 
-    async def _connect_once(self) -> None:
+    async def _connect_once(self) -> str | None:
+        """One connection, until it ends (returns None) or the platform asks the client to move (returns why;
+        the connection goes on in the background until its answers are done)."""
         await self._refresh_bridge()
-        async with self._http.ws_connect(tunnel_url(self.platform_url), heartbeat=20.0, max_msg_size=64 * 1024 * 1024,
-                                         timeout=aiohttp.ClientWSTimeout(ws_close=5)) as ws:
-            self._ws = ws
-            await ws.send_bytes(frames.encode(frames.Hello(
+        url = self.platform_url
+        ws = await self._http.ws_connect(tunnel_url(url), heartbeat=20.0, max_msg_size=64 * 1024 * 1024,
+                                         timeout=aiohttp.ClientWSTimeout(ws_close=5))
+        tunnel = Tunnel(ws, url)
+        moved = False
+        try:
+            await tunnel.send(frames.Hello(
                 version=frames.PROTOCOL_VERSION, client_id=self.config.client_id, api_key=self.config.api_key,
                 client_version=__version__, capabilities=self.capabilities, models=self.models,
                 max_concurrent_requests=self.config.max_concurrent_requests,
                 heartbeat_interval_seconds=self.config.heartbeat_interval_seconds, session=self.session_status,
                 preferred_routing_strategy=self.config.preferred_routing_strategy, standby=self.standby,
-                instance=INSTANCE)))
+                instance=INSTANCE))
             reply = await self._receive(ws, timeout=WELCOME_TIMEOUT_SECONDS)
             if isinstance(reply, frames.Refused):
                 raise Refusal(reply)
             if not isinstance(reply, frames.Welcome):
                 raise OSError(f"the platform did not welcome us (got {type(reply).__name__})")
+            self._tunnel = tunnel
             self.connections += 1
             self.refused = None
             if self.standby:
@@ -273,7 +280,7 @@ class PlatformLink:
             self.routing.connected()  # normal until the platform says otherwise
             self._set_state("connected")
             self._urls.connected()
-            log.info("connected to %s as %s (%s), %d model(s)", self.platform_url, reply.client_name,
+            log.info("connected to %s as %s (%s), %d model(s)", url, reply.client_name,
                      self.config.client_id, len(self.models))
             if not self.models:
                 log.warning("the bridge at %s offers no model yet (%s): no request can come here; looking again "
@@ -281,15 +288,27 @@ class PlatformLink:
                             self.session_status.last_error or "its /v1/models lists none", BRIDGE_POLL_SECONDS)
             if self.routing.drain_requested:  # a new connection starts undrained on the platform
                 log.info("asking the platform to drain this client again (a new connection starts undrained)")
-                await self._send_quietly(self.routing.drain_frame())
-            heartbeats = asyncio.create_task(self._heartbeats(ws))
+                await self._send_quietly(self.routing.drain_frame(), tunnel)
+            heartbeats = asyncio.create_task(self._heartbeats(tunnel))
             try:
-                await self._serve(ws)
+                await self._serve(tunnel)
             finally:
-                heartbeats.cancel()
-                for task in list(self._requests.values()):
-                    task.cancel()
-                self._ws = None
+                if self._tunnel is tunnel:
+                    self._tunnel = None
+                if tunnel.moving is not None and not tunnel.closed:
+                    moved = True
+                    task = asyncio.create_task(self._finish_moved(tunnel, heartbeats), name="platform-link-moved")
+                    self._moved.add(task)
+                    task.add_done_callback(self._moved.discard)
+                else:
+                    heartbeats.cancel()
+                    tunnel.cancel_all()
+        finally:
+            if not moved and not ws.closed:
+                await ws.close()
+        if moved:
+            return (f"the platform instance at {url} asked this client to move ({tunnel.moving}); its "
+                    f"{tunnel.active} answer(s) in flight finish there")
         close = ws.close_code
         if close == frames.CLOSE_REPLACED:  # a platform that closed without saying who replaced us
             raise Refusal(frames.Refused(code="connection_replaced", retry=True, message="another instance with "
@@ -298,6 +317,25 @@ class PlatformLink:
             raise Refusal(frames.Refused(code=f"closed_{close}", message="the platform closed the connection "
                                          f"(code {close}); this client is no longer accepted", retry=False))
         self.last_error = f"connection closed by the platform (code {close})"
+        return None
+
+    async def _finish_moved(self, tunnel: Tunnel, heartbeats: asyncio.Task[None]) -> None:
+        """A connection the platform asked the client to leave: it keeps reading (cancels, flow-control grants)
+        and heartbeating until its answers are done, then closes; or until the instance closes it."""
+        reading = asyncio.create_task(self._serve(tunnel))
+        idle = asyncio.create_task(tunnel.wait_idle())
+        try:
+            await asyncio.wait({reading, idle}, return_when=asyncio.FIRST_COMPLETED)
+            if idle.done():
+                log.info("the answers in flight on the connection to %s are done; closing it", tunnel.url)
+            else:
+                log.warning("the platform instance at %s closed the connection (code %s) before its %d answer(s) "
+                            "in flight were done", tunnel.url, tunnel.ws.close_code, tunnel.active)
+        finally:
+            for task in (reading, idle, heartbeats):
+                task.cancel()
+            tunnel.cancel_all()
+            await tunnel.ws.close()
 
     async def _receive(self, ws: aiohttp.ClientWebSocketResponse, timeout: float) -> frames.Frame:
         msg = await ws.receive(timeout=timeout)
@@ -305,8 +343,9 @@ class PlatformLink:
             return frames.decode(msg.data)
         raise OSError(f"the platform closed the connection (code {ws.close_code})")
 
-    async def _serve(self, ws: aiohttp.ClientWebSocketResponse) -> None:
-        async for msg in ws:
+    async def _serve(self, tunnel: Tunnel) -> None:
+        """Read the platform's frames until the connection ends, or until it asks the client to move."""
+        async for msg in tunnel.ws:
             if msg.type not in (aiohttp.WSMsgType.BINARY, aiohttp.WSMsgType.TEXT):
                 continue
             try:
@@ -315,24 +354,22 @@ class PlatformLink:
                 log.warning("ignoring a malformed frame from the platform: %s", exc)
                 continue
             if isinstance(frame, frames.Window):
-                credit = self._credits.get(frame.id)
-                if credit is not None:
-                    credit.grant(frame.bytes)
+                tunnel.grant(frame.id, frame.bytes)
             elif isinstance(frame, frames.Request):
-                self._credits[frame.id] = Credit(frame.window)
-                task = asyncio.create_task(self._handle(frame))
-                self._requests[frame.id] = task
-                task.add_done_callback(functools.partial(self._request_done, frame.id))
+                tunnel.started(frame.id, asyncio.create_task(self._handle(frame, tunnel)), frame.window)
             elif isinstance(frame, frames.Cancel):
-                running = self._requests.get(frame.id)
-                if running is not None:
+                if tunnel.cancel(frame.id):
                     log.info("request %s cancelled by the platform: %s", frame.id, frame.reason)
-                    running.cancel()
+            elif isinstance(frame, frames.Move):
+                if tunnel.moving is None:
+                    tunnel.moving = frame.reason or "the platform instance is shutting down"
+                    return
             elif isinstance(frame, frames.Refused):
-                await ws.close()
+                await tunnel.ws.close()
                 raise Refusal(frame)
             elif isinstance(frame, frames.Routing):
-                self._on_routing(frame)
+                if tunnel.moving is None:  # a connection being left says nothing about routing elsewhere
+                    self._on_routing(frame)
             elif isinstance(frame, frames.Notice):
                 log.warning("platform notice %s: %s", frame.code, frame.message)
             else:
@@ -370,42 +407,19 @@ class PlatformLink:
         return True
 
     async def _send(self, frame: frames.Frame) -> None:
-        ws = self._ws
-        if ws is None or ws.closed:
+        """A frame on the connection new work comes on."""
+        tunnel = self._tunnel
+        if tunnel is None or tunnel.closed:
             raise ConnectionResetError("not connected to the platform")
-        data = frames.encode(frame)
-        async with self._send_lock:
-            await ws.send_bytes(data)
+        await tunnel.send(frame)
 
-    async def _send_chunk(self, frame: frames.Chunk) -> None:
-        """A chunk of an answer, within the answer's flow-control grant (waits for more when it is used up);
-        split in two while it is larger than the platform takes in one frame."""
-        data = frames.encode(frame)
-        if len(data) > CHUNK_FRAME_BYTES and len(frame.events) > 1:
-            half = len(frame.events) // 2
-            await self._send_chunk(frames.Chunk(id=frame.id, events=frame.events[:half]))
-            await self._send_chunk(frames.Chunk(id=frame.id, events=frame.events[half:], usage=frame.usage))
-            return
-        credit = self._credits.get(frame.id)
-        if credit is not None:
-            await credit.spend(len(data))
-        ws = self._ws
-        if ws is None or ws.closed:
-            raise ConnectionResetError("not connected to the platform")
-        async with self._send_lock:
-            await ws.send_bytes(data)
-
-    def _request_done(self, request_id: str, _task: asyncio.Task[None]) -> None:
-        self._requests.pop(request_id, None)
-        self._credits.pop(request_id, None)
-
-    async def _handle(self, req: frames.Request) -> None:
+    async def _handle(self, req: frames.Request, tunnel: Tunnel) -> None:
         if self.config.enable_request_validation and (refused := rejection(req)) is not None:
             # Not a failure of this client or its bridge: counted apart, so that the success rate
             # and response times the platform routes by stay about what the bridge did.
             self.stats.rejected += 1
             log.warning("request %s refused: %s", req.id, refused.message)
-            await self._send_quietly(refused)
+            await self._send_quietly(refused, tunnel)
             return
         started = self.stats.begin()
         ok = cancelled = False
@@ -417,14 +431,14 @@ class PlatformLink:
             async for events, batch_usage in relayed(bytes(req.body)):
                 usage = batch_usage or usage
                 if events:
-                    await self._send_chunk(frames.Chunk(id=req.id, events=events))
-            await self._send(frames.End(id=req.id, usage=usage))
+                    await tunnel.send_chunk(frames.Chunk(id=req.id, events=events))
+            await tunnel.send(frames.End(id=req.id, usage=usage))
             ok = True
         except RelayError as exc:
             log.warning("request %s failed: %s", req.id, exc.message)
             await self._send_quietly(frames.Error(id=req.id, code=exc.code, message=exc.message,
                                                   status=exc.status, retryable=exc.retryable,
-                                                  retry_after=exc.retry_after))
+                                                  retry_after=exc.retry_after), tunnel)
         except asyncio.CancelledError:
             cancelled = True
             raise
@@ -436,9 +450,9 @@ class PlatformLink:
                 log.info("request %s: %s in %.0f ms", req.id, "ok" if ok else ("cancelled" if cancelled else "failed"),
                          (time.perf_counter() - started) * 1000)
 
-    async def _send_quietly(self, frame: frames.Frame) -> None:
+    async def _send_quietly(self, frame: frames.Frame, tunnel: Tunnel | None = None) -> None:
         try:
-            await self._send(frame)
+            await (tunnel.send(frame) if tunnel is not None else self._send(frame))
         except (ConnectionResetError, aiohttp.ClientError) as exc:
             log.info("could not report to the platform: %s", exc)
 
@@ -446,10 +460,15 @@ class PlatformLink:
         """The bridge says its models or session changed (the embedded bridge, on a reload): look now."""
         self._bridge_nudge.set()
 
-    async def _heartbeats(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+    async def _heartbeats(self, tunnel: Tunnel) -> None:
         # The first heartbeat soon after connecting: the dashboard has this client's figures at once.
         next_beat = time.monotonic() + min(FIRST_HEARTBEAT_SECONDS, self.config.heartbeat_interval_seconds)
-        while not ws.closed:
+        while not tunnel.closed:
+            if tunnel.moving is not None:  # a connection being left: the figures only, on its clock
+                await asyncio.sleep(max(0.0, next_beat - time.monotonic()))
+                next_beat = time.monotonic() + self.config.heartbeat_interval_seconds
+                await self._send_quietly(frames.Heartbeat(stats=self.stats.snapshot()), tunnel)
+                continue
             # The bridge is looked at every few seconds (and at once when it says something changed); a
             # change in its models or session goes to the platform then, not at the next heartbeat.
             now = time.monotonic()
@@ -468,7 +487,7 @@ class PlatformLink:
             next_beat = time.monotonic() + self.config.heartbeat_interval_seconds
             await self._send_quietly(frames.Heartbeat(stats=self.stats.snapshot(), session=self.session_status,
                                                       models=self.models, client_version=__version__,
-                                                      capabilities=self.capabilities))
+                                                      capabilities=self.capabilities), tunnel)
             self.last_heartbeat_sent = time.time()
 
     def status(self) -> dict[str, Any]:

@@ -83,7 +83,7 @@ class ClusterView:
 
     def sessions(self) -> Iterator[ClientSession]:
         local = list(self._local.sessions())
-        here = {s.client_id for s in local}
+        here = {s.client_id for s in local if not s.moving}  # one that moves away: its new connection serves
         return iter(local + [s for s in self._remote() if s.client_id not in here])
 
     def models(self) -> set[str]:

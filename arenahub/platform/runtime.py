@@ -160,17 +160,46 @@ class Platform:
                 self._tasks.append(self._retention())
 
     def begin_shutdown(self) -> None:
-        """Take no new work (consumers get 503, clients are told to come back later)."""
+        """Take no new work: consumers get 503 (a load balancer sees /api/health answer 503 and sends them
+        elsewhere), and a new tunnel is told to come back later. In a cluster, the clients connected here are
+        asked to move to another instance (their answers in flight finish here), and the requests already
+        waiting here may still be served by a client anywhere in the cluster during the grace."""
+        if self.shutting_down:
+            return
         self.shutting_down = True
+        if not self.cluster.shared:
+            self._fail_waiters()
+            return
+        grace = self.settings.shutdown_grace_seconds
+        for session in self.registry.sessions():
+            if not session.closed and not session.moving:
+                session.moving = True
+                session.send_nowait(frames.Move(reason=f"platform instance {self.instance_id} is shutting down",
+                                                grace_seconds=grace))
+        log.info("shutting down: %d client(s) asked to move to another instance", len(self.registry))
+        self.dispatcher.sessions_changed()
+
+    def _fail_waiters(self) -> None:
         self.dispatcher.fail_waiters(ShuttingDown("The platform is shutting down; retry in a moment.",
                                                   headers={"Retry-After": "5"}))
 
+    def _busy(self) -> bool:
+        """Answers in flight here: of this instance's consumers, or relayed for another instance's."""
+        return bool(self._inflight) or any(s.active for s in self.registry.sessions() if not s.closed)
+
     async def wait_idle(self, timeout: float) -> bool:
-        try:
-            await asyncio.wait_for(self._idle.wait(), timeout)
-            return True
-        except TimeoutError:
-            return False
+        deadline = time.monotonic() + timeout
+        while self._busy():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            try:
+                await asyncio.wait_for(self._idle.wait(), min(left, 0.05))
+            except TimeoutError:
+                pass
+            if not self._inflight:
+                await asyncio.sleep(min(max(0.0, deadline - time.monotonic()), 0.05))
+        return True
 
     async def drain(self) -> None:
         """Take no new work, let the answers in flight finish within the shutdown grace, then cut what is left
@@ -178,6 +207,7 @@ class Platform:
         self.begin_shutdown()
         grace = self.settings.shutdown_grace_seconds
         if not await self.wait_idle(grace):
+            self._fail_waiters()  # requests still waiting for a client (in a cluster)
             log.warning("%d request(s) still in flight at shutdown", len(self._inflight))
             for session in self.registry.sessions():
                 for request_id in session.request_ids():

@@ -185,6 +185,8 @@ async def tunnel_endpoint(ws: WebSocket) -> None:
                                 f"the client sent a frame larger than {MAX_FRAME_BYTES:,} bytes; the connection "
                                 "was closed (1009)")
     finally:
+        if session.moving and reason == "the client closed the connection":
+            reason = "it moved to another platform instance, its answers here done"
         session.mark_closed(reason)
         platform.client_disconnected(session)
         log.info("client %s disconnected: %s", account.id, reason)

@@ -106,6 +106,9 @@ class ClientSession:
         self.last_heartbeat_wall = time.time()
         self.closed = False
         self.close_reason = ""
+        # Told to move (this instance shuts down): its answers in flight finish here, new work goes to its
+        # connection on another instance.
+        self.moving = False
         self._inflight: dict[str, Inbox] = {}
         self.window = window
         self.slow_consumer_seconds = slow_consumer_seconds
@@ -121,7 +124,7 @@ class ClientSession:
     @property
     def available(self) -> bool:
         """Connected and able to answer: the bridge is reachable and its upstream session usable."""
-        if self.closed:
+        if self.closed or self.moving:
             return False
         s = self.session_status
         if s is None:

@@ -4,8 +4,10 @@ A client opens a WebSocket to ``{platform_url}/ws`` and sends ``Hello`` first. T
 answers ``Welcome`` (or ``Refused`` and closes). After that the client sends heartbeats and
 answers ``Request`` frames with ``Chunk`` ... ``End`` (or ``Error``); the platform may send
 ``Cancel`` when the consumer goes away, and grants each answer room with ``Window`` frames as its
-consumer reads it (flow control: see ``Request.window``). Frames are JSON objects with a ``type`` field, sent as
-WebSocket text or binary messages (both sides accept either).
+consumer reads it (flow control: see ``Request.window``). An instance of a cluster that shuts down
+sends ``Move``: the client connects to another instance while this connection finishes its answers.
+Frames are JSON objects with a ``type`` field, sent as WebSocket text or binary messages (both sides
+accept either).
 """
 
 from __future__ import annotations
@@ -208,6 +210,15 @@ class Drain(_Frame, tag="drain"):
     reason: Annotated[str, Meta(max_length=500)] = ""
 
 
+class Move(_Frame, tag="move"):
+    """Platform -> client: this platform instance is shutting down (a rolling restart): connect to another
+    instance now and take new work there; the requests in flight on this connection finish on it (within
+    ``grace_seconds``), then the client closes it. No new request comes on it."""
+
+    reason: Text = "the platform instance is shutting down"
+    grace_seconds: float = 0.0
+
+
 class Routing(_Frame, tag="routing"):
     """Platform -> client: how the platform routes to this client now, sent on every change.
 
@@ -224,7 +235,7 @@ class Routing(_Frame, tag="routing"):
 
 
 Frame = (Hello | Welcome | Refused | Heartbeat | Request | Chunk | End | Error | Cancel | Notice | Drain | Routing
-         | Window)
+         | Window | Move)
 
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(Frame)

@@ -44,12 +44,15 @@ class FakeSocket:
     async def receive(self, timeout=None):
         raise Stop
 
+    async def close(self):
+        self.closed = True
+
 
 class FakeHttp:
     def __init__(self):
         self.ws = FakeSocket()
 
-    def ws_connect(self, url, **kwargs):
+    async def ws_connect(self, url, **kwargs):
         return self.ws
 
 

@@ -103,7 +103,7 @@ class FakePlatform:
         self.down = False
         self.admin_draining = False
 
-    def ws_connect(self, url: str, **kwargs: Any) -> FakeTunnel:
+    async def ws_connect(self, url: str, **kwargs: Any) -> FakeTunnel:
         if self.down:
             raise aiohttp.ClientConnectionError("connection refused")
         self.tunnels.append(FakeTunnel(self))
@@ -335,3 +335,38 @@ def test_every_local_endpoint_is_documented_in_the_client_section() -> None:
         assert f"`{next(iter(route.methods - {'HEAD'}))} {route.path}`" in client_section, route.path
     for field in NORMAL:
         assert f"| `{field}` |" in client_section, field
+
+
+async def test_a_move_connects_again_at_once_while_the_answers_in_flight_finish_on_the_old_connection(
+        local: Local) -> None:
+    old = await local.connection(1)
+    old.push(frames.Request(id="r1", body=msgspec.Raw(CHAT)))
+    await eventually(lambda: local.link.stats.active == 1, "the request in flight")
+
+    old.push(frames.Move(reason="instance i-1 is shutting down", grace_seconds=30))
+    new = await local.connection(2)  # at once: no backoff
+    assert not old.closed  # its answer is not done yet
+    # Routing said by the connection being left is not the client's routing now.
+    old.push(frames.Routing(draining=True, drain_reason="the platform instance is shutting down"))
+    new.push(frames.Request(id="r2", body=msgspec.Raw(CHAT)))
+    await eventually(lambda: local.link.stats.active == 2, "the second request")
+    assert (await local.status())["routing"] == NORMAL
+
+    local.relay.release.set()
+    await eventually(lambda: old.closed, "the old connection closed once its answer was done")
+    await eventually(lambda: any(isinstance(f, frames.End) for f in new.sent), "the new request's end")
+    assert [type(f) for f in old.sent] == [frames.Hello, frames.Chunk, frames.End]
+    assert [f.id for f in new.sent if isinstance(f, frames.End)] == ["r2"]
+    assert old.close_code == 1000
+    assert local.link.connected and (local.link.stats.processed, local.link.stats.failed) == (2, 0)
+
+
+async def test_a_cancel_on_the_connection_being_left_still_reaches_its_answer(local: Local) -> None:
+    old = await local.connection(1)
+    old.push(frames.Request(id="r1", body=msgspec.Raw(CHAT)))
+    await eventually(lambda: local.link.stats.active == 1, "the request in flight")
+    old.push(frames.Move(reason="shutting down"))
+    await local.connection(2)
+    old.push(frames.Cancel(id="r1"))
+    await eventually(lambda: old.closed, "the old connection closed once its answer was cancelled")
+    assert local.link.stats.active == 0 and local.link.stats.processed == 0

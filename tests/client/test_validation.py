@@ -9,6 +9,7 @@ import pytest
 from arenahub.client.config import ClientConfig
 from arenahub.client.link import PlatformLink
 from arenahub.client.stats import Stats
+from arenahub.client.tunnel import Tunnel
 from arenahub.client.validation import rejection
 from arenahub.protocol import frames
 
@@ -41,7 +42,7 @@ class FakeSocket:
 def linked(**settings):
     relay, ws = FakeRelay(), FakeSocket()
     link = PlatformLink(dataclasses.replace(CONFIG, **settings), relay, http=None, stats=Stats(False))
-    link._ws = ws  # as if connected: _handle answers through it
+    link._tunnel = Tunnel(ws, "http://platform")  # as if connected: _handle answers through it
     return link, relay, ws
 
 
@@ -63,7 +64,7 @@ MALFORMED = [
 @pytest.mark.parametrize("body, names", MALFORMED)
 async def test_malformed_request_gets_a_400_error_and_never_reaches_the_bridge(body, names):
     link, relay, ws = linked()
-    await link._handle(request(body))
+    await link._handle(request(body), link._tunnel)
     assert relay.bodies == []
     [error] = ws.sent
     assert isinstance(error, frames.Error)
@@ -76,7 +77,7 @@ async def test_malformed_request_gets_a_400_error_and_never_reaches_the_bridge(b
 
 async def test_valid_request_is_relayed_as_is():
     link, relay, ws = linked()
-    await link._handle(request(GOOD))
+    await link._handle(request(GOOD), link._tunnel)
     assert relay.bodies == [GOOD]
     assert [type(f) for f in ws.sent] == [frames.Chunk, frames.End]
     assert (link.stats.processed, link.stats.failed, link.stats.rejected) == (1, 0, 0)
@@ -85,7 +86,7 @@ async def test_valid_request_is_relayed_as_is():
 async def test_with_validation_off_a_malformed_request_is_relayed_as_is():
     link, relay, ws = linked(enable_request_validation=False)
     body = b'{"model": "m", "messages": []}'
-    await link._handle(request(body))
+    await link._handle(request(body), link._tunnel)
     assert relay.bodies == [body]
     assert [type(f) for f in ws.sent] == [frames.Chunk, frames.End]
     assert link.stats.rejected == 0

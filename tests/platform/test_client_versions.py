@@ -14,6 +14,7 @@ from arenahub.cli import main
 from arenahub.client.config import ClientConfig
 from arenahub.client.link import PlatformLink
 from arenahub.client.stats import Stats
+from arenahub.client.tunnel import Tunnel
 from arenahub.platform import client_package
 from arenahub.platform.client_versions import current_client_version, is_outdated, version_key
 from arenahub.platform.storage import accounts
@@ -153,8 +154,8 @@ async def test_the_client_sends_its_version_in_each_heartbeat():
     config = ClientConfig(path=Path("config.jsonc"), enabled=True, platform_url="http://platform", client_id="cl_1",
                           api_key="ck-secret")
     link = PlatformLink(dataclasses.replace(config, heartbeat_interval_seconds=0.01), _Relay(), None, Stats(False))
-    ws = link._ws = _Socket()
-    beats = asyncio.create_task(link._heartbeats(ws))
+    ws = _Socket()
+    beats = asyncio.create_task(link._heartbeats(Tunnel(ws, "http://platform")))
     try:
         while len(ws.sent) < 2:
             await asyncio.sleep(0.01)

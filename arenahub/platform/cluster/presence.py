@@ -86,6 +86,10 @@ class Presence:
             return
         if payload.get("from") == self.instance:
             return
+        if session.moving:  # it was asked to: its answers in flight finish here, then it closes
+            log.info("client %s moved to instance %s; %d request(s) in flight finish here", session.client_id,
+                     payload.get("from"), session.active)
+            return
         where = str(payload.get("where", ""))[:200]
         self._let_go(session, f"this client connected again to instance {payload.get('from')} (from {where}); "
                               "this connection was closed")
