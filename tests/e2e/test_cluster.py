@@ -6,12 +6,10 @@ is refilled from the book, with nothing guessed meanwhile."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,58 +17,12 @@ import httpx
 import openai
 import pytest
 
-from tests.conftest import fresh_databases, initialised
-from tests.redis_server import RedisServer
+from tests.conftest import fresh_databases
 
-from .harness import (
-    MODELS,
-    Client,
-    Platform,
-    Stack,
-    Upstream,
-    ask,
-    consumer_for,
-    read_ledger,
-    wait_until,
-    write_client_config,
-)
+from .cluster import INSTANCES, MODEL, Cluster, running_cluster
+from .harness import Client, Platform, ask, consumer_for, read_ledger, wait_until, write_client_config
 
 pytestmark = pytest.mark.postgres
-MODEL = MODELS[0]
-INSTANCES = ("east", "west", "north")
-
-
-@dataclass
-class Cluster:
-    stack: Stack
-    database_url: str
-    redis: RedisServer
-    platforms: list[Platform]
-    clients: list[Client]
-    upstream: Upstream
-
-    def key(self, *options: str) -> dict[str, Any]:
-        return self.stack.admin("create-key", "--name", "cluster", *options, database_url=self.database_url)
-
-
-@contextlib.contextmanager
-def running_cluster(workdir: Path, database_url: str) -> Iterator[Cluster]:
-    """Three instances on ``database_url`` and a redis-server of their own, each with a client."""
-    redis = RedisServer(workdir).start()
-    stack = Stack(workdir)
-    try:
-        database_url = initialised(database_url)
-        stack.admin("set-price", MODEL, "--prompt", "1000", "--completion", "1000", database_url=database_url)
-        upstream = stack.upstream(MODELS)
-        platforms = [stack.platform(database_url, {"ARENAHUB_REDIS_URL": redis.url, "ARENAHUB_INSTANCE_ID": name,
-                                                   "ARENAHUB_RECORD_FLUSH_SECONDS": "0.1"}, name=name)
-                     for name in INSTANCES]
-        clients = [stack.client(p, upstream, name=f"client-{p.name}", max_concurrent_requests=64)
-                   for p in platforms]
-        yield Cluster(stack, database_url, redis, platforms, clients, upstream)
-    finally:
-        stack.stop_all()
-        redis.stop()
 
 
 @pytest.fixture(scope="module")
@@ -198,14 +150,7 @@ def test_admin_changes_reach_every_instance_within_a_second(cluster: Cluster) ->
 
 def test_a_client_that_lists_the_instances_moves_when_its_instance_dies(own_cluster: Cluster) -> None:
     cluster = own_cluster
-    account = cluster.stack.admin("create-client", "--name", "mover", database_url=cluster.database_url)
-    config = write_client_config(cluster.stack.workdir / "mover.config.jsonc",
-                                 platform_url=[p.api_url for p in cluster.platforms], client_id=account["client_id"],
-                                 api_key=account["api_key"], bridge_url=cluster.upstream.url)
-    mover = Client(cluster.stack.workdir, "mover", config, account["client_id"], account["api_key"])
-    cluster.stack.programs.append(mover)
-    mover.start()
-    mover.wait_state("connected")
+    mover = cluster.listing_client("mover")
     first = mover.status()["platform_url"]
     victim = next(p for p in cluster.platforms if p.api_url == first)
     victim.kill()
@@ -218,8 +163,8 @@ def test_a_client_that_lists_the_instances_moves_when_its_instance_dies(own_clus
     with consumer_for(there, key) as consumer:
         raw = consumer.chat.completions.with_raw_response.create(
             model=MODEL, messages=ask("moved"), max_tokens=5,
-            extra_headers={"x-arenahub-pin-client": account["client_id"], "x-arenahub-admin-token": there.admin_token})
-    assert raw.headers["x-arenahub-client"] == account["client_id"]
+            extra_headers={"x-arenahub-pin-client": mover.client_id, "x-arenahub-admin-token": there.admin_token})
+    assert raw.headers["x-arenahub-client"] == mover.client_id
 
 
 def test_models_are_the_clusters_and_a_second_copy_on_another_instance_stands_by(cluster: Cluster) -> None:
@@ -293,10 +238,7 @@ def test_kill_minus_9_of_an_instance_under_load_loses_no_money(own_cluster: Clus
                          timeout=5).json()["credit"]
     wait_until(lambda: credit()["held_micros"] == 0, 40, "the killed instance's reservations given back",
                interval=0.5)
-    restarted = cluster.stack.platform(cluster.database_url, {"ARENAHUB_REDIS_URL": cluster.redis.url,
-                                                              "ARENAHUB_INSTANCE_ID": "east",
-                                                              "ARENAHUB_RECORD_FLUSH_SECONDS": "0.1"},
-                                       name="east-again")
+    restarted = cluster.stack.platform(cluster.database_url, cluster.instance_env("east"), name="east-again")
 
     def agree() -> bool:
         entries = [e for e in read_ledger(cluster.database_url) if e["key_id"] == key_id]
