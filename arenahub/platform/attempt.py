@@ -4,7 +4,8 @@ A placed request holds a lease on its client. After the first frame (awaited by
 ``dispatch.Dispatcher.start`` within the first-byte timeout), each frame renews the lease for
 ``idle_timeout_seconds``; a client that goes quiet loses it and the answer ends with an error.
 Every attempt ends exactly once, as a success, a failure or neither (the consumer left), and
-tells its dispatcher which, for the client's health.
+tells its dispatcher which, for the client's health (``AttemptEnds``: the dispatcher as an attempt sees
+it, so that this module does not import dispatch.py, which imports it).
 """
 
 from __future__ import annotations
@@ -15,17 +16,15 @@ import re
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from arenahub.platform.accounting.limits import Ticket
 from arenahub.platform.exchange import Exchange
 from arenahub.platform.flow import Inbox
+from arenahub.platform.settings import PlatformSettings
 from arenahub.platform.tunnel_session import ClientGone, ClientSession, Incoming
 from arenahub.protocol import frames
 from arenahub.protocol.errors import ApiError, UpstreamError, UpstreamTimeout
-
-if TYPE_CHECKING:
-    from arenahub.platform.dispatch import Dispatcher
 
 Answer = frames.Chunk | frames.End
 
@@ -110,17 +109,30 @@ class Placement:
         self.exchange.attempt_ended(self.session.client_id, outcome, time.monotonic() - self.placed_at, code, message)
 
 
-class Attempt:
-    """A request placed on one client: its frames, in order, until End or a failure."""
+class AttemptEnds(Protocol):
+    """Where an attempt says how it ended: its client's RPM slot, health and the queue
+    (``dispatch.Dispatcher``)."""
 
-    def __init__(self, dispatcher: Dispatcher, placement: Placement, first: Answer, exchange: Exchange) -> None:
-        self._dispatcher = dispatcher
+    def attempt_succeeded(self, p: Placement, *, ttft: float, tokens: int, duration: float) -> None: ...
+
+    def attempt_failed(self, p: Placement) -> None: ...
+
+    def attempt_ended(self, p: Placement) -> None: ...
+
+
+class Attempt:
+    """A request placed on one client: its frames, in order, until End or a failure. ``settings``: the
+    timeouts it keeps to the end, whatever the live settings become meanwhile."""
+
+    def __init__(self, ends: AttemptEnds, placement: Placement, first: Answer, exchange: Exchange,
+                 settings: PlatformSettings) -> None:
+        self._ends = ends
         self.session = placement.session
         self._placement = placement
         self._queue = placement.queue
         self._first: Answer | None = first
         self._exchange = exchange
-        self._settings = dispatcher.settings
+        self._settings = settings
         self.finished = False
         self._failed = False  # the client failed this attempt (it counts against its health)
         self._ended_ok = False
@@ -226,9 +238,9 @@ class Attempt:
         else:
             p.ended("cancelled", None, reason)
         if self._failed:
-            self._dispatcher.attempt_failed(p)
+            self._ends.attempt_failed(p)
         elif self._ended_ok:
-            self._dispatcher.attempt_succeeded(p, ttft=self._first_at - p.placed_at, tokens=self._chars // 4,
-                                               duration=now - self._first_at)
+            self._ends.attempt_succeeded(p, ttft=self._first_at - p.placed_at, tokens=self._chars // 4,
+                                         duration=now - self._first_at)
         else:
-            self._dispatcher.attempt_ended(p)
+            self._ends.attempt_ended(p)

@@ -458,6 +458,6 @@ class Dispatcher:
                     exclude.add(session.client_id)
                     continue
                 raise client_error(frame)
-            return Attempt(self, placement, frame, ex)
+            return Attempt(self, placement, frame, ex, self.settings)
         assert last_error is not None
         raise last_error
