@@ -9,7 +9,7 @@ from arenahub.platform.registry import ClusterView, LocalClientRegistry, served_
 
 
 def session(client_id: str, *models: str, available: bool = True) -> Any:
-    return SimpleNamespace(client_id=client_id, models=set(models), available=available)
+    return SimpleNamespace(client_id=client_id, models=set(models), available=available, moving=False)
 
 
 def test_served_models_are_those_of_the_sessions_that_can_answer() -> None:
