@@ -4,9 +4,9 @@ Every route is declared once in ``ROUTES`` (method, path, summary, body and quer
 path parameter once in ``PATH_PARAMS``: the router reads and checks a request with those types before
 its handler runs, and the OpenAPI document (``/api/admin/openapi.json``) is built from the same types,
 so that what it describes is what is accepted. The handlers live by subject: ``keys_api``,
-``clients_api`` and ``client_views``, ``billing_api`` (prices, usage), ``analytics_api``,
-``settings_api``, ``models_api`` (the model catalogue), and the dashboard password in
-``dashboard.auth``. The field types are in ``fields``.
+``clients_api`` and ``client_views``, ``instance_views``, ``billing_api`` (prices, usage),
+``analytics_api``, ``settings_api``, ``models_api`` (the model catalogue), and the dashboard password
+in ``dashboard.auth``. The field types are in ``fields``.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from arenahub.platform.admin import (
     clients_api,
     fields,
     inputs,
+    instance_views,
     keys_api,
     models_api,
     settings_api,
@@ -77,6 +78,9 @@ ROUTES = [
          keys_api.Adjustment, status=201),
     Spec("GET", "/status", client_views.platform_status, "The platform at a glance: its version and the current "
          "client version, uptime, clients connected and healthy, requests in flight, queue depth, routing strategy"),
+    Spec("GET", "/instances", instance_views.instances, "The platform's instances (one without a cluster): each "
+         "one's id, address, advertised URL, version, start, clients connected, requests in flight and state "
+         "(serving, draining, unreachable), and the cluster's shared state"),
     Spec("GET", "/clients", clients_api.list_clients, "List clients with their live session, health, version "
          "(outdated or not), last refusal and the last hour's requests"),
     Spec("POST", "/clients", clients_api.create_client, "Register a client; its api_key is in this answer only",

@@ -52,7 +52,7 @@ def test_openapi_documents_every_route(admin):
                                  "/api/admin/clients/{client_id}/drain", "/api/admin/clients/{client_id}/undrain",
                                  "/api/admin/clients/{client_id}/clear-maintenance",
                                  "/api/admin/clients/{client_id}/package",
-                                 "/api/admin/clients/{client_id}/earnings", "/api/admin/status",
+                                 "/api/admin/clients/{client_id}/earnings", "/api/admin/status", "/api/admin/instances",
                                  "/api/admin/prices", "/api/admin/prices/{model}", "/api/admin/usage",
                                  "/api/admin/usage/summary",
                                  "/api/admin/analytics/overview", "/api/admin/analytics/summaries",
