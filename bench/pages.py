@@ -86,6 +86,7 @@ def calls(now: dt.datetime, sample: dict[str, Any]) -> list[Call]:
         Call("Overview", "overview: week", "/analytics/overview", {"period": "week"}),
         Call("Overview", "status", "/status"),
         Call("Clients", "clients", "/clients"),
+        Call("Clients", "instances", "/instances"),  # the Instances page's one call too (no database)
         Call("Keys", "keys", "/keys"),
         Call("Keys", "summaries by key: last 24 h", "/analytics/summaries", {"by": "key", **day}),
         Call("Usage & billing", "usage summary: this month", "/usage/summary", month),

@@ -1,4 +1,4 @@
-// The dashboard shell: a hash router over the seven pages, the left nav (a Menu button on narrow
+// The dashboard shell: a hash router over the eight pages, the left nav (a Menu button on narrow
 // windows), and the page context.
 //
 // A page is pages/<id>.js exporting default {id, title, mount(root, ctx)}. mount may be async and
@@ -21,6 +21,7 @@ const PAGES = [
   ["keys", "Keys"],
   ["usage", "Usage & billing"],
   ["requests", "Requests"],
+  ["instances", "Instances"],
   ["settings", "Settings"],
 ];
 const TITLES = Object.fromEntries(PAGES);

@@ -1,6 +1,7 @@
-// Clients: the live table (polled), "Register New Client", and a detail panel with each client's
-// actions: download package, regenerate API key, edit limits, drain/undrain, clear maintenance,
-// disable/enable, delete; and the models it offers that wait for approval (Approve / Refuse).
+// Clients: the live table (polled; in a cluster, with the instance each client is connected to),
+// "Register New Client", and a detail panel with each client's actions: download package, regenerate
+// API key, edit limits, drain/undrain, clear maintenance, disable/enable, delete; and the models it
+// offers that wait for approval (Approve / Refuse).
 
 import {
   api, confirmDialog, copyText, dataTable, download, field, fmtAgo, fmtBytes, fmtInt, fmtMs, fmtPct, fmtTime,
@@ -150,6 +151,10 @@ const COLUMNS = [
     render: (c) => [h("div", { class: "cell-main" }, c.name), h("div", { class: "cell-sub mono" }, c.id)] },
   { key: "status", label: "Status", value: statusRank, class: "status-cell",
     filterText: statusWords, render: statusPills },
+  { key: "instance", label: "Instance", class: "nowrap", title: "The platform instance holding its connection",
+    value: (c) => (isConnected(c) ? c.platform_instance : null), filterText: (c) => (isConnected(c) ? c.platform_instance : ""),
+    render: (c) => (isConnected(c) && c.platform_instance ? h("span", { class: "mono" }, c.platform_instance)
+      : h("span", { class: "muted" }, "—")) },
   { key: "session", label: "arena.ai", title: "arena.ai session status, as the client's bridge reports it",
     value: sessionText, render: sessionCell },
   { key: "load", label: "Load", class: "num", title: "Requests in flight / how many it takes at once",
@@ -377,6 +382,7 @@ function detailPanel({ onClose, refresh, go }) {
       ...row("Active / capacity", loadCell(c)),
       ...row("Last heartbeat", heartbeat(c) ? `${fmtAgo(heartbeat(c))} (${fmtTime(heartbeat(c))})` : "—"),
       ...row("Connected since", l.connected_at ? `${fmtTime(l.connected_at)}${l.address ? `, from ${l.address}` : ""}` : "—"),
+      ...(isConnected(c) && c.platform_instance ? row("Platform instance", h("a", { href: "#/instances", class: "mono" }, c.platform_instance)) : []),
       ...(c.conflict ? row("Conflict", c.conflict) : []),
       ...row("Version", versionCell(c)),
       ...row("Current client version", c.current_version || "—"),
@@ -462,6 +468,12 @@ export default {
         h("span", { class: "grow" }), counts),
       h("div", { class: "with-drawer" }, table, panel.el));
 
+    // The Instance column shows only in a cluster (or when a client is held by another instance).
+    let instances = 1;
+    const showInstances = () => table.classList.toggle("one-instance",
+      instances <= 1 && new Set(clients.filter(isConnected).map((c) => c.platform_instance)).size <= 1);
+    showInstances();
+
     function updateCount() {
       const connected = clients.filter(isConnected).length;
       counts.textContent = `${fmtInt(table.count())} listed · ${fmtInt(connected)} connected of ${fmtInt(clients.length)}`;
@@ -475,9 +487,11 @@ export default {
       }
     }
     async function refresh() {
-      const data = await api("GET", "/clients");
+      const [data, cluster] = await Promise.all([api("GET", "/clients"), api("GET", "/instances").catch(() => null)]);
       if (!ctx.live) return;
       clients = data.data || [];
+      if (cluster) instances = (cluster.data || []).length;
+      showInstances();
       render();
       if (!root.dataset.loaded && ctx.params.id) openPanel(ctx.params.id);
       root.dataset.loaded = "true";
