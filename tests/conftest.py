@@ -205,3 +205,24 @@ def redis_url(redis_server: Any) -> str:
         redis_server.start()  # a test stopped it
     redis_server.flush()
     return str(redis_server.url)
+
+
+@pytest.fixture
+def start_haproxy(tmp_path: Path) -> Iterator[Callable[..., Any]]:
+    """``start_haproxy([(name, host, port), ...])``: a real HAProxy from deploy/haproxy.cfg in front of those
+    servers (tests/haproxy.py), stopped after the test."""
+    from tests.haproxy import HAProxy
+
+    started: list[HAProxy] = []
+
+    def start(servers: list[tuple[str, str, int]]) -> HAProxy:
+        workdir = tmp_path / f"haproxy-{len(started)}"
+        workdir.mkdir()
+        lb = HAProxy(servers, workdir)
+        started.append(lb)
+        return lb.start()
+    try:
+        yield start
+    finally:
+        for lb in started:
+            lb.stop()
