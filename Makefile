@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench bench-cluster bench-analytics bench-pool install clean chromium
+.PHONY: demo demo-cluster test lint bench bench-cluster bench-analytics bench-pool install clean chromium
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +16,11 @@ install: $(STAMP)
 
 demo: $(STAMP) chromium
 	$(BIN)/arenahub demo
+
+# The same behind HAProxy: PostgreSQL, Redis and three platform instances (the demo installs Debian's
+# haproxy, redis-server and postgresql when they are missing and it runs as root).
+demo-cluster: $(STAMP) chromium
+	$(BIN)/arenahub demo --instances 3
 
 # The demo's browser tab: Debian's chromium (Playwright's own browser download does not work offline).
 chromium:

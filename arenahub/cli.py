@@ -40,6 +40,17 @@ def port(value: str) -> int:
     return number
 
 
+def instances(value: str) -> int:
+    """An argparse type: how many platform instances the demo runs, 1 to 9."""
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number") from None
+    if not 1 <= number <= 9:
+        raise argparse.ArgumentTypeError(f"{number} instances: the demo runs 1 to 9")
+    return number
+
+
 SIMULATOR_EPILOG = """\
 Attaching a browser tab (the userscript only runs on https://arena.ai, so the simulator must be
 served under that name):
@@ -118,6 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --upstream local: the client's local endpoints (default 5103)")
     d.add_argument("--upstream-port", type=port, default=5102,
                    help="with --upstream local: the local upstream, in the bridge's place (default 5102)")
+    d.add_argument("--instances", type=instances, default=1,
+                   help="2 to 9: the platform as a cluster of that many instances (ports --port+1 on) on a "
+                        "private PostgreSQL and Redis, behind HAProxy on --port (default 1: one platform)")
     d.add_argument("--once", action="store_true", help="exit after the first streamed answer")
     d.set_defaults(run=_run_demo)
 

@@ -5,7 +5,8 @@ headless Chromium tab on https://arena.ai -> the arena.ai simulator (served unde
 Chromium's host rules, over HTTPS with its own certificate); the bridge reads its models from the
 page with ``arenahub bridge update-models``, as a person would. Each program runs as its own process, as it would
 be deployed; their logs go to ``.arenahub/demo/*.log``. ``--upstream local`` swaps the bridge,
-browser and simulator for the fast local upstream (no browser needed).
+browser and simulator for the fast local upstream (no browser needed). ``--instances N`` runs the
+platform as a cluster behind HAProxy (arenahub/tools/demo_cluster.py).
 """
 
 from __future__ import annotations
@@ -18,11 +19,7 @@ import json
 import os
 import shutil
 import signal
-import socket
-import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,75 +28,19 @@ import aiohttp
 from arenahub.platform.admin.token import new_admin_token
 from arenahub.platform.storage import accounts
 from arenahub.platform.storage.db import create_engine, migrate
-from arenahub.tools import browser
+from arenahub.tools import browser, demo_cluster
+from arenahub.tools.demo_programs import Programs, free_port, port_free, wait_for
 
 PROMPT = "Hello from the arenahub demo: this answer travelled from the consumer to the platform and back."
 
 
-class Demo:
+class Demo(Programs):
     def __init__(self, args: argparse.Namespace) -> None:
+        super().__init__(Path(os.environ.get("ARENAHUB_DEMO_DIR", ".arenahub/demo")).resolve())
         self.args = args
-        self.dir = Path(os.environ.get("ARENAHUB_DEMO_DIR", ".arenahub/demo")).resolve()
         self.db_url = f"sqlite+aiosqlite:///{self.dir / 'arenahub.db'}"
         self.platform_url = f"http://127.0.0.1:{args.port}"
-        self.procs: list[tuple[str, subprocess.Popen[bytes]]] = []
         self.stopping = False
-
-    def spawn(self, name: str, *argv: str, env: dict[str, str] | None = None) -> None:
-        log = open(self.dir / f"{name}.log", "wb")
-        self.procs.append((name, subprocess.Popen([sys.executable, "-m", "arenahub", *argv], stdout=log,
-                                                  stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                                  env={**os.environ, **(env or {})})))
-
-    def stop(self) -> None:
-        for _, proc in reversed(self.procs):
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for _, proc in self.procs:
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-
-    def check_alive(self) -> None:
-        for name, proc in self.procs:
-            if proc.poll() is not None:
-                raise RuntimeError(f"the {name} stopped (exit code {proc.returncode}), so the demo stops everything "
-                                   f"it started; its log: {self.dir / (name + '.log')}")
-
-
-async def _wait_for(demo: Demo, http: aiohttp.ClientSession, url: str, ready: Callable[[Any], bool], what: str,
-                    timeout: float = 30, headers: dict[str, str] | None = None) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        demo.check_alive()
-        try:
-            # ssl=False: the simulator's self-signed certificate (only ever on this machine's loopback)
-            async with http.get(url, timeout=aiohttp.ClientTimeout(total=2), ssl=False, headers=headers) as resp:
-                if resp.status == 200:
-                    data = await resp.json()
-                    if ready(data):
-                        return data
-        except (aiohttp.ClientError, OSError, TimeoutError):
-            pass
-        await asyncio.sleep(0.2)
-    raise RuntimeError(f"timed out waiting for {what}")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("127.0.0.1", port))
-            return True
-        except OSError:
-            return False
 
 
 async def _credentials(db_url: str) -> tuple[str, str, str]:
@@ -156,8 +97,8 @@ async def _start_real(demo: RealDemo, http: aiohttp.ClientSession, client_id: st
     args = demo.args
     bridge_url = f"http://127.0.0.1:{args.bridge_port}"
     demo.spawn("simulator", "simulate-lmarena", "--port", str(args.simulator_port), "--tls")
-    await _wait_for(demo, http, f"https://127.0.0.1:{args.simulator_port}/__sim/state", lambda j: True,
-                    "the arena.ai simulator")
+    await wait_for(demo, http, f"https://127.0.0.1:{args.simulator_port}/__sim/state", lambda j: True,
+                   "the arena.ai simulator")
     bridge_dir = demo.dir / "bridge"
     bridge_dir.mkdir()
     config_path = bridge_dir / "config.jsonc"
@@ -166,11 +107,11 @@ async def _start_real(demo: RealDemo, http: aiohttp.ClientSession, client_id: st
     config_path.write_text("// written by `arenahub demo`: the bridge's config, with the platform integration on\n"
                            + json.dumps(config, indent=2) + "\n")
     demo.spawn("bridge", "bridge", "--config", str(config_path), "--port", str(args.bridge_port))
-    await _wait_for(demo, http, bridge_url + "/bridge/status", lambda j: True, "the bridge")
+    await wait_for(demo, http, bridge_url + "/bridge/status", lambda j: True, "the bridge")
     await demo.open_tab(args.simulator_port, f"ws://127.0.0.1:{args.bridge_port}/ws")
-    await _wait_for(demo, http, bridge_url + "/bridge/status",
-                    lambda j: any(t["usable"] and t["models_in_page"] for t in j["tabs"]),
-                    "the arena.ai tab to connect to the bridge")
+    await wait_for(demo, http, bridge_url + "/bridge/status",
+                   lambda j: any(t["usable"] and t["models_in_page"] for t in j["tabs"]),
+                   "the arena.ai tab to connect to the bridge")
     update = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "arenahub", "bridge", "update-models", "--config", str(config_path),
         "--bridge-url", bridge_url, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
@@ -180,8 +121,8 @@ async def _start_real(demo: RealDemo, http: aiohttp.ClientSession, client_id: st
         raise RuntimeError(f"`arenahub bridge update-models` failed: {out.decode(errors='replace').strip()}")
     models = json.loads((bridge_dir / "models.json").read_text())
     text_models = [name for name, value in models.items() if ":" not in value]
-    await _wait_for(demo, http, bridge_url + "/v1/models", lambda j: len(j["data"]) == len(models),
-                    "the bridge to pick up models.json")
+    await wait_for(demo, http, bridge_url + "/v1/models", lambda j: len(j["data"]) == len(models),
+                   "the bridge to pick up models.json")
     return text_models[0], PROMPT
 
 
@@ -190,17 +131,26 @@ async def _main(demo: RealDemo) -> None:
     async with aiohttp.ClientSession() as http:
         # Given to the platform, so that it is not printed into the platform's log file.
         admin_token = new_admin_token()
-        demo.spawn("platform", "platform", "--port", str(args.port), "--database-url", demo.db_url,
-                   env={"ARENAHUB_ADMIN_TOKEN": admin_token})
-        await _wait_for(demo, http, demo.platform_url + "/api/health", lambda j: True, "the platform")
+        cluster = None
+        if args.instances > 1:
+            cluster = await demo_cluster.start(demo, http, port=args.port, count=args.instances,
+                                               admin_token=admin_token)
+            demo.db_url = cluster.database_url
+        else:
+            demo.spawn("platform", "platform", "--port", str(args.port), "--database-url", demo.db_url,
+                       env={"ARENAHUB_ADMIN_TOKEN": admin_token})
+            await wait_for(demo, http, demo.platform_url + "/api/health", lambda j: True, "the platform")
         client_id, api_key, key = await _credentials(demo.db_url)
         start = _start_local if args.upstream == "local" else _start_real
         model, prompt = await start(demo, http, client_id, api_key)
-        await _wait_for(demo, http, demo.platform_url + "/api/health", lambda j: model in j.get("models", []),
-                        "the client to connect to the platform", headers={"Authorization": f"Bearer {admin_token}"})
+        await wait_for(demo, http, demo.platform_url + "/api/health", lambda j: model in j.get("models", []),
+                       "the client to connect to the platform", headers={"Authorization": f"Bearer {admin_token}"})
+        if cluster is not None:
+            await demo_cluster.wait_served_everywhere(demo, http, cluster, client_id, admin_token)
         path = ("platform -> client -> local upstream" if args.upstream == "local" else
                 "platform -> client -> bridge -> userscript in headless Chromium on arena.ai -> arena.ai simulator")
-        print(f"platform  {demo.platform_url}   (client {client_id} connected)")
+        print(f"platform  {demo.platform_url}   (client {client_id} connected"
+              + (f"; HAProxy in front of {args.instances} instances)" if cluster else ")"))
         print(f"streaming an answer through {path}:\n")
         await _stream_once(http, demo.platform_url, key, model, prompt)
         print(f"\ndashboard:    {demo.platform_url}/dashboard   (sign in with the admin token below)")
@@ -218,6 +168,8 @@ async def _main(demo: RealDemo) -> None:
         print(f"              (or on its database: ARENAHUB_DATABASE_URL={demo.db_url} {_command_path()} admin "
               "COMMAND)")
         print(f"client status: curl http://127.0.0.1:{local}/platform/status")
+        if cluster is not None:
+            print("\n".join(cluster.lines))
         print(f"logs: {demo.dir}/*.log")
         if args.once:
             return
@@ -287,20 +239,35 @@ def _command_path() -> str:
         return str(beside)
 
 
+def _free_ports_from(count: int) -> int:
+    """A free port with the ``count`` - 1 ports after it free too."""
+    while True:
+        first = free_port()
+        if first + count - 1 <= 65535 and all(port_free(first + n) for n in range(1, count)):
+            return first
+
+
 def run_demo(args: argparse.Namespace) -> int:
     if args.upstream == "real" and (why := browser.missing()):
         print(f"arenahub demo: the real path needs a headless browser: {why}. "
               "Or run `arenahub demo --upstream local`.", file=sys.stderr)
         return 2
+    if args.instances > 1 and (why := demo_cluster.cannot_run(args.port, args.instances)):
+        print(f"arenahub demo: {why}", file=sys.stderr)
+        return 2
     demo = RealDemo(args)
     flags = {"--port": args.port, **({"--client-port": args.client_port, "--upstream-port": args.upstream_port}
                                      if args.upstream == "local" else
                                      {"--bridge-port": args.bridge_port, "--simulator-port": args.simulator_port})}
-    busy = {flag: p for flag, p in flags.items() if not _port_free(p)}
+    # A cluster's instances listen on the ports after --port (HAProxy's).
+    after = args.instances if args.instances > 1 else 0
+    ports = {flag: list(range(p, p + 1 + (after if flag == "--port" else 0))) for flag, p in flags.items()}
+    busy = {flag: taken for flag, wanted in ports.items() if (taken := [p for p in wanted if not port_free(p)])}
     if busy:
-        others = " ".join(f"{flag} {_free_port()}" for flag in busy)
-        print(f"arenahub demo: port(s) {', '.join(map(str, busy.values()))} already in use (another demo or platform "
-              f"running?); stop what uses them, or pick others: {_command_path()} demo {others}"
+        others = " ".join(f"{flag} {_free_ports_from(len(ports[flag]))}" for flag in busy)
+        print(f"arenahub demo: port(s) {', '.join(str(p) for taken in busy.values() for p in taken)} already in use "
+              f"(another demo or platform running?); stop what uses them, or pick others: {_command_path()} demo "
+              f"{others}" + (f" --instances {args.instances}" if args.instances > 1 else "")
               + (" --upstream local" if args.upstream == "local" else ""),
               file=sys.stderr)
         return 2
