@@ -5,12 +5,19 @@ from __future__ import annotations
 
 import pwd
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
 from arenahub.tools import haproxy
-from tests.haproxy import haproxy_binary
+from tests.haproxy import HAProxy, haproxy_binary
+from tests.servers import ServerThread
 
 TEMPLATE = haproxy.TEMPLATE.read_text()
 
@@ -66,3 +73,40 @@ def _has_user(name: str) -> bool:
         return True
     except KeyError:
         return False
+
+
+def _instance(name: str, draining: dict[str, bool]) -> Starlette:
+    """A stand-in for a platform instance: its health, and a request it refuses with 503 while draining."""
+    async def health(request: Request) -> Response:
+        return JSONResponse({"status": "shutting_down" if draining[name] else "ok"},
+                            status_code=503 if draining[name] else 200)
+
+    async def chat(request: Request) -> Response:
+        body = await request.json()
+        if draining[name]:
+            return JSONResponse({"error": {"code": "shutting_down"}}, status_code=503)
+        return JSONResponse({"served_by": name, "echo": body["n"]})
+
+    return Starlette(routes=[Route("/api/health", health), Route("/v1/chat/completions", chat, methods=["POST"])])
+
+
+def test_a_draining_server_gets_no_new_requests_and_its_503s_are_sent_on(
+        tmp_path: Path, start_haproxy: Callable[..., HAProxy]) -> None:
+    draining = {"east": False, "west": False}
+    servers = {name: ServerThread(_instance(name, draining)).start() for name in draining}
+    try:
+        lb = start_haproxy([(name, "127.0.0.1", server.port) for name, server in servers.items()])
+        lb.wait_up({"east", "west"})
+        lb.ask("disable health platform/west")  # the window before the check notices, held open
+        draining["west"] = True
+        with httpx.Client(base_url=lb.url, timeout=10) as http:
+            answers = [http.post("/v1/chat/completions", json={"n": n}) for n in range(8)]
+        assert [(a.status_code, a.json()) for a in answers] == [(200, {"served_by": "east", "echo": n})
+                                                                for n in range(8)]
+        assert int(lb.stats()["west"]["wredis"]) > 0  # some went to west first, and were sent on
+        lb.ask("enable health platform/west")
+        lb.wait_states({"west": "DOWN", "east": "UP"})
+        assert lb.stats()["west"]["check_status"] == "L7STS"
+    finally:
+        for server in servers.values():
+            server.stop()
