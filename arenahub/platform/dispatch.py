@@ -197,7 +197,10 @@ class Dispatcher:
             if wait is not None:
                 return ("probing", None) if wait == 0 else ("cooling", wait)
         upstream = session.upstream_wait()
-        return ("upstream_limited", upstream) if upstream > 0 else None
+        if upstream > 0:
+            return ("upstream_limited", upstream)
+        elsewhere = session.busy_wait()
+        return ("busy_elsewhere", elsewhere) if elsewhere > 0 else None
 
     def _place(self, ex: Exchange, exclude: set[str]) -> Placement:
         """Choose a client, take a slot in its RPM window and open the request there: no await, atomic."""
@@ -419,7 +422,7 @@ class Dispatcher:
                 self.attempt_ended(placement)
                 raise
             if isinstance(frame, ClientGone) and frame.busy:  # another instance would not place it now
-                session.upstream_rate_limited(BUSY_SECONDS)  # routed around for a moment: no attempt spent
+                session.routed_around(BUSY_SECONDS)  # for a moment: no attempt spent, and the request may wait
                 placement.ended("refused", "client_busy", frame.reason)
                 self.attempt_ended(placement)
                 attempts -= 1

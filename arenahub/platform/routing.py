@@ -187,11 +187,12 @@ def select(candidates: Iterable[T], model: str, strategy: Strategy, *,
 
     ``rate_wait(c)``: seconds the client's rate limit holds it back (0: free now).
     ``blocked(c)``: None when its health lets it take work, else ("maintenance" | "cooling" |
-    "probing" | "upstream_limited", seconds until it may or None). ``pinned``: only this client id. ``sticky``: this
-    client id if it is ready (a conversation's earlier client). ``capability``: only clients that declare it
-    (``images`` for an image request).
+    "probing" | "upstream_limited" | "busy_elsewhere", seconds until it may or None); "busy_elsewhere": the
+    instance holding a remote client would not place a request on it a moment ago (busy, as at capacity).
+    ``pinned``: only this client id. ``sticky``: this client id if it is ready (a conversation's earlier
+    client). ``capability``: only clients that declare it (``images`` for an image request).
     """
-    serving = offline = draining = maintenance = cooling = probing = full = limited = upstream = 0
+    serving = offline = draining = maintenance = cooling = probing = full = limited = upstream = elsewhere = 0
     soonest: float | None = None
     ready: list[T] = []
     for c in candidates:
@@ -214,6 +215,10 @@ def select(candidates: Iterable[T], model: str, strategy: Strategy, *,
                 probing += 1
             elif kind == "upstream_limited":
                 upstream += 1
+                if wait is not None:
+                    soonest = wait if soonest is None else min(soonest, wait)
+            elif kind == "busy_elsewhere":
+                elsewhere += 1
                 if wait is not None:
                     soonest = wait if soonest is None else min(soonest, wait)
             else:
@@ -245,7 +250,7 @@ def select(candidates: Iterable[T], model: str, strategy: Strategy, *,
         if exclude:
             raise NoRoute(f"every client{able} serving model '{model}' failed this request")
         raise NoRoute(f"no connected client{able} serves model '{model}'")
-    busy = full + limited + probing
+    busy = full + limited + probing + elsewhere
     if upstream == serving:
         raise NoRoute(f"all {serving} {what}(s) serving model '{model}' are rate limited by their upstream", soonest,
                       upstream_limited=True)
@@ -255,7 +260,8 @@ def select(candidates: Iterable[T], model: str, strategy: Strategy, *,
         raise NoRoute(f"all {serving} {what}(s) serving model '{model}' are at their rate limit", soonest, busy=True)
     parts = [(offline, "unhealthy"), (draining, "draining"), (maintenance, "in maintenance"),
              (cooling, "cooling down after failures"), (probing, "being probed"), (full, "at capacity"),
-             (limited, "at their rate limit"), (upstream, "rate limited by their upstream")]
+             (limited, "at their rate limit"), (upstream, "rate limited by their upstream"),
+             (elsewhere, "busy on another platform instance")]
     detail = ", ".join(f"{n} {label}" for n, label in parts if n)
     # A wait is known only when nothing could free sooner (a slot at capacity, a probe ending).
     known = soonest if full == 0 and probing == 0 else None

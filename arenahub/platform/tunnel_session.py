@@ -100,6 +100,7 @@ class ClientSession:
         self.heartbeat_interval = max(0.2, hello.heartbeat_interval_seconds)
         self.session_status: frames.SessionStatus | None = bounded_status(hello.session)
         self._upstream_limited_until = 0.0  # monotonic: its upstream (arena.ai) rate limits it until then
+        self._busy_until = 0.0  # monotonic: another instance would not place work on it until then
         self.stats: frames.ClientStats | None = None
         self.connected_at = time.time()
         self.last_heartbeat = time.monotonic()
@@ -141,6 +142,13 @@ class ClientSession:
         """Its upstream refused work for ``seconds`` (a 429's Retry-After, bounded to an hour)."""
         seconds = max(0.0, min(seconds, 3600.0))
         self._upstream_limited_until = max(self._upstream_limited_until, time.monotonic() + seconds)
+
+    def routed_around(self, seconds: float) -> None:
+        """The instance holding this (remote) client would not place a request on it now: skip it this long."""
+        self._busy_until = max(self._busy_until, time.monotonic() + seconds)
+
+    def busy_wait(self) -> float:
+        return max(0.0, self._busy_until - time.monotonic())
 
     def upstream_wait(self) -> float:
         """Seconds until its upstream takes work again; 0 when it does now."""

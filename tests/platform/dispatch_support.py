@@ -35,6 +35,7 @@ class FakeSession:
         self.opened, self.cancelled, self.finished = [], [], []
         self.inflight = {}  # request id -> its queue
         self.limited_until = 0.0  # its upstream's 429, as ClientSession keeps it
+        self.busy_until = 0.0  # another instance would not place work on it until then
 
     @property
     def active(self):
@@ -52,6 +53,12 @@ class FakeSession:
 
     def upstream_wait(self):
         return max(0.0, self.limited_until - time.monotonic())
+
+    def routed_around(self, seconds):
+        self.busy_until = max(self.busy_until, time.monotonic() + seconds)
+
+    def busy_wait(self):
+        return max(0.0, self.busy_until - time.monotonic())
 
     def open(self, request_id, body, kind="chat.completions"):
         self.opened.append(request_id)

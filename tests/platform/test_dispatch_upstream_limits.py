@@ -93,3 +93,26 @@ async def test_a_429_is_not_a_failure_for_the_breaker():
             results.append(type(exc))
     assert results == [UpstreamError, UpstreamRateLimited, UpstreamRateLimited]
     assert d.health["a"].failures == 0 and client.opened == ["r0"]
+
+
+async def test_a_client_another_instance_would_not_place_now_is_routed_around_and_the_request_waits_for_it(
+        monkeypatch):
+    """A remote client whose instance answers NotHere (busy by then, or moving away): no attempt is spent, and
+    with nobody else the request waits in the queue for it instead of a 429 (seen in a rolling restart)."""
+    from arenahub.platform import dispatch
+    from arenahub.platform.tunnel_session import ClientGone
+
+    monkeypatch.setattr(dispatch, "BUSY_SECONDS", 0.2)
+    answers = iter([[lambda rid: ClientGone("the client is busy", busy=True)], [chunk("hi"), end]])
+
+    class Remote(FakeSession):
+        def open(self, request_id, body, kind="chat.completions"):
+            self.script = next(answers)
+            return super().open(request_id, body, kind)
+
+    only = Remote("a", [])
+    d = dispatcher(only, max_attempts=1)
+    started = asyncio.get_running_loop().time()
+    attempt = await asyncio.wait_for(d.start(exchange(id="r1")), 2)
+    assert await collect(attempt) == [["Chunk", "End"]]
+    assert only.opened == ["r1", "r1"] and asyncio.get_running_loop().time() - started >= 0.2
