@@ -34,11 +34,12 @@ class Cluster:
     def instance_env(self, name: str, **extra: str) -> dict[str, str]:
         return instance_env(self.redis, name, **extra)
 
-    def listing_client(self, name: str, *, max_concurrent_requests: int = 8) -> Client:
-        """A client whose platform_url lists every instance (no load balancer), connected."""
+    def listing_client(self, name: str, *, max_concurrent_requests: int = 8, platform_url: str | None = None) -> Client:
+        """A client whose platform_url lists every instance (no load balancer), or is ``platform_url`` (a load
+        balancer's), connected."""
         account = self.stack.admin("create-client", "--name", name, database_url=self.database_url)
         config = write_client_config(self.stack.workdir / f"{name}.config.jsonc",
-                                     platform_url=[p.api_url for p in self.platforms],
+                                     platform_url=platform_url or [p.api_url for p in self.platforms],
                                      client_id=account["client_id"], api_key=account["api_key"],
                                      bridge_url=self.upstream.url, max_concurrent_requests=max_concurrent_requests)
         client = Client(self.stack.workdir, name, config, account["client_id"], account["api_key"])
