@@ -32,7 +32,7 @@ chromium:
 # programs start once. PYTEST_WORKERS=0 runs everything in this process.
 PYTEST_WORKERS ?= 2
 test: $(STAMP) lint
-	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile --durations=25 $(PYTEST_ARGS)
 
 # ruff and mypy (settings in pyproject.toml; strict on protocol/ and the pure cores); `make test` runs it first.
 lint: $(STAMP)
