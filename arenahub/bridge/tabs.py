@@ -1,9 +1,10 @@
 """The browser tabs running the userscript: several may be connected; requests are spread over them.
 
 Each tab has one socket (``/ws``) carrying many requests at once, each by its own id
-(``arenahub.protocol.tab``). A request's messages go into its own queue; when the tab goes away,
-every open request gets ``TabClosed``. Questions (diagnose, the page's models) are futures
-answered by id. Only tabs that speak this bridge's protocol, on a normal arena.ai page, take work.
+(``arenahub.protocol.tab``; ``arenahub.protocol.mux`` keeps them). A request's messages go into its own
+queue; when the tab goes away, every open request gets ``TabClosed``. Questions (diagnose, the page's
+models) are futures answered by id. Only tabs that speak this bridge's protocol, on a normal arena.ai
+page, take work.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any, TypeVar
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from arenahub.bridge.diagnosis import TabView, on_site
-from arenahub.protocol import tab
+from arenahub.protocol import mux, tab
 
 log = logging.getLogger("arenahub.bridge.tabs")
 T = TypeVar("T")
@@ -44,7 +45,7 @@ class Tab:
         self.script_version = ""
         self.facts = tab.PageFacts()
         self.models_in_page: int | None = None
-        self.requests: dict[str, asyncio.Queue[Incoming]] = {}
+        self.requests: mux.Mux[mux.Queue[Incoming], Incoming] = mux.Mux()
         self.questions: dict[str, asyncio.Future[Any]] = {}
         self.closed = False
         self._outbox: asyncio.Queue[str | None] = asyncio.Queue()
@@ -93,9 +94,7 @@ class Tab:
         if self.closed:
             return
         self.closed = True
-        requests, self.requests = self.requests, {}
-        for queue in requests.values():
-            queue.put_nowait(TabClosed(reason))
+        self.requests.fail_all(TabClosed(reason))
         for future in self.questions.values():
             if not future.done():
                 future.set_exception(ConnectionError(reason))
@@ -142,7 +141,7 @@ class TabPool:
     def remove(self, gone: Tab, reason: str) -> None:
         if self._tabs.get(gone.id) is gone:
             del self._tabs[gone.id]
-        for request_id in list(gone.requests):
+        for request_id in gone.requests.ids():
             self._owner.pop(request_id, None)
         gone.close(reason)
         self.changed.set()
@@ -157,30 +156,25 @@ class TabPool:
                 best = candidate
         return best
 
-    def open(self, on: Tab, request_id: str, task: tab.Task) -> asyncio.Queue[Incoming]:
-        queue: asyncio.Queue[Incoming] = asyncio.Queue()
-        on.requests[request_id] = queue
+    def open(self, on: Tab, request_id: str, task: tab.Task) -> mux.Queue[Incoming]:
+        queue = on.requests.open(request_id, mux.Queue())
         self._owner[request_id] = on
         on.send(tab.Run(id=request_id, task=task))
         return queue
 
     def deliver(self, request_id: str, message: Incoming) -> bool:
         owner = self._owner.get(request_id)
-        queue = owner.requests.get(request_id) if owner else None
-        if queue is None:
-            return False
-        queue.put_nowait(message)
-        return True
+        return owner is not None and owner.requests.deliver(request_id, message) is not None
 
     def finish(self, request_id: str) -> None:
         owner = self._owner.pop(request_id, None)
         if owner is not None:
-            owner.requests.pop(request_id, None)
+            owner.requests.end(request_id)
 
     def cancel(self, request_id: str) -> None:
         """Stop a request: the tab aborts its upstream call."""
         owner = self._owner.pop(request_id, None)
-        if owner is not None and owner.requests.pop(request_id, None) is not None:
+        if owner is not None and owner.requests.end(request_id) is not None:
             owner.send(tab.Cancel(id=request_id))
 
     def broadcast(self, message: tab.FromBridge) -> int:
