@@ -13,7 +13,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from arenahub.platform.accounting.limits import Limits, LimitState
 from arenahub.platform.catalogue import ModelCatalogue
 from arenahub.platform.flow import DEFAULT_WINDOW, Inbox
-from arenahub.protocol import frames
+from arenahub.protocol import frames, mux
 
 log = logging.getLogger("arenahub.platform.tunnel")
 
@@ -110,17 +110,16 @@ class ClientSession:
         # Told to move (this instance shuts down): its answers in flight finish here, new work goes to its
         # connection on another instance.
         self.moving = False
-        self._inflight: dict[str, Inbox] = {}
+        self._requests: mux.Mux[Inbox, Incoming] = mux.Mux()  # in flight here, by request id
         self.window = window
         self.slow_consumer_seconds = slow_consumer_seconds
-        self.unknown_frames = 0  # answer frames for requests not in flight here (ended, or never sent)
         self._outbox: asyncio.Queue[bytes | None] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
 
     # -- routing view -------------------------------------------------------------------------
     @property
     def active(self) -> int:
-        return len(self._inflight)
+        return len(self._requests)
 
     @property
     def available(self) -> bool:
@@ -195,34 +194,33 @@ class ClientSession:
             self.send_nowait(frames.Window(id=request_id, bytes=n))
 
         inbox = Inbox(self.window, grant, slow_consumer_seconds=self.slow_consumer_seconds)
-        self._inflight[request_id] = inbox
+        self._requests.open(request_id, inbox)
         self.send_nowait(frames.Request(id=request_id, body=msgspec.Raw(body), window=self.window,
                                         kind=frames.IMAGES if kind == frames.IMAGES else frames.CHAT))
         return inbox
 
     def finish(self, request_id: str) -> None:
-        inbox = self._inflight.pop(request_id, None)
-        if inbox is not None:
-            inbox.close()
+        self._requests.end(request_id)
 
     def cancel(self, request_id: str, reason: str) -> None:
-        inbox = self._inflight.pop(request_id, None)
-        if inbox is not None:
-            inbox.close()
+        if self._requests.end(request_id) is not None:  # not after its answer ended it
             self.send_nowait(frames.Cancel(id=request_id, reason=reason))
 
     def deliver(self, frame: frames.Chunk | frames.End | frames.Error, size: int = 0) -> Inbox | None:
         """Hand a frame (``size`` bytes on the wire) to its request's inbox, and return that inbox;
         None when no such request is in flight here (it ended, or was never sent: counted)."""
-        inbox = self._inflight.get(frame.id)
+        inbox = self._requests.route(frame.id)
         if inbox is None:
-            self.unknown_frames += 1
             return None
         inbox.put_frame(frame, size)
         if not isinstance(frame, frames.Chunk):
-            self._inflight.pop(frame.id, None)
-            inbox.close()
+            self._requests.end(frame.id)
         return inbox
+
+    @property
+    def unknown_frames(self) -> int:
+        """Answer frames for requests not in flight here (ended, or never sent)."""
+        return self._requests.unknown
 
     # -- lifecycle ----------------------------------------------------------------------------
     def on_heartbeat(self, hb: frames.Heartbeat) -> None:
@@ -255,15 +253,12 @@ class ClientSession:
             return
         self.closed = True
         self.close_reason = reason
-        inflight, self._inflight = self._inflight, {}
-        for inbox in inflight.values():
-            inbox.close()
-            inbox.put_nowait(ClientGone(reason, by_platform))
+        self._requests.fail_all(ClientGone(reason, by_platform))
         self._outbox.put_nowait(None)
 
     def request_ids(self) -> list[str]:
         """The requests in flight here."""
-        return list(self._inflight)
+        return self._requests.ids()
 
     async def close(self, code: int, reason: str, by_platform: bool = False) -> None:
         self.mark_closed(reason, by_platform)

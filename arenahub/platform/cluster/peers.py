@@ -163,7 +163,7 @@ class RemoteSession(ClientSession):
     def active(self) -> int:
         """Its load as its instance last said (which counts this instance's requests too), or what this
         instance has sent it since, whichever is more."""
-        return max(self.card.active, len(self._inflight))
+        return max(self.card.active, len(self._requests))
 
     @property
     def available(self) -> bool:
@@ -185,10 +185,7 @@ class RemoteSession(ClientSession):
     def gone(self, request_id: str, reason: str, busy: bool = False) -> None:
         """Its request ended without an answer's end: the client, or the instance holding it, went away; or
         (``busy``) that instance would not place it now."""
-        inbox = self._inflight.pop(request_id, None)
-        if inbox is not None:
-            inbox.close()
-            inbox.put_nowait(ClientGone(reason, busy=busy))
+        self._requests.fail(request_id, ClientGone(reason, busy=busy))
 
     def deliver(self, frame: frames.Chunk | frames.End | frames.Error, size: int = 0) -> Inbox | None:
         return super().deliver(frame, size or len(msgspec.json.encode(frame)))
