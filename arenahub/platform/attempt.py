@@ -101,12 +101,14 @@ class Placement:
     ticket: Ticket
     queue: asyncio.Queue[Incoming]
     placed_at: float
-    exchange: Exchange
+    exchange: Exchange | None  # None: a request another instance routed here (cluster/relayed.py)
     probe: int = 0
 
     def ended(self, outcome: str, code: str | None = None, message: str | None = None) -> None:
         """Note in the exchange's trail how this attempt ended (see exchange.OUTCOMES)."""
-        self.exchange.attempt_ended(self.session.client_id, outcome, time.monotonic() - self.placed_at, code, message)
+        if self.exchange is not None:
+            self.exchange.attempt_ended(self.session.client_id, outcome, time.monotonic() - self.placed_at, code,
+                                        message)
 
 
 class AttemptEnds(Protocol):

@@ -188,6 +188,10 @@ class Dispatcher:
         assert isinstance(refused, Refused) and refused.retry_after is not None
         return refused.retry_after
 
+    def blocked(self, session: ClientSession) -> tuple[str, float | None] | None:
+        """Why the client's health keeps work from it now (see ``routing.select``), or None."""
+        return self._blocked(session, self.clock())
+
     def _blocked(self, session: ClientSession, now: float) -> tuple[str, float | None] | None:
         h = self.health.get(session.client_id)
         if h is not None:
@@ -422,7 +426,8 @@ class Dispatcher:
                 self.attempt_ended(placement)
                 raise
             if isinstance(frame, ClientGone) and frame.busy:  # another instance would not place it now
-                session.routed_around(BUSY_SECONDS)  # for a moment: no attempt spent, and the request may wait
+                # For a moment (as long as that instance said): no attempt spent, and the request may wait.
+                session.routed_around(frame.wait if frame.wait is not None else BUSY_SECONDS)
                 placement.ended("refused", "client_busy", frame.reason)
                 self.attempt_ended(placement)
                 attempts -= 1

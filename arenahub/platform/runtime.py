@@ -87,7 +87,7 @@ class Platform:
         self.dispatcher.on_routing_change = self.client_routing_changed
         self.metrics = PlatformMetrics(self)
         self.presence = Presence(self.cluster, self.registry, self.instance_card, self._let_client_go,
-                                 on_cards=self.remote.sync)
+                                 on_cards=self.remote.sync, kept_out=lambda s: self.dispatcher.blocked(s) is not None)
         # Wrong admin tokens, client keys and consumer keys, throttled per address (throttle.py); with Redis,
         # counted for the whole cluster (throttle_redis.py).
         credentials = replace(CREDENTIALS, per_address=settings.credential_failures_per_minute)

@@ -42,14 +42,16 @@ class ClientGone:
     """Put into a request's queue when its client disconnects or is dropped. ``by_platform``: the platform
     itself ended the connection (it is shutting down), not the client: the client is not at fault."""
 
-    __slots__ = ("busy", "by_platform", "reason")
+    __slots__ = ("busy", "by_platform", "reason", "wait")
 
-    def __init__(self, reason: str, by_platform: bool = False, busy: bool = False) -> None:
+    def __init__(self, reason: str, by_platform: bool = False, busy: bool = False, wait: float | None = None) -> None:
         self.reason = reason
         self.by_platform = by_platform
         # The instance holding the client would not place the request now (cluster/peers.py): not an
-        # attempt, and not the client's fault; it is routed around for a moment.
+        # attempt, and not the client's fault; it is routed around for a moment (``wait`` seconds when that
+        # instance knows how long: its rate limit, or its breaker's cool-down).
         self.busy = busy
+        self.wait = wait
 
 
 Incoming = frames.Chunk | frames.End | frames.Error | ClientGone

@@ -45,6 +45,9 @@ class Gone(msgspec.Struct, tag_field="type", tag="gone"):
 class NotHere(msgspec.Struct, tag_field="type", tag="not_here"):
     id: frames.Id
     reason: frames.Text
+    # Seconds until B expects to take work for that client again, when it knows (its RPM window, its
+    # breaker's cool-down, its upstream's limit); A routes around the client that long (else a second).
+    retry_after: Annotated[float, Meta(ge=0, le=3600)] | None = None
 
 
 PeerFrame = Forward | Gone | NotHere | frames.Chunk | frames.End | frames.Error | frames.Window | frames.Cancel

@@ -71,8 +71,11 @@ def running_cluster(workdir: Path, database_url: str, *, instances: tuple[str, .
             platform.start()
         with ThreadPoolExecutor(len(platforms)) as pool:
             list(pool.map(Platform.wait_ready, platforms))
-            own = list(pool.map(lambda p: stack.client(p, upstream, name=f"client-{p.name}",
-                                                       max_concurrent_requests=64), platforms)) if clients else []
+        # One after another (``arenahub admin`` runs in this process), then waited for together.
+        own = [stack.client(p, upstream, name=f"client-{p.name}", max_concurrent_requests=64, expect_state=None)
+               for p in platforms] if clients else []
+        for client in own:
+            client.wait_state("connected")
         yield Cluster(stack, database_url, redis, platforms, own, upstream)
     finally:
         stack.stop_all()

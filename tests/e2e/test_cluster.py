@@ -248,6 +248,32 @@ def test_kill_minus_9_of_an_instance_under_load_loses_no_money(own_cluster: Clus
     assert restarted.health()["cluster"]["shared_state"] == "ready"
 
 
+def test_a_clients_requests_per_minute_hold_for_the_cluster_where_it_is_connected(cluster: Cluster) -> None:
+    """The instance holding a client keeps its RPM window for the cluster (cluster/relayed.py): requests from the
+    other instances count in it, and one over it is refused at once, as on one instance."""
+    east, west, north = cluster.platforms
+    own = cluster.stack.upstream(["rpm-only"], name="rpm-upstream")
+    limited = cluster.stack.client(west, own, name="rpm-client", rpm=3)
+    key = cluster.key()["key"]
+
+    def listed() -> bool:
+        return all("rpm-only" in [m["id"] for m in httpx.get(p.v1 + "/models", headers={
+            "Authorization": f"Bearer {key}"}, timeout=5).json()["data"]] for p in (east, north))
+    wait_until(listed, 5, "east and north list the model of a client on west", interval=0.1)
+    time.sleep(1.5)  # their dispatchers have the remote client (cards are read every second)
+    statuses = []
+    for n in range(5):
+        with consumer_for((east, north)[n % 2], key) as consumer:
+            try:
+                consumer.chat.completions.create(model="rpm-only", messages=ask(f"n{n}"), max_tokens=5)
+                statuses.append(200)
+            except openai.APIStatusError as err:
+                assert 55 < int(err.response.headers["retry-after"]) <= 60, err.response.headers
+                statuses.append(err.status_code)
+    assert statuses == [200, 200, 200, 503, 503]
+    assert limited.status()["state"] == "connected"
+
+
 def test_a_request_is_served_by_a_client_on_another_instance(cluster: Cluster) -> None:
     east, west, north = cluster.platforms
     own = cluster.stack.upstream(["west-only"], name="west-upstream")

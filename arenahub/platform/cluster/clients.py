@@ -38,6 +38,7 @@ class ClientCard(msgspec.Struct, kw_only=True):
     models: list[str] = []
     capabilities: list[str] = []
     available: bool = True
+    kept_out: bool = False  # its instance's breaker (or maintenance, or its upstream's limit) keeps work from it
     draining: bool = False
     active: int = 0
     max_concurrent: int = 1

@@ -117,7 +117,8 @@ class PeerLink:
             session.gone(frame.id, frame.reason)
         elif isinstance(frame, peer.NotHere):
             self._requests.pop(frame.id, None)
-            session.gone(frame.id, f"platform instance {self.instance}: {frame.reason}", busy=True)
+            session.gone(frame.id, f"platform instance {self.instance}: {frame.reason}", busy=True,
+                         wait=frame.retry_after)
         else:
             if not isinstance(frame, frames.Chunk):
                 self._requests.pop(frame.id, None)
@@ -167,7 +168,7 @@ class RemoteSession(ClientSession):
 
     @property
     def available(self) -> bool:
-        return not self.closed and not self.link.closed and self.card.available
+        return not self.closed and not self.link.closed and self.card.available and not self.card.kept_out
 
     def send_nowait(self, frame: frames.Frame) -> None:
         if self.closed:
@@ -182,10 +183,10 @@ class RemoteSession(ClientSession):
         super().finish(request_id)
         self.link.forget(request_id)
 
-    def gone(self, request_id: str, reason: str, busy: bool = False) -> None:
+    def gone(self, request_id: str, reason: str, busy: bool = False, wait: float | None = None) -> None:
         """Its request ended without an answer's end: the client, or the instance holding it, went away; or
         (``busy``) that instance would not place it now."""
-        self._requests.fail(request_id, ClientGone(reason, busy=busy))
+        self._requests.fail(request_id, ClientGone(reason, busy=busy, wait=wait))
 
     def deliver(self, frame: frames.Chunk | frames.End | frames.Error, size: int = 0) -> Inbox | None:
         return super().deliver(frame, size or len(msgspec.json.encode(frame)))

@@ -28,7 +28,8 @@ CLIENT_TAKEN = "client_taken"  # a client's new connection came to another insta
 class Presence:
     def __init__(self, live: LiveState, registry: ClientRegistry, instance_card: Callable[[], InstanceCard],
                  let_go: Callable[[ClientSession, str], object],
-                 on_cards: Callable[[list[ClientCard]], None] | None = None) -> None:
+                 on_cards: Callable[[list[ClientCard]], None] | None = None,
+                 kept_out: Callable[[ClientSession], bool] = lambda _session: False) -> None:
         self.live = live
         self.instance = live.instance
         self._registry = registry
@@ -37,13 +38,17 @@ class Presence:
         self.cards: list[ClientCard] = []  # every instance's clients, read each period
         self.instance_urls: dict[str, str] = {}  # where each live instance is reached
         self._on_cards = on_cards
+        # Whether this instance's breaker (or maintenance, or its upstream's limit) keeps work from a client now:
+        # the other instances route by its card, as this instance owns that state (cluster/relayed.py).
+        self._kept_out = kept_out
         if live.shared:
             live.bus.subscribe(CLIENT_TAKEN, self._taken_elsewhere)
 
     def card(self, session: ClientSession) -> ClientCard:
         return ClientCard(client_id=session.client_id, instance=self.instance, connection_id=session.connection_id,
                           name=session.name, models=sorted(session.models), capabilities=list(session.capabilities),
-                          available=session.available, draining=session.draining, active=session.active,
+                          available=session.available, kept_out=self._kept_out(session),
+                          draining=session.draining, active=session.active,
                           max_concurrent=session.max_concurrent, connected_at=session.connected_at)
 
     # -- a client connects, and leaves ------------------------------------------------------------
