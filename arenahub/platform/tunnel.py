@@ -8,6 +8,7 @@ import secrets
 import time
 from typing import TYPE_CHECKING
 
+from starlette.responses import JSONResponse
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from arenahub.logs import printable
@@ -72,11 +73,15 @@ class FrameTooLarge(Exception):
 
 async def tunnel_endpoint(ws: WebSocket) -> None:
     platform: Platform = ws.app.state.platform
-    await ws.accept()
     if platform.shutting_down:
-        await _refuse(ws, "shutting_down", "the platform is shutting down; reconnect shortly",
-                      frames.CLOSE_SHUTDOWN, retry=True)
+        # Refused before the upgrade, as plain HTTP: a load balancer sends the connection on to another instance
+        # (retry-on 503); a client given this instance's own URL tries its next URL, or again shortly.
+        log.info("refusing a client's connection: this instance is shutting down")
+        await ws.send_denial_response(JSONResponse(
+            {"error": {"code": "shutting_down", "message": "this platform instance is shutting down; connect to "
+                       "another instance, or again shortly"}}, status_code=503, headers={"Retry-After": "1"}))
         return
+    await ws.accept()
     try:
         hello = await asyncio.wait_for(_receive_frame(ws), HELLO_TIMEOUT_SECONDS)
     except TimeoutError:

@@ -236,6 +236,12 @@ def test_shutdown_finishes_the_streams_in_flight_and_records_them(platform: Plat
         assert not any(f.done() for f in streams), "the streams ended before a request could be refused"
         assert resp.status_code == 503 and resp.json()["error"]["code"] == "shutting_down"
         assert resp.headers["retry-after"]
+        # A client's new tunnel is refused before the upgrade, in plain HTTP (a load balancer sends it on).
+        upgrade = httpx.get(platform.api_url + "/ws", timeout=5, headers={
+            "Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13",
+            "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="})
+        assert upgrade.status_code == 503 and upgrade.json()["error"]["code"] == "shutting_down"
+        assert upgrade.headers["retry-after"] == "1"
 
         finished = [f.result(timeout=15) for f in streams]
     for _, events in finished:
