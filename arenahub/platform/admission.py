@@ -2,8 +2,8 @@
 its key, its model, an admin's pin, the key's rate limits, and the credit held for it.
 
 Each step raises the ApiError that refuses the request; the endpoint records the refusal
-(``Platform.request_refused``). What passes holds a rate-limit ticket and a reservation, which the
-exchange's end gives back (``Platform.exchange_finished``).
+(``Settlement.refused``). What passes holds a rate-limit ticket and a reservation, which settlement
+(settlement.py) gives back, once, when the exchange ends.
 """
 
 from __future__ import annotations

@@ -58,7 +58,7 @@ async def chat_completions(request: Request) -> Response:
         return ChatResponse(platform, ex)
     except ApiError as err:
         # Every request that passed authentication leaves a record, whatever refused it.
-        platform.request_refused(key, err, started, model=req.model if req else "", stream=bool(req and req.stream))
+        platform.settlement.refused(key, err, started, model=req.model if req else "", stream=bool(req and req.stream))
         raise
 
 

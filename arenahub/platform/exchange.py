@@ -54,7 +54,7 @@ class Exchange:
     reservation: Reservation | None = None  # the credit held for this request, settled when it ends
     cost: int | None = None  # micro-USD charged, once settled
     completed: bool = False  # the whole answer is ready for the consumer (booked before its last bytes)
-    booked: bool = False  # settled and recorded (runtime.exchange_finished), once
+    booked: bool = False  # settled and recorded (settlement.py), once
     pinned_client: str | None = None  # an admin pinned the request to this client (debugging)
     affinity_key: str | None = None  # the conversation, for sticky routing
     # Each routing attempt as it ended: (client id, outcome, error code, message, ms); see OUTCOMES.

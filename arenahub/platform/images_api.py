@@ -47,7 +47,7 @@ async def image_generations(request: Request) -> Response:
         return ImageResponse(platform, ex)
     except ApiError as err:
         # Every request that passed authentication leaves a record, whatever refused it.
-        platform.request_refused(key, err, started, model=req.model if req else "", stream=False)
+        platform.settlement.refused(key, err, started, model=req.model if req else "", stream=False)
         raise
 
 

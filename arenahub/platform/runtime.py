@@ -7,7 +7,6 @@ import datetime as dt
 import logging
 import secrets
 import time
-import uuid
 from collections import deque
 from dataclasses import replace
 
@@ -22,30 +21,29 @@ from arenahub.platform.admin.token import AdminAuth, load_admin_auth
 from arenahub.platform.catalogue import ModelCatalogue
 from arenahub.platform.claims import UsageClaims
 from arenahub.platform.cluster.changes import ChangeFeed, PostgresListener, asyncpg_dsn, pause
-from arenahub.platform.cluster.errors import LiveStateUnavailable
 from arenahub.platform.cluster.instances import InstanceCard, new_instance_id
 from arenahub.platform.cluster.live import build as build_live_state
 from arenahub.platform.cluster.peers import RemoteClients
 from arenahub.platform.cluster.presence import Presence
 from arenahub.platform.dashboard.auth import DashboardAuth
 from arenahub.platform.dispatch import Dispatcher
-from arenahub.platform.exchange import Exchange, short
+from arenahub.platform.exchange import Exchange
 from arenahub.platform.journal import Journal
 from arenahub.platform.live_settings import LiveSettings, follow
 from arenahub.platform.metrics import PlatformMetrics
-from arenahub.platform.records import RecordWriter, RequestRecord, keep_records_for
+from arenahub.platform.records import RecordWriter, keep_records_for
 from arenahub.platform.refusals import STORED_KEY, RefusalBook
 from arenahub.platform.registry import ClusterView, LocalClientRegistry
 from arenahub.platform.settings import PlatformSettings
+from arenahub.platform.settlement import Settlement
 from arenahub.platform.storage import accounts, catalogue_store, settings_store
-from arenahub.platform.storage.accounts import ConsumerKey
 from arenahub.platform.storage.db import DATABASE_ERRORS, create_engine, migrate
 from arenahub.platform.throttle import CREDENTIALS, SIGN_INS, CredentialThrottle
 from arenahub.platform.throttle_redis import throttle_store
 from arenahub.platform.tunnel import heartbeat_watchdog
 from arenahub.platform.tunnel_session import ClientSession
 from arenahub.protocol import frames
-from arenahub.protocol.errors import ApiError, ShuttingDown
+from arenahub.protocol.errors import ShuttingDown
 
 log = logging.getLogger("arenahub.platform")
 
@@ -105,6 +103,9 @@ class Platform:
         self._maintenance_saved: set[str] = set()  # clients whose maintenance is in the database
         self.refusals = RefusalBook()  # why each client was last refused or disconnected (refusals.py)
         self.usage_claims = UsageClaims()  # clients whose usage claims differ from the platform's count
+        # What an exchange's end gives back and records, once (admission.py took it).
+        self.settlement = Settlement(self.accounting, self.writer, self.key_limits, self.metrics, self.usage_claims,
+                                     lambda: self.settings)
 
     async def start(self) -> None:
         await migrate(self.engine)
@@ -272,60 +273,16 @@ class Platform:
         task.add_done_callback(self._settling.discard)
 
     async def exchange_finished(self, ex: Exchange) -> None:
-        """Settle, record and count the exchange; once (later calls do nothing)."""
-        if ex.booked:
+        """Settle, record and count the exchange (settlement.py); once (later calls do nothing). It is in
+        flight until the call that settles it is done."""
+        if ex.booked:  # settled, or being settled by an earlier call
             return
-        ex.booked = True
         try:
-            await self._settle(ex)
+            await self.settlement.settle(ex)
         finally:
             self._inflight.discard(ex.id)
             if not self._inflight:
                 self._idle.set()
-
-    async def _settle(self, ex: Exchange) -> None:
-        # Settled and recorded exactly once, whatever failed before: a bug or an outage in the book is logged,
-        # and is not allowed to lose the record nor to hold the credit.
-        usage = ex.usage()  # the platform's own count: never negative, never raises
-        try:
-            ex.cost = await self.accounting.close(ex, usage["prompt_tokens"], usage["completion_tokens"])
-        except Exception:  # a bug in the book must not lose the record nor hold the credit: log it loudly
-            log.exception("settling request %s failed; releasing its reservation", ex.id)
-            try:
-                if ex.reservation is not None:
-                    await self.accounting.store.release(ex.reservation)
-            except Exception:
-                log.exception("releasing the reservation of request %s failed", ex.id)
-        record = ex.record(usage)
-        self.writer.add(record)
-        if self.settings.store_prompts:  # off by default: then no prompt or answer is kept anywhere
-            self.writer.add_content(ex.id, record.created_at, ex.prompt(), ex.answer())
-        self.after_record(record)
-        if ex.ticket is not None:
-            try:
-                await self.key_limits.finish(ex.ticket, record.prompt_tokens + record.completion_tokens)
-            except LiveStateUnavailable as exc:  # its slot comes back with its lease (limits_redis.py)
-                log.warning("closing the rate-limit ticket of request %s failed: %s", ex.id, exc.message)
-        if record.detail and "claimed_usage" in record.detail and record.client_id:
-            self.usage_claims.gap(record.client_id, record.detail["claimed_usage"], usage)
-            self.metrics.usage_claim_gap(record.client_id)
-
-    def request_refused(self, key: ConsumerKey, err: ApiError, started: float, *, model: str, stream: bool) -> None:
-        """Record a request refused after its key was known (bad body, unknown model, limits, credit, ...)."""
-        record = RequestRecord(
-            id=uuid.uuid4().hex, created_at=dt.datetime.now(dt.UTC), key_id=key.id, client_id=None,
-            model=model[:200], stream=stream, status=err.status, error_code=err.code,
-            latency_ms=round((time.perf_counter() - started) * 1000, 3), ttft_ms=None, prompt_tokens=0,
-            completion_tokens=0, attempts=0, detail={"attempts": [], "error": short(err.message)})
-        self.writer.add(record)
-        self.after_record(record)
-
-    def after_record(self, record: RequestRecord) -> None:
-        """The metrics, after a request's record is safe with the writer."""
-        try:
-            self.metrics.request_finished(record)
-        except Exception:  # the record is kept whatever these do
-            log.exception("updating the metrics of request %s failed", record.id)
 
     @property
     def inflight(self) -> int:
