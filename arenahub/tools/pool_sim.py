@@ -151,6 +151,9 @@ class SimSession:
     def upstream_wait(self) -> float:
         return self.upstream_limited_for
 
+    def busy_wait(self) -> float:
+        return 0.0  # one instance: no client is busy on another
+
     def serves(self, model: str) -> bool:
         return model in self.models
 

@@ -128,6 +128,9 @@ class ManualSession:
     def upstream_wait(self):
         return 0.0
 
+    def busy_wait(self):
+        return 0.0
+
     def open(self, request_id, body, kind="chat.completions"):
         self.queues[request_id] = asyncio.Queue()
         return self.queues[request_id]
