@@ -29,8 +29,8 @@ def test_admin_commands_print_secrets_once_as_json(tmp_path):
 
 
 @pytest.mark.parametrize("argv, fragment", [
-    (["admin", "create-key", "--name", "k", "--rpm", "0"], "at least 1"),
-    (["admin", "create-key", "--name", "k", "--rpm", "x"], "not a whole number"),
+    (["admin", "create-key", "--name", "k", "--rpm", "0"], "must be a whole number from 1 to 10000000, got 0"),
+    (["admin", "create-key", "--name", "k", "--rpm", "x"], "must be a whole number from 1 to 10000000, got \"x\""),
     (["admin", "create-client"], "--name"),
     (["client"], "--config"),
     (["platform", "--port", "99999"], "99999 is not a port: ports are 1 to 65535"),
@@ -84,7 +84,7 @@ def test_key_lifecycle_from_the_cli(tmp_path):
     missing = run("admin", "show-key", key_id, "--database-url", url)
     assert missing.returncode == 1 and "no key" in missing.stderr
     bad = run("admin", "create-key", "--name", "k", "--expires", "tomorrow", "--database-url", url)
-    assert bad.returncode == 2 and "ISO time" in bad.stderr
+    assert bad.returncode == 2 and "must be an RFC 3339 date-time with a zone" in bad.stderr
 
 
 def test_a_first_start_that_cannot_listen_keeps_the_admin_token_for_the_next(tmp_path):

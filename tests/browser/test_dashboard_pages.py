@@ -110,7 +110,7 @@ def test_keys_create_top_up_edit_revoke(dashboard: Dashboard, dashboard_page: Pa
     shot(page, "keys-create")
     dialog.get_by_role("button", name="Create key").click()
     # The API's validation error is shown next to the field, and nothing was made.
-    expect(dialog.locator(".field-error")).to_contain_text("not a USD amount")
+    expect(dialog.locator(".field-error")).to_contain_text("Must be a USD amount")
     assert not [k for k in dashboard.admin("GET", "/keys").json()["data"] if k["name"] == "browser key"]
     shot(page, "keys-create-error")
     dialog.get_by_label("Starting credit (USD)").fill("5.00")
@@ -354,7 +354,7 @@ def test_settings_prices_and_password(dashboard: Dashboard, dashboard_page: Page
     page.get_by_role("button", name="Save changes").click()
     expect(page.locator('[data-setting="queue_size"] .field-error, '
                         '[data-setting="queue_size"] [aria-invalid="true"]')).not_to_have_count(0)
-    expect(page.locator('[data-panel="settings"]')).to_contain_text("Must be at least 0.")
+    expect(page.locator('[data-panel="settings"]')).to_contain_text("Must be a whole number from 0 to 100000.")
     shot(page, "settings-error")
 
     # Routing strategy and queue size: saved, shown as overridden, still there after a reload.

@@ -321,7 +321,7 @@ def test_admin_client_package_that_cannot_be_made_keeps_the_old_key(tmp_path):
 
 @pytest.mark.parametrize("argv, fragment, code", [
     (["cl_nope", "--platform-url", "http://gw.example.test"], "no client 'cl_nope'", 1),
-    (["cl_nope", "--platform-url", "gw.example.test"], "is not an http:// or https:// URL", 2),
+    (["cl_nope", "--platform-url", "gw.example.test"], "must be an http:// or https:// URL", 2),
     (["cl_nope", "--platform-url", "http://gw.example.test", "--output", "/no/such/folder/x.zip"],
      "cannot write into /no/such/folder", 2),
 ])

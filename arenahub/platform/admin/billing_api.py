@@ -10,7 +10,7 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from arenahub.platform.admin.fields import Name, Usd, When, utc
+from arenahub.platform.admin.fields import Name, Usd, When, later_than, utc
 from arenahub.platform.admin.inputs import json_body as _body
 from arenahub.platform.admin.inputs import platform_of as _platform
 from arenahub.platform.admin.inputs import query as _query
@@ -62,9 +62,9 @@ async def set_price(request: Request) -> Response:
 
 
 def _usage_period(query: UsageQuery) -> tuple[dt.datetime | None, dt.datetime | None]:
-    if query.since is not None and query.until is not None and query.since > query.until:
-        raise InvalidRequest(f"since ({query.since.isoformat()}) is later than until ({query.until.isoformat()}).",
-                             param="since")
+    wrong = later_than(query.since, query.until)  # the CLI's check of the period too
+    if wrong is not None:
+        raise InvalidRequest(f"{wrong}.", param="since")
     # In UTC: SQLite keeps times as UTC text without a zone, so another offset would compare wrongly.
     since, until = (utc(t) if t else None for t in (query.since, query.until))
     return since, until

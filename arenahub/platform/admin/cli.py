@@ -21,7 +21,7 @@ from arenahub.platform.admin import fields, models_cli, package_cli
 from arenahub.platform.admin.fields import flag
 from arenahub.platform.admin.operations import AdminError, not_over_api
 from arenahub.platform.admin.target import Connection, choose
-from arenahub.platform.billing import InvalidAmount, Price, format_usd, parse_usd
+from arenahub.platform.billing import Price, format_usd, parse_usd
 from arenahub.platform.client_package import DEFAULT_BRIDGE_URL
 from arenahub.platform.dashboard import password_cli
 
@@ -69,10 +69,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     uc.add_argument("--priority", type=flag(fields.Priority), help="higher first (priority strategy)")
     uc.add_argument("--weight", type=flag(fields.Weight), help="share among equals (random, priority strategies)")
 
+    # A key's flags, amounts, prices and usage filters too: the API's types, and its words when refused.
     ck = _command(cmds, "create-key", "create a consumer API key; prints it once", _create_key)
-    ck.add_argument("--name", required=True, help="a name to know the key by (not secret)")
+    ck.add_argument("--name", required=True, type=flag(fields.Name), help="a name to know the key by (not secret)")
     _key_settings(ck)
-    ck.add_argument("--credit", type=_usd, metavar="USD",
+    ck.add_argument("--credit", type=_usd(fields.Usd), metavar="USD",
                     help="starting credit; the key then spends from its balance (default: unlimited)")
 
     _command(cmds, "list-keys", "list consumer keys (never their secrets)", _list_keys)
@@ -83,25 +84,27 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         ("rotate-key", "a new secret for the key, printed once; the old one stops working", _rotate_key),
         ("delete-key", "delete a key (its records stay)", _delete_key)))
     uk = _command(cmds, "update-key", "change a key's limits, models, expiry or owner", _update_key, target="KEY_ID")
-    uk.add_argument("--name", help="a new name for the key")
+    uk.add_argument("--name", type=flag(fields.Name), help="a new name for the key")
     _key_settings(uk)
     uk.add_argument("--unlimited", action=argparse.BooleanOptionalAction, default=None,
                     help="--unlimited: no credit limit; --no-unlimited: spend from the key's balance")
 
     tu = _command(cmds, "top-up", "add credit to a key", _top_up, target="KEY_ID")
-    tu.add_argument("usd", metavar="USD", type=_usd, help="amount in USD, e.g. 25 or 12.50")
-    tu.add_argument("--note", help="why (kept with the entry)")
+    tu.add_argument("usd", metavar="USD", type=_usd(fields.PositiveUsd), help="amount in USD, e.g. 25 or 12.50")
+    tu.add_argument("--note", type=flag(fields.Note), help="why (kept with the entry)")
 
     sp = _command(cmds, "set-price", "set a model's price (USD per 1M tokens, and per image)", _set_price,
-                  target="MODEL")
-    sp.add_argument("--prompt", required=True, type=_usd, metavar="USD_PER_1M", help="USD per 1M prompt tokens")
-    sp.add_argument("--completion", required=True, type=_usd, metavar="USD_PER_1M",
+                  target="MODEL", target_type=flag(fields.Name))
+    sp.add_argument("--prompt", required=True, type=_usd(fields.Usd), metavar="USD_PER_1M",
+                    help="USD per 1M prompt tokens")
+    sp.add_argument("--completion", required=True, type=_usd(fields.Usd), metavar="USD_PER_1M",
                     help="USD per 1M completion tokens")
-    sp.add_argument("--image", type=_usd, default=0, metavar="USD", help="USD per image in a prompt (default 0)")
+    sp.add_argument("--image", type=_usd(fields.Usd), default=0, metavar="USD",
+                    help="USD per image in a prompt (default 0)")
 
     us = _command(cmds, "usage", "what keys spent and clients earned, by UTC day and model", _usage)
-    us.add_argument("--key", metavar="KEY_ID", help="only this key's requests")
-    us.add_argument("--client", metavar="CLIENT_ID", help="only requests this client served")
+    us.add_argument("--key", metavar="KEY_ID", type=flag(fields.Name), help="only this key's requests")
+    us.add_argument("--client", metavar="CLIENT_ID", type=flag(fields.Name), help="only requests this client served")
     us.add_argument("--since", type=_when, metavar="ISO", help="from this time (inclusive)")
     us.add_argument("--until", type=_when, metavar="ISO", help="up to this time (exclusive)")
 
@@ -118,16 +121,19 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 
 def _command(cmds: argparse._SubParsersAction[argparse.ArgumentParser], name: str, helptext: str,
-             work: Work, *, target: str | None = None, json_help: str = "print JSON",
-             api_flag: bool = True, **parser_kw: Any) -> argparse.ArgumentParser:
+             work: Work, *, target: str | None = None, target_type: Callable[[str], Any] | None = None,
+             json_help: str = "print JSON", api_flag: bool = True, **parser_kw: Any) -> argparse.ArgumentParser:
     """One admin command with the flags they all take (--database-url or --platform-url, --admin-token,
     --json); ``target`` names its positional argument (``CLIENT_ID`` becomes ``args.client_id``).
-    ``api_flag=False``: the command has a --platform-url of its own (client-package)."""
+    ``target_type`` checks it (an id: ``fields.Id``). ``api_flag=False``: the command has a --platform-url of
+    its own (client-package)."""
     parser: argparse.ArgumentParser = cmds.add_parser(name, help=helptext, **parser_kw)
     if target:
         what = {"KEY_ID": "the key's id (key_...: list-keys shows them)",
                 "CLIENT_ID": "the client's id (cl_...: list-clients shows them)"}.get(target)
-        parser.add_argument(target.lower(), metavar=target, help=what)
+        if target_type is None:  # an id is checked as the API checks its path (api.PATH_PARAMS)
+            target_type = flag(fields.Id) if what else str
+        parser.add_argument(target.lower(), metavar=target, type=target_type, help=what)
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--database-url",
                        help="the platform's database, which must exist (default: ARENAHUB_DATABASE_URL, else "
@@ -165,34 +171,29 @@ def _commands(cmds: argparse._SubParsersAction[argparse.ArgumentParser], target:
 
 
 def _key_settings(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--email", help="the key owner's email")
-    parser.add_argument("--rpm", type=_positive_int, help="requests per minute")
-    parser.add_argument("--tpm", type=_positive_int, help="tokens per minute")
-    parser.add_argument("--max-concurrent", type=_positive_int, help="requests at once")
-    parser.add_argument("--models", type=_models, help="comma-separated models the key may use (default: all)")
+    parser.add_argument("--email", type=flag(fields.Email), help="the key owner's email")
+    parser.add_argument("--rpm", type=flag(fields.PositiveInt), help="requests per minute")
+    parser.add_argument("--tpm", type=flag(fields.PositiveInt), help="tokens per minute")
+    parser.add_argument("--max-concurrent", type=flag(fields.PositiveInt), help="requests at once")
+    parser.add_argument("--models", type=flag(fields.Models, split=","),
+                        help="comma-separated models the key may use (default: all)")
     parser.add_argument("--expires", type=_when, help="ISO time the key stops working, e.g. 2026-12-31T00:00:00Z")
 
 
-def _models(text: str) -> list[str]:
-    models = [m.strip() for m in text.split(",") if m.strip()]
-    if not models:
-        raise argparse.ArgumentTypeError("name at least one model")
-    return models
+def _usd(kind: Any) -> Callable[[str], int]:
+    """A USD flag: checked as the API checks ``kind`` (fields.Usd, PositiveUsd), in micro-USD."""
+    return flag(kind, then=parse_usd)
+
+
+_RFC3339 = flag(fields.When)
 
 
 def _when(text: str) -> dt.datetime:
-    """An ISO time with a zone, or a plain date (midnight UTC)."""
+    """An RFC 3339 time with a zone, as the API takes it, or a plain date (midnight UTC)."""
     try:
         return dt.datetime.combine(dt.date.fromisoformat(text), dt.time(), dt.UTC)
     except ValueError:
-        pass
-    try:
-        value = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO time like 2026-12-31T00:00:00Z") from None
-    if value.tzinfo is None:
-        raise argparse.ArgumentTypeError(f"{text!r} needs a time zone (add Z for UTC)")
-    return value
+        return fields.utc(_RFC3339(text))
 
 
 def _settings_from(args: argparse.Namespace) -> dict[str, Any]:
@@ -200,25 +201,8 @@ def _settings_from(args: argparse.Namespace) -> dict[str, Any]:
               "allowed_models": args.models, "expires_at": args.expires,
               "unlimited": getattr(args, "unlimited", None)}
     if getattr(args, "name", None):
-        values["name"] = args.name.strip()
+        values["name"] = args.name
     return {k: v for k, v in values.items() if v is not None}
-
-
-def _usd(text: str) -> int:
-    try:
-        return parse_usd(text)
-    except InvalidAmount as exc:
-        raise argparse.ArgumentTypeError(exc.message) from None
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 def _emit(args: argparse.Namespace, data: Any, text: str) -> int:
@@ -235,13 +219,9 @@ def _fail(message: str, code: int = 1) -> int:
 # -- consumer keys, prices, usage
 
 async def _create_key(args: argparse.Namespace, connect: Connection) -> int:
-    name = args.name.strip()
-    if not name:
-        print("arenahub admin create-key: --name must not be empty", file=sys.stderr)
-        return 2
     settings = _settings_from(args)
     settings.pop("name", None)
-    made = await (await connect()).create_key(name, settings, args.credit)
+    made = await (await connect()).create_key(args.name, settings, args.credit)
     data: dict[str, Any] = {"key": made["key"], "key_id": made["key_id"]}
     text = f"key_id: {made['key_id']}\nkey:    {made['key']}\n(the key is shown only now)"
     if args.credit is not None:
@@ -297,9 +277,6 @@ async def _delete_key(args: argparse.Namespace, connect: Connection) -> int:
 
 
 async def _top_up(args: argparse.Namespace, connect: Connection) -> int:
-    if args.usd == 0:
-        print("arenahub admin top-up: the amount must be more than 0 USD", file=sys.stderr)
-        return 2
     result = await (await connect()).top_up(args.key_id, args.usd, args.note)
     if result is None:
         return _fail(f"no key {args.key_id!r}")
@@ -309,10 +286,7 @@ async def _top_up(args: argparse.Namespace, connect: Connection) -> int:
 
 
 async def _set_price(args: argparse.Namespace, connect: Connection) -> int:
-    model = args.model.strip()
-    if not model or len(model) > 200:
-        print("arenahub admin set-price: MODEL must be 1 to 200 characters", file=sys.stderr)
-        return 2
+    model = args.model
     price = Price(args.prompt, args.completion, args.image)
     await (await connect()).set_price(model, price)
     usd = price.as_usd()
@@ -322,8 +296,9 @@ async def _set_price(args: argparse.Namespace, connect: Connection) -> int:
 
 
 async def _usage(args: argparse.Namespace, connect: Connection) -> int:
-    if args.since and args.until and args.since >= args.until:
-        print("arenahub admin usage: --since must be before --until", file=sys.stderr)
+    wrong = fields.later_than(args.since, args.until)  # the API's check of the period
+    if wrong is not None:
+        print(f"arenahub admin usage: {wrong}", file=sys.stderr)
         return 2
     report = await (await connect()).usage(args.key, args.client, args.since, args.until)
     if args.json:

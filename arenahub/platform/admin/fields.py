@@ -1,6 +1,7 @@
 """The fields of the admin API and the ``arenahub admin`` flags, each defined once as a msgspec type
 with its bounds and pattern: the API decodes with it, the OpenAPI document shows it, and the CLI
-checks its flags with it (``flag``). Structs of bodies and queries are built from these.
+checks its flags with it (``flag``). Structs of bodies and queries are built from these. A value out of
+bounds is refused in the same words by both (``explain``: "must be <rule>, got <value>").
 
 A text field's pattern is JSON Schema's (ECMA 262) and Python's at once: ``text()`` anchors it, adds
 the guard that keeps Python's ``$`` from also matching before a final newline (JSON Schema's does not),
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import re
 from collections.abc import Callable
 from typing import Annotated, Any
@@ -41,6 +43,10 @@ Email = Annotated[str, text(rf"{_MAILBOX}@{_MAILBOX}", "an email address: one @,
 Id = Annotated[str, text(r"[A-Za-z0-9_-]+", "an id the platform gave (letters, digits, _ and -, at most 64), e.g. "
                          "cl_0123456789abcdef", min_length=1, max_length=64)]
 PositiveInt = Annotated[int, msgspec.Meta(ge=1, le=10_000_000)]
+Note = Annotated[str, msgspec.Meta(max_length=500, description="why; kept with the entry")]
+# A consumer key's models (its --models flag, a comma-separated list, in the CLI).
+Models = Annotated[list[Name], msgspec.Meta(max_length=1000, description="the models the key may use (at most "
+                                            "1000); null: every model")]
 
 # -- a client's registration: the same rules on create and update, in the API and the CLI ---------------
 
@@ -78,8 +84,8 @@ PositiveUsd = Annotated[str, text(rf"(?!{_ZERO}){_AMOUNT}", 'a USD amount more t
                                   f'"12.50", {_DIGITS}')]
 SignedUsd = Annotated[str, text(rf"(?!-?{_ZERO})-?{_AMOUNT}", "a signed USD amount, not 0: a decimal string like "
                                 f'"-1.25", {_DIGITS}')]
-When = Annotated[dt.datetime, msgspec.Meta(tz=True, description="an RFC 3339 date-time with a zone, e.g. "
-                                           "2026-05-01T00:00:00Z")]
+_ZONED = "an RFC 3339 date-time with a zone, e.g. 2026-05-01T00:00:00Z"
+When = Annotated[dt.datetime, msgspec.Meta(tz=True, description=_ZONED)]
 
 
 def utc(t: dt.datetime) -> dt.datetime:
@@ -114,34 +120,91 @@ def from_text(info: mi.Type, value: str) -> Any:
     return value
 
 
-def pattern_rule(info: mi.Type) -> str | None:
-    """The rule in words of the pattern of a field of type ``info``, if it has one."""
-    for kind in _scalars(info):
-        if isinstance(kind, mi.StrType) and kind.pattern is not None and kind.pattern in _RULES:
-            return _RULES[kind.pattern]
+# -- what a value must be, in words: the one message the API and the CLI refuse a value with ---------------
+
+def _members(info: mi.Type) -> list[tuple[mi.Type, str | None]]:
+    """The types a field of type ``info`` takes, but null, each with its description."""
+    out = []
+    for member in info.types if isinstance(info, mi.UnionType) else (info,):
+        if isinstance(member, mi.Metadata):
+            out.append((member.type, (member.extra_json_schema or {}).get("description")))
+        elif not isinstance(member, mi.NoneType):
+            out.append((member, None))
+    return out
+
+
+def _rule_of(info: mi.Type) -> str | None:
+    """What a value of type ``info`` must be, in words; None when its type says nothing to add."""
+    for base, description in _members(info):
+        if isinstance(base, mi.StrType) and base.pattern is not None and base.pattern in _RULES:
+            return _RULES[base.pattern]
+        if isinstance(base, mi.IntType) and base.ge is not None:
+            return (f"a whole number from {base.ge} to {base.le}" if base.le is not None
+                    else f"a whole number, at least {base.ge}")
+        if isinstance(base, mi.StrType) and base.max_length is not None:
+            return (f"text of {base.min_length} to {base.max_length} characters" if base.min_length
+                    else f"text of at most {base.max_length} characters")
+        if isinstance(base, mi.ListType) and base.max_length is not None:
+            return f"a list of at most {base.max_length} items"
+        if isinstance(base, mi.DateTimeType):  # whatever a field's description says of it
+            return _ZONED if base.tz else "an RFC 3339 date-time, e.g. 2026-05-01T00:00:00Z"
+        if isinstance(base, mi.FloatType) and description:
+            return description
     return None
 
 
 def rule(kind: Any) -> str:
     """What a value of ``kind`` must be, in words (for messages)."""
+    return _rule_of(mi.type_info(kind)) or "valid"
+
+
+def shown(value: Any, limit: int = 60) -> str:
+    """A refused value as a message quotes it: as JSON (control characters escaped), cut at ``limit``."""
+    text = json.dumps(value, default=str)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def explain(info: mi.Type, value: Any, at: str = "") -> str | None:
+    """Why ``value`` does not fit a field of type ``info``: ``must be <rule>, got <value>``, the same
+    words in the API's 400 and the CLI's refusal. ``at`` is where msgspec found the fault inside the value
+    (``[2]``: a list's third item). None when the type has no rule to say."""
+    index = re.match(r"\[(\d+)\]", at)
+    if index is not None:
+        items = next((base.item_type for base, _ in _members(info) if isinstance(base, mi.ListType)), None)
+        i = int(index.group(1))
+        if items is None or not isinstance(value, list) or i >= len(value):
+            return None
+        return explain(items, value[i], at[index.end():])
+    if at:
+        return None
+    said = _rule_of(info)
+    return None if said is None else f"must be {said}, got {shown(value)}"
+
+
+def refusal(kind: Any, value: Any) -> str:
+    """``explain`` for a Python type: ``must be <rule>, got <value>``."""
+    return explain(mi.type_info(kind), value) or f"must be {rule(kind)}, got {shown(value)}"
+
+
+def flag(kind: Any, *, split: str | None = None, then: Callable[[Any], Any] | None = None) -> Callable[[str], Any]:
+    """An argparse ``type=`` that reads a flag's text as ``kind`` and checks it with ``kind``'s rules, saying
+    what the admin API says of the same value. ``split``: a list given as text (``a,b``); ``then`` turns the
+    checked value into what the command uses (``parse_usd``)."""
     info = mi.type_info(kind)
-    base = info.type if isinstance(info, mi.Metadata) else info
-    if isinstance(base, mi.IntType) and base.ge is not None and base.le is not None:
-        return f"a whole number from {base.ge} to {base.le}"
-    if isinstance(base, mi.IntType) and base.ge is not None:
-        return f"a whole number, at least {base.ge}"
-    described = info.extra_json_schema.get("description") if isinstance(info, mi.Metadata) and \
-        info.extra_json_schema else None
-    return pattern_rule(info) or str(described or "valid")
 
-
-def flag(kind: Any) -> Callable[[str], Any]:
-    """An argparse ``type=`` that reads a flag's text as ``kind`` and checks it with ``kind``'s rules."""
-    info = mi.type_info(kind)
-
-    def convert(value: str) -> Any:
+    def convert(text: str) -> Any:
+        value = [p.strip() for p in text.split(split) if p.strip()] if split else from_text(info, text)
         try:
-            return msgspec.convert(from_text(info, value), kind)
-        except msgspec.ValidationError:
-            raise argparse.ArgumentTypeError(f"must be {rule(kind)}, got {value!r}") from None
+            checked = msgspec.convert(value, kind)
+        except msgspec.ValidationError as exc:
+            at = str(exc).rpartition(" - at `$")[2].rstrip("`") if " - at `$" in str(exc) else ""
+            raise argparse.ArgumentTypeError(explain(info, value, at) or refusal(kind, value)) from None
+        return checked if then is None else then(checked)
     return convert
+
+
+def later_than(since: dt.datetime | None, until: dt.datetime | None) -> str | None:
+    """What is wrong with a period from ``since`` to ``until`` (usage reports), if anything."""
+    if since is not None and until is not None and since > until:
+        return f"since ({since.isoformat()}) is later than until ({until.isoformat()})"
+    return None

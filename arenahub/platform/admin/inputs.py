@@ -10,6 +10,7 @@ or ``false``, an integer is a JSON integer, and nothing is null (``until=null`` 
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -33,19 +34,24 @@ def platform_of(request: Request) -> Platform:
     return request.app.state.platform
 
 
-def invalid(what: str, exc: msgspec.ValidationError, kind: Any = None) -> InvalidRequest:
-    """A 400 naming the field msgspec named; a field's pattern is said in words (``fields.text``)."""
+def invalid(what: str, exc: msgspec.ValidationError, kind: Any = None, value: Any = None) -> InvalidRequest:
+    """A 400 naming the field msgspec named. A field whose type has a rule says it as the CLI does
+    (``fields.explain``: "rpm must be a whole number from 1 to 100000, got 0"); ``value`` is what was read."""
     message = str(exc)
     at = message.rpartition(" - at `$.")[2].rstrip("`") if " - at `$." in message else None
     param = at or _unknown_or_missing(message)
-    if param is not None and kind is not None and "matching regex" in message:
-        rule = next((fields.pattern_rule(f.type) for f in _struct_fields(kind) if f.name == param), None)
-        if rule is not None:
-            message = f"{param} is not {rule} - at `$.{param}`"
-    if param is not None and kind is not None and message.startswith("Invalid enum value"):
-        choices = next((_choices(f.type) for f in _struct_fields(kind) if f.name == param), None)
-        if choices:
-            message = message.replace(" - at ", f" (one of: {', '.join(repr(c) for c in choices)}) - at ", 1)
+    field = re.match(r"\w+", at or "")
+    info = next((f.type for f in _struct_fields(kind) if field and f.name == field.group()), None) if kind else None
+    if at and field and info is not None:
+        name = field.group()
+        if message.startswith("Invalid enum value"):
+            choices = _choices(info)
+            if choices:
+                message = message.replace(" - at ", f" (one of: {', '.join(repr(c) for c in choices)}) - at ", 1)
+        elif isinstance(value, dict):
+            why = fields.explain(info, value.get(name), at[field.end():])
+            if why is not None:
+                message = f"{name} {why} - at `$.{at}`"
     return InvalidRequest(f"Invalid {what}: {message}", param=param)
 
 
@@ -91,7 +97,7 @@ async def read_json_body(request: Request, kind: type[Any], *, required: bool = 
     try:
         return msgspec.convert(value, kind)
     except msgspec.ValidationError as exc:
-        raise invalid("body", exc, kind) from None
+        raise invalid("body", exc, kind, value) from None
 
 
 def _too_deep() -> InvalidRequest:
@@ -135,7 +141,7 @@ def read_query(request: Request, kind: type[Any]) -> Any:
     try:
         return msgspec.convert(values, kind)
     except msgspec.ValidationError as exc:
-        raise invalid("query", exc, kind) from None
+        raise invalid("query", exc, kind, values) from None
 
 
 def query(request: Request, kind: type[Any]) -> Any:
@@ -154,7 +160,7 @@ def check_path(request: Request, kinds: dict[str, Any]) -> None:
             try:
                 msgspec.convert(value, kinds[name])
             except msgspec.ValidationError:
-                raise InvalidRequest(f"Invalid path: {name} must be {fields.rule(kinds[name])}, got {value!r}.",
+                raise InvalidRequest(f"Invalid path: {name} {fields.refusal(kinds[name], value)}.",
                                      param=name) from None
 
 

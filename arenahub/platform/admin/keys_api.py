@@ -10,7 +10,18 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from arenahub.platform.admin.fields import Email, Name, PositiveInt, PositiveUsd, SignedUsd, Usd, When, utc
+from arenahub.platform.admin.fields import (
+    Email,
+    Models,
+    Name,
+    Note,
+    PositiveInt,
+    PositiveUsd,
+    SignedUsd,
+    Usd,
+    When,
+    utc,
+)
 from arenahub.platform.admin.inputs import json_body as _body
 from arenahub.platform.admin.inputs import platform_of as _platform
 from arenahub.platform.billing import Entry, format_usd, parse_usd
@@ -20,9 +31,6 @@ from arenahub.protocol.errors import NotFound
 if TYPE_CHECKING:
     from arenahub.platform.runtime import Platform
 
-Note = Annotated[str, msgspec.Meta(max_length=500, description="why; kept with the entry")]
-Models = Annotated[list[Name], msgspec.Meta(max_length=1000, description="the models the key may use (at most "
-                                            "1000); null: every model")]
 Metadata = Annotated[dict[str, Any], msgspec.Meta(description="any JSON object, nested at most 32 deep; kept with "
                                                   "the key")]
 Expiry = Annotated[When, msgspec.Meta(description="when the key stops working: an RFC 3339 date-time with a zone")]

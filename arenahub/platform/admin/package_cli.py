@@ -15,9 +15,8 @@ import os
 import sys
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
-from arenahub.platform.admin.fields import with_api_path
+from arenahub.platform.admin.fields import HttpUrl, flag, with_api_path
 from arenahub.platform.admin.operations import AdminError
 from arenahub.platform.admin.target import Connection
 from arenahub.platform.client_package import ClientPackageError, package_filename
@@ -36,19 +35,13 @@ JSON_HELP = 'print JSON: {"path", "client_id"}'
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The command's own flags (``admin/cli.py`` adds CLIENT_ID, --database-url, --admin-token and --json)."""
-    p.add_argument("--platform-url", required=True, type=_platform_url, metavar="PLATFORM_URL",
+    # Checked as the API checks its platform_url (clients_api.PackageQuery).
+    p.add_argument("--platform-url", required=True, type=flag(HttpUrl, then=with_api_path), metavar="PLATFORM_URL",
                    help="the platform as the client reaches it, e.g. https://gateway.example.com (a URL without a "
                         "path gets /api, the platform's API base); written into the package. The command goes "
                         "through the admin API when ARENAHUB_PLATFORM_URL is set (default: the database)")
     p.add_argument("--output", metavar="PATH",
                    help="the ZIP file to write, or a folder for it (default: ./lmarena-client-<CLIENT_ID>.zip)")
-
-
-def _platform_url(text: str) -> str:
-    parts = urlsplit(text.strip())
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an http:// or https:// URL")
-    return with_api_path(text)
 
 
 def _fail(message: str, code: int = 1) -> int:

@@ -305,11 +305,14 @@ export function formValues(form) {
 
 // Marks the input an ApiError names (its param) in `form`, with the message under it; clears the
 // marks of an earlier attempt. True when a field was marked (else show the message elsewhere).
-// The API's validation message, said for the field it is shown next to: "Invalid body: Expected
-// `int` >= 0 - at `$.queue_size`" -> "Must be at least 0.".
+// The API's validation message, said for the field it is shown next to: "Invalid body: queue_size
+// must be a whole number from 0 to 100000, got -1 - at `$.queue_size`" -> "Must be a whole number from
+// 0 to 100000." (admin/fields.py words it); msgspec's own "Expected `int` >= 0" -> "Must be at least 0.".
 const BOUNDS = { ">=": "at least", "<=": "at most", ">": "more than", "<": "less than" };
 export function fieldMessage(message) {
   const text = String(message).replace(/^Invalid (body|query): /, "").replace(/ - at `\$\.[^`]*`$/, "");
+  const rule = /^\w+ must be ([\s\S]+?), got [\s\S]*$/.exec(text);
+  if (rule) return `Must be ${rule[1]}.`;
   const bound = /^Expected `(?:int|float|number)` (>=|<=|>|<) (\S+)$/.exec(text);
   if (bound) return `Must be ${BOUNDS[bound[1]]} ${bound[2]}.`;
   if (/^Expected `int`, got `float`$/.test(text)) return "Must be a whole number.";
