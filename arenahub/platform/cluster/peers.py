@@ -224,8 +224,11 @@ class RemoteClients:
             gone = self._sessions[client_id]
             card = wanted.get(client_id)
             if card is None or card.connection_id != gone.connection_id or gone.link.closed:
-                del self._sessions[client_id]
-                gone.mark_closed(f"the client left platform instance {gone.platform_instance}")
+                del self._sessions[client_id]  # no new work goes there
+                if gone.link.closed or not gone.request_ids():
+                    gone.mark_closed(f"the client left platform instance {gone.platform_instance}")
+                # Else its answers in flight go on over the link: the instance that held the client lets them
+                # finish (a client that moves keeps its old tunnel until they are done), or says Gone for each.
         for client_id, card in wanted.items():
             known = self._sessions.get(client_id)
             if known is not None:
