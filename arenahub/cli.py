@@ -211,7 +211,7 @@ def _run_local_upstream(args: argparse.Namespace) -> int:
         return 2
     logs.configure_logging("info")
     return serving.run(create_app(models, args.name), args.host, args.port, "warning",
-                       command="arenahub local-upstream")
+                       command="arenahub local-upstream", graceful_seconds=1.0)
 
 
 def _run_demo(args: argparse.Namespace) -> int:

@@ -46,12 +46,13 @@ class DrainingServer(uvicorn.Server):
 
 
 def server(app: ASGIApp, host: str, port: int, log_level: str = "info",
-           drain: Callable[[], Awaitable[None]] | None = None, limits: ServerLimits | None = None) -> DrainingServer:
+           drain: Callable[[], Awaitable[None]] | None = None, limits: ServerLimits | None = None,
+           graceful_seconds: float = 30.0) -> DrainingServer:
     """uvicorn on uvloop + httptools; with ``limits``, the guarded protocols above. Its loggers
     propagate to the root logger's handler (``configure_logging``) instead of uvicorn's own."""
     options: dict[str, Any] = dict(host=host, port=port, loop="uvloop", ws="websockets-sansio",
                                    log_level=log_level.lower(), log_config=None, access_log=False, lifespan="on",
-                                   ws_max_size=64 * 1024 * 1024, timeout_graceful_shutdown=30)
+                                   ws_max_size=64 * 1024 * 1024, timeout_graceful_shutdown=graceful_seconds)
     if limits is None:
         config = uvicorn.Config(app, http="httptools", **options)
     else:
@@ -89,7 +90,9 @@ def listen(host: str, port: int) -> socket.socket:
 
 def run(app: ASGIApp, host: str, port: int, log_level: str = "info",
         drain: Callable[[], Awaitable[None]] | None = None, limits: ServerLimits | None = None,
-        command: str = "arenahub") -> int:
+        command: str = "arenahub", graceful_seconds: float = 30.0) -> int:
+    """Serve ``app`` until a signal; ``graceful_seconds``: how long connections still open at the end may take
+    to finish (a test tool's streams are cut after a second)."""
     try:
         sock = listen(host, port)
     except OSError as exc:
@@ -98,7 +101,7 @@ def run(app: ASGIApp, host: str, port: int, log_level: str = "info",
         print(f"{command}: cannot listen on {host}:{port}: {exc.strerror or exc}{hint}", file=sys.stderr, flush=True)
         return 1
     tune_gc()
-    srv = server(app, host, port, log_level, drain, limits)
+    srv = server(app, host, port, log_level, drain, limits, graceful_seconds)
     try:
         srv.run(sockets=[sock])
     except KeyboardInterrupt:  # uvicorn shut down gracefully on Ctrl-C, then raises it again for the caller

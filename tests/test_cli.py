@@ -1,3 +1,5 @@
+import contextlib
+import io
 import json
 import os
 import subprocess
@@ -12,6 +14,18 @@ from tests.conftest import initialised
 def run(*argv, env=None):
     return subprocess.run([sys.executable, "-m", "arenahub", *argv], capture_output=True, text=True, timeout=60,
                           env=env)
+
+
+def run_here(*argv):
+    """The command in this process (``python -m arenahub`` costs a second or more to start; the tests above
+    run that path)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(list(argv))
+        except SystemExit as exc:  # argparse refused the arguments
+            code = exc.code
+    return subprocess.CompletedProcess(list(argv), code, out.getvalue(), err.getvalue())
 
 
 def test_admin_commands_print_secrets_once_as_json(tmp_path):
@@ -71,19 +85,19 @@ def test_key_lifecycle_from_the_cli(tmp_path):
               "--expires", "2030-01-01T00:00:00Z", "--database-url", url, "--json")
     assert out.returncode == 0, out.stderr
     key_id = json.loads(out.stdout)["key_id"]
-    shown = json.loads(run("admin", "show-key", key_id, "--database-url", url, "--json").stdout)
+    shown = json.loads(run_here("admin", "show-key", key_id, "--database-url", url, "--json").stdout)
     assert shown["tpm"] == 500 and shown["allowed_models"] == ["a", "b"] and shown["expires_at"].startswith("2030")
-    assert json.loads(run("admin", "disable-key", key_id, "--database-url", url, "--json").stdout)["disabled"]
-    updated = json.loads(run("admin", "update-key", key_id, "--rpm", "7", "--database-url", url, "--json").stdout)
+    assert json.loads(run_here("admin", "disable-key", key_id, "--database-url", url, "--json").stdout)["disabled"]
+    updated = json.loads(run_here("admin", "update-key", key_id, "--rpm", "7", "--database-url", url, "--json").stdout)
     assert updated["rpm"] == 7 and updated["tpm"] == 500
-    rotated = json.loads(run("admin", "rotate-key", key_id, "--database-url", url, "--json").stdout)
+    rotated = json.loads(run_here("admin", "rotate-key", key_id, "--database-url", url, "--json").stdout)
     assert rotated["key"].startswith("sk-")
-    listed = json.loads(run("admin", "list-keys", "--database-url", url, "--json").stdout)
+    listed = json.loads(run_here("admin", "list-keys", "--database-url", url, "--json").stdout)
     assert [k["id"] for k in listed] == [key_id] and rotated["key"] not in str(listed)
-    assert run("admin", "delete-key", key_id, "--database-url", url, "--json").returncode == 0
-    missing = run("admin", "show-key", key_id, "--database-url", url)
+    assert run_here("admin", "delete-key", key_id, "--database-url", url, "--json").returncode == 0
+    missing = run_here("admin", "show-key", key_id, "--database-url", url)
     assert missing.returncode == 1 and "no key" in missing.stderr
-    bad = run("admin", "create-key", "--name", "k", "--expires", "tomorrow", "--database-url", url)
+    bad = run_here("admin", "create-key", "--name", "k", "--expires", "tomorrow", "--database-url", url)
     assert bad.returncode == 2 and "must be an RFC 3339 date-time with a zone" in bad.stderr
 
 

@@ -343,4 +343,4 @@ def run(args: argparse.Namespace) -> int:
     logs.configure_logging("info")
     print(f"LMArena simulator on http://{args.host}:{args.port}/ (page session {state.page_session_id}, "
           f"message {state.page_message_id}); control API under /__sim/", flush=True)
-    return serving.run(app, args.host, args.port, "warning")
+    return serving.run(app, args.host, args.port, "warning", graceful_seconds=1.0)
