@@ -165,6 +165,18 @@ class Dispatcher:
         self._routing_changed(account.id)
         self.notify()
 
+    def client_connecting(self, account: ClientAccount) -> ClientHealth:
+        """A client connects: its health here, in maintenance if the database says it is."""
+        h = self.health_of(account.id)
+        if account.maintenance_reason and h.maintenance is None:
+            h.maintenance = account.maintenance_reason
+        return h
+
+    def client_moving(self, session: ClientSession) -> None:
+        """This instance shuts down and asked the client to move: no new work on this connection."""
+        session.moving = True
+        self.sessions_changed()
+
     def client_drain(self, session: ClientSession, draining: bool, reason: str) -> None:
         """The client asked to drain (or to take work again)."""
         session.self_draining = draining

@@ -174,11 +174,10 @@ class Platform:
         grace = self.settings.shutdown_grace_seconds
         for session in self.registry.sessions():
             if not session.closed and not session.moving:
-                session.moving = True
+                self.dispatcher.client_moving(session)
                 session.send_nowait(frames.Move(reason=f"platform instance {self.instance_id} is shutting down",
                                                 grace_seconds=grace))
         log.info("shutting down: %d client(s) asked to move to another instance", len(self.registry))
-        self.dispatcher.sessions_changed()
 
     def _fail_waiters(self) -> None:
         self.dispatcher.fail_waiters(ShuttingDown("The platform is shutting down; retry in a moment.",

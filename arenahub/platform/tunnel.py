@@ -6,7 +6,7 @@ import asyncio
 import logging
 import secrets
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from starlette.responses import JSONResponse
 from starlette.websockets import WebSocket, WebSocketDisconnect
@@ -19,9 +19,42 @@ from arenahub.protocol import frames
 from arenahub.protocol.errors import ApiError
 
 if TYPE_CHECKING:
-    from arenahub.platform.runtime import Platform
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+    from arenahub.platform.catalogue import ModelCatalogue
+    from arenahub.platform.cluster.presence import Presence
+    from arenahub.platform.dispatch import Dispatcher
+    from arenahub.platform.metrics import PlatformMetrics
+    from arenahub.platform.registry import LocalClientRegistry
+    from arenahub.platform.settings import PlatformSettings
+    from arenahub.platform.throttle import CredentialThrottle
 
 log = logging.getLogger("arenahub.platform.tunnel")
+
+
+class TunnelHost(Protocol):
+    """What the tunnel uses of the platform (``runtime.Platform`` is one; a Protocol, as runtime.py imports
+    this module)."""
+
+    shutting_down: bool
+    engine: AsyncEngine
+    settings: PlatformSettings
+    registry: LocalClientRegistry
+    presence: Presence
+    dispatcher: Dispatcher
+    catalogue: ModelCatalogue
+    metrics: PlatformMetrics
+    credential_throttle: CredentialThrottle
+
+    async def client_connected(self, session: ClientSession, hello: frames.Hello) -> None: ...
+
+    def client_heartbeat(self, session: ClientSession, hb: frames.Heartbeat) -> None: ...
+
+    def client_routing_changed(self, client_id: str) -> None: ...
+
+    def client_refused(self, client_id: str, code: str, message: str) -> None: ...
+
+    def client_disconnected(self, session: ClientSession) -> None: ...
 
 HELLO_TIMEOUT_SECONDS = 10.0
 # The largest frame a client may send (the server closes the socket with 1009 beyond it): a heartbeat
@@ -72,7 +105,7 @@ class FrameTooLarge(Exception):
 
 
 async def tunnel_endpoint(ws: WebSocket) -> None:
-    platform: Platform = ws.app.state.platform
+    platform: TunnelHost = ws.app.state.platform
     if platform.shutting_down:
         # Refused before the upgrade, as plain HTTP: a load balancer sends the connection on to another instance
         # (retry-on 503); a client given this instance's own URL tries its next URL, or again shortly.
@@ -165,9 +198,7 @@ async def tunnel_endpoint(ws: WebSocket) -> None:
                             catalogue=platform.catalogue)
     session.key_hash = account.api_key_hash  # a regenerated key ends this connection
     session.address = address
-    health = platform.dispatcher.health_of(account.id)
-    if account.maintenance_reason and health.maintenance is None:
-        health.maintenance = account.maintenance_reason
+    health = platform.dispatcher.client_connecting(account)
     # The welcome is queued first: a routing frame for this client (an admin change read meanwhile) may be
     # queued while client_connected awaits the database, and a client reads a welcome first.
     session.send_nowait(frames.Welcome(version=frames.PROTOCOL_VERSION, connection_id=session.connection_id,
@@ -197,7 +228,7 @@ async def tunnel_endpoint(ws: WebSocket) -> None:
         log.info("client %s disconnected: %s", account.id, reason)
 
 
-async def _read_loop(ws: WebSocket, session: ClientSession, platform: Platform) -> str:
+async def _read_loop(ws: WebSocket, session: ClientSession, platform: TunnelHost) -> str:
     bad_frames = 0
     unknown = UnknownFrames(session.client_id)
     while True:
@@ -260,7 +291,7 @@ class UnknownFrames:
             self._since_logged = 0
 
 
-async def heartbeat_watchdog(platform: Platform, period: float = 0.5) -> None:
+async def heartbeat_watchdog(platform: TunnelHost, period: float = 0.5) -> None:
     """Drop clients that missed too many heartbeats (their socket may still look open)."""
     while True:
         await asyncio.sleep(period)
