@@ -21,14 +21,7 @@ PLATFORM = "arenahub.platform"
 
 # The imports that close a cycle today, as (importer, imported). Known, not accepted: remove an entry
 # when its cycle is gone (test_the_known_cycles_are_still_there says when), never add one.
-KNOWN_CYCLES = {
-    # runtime.py builds the Platform, and these modules import it back for its type. Left for now:
-    # runtime.py and tunnel.py are being changed in other work.
-    ("arenahub.platform.admin.inputs", "arenahub.platform.runtime"),
-    ("arenahub.platform.dashboard.auth", "arenahub.platform.runtime"),
-    ("arenahub.platform.metrics", "arenahub.platform.runtime"),
-    ("arenahub.platform.tunnel", "arenahub.platform.runtime"),
-}
+KNOWN_CYCLES: set[tuple[str, str]] = set()
 
 Graph = dict[str, set[str]]
 

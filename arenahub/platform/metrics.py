@@ -10,7 +10,7 @@ models seen get a series of their own, later ones share ``other``.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -19,10 +19,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from arenahub.platform.records import RequestRecord
+from arenahub.platform.records import RecordWriter, RequestRecord
 
 if TYPE_CHECKING:
-    from arenahub.platform.runtime import Platform
+    from arenahub.platform.dispatch import Dispatcher
+    from arenahub.platform.registry import LocalClientRegistry
 
 OTHER = "other"
 NO_CLIENT = "none"  # requests no client served (refused, queued out, no route)
@@ -45,8 +46,21 @@ class LabelCap:
         return OTHER
 
 
+class MeteredPlatform(Protocol):
+    """What the metrics read of the platform (``runtime.Platform`` is one; a Protocol, as runtime.py imports
+    this module)."""
+
+    instance_id: str
+    registry: LocalClientRegistry
+    dispatcher: Dispatcher
+    writer: RecordWriter
+
+    @property
+    def inflight(self) -> int: ...
+
+
 class PlatformMetrics:
-    def __init__(self, platform: Platform, *, max_clients: int = 50, max_models: int = 50) -> None:
+    def __init__(self, platform: MeteredPlatform, *, max_clients: int = 50, max_models: int = 50) -> None:
         self.registry = CollectorRegistry()
         self._instance = platform.instance_id
         self._client_label = LabelCap(max_clients)
@@ -131,7 +145,7 @@ class _Labelled:
 class _LiveState:
     """Gauges read from the platform at scrape time, so the request path never touches them."""
 
-    def __init__(self, platform: Platform) -> None:
+    def __init__(self, platform: MeteredPlatform) -> None:
         self._platform = platform
 
     def collect(self) -> Iterator[Metric]:
@@ -152,8 +166,8 @@ class _LiveState:
 
 
 async def metrics_endpoint(request: Request) -> Response:
-    platform: Platform = request.app.state.platform
-    return Response(platform.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
+    metrics: PlatformMetrics = request.app.state.platform.metrics
+    return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
 
 routes = [Route("/metrics", metrics_endpoint, methods=["GET"])]

@@ -56,6 +56,7 @@ class TunnelHost(Protocol):
 
     def client_disconnected(self, session: ClientSession) -> None: ...
 
+
 HELLO_TIMEOUT_SECONDS = 10.0
 # The largest frame a client may send (the server closes the socket with 1009 beyond it): a heartbeat
 # with every bound at its maximum is about 300 KB, an answer's chunk far less.

@@ -39,7 +39,8 @@ from starlette.types import Send
 
 from arenahub.platform.admin.client_views import status
 from arenahub.platform.admin.fields import text, utc
-from arenahub.platform.admin.inputs import platform_of, query
+from arenahub.platform.admin.inputs import query
+from arenahub.platform.admin.state import platform_of
 from arenahub.platform.storage import analytics, exports
 from arenahub.platform.storage.analytics import LogFilter
 from arenahub.protocol.errors import InvalidRequest, NotFound

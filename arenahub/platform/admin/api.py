@@ -32,6 +32,7 @@ from arenahub.platform.admin import (
     keys_api,
     models_api,
     settings_api,
+    state,
 )
 from arenahub.platform.dashboard import auth as dashboard_auth
 
@@ -203,7 +204,7 @@ def _query_parameters(schema: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _guarded(spec: Spec) -> Endpoint:
     async def endpoint(request: Request) -> Response:
-        await inputs.platform_of(request).dashboard.check_admin(request)  # the admin token, or a dashboard session
+        await state.platform_of(request).dashboard.check_admin(request)  # the admin token, or a dashboard session
         inputs.check_path(request, PATH_PARAMS)
         await inputs.read_inputs(request, spec.body, spec.query, spec.body_optional)
         return await spec.handler(request)

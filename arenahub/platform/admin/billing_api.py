@@ -12,8 +12,8 @@ from starlette.responses import JSONResponse, Response
 
 from arenahub.platform.admin.fields import Name, Usd, When, later_than, utc
 from arenahub.platform.admin.inputs import json_body as _body
-from arenahub.platform.admin.inputs import platform_of as _platform
 from arenahub.platform.admin.inputs import query as _query
+from arenahub.platform.admin.state import platform_of as _platform
 from arenahub.platform.billing import Price, format_usd, parse_usd
 from arenahub.platform.storage import billing_store, ledger_days
 from arenahub.protocol.errors import InvalidRequest

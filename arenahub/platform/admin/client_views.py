@@ -29,7 +29,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 import arenahub
-from arenahub.platform.admin.inputs import platform_of
+from arenahub.platform.admin.state import platform_of
 from arenahub.platform.client_versions import current_client_version, is_outdated
 from arenahub.platform.health import Breaker, ClientHealth
 from arenahub.platform.refusals import STORED_KEY, Refusal, latest

@@ -26,8 +26,8 @@ from arenahub.platform.admin.fields import (
     with_api_path,
 )
 from arenahub.platform.admin.inputs import json_body as _body
-from arenahub.platform.admin.inputs import platform_of as _platform
 from arenahub.platform.admin.inputs import query as _query
+from arenahub.platform.admin.state import platform_of as _platform
 from arenahub.platform.billing import format_usd
 from arenahub.platform.storage import accounts
 from arenahub.protocol import frames

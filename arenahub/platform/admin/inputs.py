@@ -11,7 +11,7 @@ or ``false``, an integer is a JSON integer, and nothing is null (``until=null`` 
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import msgspec
 import msgspec.inspect as mi
@@ -21,17 +21,10 @@ from arenahub.asgi import read_body
 from arenahub.platform.admin import fields
 from arenahub.protocol.errors import InvalidRequest
 
-if TYPE_CHECKING:
-    from arenahub.platform.runtime import Platform
-
 MAX_BODY_BYTES = 256 * 1024
 MAX_DEPTH = 32  # objects and arrays in a body nest at most this deep (metadata is free JSON)
 _BODY = "admin_body"  # request.state: (type, value) the router read
 _QUERY = "admin_query"
-
-
-def platform_of(request: Request) -> Platform:
-    return request.app.state.platform
 
 
 def invalid(what: str, exc: msgspec.ValidationError, kind: Any = None, value: Any = None) -> InvalidRequest:

@@ -24,7 +24,7 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from arenahub.platform.admin.inputs import platform_of
+from arenahub.platform.admin.state import platform_of
 from arenahub.platform.cluster.instances import InstanceCard, RedisDirectory
 
 STALE_PERIODS = 2.5  # a card this many periods old was missed twice: its instance does not answer

@@ -23,7 +23,7 @@ from arenahub.platform.admin.fields import (
     utc,
 )
 from arenahub.platform.admin.inputs import json_body as _body
-from arenahub.platform.admin.inputs import platform_of as _platform
+from arenahub.platform.admin.state import platform_of as _platform
 from arenahub.platform.billing import Entry, format_usd, parse_usd
 from arenahub.platform.storage import accounts
 from arenahub.protocol.errors import NotFound

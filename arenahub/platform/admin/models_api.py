@@ -18,7 +18,8 @@ from starlette.responses import JSONResponse, Response
 
 from arenahub.platform.admin import fields
 from arenahub.platform.admin.client_views import json_response
-from arenahub.platform.admin.inputs import json_body, platform_of, query
+from arenahub.platform.admin.inputs import json_body, query
+from arenahub.platform.admin.state import platform_of
 from arenahub.platform.catalogue import MAX_NAME, Listing, Offerer, describe, listing_view
 from arenahub.platform.storage import accounts, catalogue_store
 from arenahub.protocol.errors import NotFound

@@ -11,7 +11,8 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from arenahub.platform.admin.inputs import json_body, platform_of
+from arenahub.platform.admin.inputs import json_body
+from arenahub.platform.admin.state import platform_of
 from arenahub.platform.live_settings import SettingsPatch
 from arenahub.protocol.errors import InvalidRequest
 

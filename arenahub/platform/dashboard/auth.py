@@ -10,7 +10,7 @@ these checks hold even where it does not (older browsers, same-site subdomains).
 from __future__ import annotations
 
 import hmac
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 from urllib.parse import parse_qsl, urlsplit
 
 import msgspec
@@ -25,9 +25,6 @@ from arenahub.platform.dashboard import password as passwords
 from arenahub.platform.dashboard.sessions import ABSOLUTE, Session, SessionStore
 from arenahub.platform.throttle import SIGN_INS, CredentialThrottle, LocalThrottleStore, ThrottleStore
 from arenahub.protocol.errors import ApiError, InvalidRequest
-
-if TYPE_CHECKING:
-    from arenahub.platform.runtime import Platform
 
 COOKIE = "arenahub_session"
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -200,7 +197,7 @@ class DashboardAuth:
 async def change_password_endpoint(request: Request) -> Response:
     """``PUT /api/admin/dashboard-password`` (behind the admin gate)."""
     change: PasswordChange = await json_body(request, PasswordChange)
-    platform: Platform = request.app.state.platform
-    await platform.dashboard.change_password(change, via=getattr(request.state, "admin_via", ""),
-                                             address=client_address(request))
+    dashboard: DashboardAuth = request.app.state.platform.dashboard
+    await dashboard.change_password(change, via=getattr(request.state, "admin_via", ""),
+                                    address=client_address(request))
     return Response(status_code=204)
