@@ -29,7 +29,7 @@ from arenahub.platform.admin.token import new_admin_token
 from arenahub.platform.storage import accounts
 from arenahub.platform.storage.db import create_engine, migrate
 from arenahub.tools import browser, demo_cluster
-from arenahub.tools.demo_programs import Programs, free_port, port_free, wait_for
+from arenahub.tools.demo_programs import Interrupted, Programs, free_port, port_free, wait_for
 
 PROMPT = "Hello from the arenahub demo: this answer travelled from the consumer to the platform and back."
 
@@ -282,7 +282,7 @@ def run_demo(args: argparse.Namespace) -> int:
     try:
         asyncio.run(_run(demo))
         return 0
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Interrupted):
         return 0
     except RuntimeError as exc:
         print(f"arenahub demo: {exc}", file=sys.stderr)

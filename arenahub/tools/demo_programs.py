@@ -17,6 +17,10 @@ from typing import Any
 import aiohttp
 
 
+class Interrupted(Exception):
+    """A program the demo started stopped as asked (a signal to the whole group): the demo stops too, quietly."""
+
+
 class Programs:
     """The processes of one demo, with their logs in ``dir``; ``stop`` ends every one and runs ``cleanups``."""
 
@@ -56,6 +60,10 @@ class Programs:
     def check_alive(self) -> None:
         for name, proc in self.procs + self.services:
             if proc.poll() is not None:
+                if proc.returncode in (0, -signal.SIGINT, -signal.SIGTERM):
+                    # Stopped as asked: Ctrl-C in the terminal reaches the whole group, and a child may have
+                    # finished before the demo itself sees it.
+                    raise Interrupted(name)
                 raise RuntimeError(f"the {name} stopped (exit code {proc.returncode}), so the demo stops everything "
                                    f"it started; its log: {self.dir / (name + '.log')}")
 

@@ -37,7 +37,7 @@ def test_ctrl_c_stops_the_real_demo_quietly(tmp_path: Path) -> None:
         assert any("chromium" in (c.name() or "") for c in children)
         os.killpg(demo.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
         rest = demo.stdout.read()  # type: ignore[union-attr]
-        assert demo.wait(30) == 0
+        assert demo.wait(30) == 0, rest
         assert "never retrieved" not in rest and "Traceback" not in rest, rest
         _, alive = psutil.wait_procs(children, timeout=15)
         assert alive == [], f"left running: {alive}"
