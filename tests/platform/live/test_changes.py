@@ -41,8 +41,13 @@ async def feed(engine: AsyncEngine) -> AsyncIterator[ChangeFeed]:
 
 
 async def heard(feed: ChangeFeed, topic: str, within: float = 2.0) -> float | None:
+    """Seconds until ``topic`` was heard, or None when it was not within ``within`` (a listening feed's own wait
+    is its 30 s safety period)."""
     started = time.monotonic()
-    woken = await feed.wait([topic], within)
+    try:
+        woken = await asyncio.wait_for(feed.wait([topic], within), within)
+    except TimeoutError:
+        return None
     return time.monotonic() - started if woken else None
 
 
