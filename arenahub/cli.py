@@ -78,7 +78,13 @@ class _CommandList(argparse.HelpFormatter):
         self._action_max_length = 22
 
 
-def build_parser() -> argparse.ArgumentParser:
+# Commands whose parser needs nothing heavy: a run of one of them skips building the admin and bridge commands'
+# parsers (importing them costs most of a second, paid by every start of a client or a local upstream).
+LIGHT_COMMANDS = ("platform", "client", "local-upstream", "demo", "simulate-lmarena")
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """Every command's parser; ``only``: one of LIGHT_COMMANDS, when that is the command being run."""
     parser = argparse.ArgumentParser(prog="arenahub", description=DESCRIPTION, formatter_class=_CommandList)
     parser.add_argument("--version", action="version", version=f"arenahub {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -148,6 +154,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--models", metavar="FILE", help="a JSON model list (a list, or {\"models\": [...]})")
     s.set_defaults(run=_run_simulate_lmarena)
 
+    if only in LIGHT_COMMANDS:
+        return parser
     from arenahub.bridge import cli as bridge_cli
     from arenahub.platform.admin import cli as admin_cli
     admin_cli.add_parser(sub)
@@ -225,7 +233,8 @@ def _run_simulate_lmarena(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser(argv[0] if argv else None).parse_args(argv)
     return int(args.run(args) or 0)
 
 

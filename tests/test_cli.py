@@ -154,3 +154,14 @@ def test_a_bad_flag_or_variable_is_named_in_one_line(tmp_path, args, env, said) 
                           timeout=60, env={**os.environ, "ARENAHUB_DATA_DIR": str(tmp_path), **env})
     assert done.returncode == 2 and said in done.stderr, done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_running_a_server_command_does_not_load_the_admin_and_bridge_commands():
+    """Every client and local upstream start would pay most of a second for parsers it never uses."""
+    probe = ("import sys; from arenahub.cli import build_parser; build_parser('client').parse_args("
+             "['client', '--config', 'x.jsonc']); print(sorted(m for m in ('arenahub.platform.admin.cli', "
+             "'arenahub.bridge.cli', 'sqlalchemy') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+    assert "admin" in build_parser().format_help()  # the full list for --help
