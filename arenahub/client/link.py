@@ -38,6 +38,8 @@ BRIDGE_POLL_SECONDS = 2.0
 FIRST_HEARTBEAT_SECONDS = 1.0
 
 WELCOME_TIMEOUT_SECONDS = 15.0
+# After a Move, the old connection stays open until the client serves on its new one, this long at most.
+MOVED_WAIT_SECONDS = 10.0
 # How long a drain request waits for the platform's Routing frame that confirms it.
 DRAIN_CONFIRM_SECONDS = 2.0
 # Which copy of the client this is, for the platform's messages about two copies of one client.
@@ -321,9 +323,11 @@ class PlatformLink:
 
     async def _finish_moved(self, tunnel: Tunnel, heartbeats: asyncio.Task[None]) -> None:
         """A connection the platform asked the client to leave: it keeps reading (cancels, flow-control grants)
-        and heartbeating until its answers are done, then closes; or until the instance closes it."""
+        and heartbeating until its answers are done and the client serves on its new connection (for
+        MOVED_WAIT_SECONDS at most: the cluster waits for it meanwhile), then closes; or until the instance
+        closes it."""
         reading = asyncio.create_task(self._serve(tunnel))
-        idle = asyncio.create_task(tunnel.wait_idle())
+        idle = asyncio.create_task(self._moved_and_idle(tunnel))
         try:
             await asyncio.wait({reading, idle}, return_when=asyncio.FIRST_COMPLETED)
             if idle.done():
@@ -342,6 +346,18 @@ class PlatformLink:
         if msg.type in (aiohttp.WSMsgType.BINARY, aiohttp.WSMsgType.TEXT):
             return frames.decode(msg.data)
         raise OSError(f"the platform closed the connection (code {ws.close_code})")
+
+    async def _moved_and_idle(self, tunnel: Tunnel) -> None:
+        await tunnel.wait_idle()
+        deadline = time.monotonic() + MOVED_WAIT_SECONDS
+        while not (self.connected and self._tunnel is not None and self._tunnel is not tunnel):
+            if time.monotonic() > deadline:
+                return
+            self._state_changed.clear()
+            try:
+                await asyncio.wait_for(self._state_changed.wait(), max(0.01, deadline - time.monotonic()))
+            except TimeoutError:
+                return
 
     async def _serve(self, tunnel: Tunnel) -> None:
         """Read the platform's frames until the connection ends, or until it asks the client to move."""

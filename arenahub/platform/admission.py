@@ -35,7 +35,7 @@ ADMIN_TOKEN_HEADER = "x-arenahub-admin-token"
 
 
 def check_open(platform: Platform) -> None:
-    if platform.shutting_down:
+    if platform.refusing:
         raise ShuttingDown("The platform is shutting down; retry in a moment.", headers={"Retry-After": "5"})
 
 

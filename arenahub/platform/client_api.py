@@ -101,7 +101,7 @@ async def heartbeat(request: Request) -> Response:
     if hb.models:
         platform.catalog |= set(hb.models)
     return JSONResponse({"ok": True, "client_id": account.id,
-                         "connected": platform.registry.get(account.id) is not None})
+                         "connected": any(s.client_id == account.id for s in platform.routable.sessions())})
 
 
 async def health(request: Request) -> Response:
@@ -111,11 +111,14 @@ async def health(request: Request) -> Response:
     platform: Platform = request.app.state.platform
     sessions = list(platform.registry.sessions())
     available = sum(1 for s in sessions if s.available)
+    # Serving: some client of the cluster can take a request through this instance (its own, or one another
+    # instance holds), so a load balancer's check of any instance says the same.
+    serving = any(s.available for s in platform.routable.sessions())
     # A draining instance answers 503, so that a load balancer's health check takes it out of rotation
     # (deploy/); its requests in flight still finish.
     status = 503 if platform.shutting_down else 200
     body: dict[str, object] = {"status": "shutting_down" if platform.shutting_down else "ok",
-                               "serving": available > 0 and not platform.shutting_down}
+                               "serving": serving and not platform.shutting_down}
     if request.headers.get("authorization"):
         try:
             await platform.credential_throttle.guard(client_address(request), "admin_token",

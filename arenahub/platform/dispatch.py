@@ -68,6 +68,7 @@ log = logging.getLogger("arenahub.platform.dispatch")
 
 AFFINITY_MAX = 100_000
 DEFAULT_UPSTREAM_WAIT = 30.0  # a client's 429 that says no Retry-After
+MOVE_WAIT_SECONDS = 0.5  # how often a request waiting for a client that moves between instances looks again
 BUSY_SECONDS = 1.0  # a client another instance would not take a request for is routed around this long
 
 
@@ -205,6 +206,8 @@ class Dispatcher:
         return self._blocked(session, self.clock())
 
     def _blocked(self, session: ClientSession, now: float) -> tuple[str, float | None] | None:
+        if session.moving:  # it connects to another instance now: busy until its new connection serves
+            return ("busy_elsewhere", MOVE_WAIT_SECONDS)
         h = self.health.get(session.client_id)
         if h is not None:
             if h.maintenance is not None:

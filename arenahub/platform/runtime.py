@@ -60,6 +60,8 @@ class Platform:
         self.registry = LocalClientRegistry()
         self.started_at = time.time()
         self.shutting_down = False
+        # Consumers are refused (503) once this is set: at once on one instance, after the notice in a cluster.
+        self.refusing = False
         self._inflight: set[str] = set()
         self._settling: set[asyncio.Task[None]] = set()  # exchanges being settled after their response
         self._deleted: deque[str] = deque(maxlen=1000)  # clients deleted lately (the client follower skips them)
@@ -169,6 +171,7 @@ class Platform:
             return
         self.shutting_down = True
         if not self.cluster.shared:
+            self.refusing = True
             self._fail_waiters()
             return
         grace = self.settings.shutdown_grace_seconds
@@ -184,8 +187,9 @@ class Platform:
                                                   headers={"Retry-After": "5"}))
 
     def _busy(self) -> bool:
-        """Answers in flight here: of this instance's consumers, or relayed for another instance's."""
-        return bool(self._inflight) or any(s.active for s in self.registry.sessions() if not s.closed)
+        """Answers in flight here (of this instance's consumers, or relayed for another instance's), or a client
+        still moving to another instance (it leaves once connected there)."""
+        return bool(self._inflight) or any(s.active or s.moving for s in self.registry.sessions() if not s.closed)
 
     async def wait_idle(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
@@ -206,6 +210,11 @@ class Platform:
         (each cut stream is logged, and ends with a ``platform_shutting_down`` error) and close the tunnels."""
         self.begin_shutdown()
         grace = self.settings.shutdown_grace_seconds
+        if not self.refusing:  # a cluster: the load balancer notices the 503s while this instance still serves
+            notice = min(self.settings.shutdown_notice_seconds, grace)
+            await asyncio.sleep(notice)
+            self.refusing = True
+            grace -= notice
         if not await self.wait_idle(grace):
             self._fail_waiters()  # requests still waiting for a client (in a cluster)
             log.warning("%d request(s) still in flight at shutdown", len(self._inflight))

@@ -50,8 +50,11 @@ class PlatformSettings:
     # platform, not of the machine).
     journal_dir: str = ""
     journal_fsync: bool = True
-    # Clean shutdown: how long streams in flight may take to finish.
+    # Clean shutdown: how long streams in flight may take to finish. In a cluster, for the first
+    # shutdown_notice_seconds of it (at most the grace) the instance answers 503 to health checks but still
+    # serves the requests that reach it (a load balancer needs a check or two to notice).
     shutdown_grace_seconds: float = 10.0
+    shutdown_notice_seconds: float = 2.0
     # Routing: one of routing.STRATEGIES; empty: what most connected clients prefer, else least_load.
     routing_strategy: str = ""
     # When every eligible client is busy, a request waits this long in a queue of at most this many.
@@ -171,7 +174,8 @@ BOUNDS: dict[str, tuple[float, float]] = {
     "slow_consumer_seconds": (1, 86_400), "credential_failures_per_minute": (0, 1_000_000),
     "max_attempts": (1, 10), "missed_heartbeats": (1, 100),
     "record_flush_seconds": (0, 86_400), "record_batch_size": (1, 100_000), "record_retention_days": (0, 36_500),
-    "shutdown_grace_seconds": (0, 3600), "queue_size": (0, 1_000_000), "queue_timeout_seconds": (0, 3600),
+    "shutdown_grace_seconds": (0, 3600), "shutdown_notice_seconds": (0, 600), "queue_size": (0, 1_000_000),
+    "queue_timeout_seconds": (0, 3600),
     "breaker_window": (1, 1_000_000), "breaker_min_requests": (0, 1_000_000), "breaker_cooldown_seconds": (0, 86_400),
     "maintenance_drops_per_hour": (0, 1_000_000), "body_min_bytes_per_second": (0, 1 << 30),
     "max_connections_per_address": (0, 1_000_000), "max_connections": (0, 10_000_000),

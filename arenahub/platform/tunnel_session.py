@@ -126,7 +126,7 @@ class ClientSession:
     @property
     def available(self) -> bool:
         """Connected and able to answer: the bridge is reachable and its upstream session usable."""
-        if self.closed or self.moving:
+        if self.closed:
             return False
         s = self.session_status
         if s is None:

@@ -154,6 +154,8 @@ class SimSession:
     def busy_wait(self) -> float:
         return 0.0  # one instance: no client is busy on another
 
+    moving = False  # nor moving to another
+
     def serves(self, model: str) -> bool:
         return model in self.models
 

@@ -370,3 +370,17 @@ async def test_a_cancel_on_the_connection_being_left_still_reaches_its_answer(lo
     old.push(frames.Cancel(id="r1"))
     await eventually(lambda: old.closed, "the old connection closed once its answer was cancelled")
     assert local.link.stats.active == 0 and local.link.stats.processed == 0
+
+
+async def test_an_idle_client_told_to_move_keeps_its_old_connection_until_it_serves_on_a_new_one(
+        local: Local) -> None:
+    old = await local.connection(1)
+    local.platform.down = True  # the other instances cannot be reached yet
+    old.push(frames.Move(reason="instance i-1 is shutting down", grace_seconds=10))
+    await eventually(lambda: local.link.state != "connected", "the link looking for another instance")
+    await asyncio.sleep(0.3)
+    assert not old.closed  # the cluster waits for this client's new connection meanwhile
+    local.platform.down = False
+    await local.connection(2)
+    await eventually(lambda: old.closed, "the old connection closed once the new one serves")
+    assert old.close_code == 1000

@@ -1,8 +1,9 @@
 """A rolling restart (issue 13): three instances behind a real HAProxy (deploy/haproxy.cfg), restarted one
-after another under steady streaming load from the official openai package. Each instance, on SIGTERM,
-stops taking consumers (its /api/health answers 503, and HAProxy sends them elsewhere), asks its clients
-to move (a Move frame: they connect to another instance while their answers in flight finish), finishes
-its streams, then exits. No request whose answer is shorter than the grace fails."""
+after another under steady load from the official openai package (streamed and whole answers). Each
+instance, on SIGTERM, answers 503 to health checks while it still serves for the notice period (HAProxy
+takes it out meanwhile), asks its clients to move (a Move frame: they connect to another instance while
+their answers in flight finish), finishes its answers, then exits. No request whose answer is shorter
+than the grace fails."""
 
 from __future__ import annotations
 
@@ -48,17 +49,21 @@ def test_a_rolling_restart_of_three_instances_under_load_fails_no_request(tmp_pa
                 while not stop.is_set():
                     n += 1
                     try:
-                        stream = consumer.chat.completions.create(
-                            model=MODEL, stream=True, max_tokens=WORDS * 4,
-                            messages=ask(f"[[words={WORDS}]] [[delay_ms=30]] w{worker} n{n}"))
-                        text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+                        asked = ask(f"[[words={WORDS}]] [[delay_ms=30]] w{worker} n{n}")
+                        if worker % 2:  # half the consumers stream, half wait for whole answers
+                            whole = consumer.chat.completions.create(model=MODEL, max_tokens=WORDS * 4, messages=asked)
+                            text = whole.choices[0].message.content or ""
+                        else:
+                            stream = consumer.chat.completions.create(model=MODEL, stream=True, max_tokens=WORDS * 4,
+                                                                      messages=asked)
+                            text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
                         expected = " ".join(f"w{i}" for i in range(WORDS))
                         outcomes.append(("ok", "") if text == expected else ("short", text[-80:]))
                     except openai.APIError as err:
                         outcomes.append(("error", f"{type(err).__name__}: {err}"))
 
-            with ThreadPoolExecutor(6) as pool:
-                running = [pool.submit(load, worker) for worker in range(6)]
+            with ThreadPoolExecutor(8) as pool:
+                running = [pool.submit(load, worker) for worker in range(8)]
                 try:
                     wait_until(lambda: len(outcomes) >= 6, 30, "load through the load balancer")
                     for platform in cluster.platforms:

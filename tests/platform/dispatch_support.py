@@ -37,6 +37,7 @@ class FakeSession:
         self.limited_until = 0.0  # its upstream's 429, as ClientSession keeps it
         self.busy_until = 0.0  # another instance would not place work on it until then
         self.closed = False
+        self.moving = False
 
     @property
     def active(self):

@@ -131,6 +131,8 @@ class ManualSession:
     def busy_wait(self):
         return 0.0
 
+    moving = False
+
     def open(self, request_id, body, kind="chat.completions"):
         self.queues[request_id] = asyncio.Queue()
         return self.queues[request_id]

@@ -39,6 +39,7 @@ class ClientCard(msgspec.Struct, kw_only=True):
     capabilities: list[str] = []
     available: bool = True
     kept_out: bool = False  # its instance's breaker (or maintenance, or its upstream's limit) keeps work from it
+    moving: bool = False  # its instance shuts down: it connects to another one (busy until then)
     draining: bool = False
     active: int = 0
     max_concurrent: int = 1

@@ -159,6 +159,7 @@ class RemoteSession(ClientSession):
         self.capabilities = list(card.capabilities)
         self.max_concurrent = max(1, card.max_concurrent)
         self.self_draining = card.draining
+        self.moving = card.moving
 
     @property
     def active(self) -> int:

@@ -47,7 +47,8 @@ class Presence:
     def card(self, session: ClientSession) -> ClientCard:
         return ClientCard(client_id=session.client_id, instance=self.instance, connection_id=session.connection_id,
                           name=session.name, models=sorted(session.models), capabilities=list(session.capabilities),
-                          available=session.available, kept_out=self._kept_out(session),
+                          available=session.available, kept_out=not session.moving and self._kept_out(session),
+                          moving=session.moving,
                           draining=session.draining, active=session.active,
                           max_concurrent=session.max_concurrent, connected_at=session.connected_at)
 
