@@ -65,6 +65,16 @@ def test_documented_command_lines_parse(usage):
     assert callable(args.run)
 
 
+def test_every_platform_flag_is_in_the_commands_table(capsys):
+    # Not only in the settings table: the Commands table is where a reader looks for how to start it.
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["platform", "--help"])
+    flags = set(re.findall(r"(--[a-z][a-z-]*)", capsys.readouterr().out)) - {"--help"}
+    assert {"--port", "--redis-url", "--instance-id", "--advertise-url"} <= flags
+    rows = " ".join(r for r in _documented_commands() if r.startswith("arenahub platform "))
+    assert sorted(flags - set(re.findall(r"(--[a-z][a-z-]*)", rows))) == []
+
+
 def test_every_bridge_config_key_is_documented():
     from arenahub.bridge.config import BridgeConfig
     keys = {f.name for f in dataclasses.fields(BridgeConfig)} - {"path", "ignored", "platform_integration_enabled"}

@@ -21,6 +21,7 @@ import shutil
 import signal
 import sys
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import aiohttp
@@ -146,7 +147,7 @@ async def _main(demo: RealDemo) -> None:
         await wait_for(demo, http, demo.platform_url + "/api/health", lambda j: model in j.get("models", []),
                        "the client to connect to the platform", headers={"Authorization": f"Bearer {admin_token}"})
         if cluster is not None:
-            await demo_cluster.wait_served_everywhere(demo, http, cluster, client_id, admin_token)
+            await demo_cluster.wait_served_everywhere(demo, http, cluster, model, key)
         path = ("platform -> client -> local upstream" if args.upstream == "local" else
                 "platform -> client -> bridge -> userscript in headless Chromium on arena.ai -> arena.ai simulator")
         print(f"platform  {demo.platform_url}   (client {client_id} connected"
@@ -213,10 +214,21 @@ class RealDemo(Demo):
 async def _run(demo: RealDemo) -> None:
     loop = asyncio.get_running_loop()
     loop.set_exception_handler(functools.partial(_quiet_when_stopping, demo))
+    # Ctrl-C: asyncio.run's own handler stops the demo; first note that a stop was asked for, so that an
+    # instance the same Ctrl-C stopped (it reaches the whole group) is not taken for a rolling restart.
+    interrupt = signal.getsignal(signal.SIGINT)
+    if callable(interrupt):
+        def _interrupted(signum: int, frame: FrameType | None) -> None:
+            demo.stop_requested = True
+            interrupt(signum, frame)
+
+        signal.signal(signal.SIGINT, _interrupted)
     try:
         await _main(demo)
     finally:
         demo.stopping = True
+        if callable(interrupt):
+            signal.signal(signal.SIGINT, interrupt)
         await demo.close_browser()
 
 
@@ -275,6 +287,7 @@ def run_demo(args: argparse.Namespace) -> int:
     demo.dir.mkdir(parents=True)
 
     def _stop(signum: int, _frame: object) -> None:  # SIGTERM or SIGHUP: stop everything, as Ctrl-C does
+        demo.stop_requested = True
         raise KeyboardInterrupt(signal.Signals(signum).name)
 
     for sig in (signal.SIGTERM, signal.SIGHUP):

@@ -90,7 +90,8 @@ async def start(programs: Programs, http: aiohttp.ClientSession, *, port: int, c
     for name, own in instances:
         programs.spawn(name, "platform", "--port", str(own), "--database-url", postgres.url, "--redis-url", redis_url,
                        "--instance-id", name,
-                       env={"ARENAHUB_ADMIN_TOKEN": admin_token, "ARENAHUB_DATA_DIR": str(programs.dir)})
+                       env={"ARENAHUB_ADMIN_TOKEN": admin_token, "ARENAHUB_DATA_DIR": str(programs.dir)},
+                       restart=True)  # SIGTERM to one: started again, for a rolling restart
     for name, own in instances:
         await wait_for(programs, http, f"http://127.0.0.1:{own}/api/health", lambda j: True, f"the {name} instance",
                        timeout=60)
@@ -106,11 +107,12 @@ async def start(programs: Programs, http: aiohttp.ClientSession, *, port: int, c
         f"HAProxy:      {config} (from deploy/haproxy.cfg); its stats socket {stats_socket}"])
 
 
-async def wait_served_everywhere(programs: Programs, http: aiohttp.ClientSession, cluster: Cluster, client_id: str,
-                                 admin_token: str) -> None:
-    """Until every instance routes to the client, wherever it is connected (an instance reads the others'
-    clients once a second): the first answer may come from any of them."""
+async def wait_served_everywhere(programs: Programs, http: aiohttp.ClientSession, cluster: Cluster, model: str,
+                                 key: str) -> None:
+    """Until every instance offers ``model`` to the consumer with ``key`` (its ``/v1/models``), wherever the
+    client is connected: the first answer may come from any of them. An instance reads the others' clients
+    once a second, and a client announces its models after it connects: seeing the client is not enough."""
     for name, port in cluster.instances:
-        await wait_for(programs, http, f"http://127.0.0.1:{port}/api/admin/clients/{client_id}",
-                       lambda j: j["healthy"], f"the {name} instance to see the client",
-                       headers={"Authorization": f"Bearer {admin_token}"})
+        await wait_for(programs, http, f"http://127.0.0.1:{port}/v1/models",
+                       lambda j: model in {m["id"] for m in j["data"]}, f"the {name} instance to offer {model}",
+                       headers={"Authorization": f"Bearer {key}"})

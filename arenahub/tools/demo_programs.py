@@ -1,5 +1,6 @@
-"""The demo's programs as processes of its own: started with their output in a log file each, watched,
-and stopped (what the platforms stand on, PostgreSQL and Redis, after them)."""
+"""The demo's programs as processes of its own: started with their output in a log file each, watched
+(a cluster's instance that an operator stops with SIGTERM is started again), and stopped (what the
+platforms stand on, PostgreSQL and Redis, after them)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,51 +23,85 @@ class Interrupted(Exception):
     """A program the demo started stopped as asked (a signal to the whole group): the demo stops too, quietly."""
 
 
+@dataclass
+class Program:
+    """One process the demo started, and how to start it again."""
+
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    user: str | None
+    service: bool
+    # Started again when it stops as asked (SIGTERM, or exit 0) while the demo runs: a cluster's instance,
+    # so that an operator can try a rolling restart on the demo.
+    restart: bool
+    proc: subprocess.Popen[bytes] = field(init=False)
+
+    def start(self, directory: Path) -> None:
+        # Appended to: a restarted program's log keeps what it said before.
+        with open(directory / f"{self.name}.log", "ab") as log:
+            self.proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                         env={**os.environ, **self.env}, user=self.user,
+                                         start_new_session=self.service)
+
+
 class Programs:
     """The processes of one demo, with their logs in ``dir``; ``stop`` ends every one and runs ``cleanups``."""
 
     def __init__(self, directory: Path) -> None:
         self.dir = directory
-        self.procs: list[tuple[str, subprocess.Popen[bytes]]] = []
+        self.procs: list[Program] = []
         # What the platforms stand on (PostgreSQL, Redis): stopped after them, and out of reach of the
         # terminal's Ctrl-C (a session of their own), so that the platforms can finish their books first.
-        self.services: list[tuple[str, subprocess.Popen[bytes]]] = []
+        self.services: list[Program] = []
         self.cleanups: list[Callable[[], None]] = []
+        # Set by the demo's own signal handlers (Ctrl-C, SIGTERM): from then on a program that stops was
+        # stopped by that, and is never started again.
+        self.stop_requested = False
 
-    def spawn(self, name: str, *argv: str, env: dict[str, str] | None = None) -> None:
-        """An ``arenahub`` command."""
-        self.run(name, [sys.executable, "-m", "arenahub", *argv], env=env)
+    def spawn(self, name: str, *argv: str, env: dict[str, str] | None = None, restart: bool = False) -> None:
+        """An ``arenahub`` command; ``restart``: see ``Program``."""
+        self.run(name, [sys.executable, "-m", "arenahub", *argv], env=env, restart=restart)
 
     def run(self, name: str, argv: list[str], env: dict[str, str] | None = None, user: str | None = None,
-            service: bool = False) -> None:
+            service: bool = False, restart: bool = False) -> None:
         """Any program, as ``user`` when given (the demo runs as root); ``service``: see ``services``."""
-        log = open(self.dir / f"{name}.log", "wb")
-        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env={**os.environ, **(env or {})}, user=user, start_new_session=service)
-        (self.services if service else self.procs).append((name, proc))
+        program = Program(name, argv, env or {}, user, service, restart)
+        program.start(self.dir)
+        (self.services if service else self.procs).append(program)
 
     def stop(self) -> None:
+        self.stop_requested = True
         for group in (self.procs, self.services):
-            for _, proc in reversed(group):
-                if proc.poll() is None:
-                    proc.send_signal(signal.SIGTERM)
-            for _, proc in group:
+            for program in reversed(group):
+                if program.proc.poll() is None:
+                    program.proc.send_signal(signal.SIGTERM)
+            for program in group:
                 try:
-                    proc.wait(10)
+                    program.proc.wait(10)
                 except subprocess.TimeoutExpired:
-                    proc.kill()
+                    program.proc.kill()
         for cleanup in self.cleanups:
             cleanup()
 
     def check_alive(self) -> None:
-        for name, proc in self.procs + self.services:
-            if proc.poll() is not None:
-                if proc.returncode in (0, -signal.SIGINT, -signal.SIGTERM):
-                    # Stopped as asked: Ctrl-C in the terminal reaches the whole group, and a child may have
-                    # finished before the demo itself sees it.
-                    raise Interrupted(name)
-                raise RuntimeError(f"the {name} stopped (exit code {proc.returncode}), so the demo stops everything "
-                                   f"it started; its log: {self.dir / (name + '.log')}")
+        """Start a stopped instance again (``Program.restart``); raise when any other program stopped."""
+        for program in self.procs + self.services:
+            code = program.proc.poll()
+            if code is None:
+                continue
+            name = program.name
+            if program.restart and code in (0, -signal.SIGTERM) and not self.stop_requested:
+                how = "SIGTERM" if code == -signal.SIGTERM else "exit code 0"
+                print(f"{name} stopped ({how}): starting it again", flush=True)
+                program.start(self.dir)
+                continue
+            if code in (0, -signal.SIGINT, -signal.SIGTERM):
+                # Stopped as asked: Ctrl-C in the terminal reaches the whole group, and a child may have
+                # finished before the demo itself sees it.
+                raise Interrupted(name)
+            raise RuntimeError(f"the {name} stopped (exit code {code}), so the demo stops everything "
+                               f"it started; its log: {self.dir / (name + '.log')}")
 
 
 async def wait_for(programs: Programs, http: aiohttp.ClientSession, url: str, ready: Callable[[Any], bool], what: str,
