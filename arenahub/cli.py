@@ -164,7 +164,10 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 
 
 def _run_platform(args: argparse.Namespace) -> int:
+    import asyncio
+
     from arenahub import connections, logs, serving
+    from arenahub.platform import preflight
     from arenahub.platform.app import create_app
     from arenahub.platform.runtime import Platform
     from arenahub.platform.settings import PlatformSettings
@@ -186,6 +189,9 @@ def _run_platform(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"arenahub platform: {exc}", file=sys.stderr)
         return 2
+    if (problem := asyncio.run(preflight.problem(settings))) is not None:
+        print(f"arenahub platform: {problem}", file=sys.stderr)
+        return 1
     platform = Platform(settings)
     logs.configure_logging(settings.log_level, platform.instance_id if settings.redis_url else "")
 

@@ -165,3 +165,23 @@ def test_running_a_server_command_does_not_load_the_admin_and_bridge_commands():
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
     assert "admin" in build_parser().format_help()  # the full list for --help
+
+
+def test_a_platform_whose_postgresql_is_unreachable_says_so_in_one_line(tmp_path):
+    out = run("platform", "--port", "1", "--database-url", "postgresql+asyncpg://someone:s3cret@127.0.0.1:1/db",
+              env={**os.environ, "ARENAHUB_DATA_DIR": str(tmp_path)})
+    assert out.returncode == 1
+    assert out.stderr.strip().splitlines() == [
+        "arenahub platform: cannot reach the database postgresql+asyncpg://someone:***@127.0.0.1:1/db: [Errno 111] "
+        "Connect call failed ('127.0.0.1', 1) (is PostgreSQL running there?)"]
+
+
+@pytest.mark.postgres
+def test_a_cluster_instance_whose_redis_is_unreachable_says_so_in_one_line(tmp_path):
+    from tests.conftest import PG_URL_ENV
+    out = run("platform", "--port", "1", "--database-url", os.environ[PG_URL_ENV], "--redis-url",
+              "redis://:s3cret@127.0.0.1:1/0", env={**os.environ, "ARENAHUB_DATA_DIR": str(tmp_path)})
+    assert out.returncode == 1
+    [line] = out.stderr.strip().splitlines()
+    assert line.startswith("arenahub platform: cannot reach Redis at redis://:***@127.0.0.1:1/0: ")
+    assert "s3cret" not in line and line.endswith("(is redis-server running there?)")
