@@ -28,9 +28,11 @@ chromium:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else echo "the demo needs chromium: sudo apt-get install chromium (or run: .venv/bin/arenahub demo --upstream local)"; exit 1; fi; }
 
-# Two workers by default (CI has 2 cores); whole files go to one worker, so a module's shared
-# programs start once. PYTEST_WORKERS=0 runs everything in this process.
-PYTEST_WORKERS ?= 2
+# Three workers by default: CI has 2 cores, but most end-to-end tests wait on servers and sockets, and
+# three finish in about 12 minutes where two took 15. Whole files go to one worker, so a module's shared
+# programs start once. PYTEST_WORKERS=0 runs everything in this process. The 25 slowest tests are listed
+# at the end (the suite's time is watched).
+PYTEST_WORKERS ?= 3
 test: $(STAMP) lint
 	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile --durations=25 $(PYTEST_ARGS)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import signal
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -42,11 +43,15 @@ class Balanced:
         return next(p for p in self.platforms if p.name == name)
 
 
+NOTICE_SECONDS = 1.0  # ARENAHUB_SHUTDOWN_NOTICE_SECONDS of these instances
+
+
 @pytest.fixture(scope="module")
 def balanced(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Balanced]:
     workdir = tmp_path_factory.mktemp("load-balancer")
     with fresh_databases(workdir) as made, \
-            running_cluster(workdir, made.new("postgres"), instances=INSTANCES, clients=False) as cluster:
+            running_cluster(workdir, made.new("postgres"), instances=INSTANCES, clients=False,
+                            env={"ARENAHUB_SHUTDOWN_NOTICE_SECONDS": str(NOTICE_SECONDS)}) as cluster:
         lb = HAProxy([(p.name, "127.0.0.1", p.port) for p in cluster.platforms], workdir).start()
         try:
             account = cluster.stack.admin("create-client", "--name", "behind-haproxy", "--max-concurrent", "64",
@@ -118,12 +123,18 @@ def test_a_draining_instance_leaves_the_rotation_while_every_request_succeeds(ba
                         5, "the instance the stream went to")
     other = next(p for p in balanced.platforms if p is not victim)
 
-    # The window before the check notices, held open: HAProxy still sends requests to the draining instance,
-    # which refuses them with 503 before anything is held or charged, and HAProxy sends them on to the other.
+    # The window before the check notices, held open: HAProxy still sends requests to the draining instance.
+    # For its notice period it serves them (nothing to retry); after it, it refuses them with 503 before
+    # anything is held or charged, and HAProxy sends them on to the other.
     lb.ask(f"disable health platform/{victim.name}")
     victim.terminate()
     victim.wait_http(victim.url + "/api/health", lambda r: r.status_code == 503, what="the victim draining")
+    noticed = time.monotonic()
     redispatched = int(lb.stats()[victim.name]["wredis"])
+    assert _burst(balanced, 4, "notice") == [f"Echo: notice {i}" for i in range(4)]
+    if time.monotonic() - noticed < NOTICE_SECONDS:
+        assert int(lb.stats()[victim.name]["wredis"]) == redispatched, "served in the notice period, not retried"
+    time.sleep(max(0.0, NOTICE_SECONDS + 0.2 - (time.monotonic() - noticed)))
     assert _burst(balanced, 12, "window") == [f"Echo: window {i}" for i in range(12)]
     assert int(lb.stats()[victim.name]["wredis"]) > redispatched, lb.stats()[victim.name]
 
