@@ -43,10 +43,14 @@ def _needs_the_cluster_packages() -> None:
 
 
 def _base_port(count: int) -> int:
-    while True:
-        first = free_port()
-        if first + count < 65535 and all(_free(first + n) for n in range(1, count + 1)):
+    """A free block of ``count + 1`` ports below the kernel's ephemeral range (32768 on): ports handed out by
+    bind(0), to this worker or another, never land there; each pytest-xdist worker searches its own slice."""
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+    start = 20_000 + (worker % 8) * 1_500
+    for first in range(start, start + 1_500 - count, count + 1):
+        if all(_free(first + n) for n in range(count + 1)):
             return first
+    raise AssertionError(f"no {count + 1} free ports in a row from {start}")
 
 
 def _free(port: int) -> bool:
