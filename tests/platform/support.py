@@ -70,6 +70,13 @@ def next_request(ws: Any) -> frames.Request:
     return frame
 
 
+def next_cancel(ws: Any) -> frames.Cancel:
+    """The next Cancel; Routing and other frames the platform may send meanwhile are skipped."""
+    while not isinstance(frame := frames.decode(ws.receive_bytes()), frames.Cancel):
+        pass
+    return frame
+
+
 def answer(ws: Any, request: frames.Request, text: str = "ok") -> None:
     ws.send_bytes(frames.encode(frames.Chunk(id=request.id, events=[[{"index": 0, "delta": {"content": text}}]])))
     ws.send_bytes(frames.encode(frames.End(id=request.id)))
