@@ -21,6 +21,7 @@ import aiohttp
 import msgspec
 
 from arenahub import __version__
+from arenahub.client import moving
 from arenahub.client.capabilities import announced
 from arenahub.client.config import ClientConfig, load_client_config_or_disabled, tunnel_url
 from arenahub.client.drain import RoutingView
@@ -38,8 +39,6 @@ BRIDGE_POLL_SECONDS = 2.0
 FIRST_HEARTBEAT_SECONDS = 1.0
 
 WELCOME_TIMEOUT_SECONDS = 15.0
-# After a Move, the old connection stays open until the client serves on its new one, this long at most.
-MOVED_WAIT_SECONDS = 10.0
 # How long a drain request waits for the platform's Routing frame that confirms it.
 DRAIN_CONFIRM_SECONDS = 2.0
 # Which copy of the client this is, for the platform's messages about two copies of one client.
@@ -299,7 +298,8 @@ class PlatformLink:
                     self._tunnel = None
                 if tunnel.moving is not None and not tunnel.closed:
                     moved = True
-                    task = asyncio.create_task(self._finish_moved(tunnel, heartbeats), name="platform-link-moved")
+                    leaving = moving.leave(tunnel, self._serve(tunnel), self._moved_on, self._state_changed, heartbeats)
+                    task = asyncio.create_task(leaving, name="platform-link-moved")
                     self._moved.add(task)
                     task.add_done_callback(self._moved.discard)
                 else:
@@ -321,43 +321,15 @@ class PlatformLink:
         self.last_error = f"connection closed by the platform (code {close})"
         return None
 
-    async def _finish_moved(self, tunnel: Tunnel, heartbeats: asyncio.Task[None]) -> None:
-        """A connection the platform asked the client to leave: it keeps reading (cancels, flow-control grants)
-        and heartbeating until its answers are done and the client serves on its new connection (for
-        MOVED_WAIT_SECONDS at most: the cluster waits for it meanwhile), then closes; or until the instance
-        closes it."""
-        reading = asyncio.create_task(self._serve(tunnel))
-        idle = asyncio.create_task(self._moved_and_idle(tunnel))
-        try:
-            await asyncio.wait({reading, idle}, return_when=asyncio.FIRST_COMPLETED)
-            if idle.done():
-                log.info("the answers in flight on the connection to %s are done; closing it", tunnel.url)
-            else:
-                log.warning("the platform instance at %s closed the connection (code %s) before its %d answer(s) "
-                            "in flight were done", tunnel.url, tunnel.ws.close_code, tunnel.active)
-        finally:
-            for task in (reading, idle, heartbeats):
-                task.cancel()
-            tunnel.cancel_all()
-            await tunnel.ws.close()
+    def _moved_on(self) -> bool:
+        """The client serves on a connection newer than the one it was asked to leave."""
+        return self.connected and self._tunnel is not None and self._tunnel.moving is None
 
     async def _receive(self, ws: aiohttp.ClientWebSocketResponse, timeout: float) -> frames.Frame:
         msg = await ws.receive(timeout=timeout)
         if msg.type in (aiohttp.WSMsgType.BINARY, aiohttp.WSMsgType.TEXT):
             return frames.decode(msg.data)
         raise OSError(f"the platform closed the connection (code {ws.close_code})")
-
-    async def _moved_and_idle(self, tunnel: Tunnel) -> None:
-        await tunnel.wait_idle()
-        deadline = time.monotonic() + MOVED_WAIT_SECONDS
-        while not (self.connected and self._tunnel is not None and self._tunnel is not tunnel):
-            if time.monotonic() > deadline:
-                return
-            self._state_changed.clear()
-            try:
-                await asyncio.wait_for(self._state_changed.wait(), max(0.01, deadline - time.monotonic()))
-            except TimeoutError:
-                return
 
     async def _serve(self, tunnel: Tunnel) -> None:
         """Read the platform's frames until the connection ends, or until it asks the client to move."""
