@@ -12,7 +12,6 @@ skipped; under CI they fail, as they must run there (``.ci/run`` installs Debian
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import socket
@@ -22,20 +21,13 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import pytest
-
 from arenahub.tools import haproxy
 from tests.ports import free_port
+from tests.system import required
 
 
 def haproxy_binary() -> str:
-    found = haproxy.binary()
-    if found is None:
-        message = "haproxy is not installed (sudo apt-get install haproxy; .ci/run does)"
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(f"HAProxy tests must run in CI: {message}", pytrace=False)
-        pytest.skip(message)
-    return found
+    return required(haproxy.binary(), "haproxy", "HAProxy")
 
 
 class HAProxy:

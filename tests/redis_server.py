@@ -13,20 +13,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pytest
 from redis.asyncio import Redis
 
 from tests.ports import free_port
+from tests.system import required
 
 
 def redis_binary() -> str:
-    found = shutil.which("redis-server", path=os.environ.get("PATH", "") + ":/usr/sbin:/usr/bin")
-    if found is None:
-        message = "redis-server is not installed (sudo apt-get install redis-server; .ci/run does)"
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(f"Redis tests must run in CI: {message}", pytrace=False)
-        pytest.skip(message)
-    return found
+    return required(shutil.which("redis-server", path=os.environ.get("PATH", "") + ":/usr/sbin:/usr/bin"),
+                    "redis-server", "Redis")
 
 
 class RedisServer:
