@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-import uuid
 from typing import TYPE_CHECKING
 
 from starlette.requests import Request
@@ -12,6 +11,7 @@ from starlette.routing import Route
 from starlette.types import Send
 
 from arenahub.asgi import WatchedResponse, read_body
+from arenahub.ids import new_id
 from arenahub.platform.admission import admit, authenticate, check_model, check_open
 from arenahub.platform.answer import AnswerMeter, tokens_covered
 from arenahub.platform.exchange import CLIENT_CLOSED, Exchange
@@ -48,7 +48,7 @@ async def chat_completions(request: Request) -> Response:
         body = await read_body(request, platform.settings.max_body_bytes)
         req = chat = parse_chat_request(body)
         check_model(platform, key, chat.model)
-        ex = Exchange(id=uuid.uuid4().hex, key=key, request=req, body=body)
+        ex = Exchange(id=new_id(), key=key, request=req, body=body)
         if platform.settings.sticky_routing:
             ex.affinity_key = ex.conversation_key(request.headers.get(CONVERSATION_HEADER))
         # TPM counts the prompt and what max_tokens allows.

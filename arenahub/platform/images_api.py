@@ -11,7 +11,6 @@ is replaced by another, as for a chat completion that is not streamed.
 from __future__ import annotations
 
 import time
-import uuid
 from typing import TYPE_CHECKING
 
 from starlette.requests import Request
@@ -20,6 +19,7 @@ from starlette.routing import Route
 from starlette.types import Send
 
 from arenahub.asgi import read_body
+from arenahub.ids import new_id
 from arenahub.platform.admission import admit, authenticate, check_model, check_open
 from arenahub.platform.consumer_api import JSON, ExchangeResponse
 from arenahub.platform.exchange import Exchange
@@ -42,7 +42,7 @@ async def image_generations(request: Request) -> Response:
         body = await read_body(request, platform.settings.max_body_bytes)
         req = parse_image_request(body)
         check_model(platform, key, req.model)
-        ex = Exchange.for_images(uuid.uuid4().hex, key, req, body)
+        ex = Exchange.for_images(new_id(), key, req, body)
         await admit(platform, request, ex, ex.prompt_tokens)  # TPM counts the prompt
         return ImageResponse(platform, ex)
     except ApiError as err:

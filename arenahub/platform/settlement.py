@@ -14,10 +14,10 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-import uuid
 from collections.abc import Callable
 from typing import Protocol
 
+from arenahub.ids import new_id
 from arenahub.platform.accounting.credit import Accounting
 from arenahub.platform.accounting.limits import LimitStore
 from arenahub.platform.claims import UsageClaims
@@ -88,7 +88,7 @@ class Settlement:
         """Record a request refused after its key was known (bad body, unknown model, limits, credit, ...):
         it held nothing, so there is nothing else to give back."""
         record = RequestRecord(
-            id=uuid.uuid4().hex, created_at=dt.datetime.now(dt.UTC), key_id=key.id, client_id=None,
+            id=new_id(), created_at=dt.datetime.now(dt.UTC), key_id=key.id, client_id=None,
             model=model[:200], stream=stream, status=err.status, error_code=err.code,
             latency_ms=round((time.perf_counter() - started) * 1000, 3), ttft_ms=None, prompt_tokens=0,
             completion_tokens=0, attempts=0, detail={"attempts": [], "error": short(err.message)})

@@ -29,6 +29,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from arenahub.ids import new_id
 from arenahub.platform.accounting.credit_store import Book
 from arenahub.platform.billing import (
     Account,
@@ -354,7 +355,7 @@ class RedisCreditStore:
                      request_id=reservation.request_id)
 
     def _entry(self, key_id: str, kind: Kind, *, amount: int = 0, hold: int = 0, **fields: Any) -> Entry:
-        entry = Entry(uuid.uuid4().hex, key_id, kind, amount, hold, dt.datetime.now(dt.UTC), **fields)
+        entry = Entry(new_id(), key_id, kind, amount, hold, dt.datetime.now(dt.UTC), **fields)
         self._new.append(entry)
         return entry
 

@@ -39,13 +39,13 @@ another process (the CLI) are merged with ``load``: an entry id already applied 
 from __future__ import annotations
 
 import threading
-import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 
+from arenahub.ids import new_id
 from arenahub.platform.billing.pricing import InvalidAmount, check_micros, format_usd
 from arenahub.protocol.errors import ApiError
 
@@ -182,7 +182,7 @@ def _utc_now() -> datetime:
 
 
 def _new_id() -> str:
-    return uuid.uuid4().hex
+    return new_id()
 
 
 _MONEY = (Kind.TOPUP, Kind.ADJUSTMENT)
