@@ -21,7 +21,7 @@ import aiohttp
 import msgspec
 
 from arenahub import __version__
-from arenahub.client import moving
+from arenahub.client import answering, moving
 from arenahub.client.capabilities import announced
 from arenahub.client.config import ClientConfig, load_client_config_or_disabled, tunnel_url
 from arenahub.client.drain import RoutingView
@@ -29,7 +29,6 @@ from arenahub.client.reconnect import Backoff, PlatformUrls
 from arenahub.client.relay import BridgeRelay, RelayError
 from arenahub.client.stats import Stats
 from arenahub.client.tunnel import Tunnel
-from arenahub.client.validation import rejection
 from arenahub.protocol import frames
 
 log = logging.getLogger("arenahub.client")
@@ -260,7 +259,7 @@ class PlatformLink:
         try:
             await tunnel.send(frames.Hello(
                 version=frames.PROTOCOL_VERSION, client_id=self.config.client_id, api_key=self.config.api_key,
-                client_version=__version__, capabilities=self.capabilities, models=self.models,
+                client_version=__version__, capabilities=[*self.capabilities, frames.BATCHES], models=self.models,
                 max_concurrent_requests=self.config.max_concurrent_requests,
                 heartbeat_interval_seconds=self.config.heartbeat_interval_seconds, session=self.session_status,
                 preferred_routing_strategy=self.config.preferred_routing_strategy, standby=self.standby,
@@ -270,6 +269,7 @@ class PlatformLink:
                 raise Refusal(reply)
             if not isinstance(reply, frames.Welcome):
                 raise OSError(f"the platform did not welcome us (got {type(reply).__name__})")
+            tunnel.batches = frames.BATCHES in reply.capabilities
             self._tunnel = tunnel
             self.connections += 1
             self.refused = None
@@ -307,7 +307,7 @@ class PlatformLink:
                     tunnel.cancel_all()
         finally:
             if not moved and not ws.closed:
-                await ws.close()
+                await tunnel.close()
         if moved:
             return (f"the platform instance at {url} asked this client to move ({tunnel.moving}); its "
                     f"{tunnel.active} answer(s) in flight finish there")
@@ -337,31 +337,43 @@ class PlatformLink:
             if msg.type not in (aiohttp.WSMsgType.BINARY, aiohttp.WSMsgType.TEXT):
                 continue
             try:
-                frame = frames.decode(msg.data)
+                received = frames.decode_message(msg.data)
             except frames.FrameError as exc:
-                log.warning("ignoring a malformed frame from the platform: %s", exc)
+                log.warning("ignoring a malformed message from the platform: %s", exc)
                 continue
-            if isinstance(frame, frames.Window):
-                tunnel.grant(frame.id, frame.bytes)
-            elif isinstance(frame, frames.Request):
-                tunnel.started(frame.id, asyncio.create_task(self._handle(frame, tunnel)), frame.window)
-            elif isinstance(frame, frames.Cancel):
-                if tunnel.cancel(frame.id):
-                    log.info("request %s cancelled by the platform: %s", frame.id, frame.reason)
-            elif isinstance(frame, frames.Move):
-                if tunnel.moving is None:
-                    tunnel.moving = frame.reason or "the platform instance is shutting down"
-                    return
-            elif isinstance(frame, frames.Refused):
-                await tunnel.ws.close()
-                raise Refusal(frame)
-            elif isinstance(frame, frames.Routing):
-                if tunnel.moving is None:  # a connection being left says nothing about routing elsewhere
-                    self._on_routing(frame)
-            elif isinstance(frame, frames.Notice):
-                log.warning("platform notice %s: %s", frame.code, frame.message)
-            else:
-                log.debug("ignoring a %s frame from the platform", type(frame).__name__.lower())
+            leave = False  # a move: the rest of its batch still concerns the answers in flight here
+            for frame, _size in received:
+                if isinstance(frame, frames.FrameError):
+                    log.warning("ignoring a malformed frame from the platform: %s", frame)
+                elif await self._on_frame(frame, tunnel):
+                    leave = True
+            if leave:
+                return
+
+    async def _on_frame(self, frame: frames.Frame, tunnel: Tunnel) -> bool:
+        """One frame from the platform; True when the client is to leave this connection (a move)."""
+        if isinstance(frame, frames.Window):
+            tunnel.grant(frame.id, frame.bytes)
+        elif isinstance(frame, frames.Request):
+            tunnel.started(frame.id, asyncio.create_task(self._handle(frame, tunnel)), frame.window)
+        elif isinstance(frame, frames.Cancel):
+            if tunnel.cancel(frame.id):
+                log.info("request %s cancelled by the platform: %s", frame.id, frame.reason)
+        elif isinstance(frame, frames.Move):
+            if tunnel.moving is None:
+                tunnel.moving = frame.reason or "the platform instance is shutting down"
+                return True
+        elif isinstance(frame, frames.Refused):
+            await tunnel.ws.close()
+            raise Refusal(frame)
+        elif isinstance(frame, frames.Routing):
+            if tunnel.moving is None:  # a connection being left says nothing about routing elsewhere
+                self._on_routing(frame)
+        elif isinstance(frame, frames.Notice):
+            log.warning("platform notice %s: %s", frame.code, frame.message)
+        else:
+            log.debug("ignoring a %s frame from the platform", type(frame).__name__.lower())
+        return False
 
     def _on_routing(self, frame: frames.Routing) -> None:
         was = self.routing.public()
@@ -402,47 +414,14 @@ class PlatformLink:
         await tunnel.send(frame)
 
     async def _handle(self, req: frames.Request, tunnel: Tunnel) -> None:
-        if self.config.enable_request_validation and (refused := rejection(req)) is not None:
-            # Not a failure of this client or its bridge: counted apart, so that the success rate
-            # and response times the platform routes by stay about what the bridge did.
-            self.stats.rejected += 1
-            log.warning("request %s refused: %s", req.id, refused.message)
-            await self._send_quietly(refused, tunnel)
-            return
-        started = self.stats.begin()
-        ok = cancelled = False
-        if self.config.enable_request_logging:
-            log.info("request %s: started", req.id)
-        try:
-            usage: dict[str, Any] | None = None
-            relayed = self.relay.images if req.kind == frames.IMAGES else self.relay.answer
-            async for events, batch_usage in relayed(bytes(req.body)):
-                usage = batch_usage or usage
-                if events:
-                    await tunnel.send_chunk(frames.Chunk(id=req.id, events=events))
-            await tunnel.send(frames.End(id=req.id, usage=usage))
-            ok = True
-        except RelayError as exc:
-            log.warning("request %s failed: %s", req.id, exc.message)
-            await self._send_quietly(frames.Error(id=req.id, code=exc.code, message=exc.message,
-                                                  status=exc.status, retryable=exc.retryable,
-                                                  retry_after=exc.retry_after), tunnel)
-        except asyncio.CancelledError:
-            cancelled = True
-            raise
-        except (ConnectionResetError, aiohttp.ClientError) as exc:  # the tunnel broke while we answered
-            log.warning("request %s: lost the platform connection (%s)", req.id, exc)
-        finally:
-            self.stats.end(started, ok=ok, cancelled=cancelled)
-            if self.config.enable_request_logging:
-                log.info("request %s: %s in %.0f ms", req.id, "ok" if ok else ("cancelled" if cancelled else "failed"),
-                         (time.perf_counter() - started) * 1000)
+        await answering.answer(req, tunnel, self.relay, self.stats, self.config)
 
     async def _send_quietly(self, frame: frames.Frame, tunnel: Tunnel | None = None) -> None:
-        try:
-            await (tunnel.send(frame) if tunnel is not None else self._send(frame))
-        except (ConnectionResetError, aiohttp.ClientError) as exc:
-            log.info("could not report to the platform: %s", exc)
+        tunnel = tunnel or self._tunnel
+        if tunnel is None or tunnel.closed:
+            log.info("could not report to the platform: not connected")
+            return
+        await answering.send_quietly(frame, tunnel)
 
     def bridge_changed(self) -> None:
         """The bridge says its models or session changed (the embedded bridge, on a reload): look now."""

@@ -38,7 +38,7 @@ async def leave(tunnel: Tunnel, serve: Coroutine[Any, Any, None], moved_on: Call
         for task in (reading, idle, heartbeats):
             task.cancel()
         tunnel.cancel_all()
-        await tunnel.ws.close()
+        await tunnel.close()
 
 
 async def _done_and_moved(tunnel: Tunnel, moved_on: Callable[[], bool], changed: asyncio.Event) -> None:

@@ -8,14 +8,22 @@ work while this connection finishes its answers, then closes it (``link.py``).
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections import deque
 
 import aiohttp
 
 from arenahub.client.flow import Credit
 from arenahub.protocol import frames
 
+log = logging.getLogger("arenahub.client.tunnel")
+
 # Chunk frames are split below this size (the platform closes a tunnel on a frame over 1 MiB).
 CHUNK_FRAME_BYTES = frames.MAX_FRAME_BYTES // 2
+# A sender waits while this much is queued for the socket and not yet written.
+QUEUE_BYTES = 1024 * 1024
+# Closing a connection waits this long at most for the frames queued on it to be written.
+FLUSH_SECONDS = 5.0
 
 
 class Tunnel:
@@ -28,6 +36,18 @@ class Tunnel:
         self._credits: dict[str, Credit] = {}
         self._idle = asyncio.Event()
         self._idle.set()
+        # Once the platform says it reads batches (its welcome), frames go through a queue and a writer
+        # that puts those queued together in one message.
+        self.batches = False
+        self._queue: deque[bytes] = deque()
+        self._queued_bytes = 0
+        self._wake = asyncio.Event()
+        self._room = asyncio.Event()
+        self._room.set()
+        self._flushed = asyncio.Event()
+        self._flushed.set()
+        self._writer: asyncio.Task[None] | None = None
+        self._broken: BaseException | None = None
 
     @property
     def closed(self) -> bool:
@@ -73,9 +93,7 @@ class Tunnel:
     async def send(self, frame: frames.Frame) -> None:
         if self.ws.closed:
             raise ConnectionResetError("not connected to the platform")
-        data = frames.encode(frame)
-        async with self._lock:
-            await self.ws.send_bytes(data)
+        await self._write(frames.encode(frame))
 
     async def send_chunk(self, frame: frames.Chunk) -> None:
         """A chunk of an answer, within the answer's flow-control grant (waits for more when it is used up);
@@ -91,5 +109,58 @@ class Tunnel:
             await credit.spend(len(data))
         if self.ws.closed:
             raise ConnectionResetError("not connected to the platform")
-        async with self._lock:
-            await self.ws.send_bytes(data)
+        await self._write(data)
+
+    async def _write(self, data: bytes) -> None:
+        if not self.batches:
+            async with self._lock:
+                await self.ws.send_bytes(data)
+            return
+        if self._broken is not None:
+            raise ConnectionResetError(f"the connection to the platform broke: {self._broken}")
+        self._queue.append(data)
+        self._queued_bytes += len(data)
+        self._flushed.clear()
+        self._wake.set()
+        if self._writer is None:
+            self._writer = asyncio.create_task(self._write_loop(), name="tunnel-writer")
+        if self._queued_bytes > QUEUE_BYTES:
+            self._room.clear()
+            await self._room.wait()
+
+    async def _write_loop(self) -> None:
+        queue = self._queue
+        try:
+            while True:
+                await self._wake.wait()
+                self._wake.clear()
+                while queue:
+                    parts = [queue.popleft()]
+                    size = len(parts[0])
+                    while queue and size < frames.BATCH_BYTES and len(parts) < frames.MAX_BATCH_FRAMES:
+                        parts.append(queue.popleft())
+                        size += len(parts[-1])
+                    self._queued_bytes -= size
+                    if self._queued_bytes <= QUEUE_BYTES // 2:
+                        self._room.set()
+                    async with self._lock:
+                        await self.ws.send_bytes(frames.batch(parts))
+                self._flushed.set()
+        except (ConnectionResetError, aiohttp.ClientError, OSError, RuntimeError) as exc:
+            self._broken = exc
+            log.info("writing to the platform failed: %s", exc)
+            queue.clear()
+            self._room.set()
+            self._flushed.set()
+
+    async def close(self) -> None:
+        """Close the connection once the frames queued on it are written (FLUSH_SECONDS at most)."""
+        if self._writer is not None:
+            try:
+                async with asyncio.timeout(FLUSH_SECONDS):
+                    await self._flushed.wait()
+            except TimeoutError:
+                log.warning("closing the connection to %s with %d byte(s) of frames not written", self.url,
+                            self._queued_bytes)
+            self._writer.cancel()
+        await self.ws.close()

@@ -79,14 +79,15 @@ async def _refuse(ws: WebSocket, code: str, message: str, close_code: int, retry
 
 
 async def _receive_frame(ws: WebSocket) -> frames.Frame | None:
-    """The next frame, or None when the socket closed. Raises FrameError on garbage."""
-    received = await _receive_sized(ws)
-    return None if received is None else received[0]
+    """The next frame, or None when the socket closed. Raises FrameError on garbage (or a batch: a client
+    sends the hello alone)."""
+    data = await _receive_message(ws)
+    return None if data is None else frames.decode(data)
 
 
-async def _receive_sized(ws: WebSocket) -> tuple[frames.Frame, int] | None:
-    """The next frame and its size on the wire, or None when the socket closed (a frame over the
-    server's size limit closes it with 1009 first). Raises FrameError on garbage."""
+async def _receive_message(ws: WebSocket) -> bytes | str | None:
+    """The next message, or None when the socket closed (a message over the server's size limit closes
+    it with 1009 first)."""
     message = await ws.receive()
     if message["type"] == "websocket.disconnect":
         if message.get("code") == 1009:
@@ -98,7 +99,7 @@ async def _receive_sized(ws: WebSocket) -> tuple[frames.Frame, int] | None:
     if len(data) > MAX_FRAME_BYTES:  # the server's own limit is larger in a cluster (its peer links)
         await ws.close(code=1009, reason="frame too large")
         raise FrameTooLarge()
-    return frames.decode(data), len(data)
+    return data
 
 
 class FrameTooLarge(Exception):
@@ -203,7 +204,8 @@ async def tunnel_endpoint(ws: WebSocket) -> None:
     # The welcome is queued first: a routing frame for this client (an admin change read meanwhile) may be
     # queued while client_connected awaits the database, and a client reads a welcome first.
     session.send_nowait(frames.Welcome(version=frames.PROTOCOL_VERSION, connection_id=session.connection_id,
-                                       client_name=account.name, max_concurrent_requests=session.max_concurrent))
+                                       client_name=account.name, max_concurrent_requests=session.max_concurrent,
+                                       capabilities=[frames.BATCHES]))
     await platform.client_connected(session, hello)
     session.start()
     if session.draining or health.maintenance or health.breaker(platform.dispatcher.clock()).value != "closed":
@@ -233,40 +235,50 @@ async def _read_loop(ws: WebSocket, session: ClientSession, platform: TunnelHost
     bad_frames = 0
     unknown = UnknownFrames(session.client_id)
     while True:
-        try:
-            received = await _receive_sized(ws)
-        except frames.FrameError as exc:
-            bad_frames += 1
-            platform.metrics.client_event(session.client_id, "malformed")
-            session.send_nowait(frames.Notice(code="bad_frame", message=f"ignored a malformed frame: {exc}"[:1000]))
-            if bad_frames > MAX_BAD_FRAMES:
-                platform.client_refused(session.client_id, "protocol_error", "too many malformed frames")
-                await session.close(frames.CLOSE_PROTOCOL_ERROR, "too many malformed frames")
-                return "too many malformed frames"
-            continue
-        if received is None:
+        data = await _receive_message(ws)
+        if data is None:
             return session.close_reason or "the client closed the connection"
-        frame, size = received
-        if isinstance(frame, (frames.Chunk, frames.End, frames.Error)):
-            inbox = session.deliver(frame, size)
-            if inbox is None:  # a request already ended (cancelled, timed out) or never sent here
-                platform.metrics.client_event(session.client_id, "unknown_request")
-                unknown.note(frame)
-            elif inbox.over_bound:
-                # It sent past its window: read nothing more from it until this consumer catches up
-                # (or is cut as too slow), so that the platform never holds more than the bound.
-                platform.metrics.client_event(session.client_id, "held_back")
-                await inbox.room()
-        elif isinstance(frame, frames.Heartbeat):
-            session.on_heartbeat(frame)
-            platform.client_heartbeat(session, frame)
-        elif isinstance(frame, frames.Drain):
-            log.info("client %s %s", session.client_id,
-                     f"drains: {frame.reason or 'no reason given'}" if frame.draining else "takes work again")
-            platform.dispatcher.client_drain(session, frame.draining, frame.reason[:200])
-        else:
-            session.send_nowait(frames.Notice(code="unexpected_frame",
-                                              message=f"a client does not send {type(frame).__name__.lower()} frames"))
+        try:
+            received = frames.decode_message(data)
+        except frames.FrameError as exc:
+            received = [(exc, len(data))]
+        for frame, size in received:
+            if isinstance(frame, frames.FrameError):
+                bad_frames += 1
+                platform.metrics.client_event(session.client_id, "malformed")
+                session.send_nowait(frames.Notice(code="bad_frame",
+                                                  message=f"ignored a malformed frame: {frame}"[:1000]))
+                if bad_frames > MAX_BAD_FRAMES:
+                    platform.client_refused(session.client_id, "protocol_error", "too many malformed frames")
+                    await session.close(frames.CLOSE_PROTOCOL_ERROR, "too many malformed frames")
+                    return "too many malformed frames"
+                continue
+            await _on_frame(frame, size, session, platform, unknown)
+
+
+async def _on_frame(frame: frames.Frame, size: int, session: ClientSession, platform: TunnelHost,
+                    unknown: UnknownFrames) -> None:
+    """One frame from a connected client (``size``: its bytes on the wire)."""
+    if isinstance(frame, (frames.Chunk, frames.End, frames.Error)):
+        inbox = session.deliver(frame, size)
+        if inbox is None:  # a request already ended (cancelled, timed out) or never sent here
+            platform.metrics.client_event(session.client_id, "unknown_request")
+            unknown.note(frame)
+        elif inbox.over_bound:
+            # It sent past its window: read nothing more from it until this consumer catches up
+            # (or is cut as too slow), so that the platform never holds more than the bound.
+            platform.metrics.client_event(session.client_id, "held_back")
+            await inbox.room()
+    elif isinstance(frame, frames.Heartbeat):
+        session.on_heartbeat(frame)
+        platform.client_heartbeat(session, frame)
+    elif isinstance(frame, frames.Drain):
+        log.info("client %s %s", session.client_id,
+                 f"drains: {frame.reason or 'no reason given'}" if frame.draining else "takes work again")
+        platform.dispatcher.client_drain(session, frame.draining, frame.reason[:200])
+    else:
+        session.send_nowait(frames.Notice(code="unexpected_frame",
+                                          message=f"a client does not send {type(frame).__name__.lower()} frames"))
 
 
 class UnknownFrames:

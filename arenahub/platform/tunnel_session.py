@@ -74,7 +74,9 @@ class ClientSession:
         self.name = name
         self.connection_id = connection_id
         self.client_version = hello.client_version[:64]  # as stored: clients.client_version
-        self.capabilities = list(hello.capabilities)
+        # What it serves (shown on the dashboard), and whether it reads frames batched in one message.
+        self.capabilities = [c for c in hello.capabilities if c != frames.BATCHES]
+        self.batches = frames.BATCHES in hello.capabilities
         # What the client says it serves, and what it serves to consumers: the same unless the
         # operator's model catalogue is on (catalogue.py).
         self.offered: set[str] = set(hello.models)
@@ -180,15 +182,31 @@ class ClientSession:
             self._outbox.put_nowait(frames.encode(frame))
 
     async def _write_loop(self) -> None:
+        # The first message (the welcome) goes alone: a client reads it before it reads batches.
+        batching, outbox = False, self._outbox
         while True:
-            data = await self._outbox.get()
+            data = await outbox.get()
             if data is None:
                 return
+            last = False
+            if batching and not outbox.empty():  # what was queued meanwhile goes in the same message
+                parts, size = [data], len(data)
+                while size < frames.BATCH_BYTES and len(parts) < frames.MAX_BATCH_FRAMES and not outbox.empty():
+                    more = outbox.get_nowait()
+                    if more is None:
+                        last = True
+                        break
+                    parts.append(more)
+                    size += len(more)
+                data = frames.batch(parts)
             try:
                 await self.ws.send_bytes(data)
             except (RuntimeError, OSError, WebSocketDisconnect) as exc:  # the reader notices and cleans up
                 log.info("client %s: send failed (%s)", self.client_id, exc)
                 return
+            if last:
+                return
+            batching = self.batches
 
     # -- requests -----------------------------------------------------------------------------
     def open(self, request_id: str, body: bytes, kind: str = frames.CHAT) -> Inbox:

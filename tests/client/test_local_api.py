@@ -43,8 +43,10 @@ class FakeTunnel:
         self.closed = False
         self.close_code: int | None = None
         self._inbox: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self.messages = 0  # what the client sent, in WebSocket messages
         self.push(frames.Welcome(version=frames.PROTOCOL_VERSION, connection_id="c1", client_name="fake",
-                                 max_concurrent_requests=4))
+                                 max_concurrent_requests=4,
+                                 capabilities=[frames.BATCHES] if platform.batches else []))
 
     @property
     def sent(self) -> list[frames.Frame]:
@@ -66,7 +68,12 @@ class FakeTunnel:
     async def send_bytes(self, data: bytes) -> None:
         if self.closed:
             raise ConnectionResetError("closed")
-        frame = frames.decode(data)
+        self.messages += 1
+        for frame, _ in frames.decode_message(data):
+            assert not isinstance(frame, frames.FrameError)
+            self._sent(frame)
+
+    def _sent(self, frame: frames.Frame) -> None:
         self.log.append(("out", frame))
         if isinstance(frame, frames.Drain):  # the platform answers every drain with the routing it now applies
             self.push(frames.Routing(draining=frame.draining or self.platform.admin_draining,
@@ -85,7 +92,8 @@ class FakeTunnel:
             self.closed, self.close_code = True, 1006
             raise StopAsyncIteration
         try:
-            self.log.append(("in", frames.decode(data)))
+            self.log += [("in", frame) for frame, _ in frames.decode_message(data)
+                         if not isinstance(frame, frames.FrameError)]
         except frames.FrameError:
             pass
         return aiohttp.WSMessage(aiohttp.WSMsgType.BINARY, data, None)
@@ -98,10 +106,11 @@ class FakeTunnel:
 class FakePlatform:
     """Stands in for the link's aiohttp session: each ``ws_connect`` is a new tunnel (or fails while down)."""
 
-    def __init__(self) -> None:
+    def __init__(self, batches: bool = False) -> None:
         self.tunnels: list[FakeTunnel] = []
         self.down = False
         self.admin_draining = False
+        self.batches = batches  # it says it reads batches of frames
 
     async def ws_connect(self, url: str, **kwargs: Any) -> FakeTunnel:
         if self.down:
@@ -154,9 +163,9 @@ class Local:
         return resp.json()
 
 
-@pytest.fixture
-async def local() -> AsyncIterator[Local]:
-    platform, relay = FakePlatform(), FakeRelay()
+@pytest.fixture(params=[False, True], ids=["single-frames", "batches"])
+async def local(request: pytest.FixtureRequest) -> AsyncIterator[Local]:
+    platform, relay = FakePlatform(batches=request.param), FakeRelay()
     link = PlatformLink(CONFIG, relay, platform, Stats(False))  # type: ignore[arg-type]
     app = Starlette(routes=local_api.routes)
     app.state.link = link
@@ -384,3 +393,42 @@ async def test_an_idle_client_told_to_move_keeps_its_old_connection_until_it_ser
     await local.connection(2)
     await eventually(lambda: old.closed, "the old connection closed once the new one serves")
     assert old.close_code == 1000
+
+
+@pytest.fixture
+async def batching() -> AsyncIterator[Local]:
+    platform, relay = FakePlatform(batches=True), FakeRelay()
+    link = PlatformLink(CONFIG, relay, platform, Stats(False))  # type: ignore[arg-type]
+    link.start()
+    try:
+        yield Local(link, platform, relay, httpx.AsyncClient())
+    finally:
+        relay.release.set()
+        await link.stop()
+
+
+async def test_answers_ready_together_go_in_one_message_to_a_platform_that_reads_batches(batching: Local) -> None:
+    tunnel = await batching.connection(1)
+    hello = tunnel.sent[0]
+    assert isinstance(hello, frames.Hello) and frames.BATCHES in hello.capabilities
+    before = tunnel.messages
+    tunnel.push(frames.batch([frames.encode(frames.Request(id=f"r{i}", body=msgspec.Raw(CHAT), window=1 << 20))
+                              for i in range(3)]))
+    await eventually(lambda: len(batching.link._tunnel._requests) == 3, "three requests running")  # type: ignore[union-attr]
+    batching.relay.release.set()
+    await eventually(lambda: sum(isinstance(f, frames.End) for f in tunnel.sent) == 3, "three ends")
+    answers = [f for f in tunnel.sent if isinstance(f, frames.Chunk | frames.End)]
+    assert [type(f).__name__ for f in answers if f.id == "r1"] == ["Chunk", "End"]
+    assert tunnel.messages - before < len(answers)  # fewer messages than frames
+
+
+async def test_the_frames_after_a_move_in_its_batch_still_reach_the_answers_in_flight(batching: Local) -> None:
+    tunnel = await batching.connection(1)
+    tunnel.push(frames.Request(id="r1", body=msgspec.Raw(CHAT), window=1 << 20))
+    await eventually(lambda: batching.link._tunnel is not None and batching.link._tunnel.active == 1, "r1 running")
+    tunnel.push(frames.batch([frames.encode(frames.Move(reason="restart")),
+                              frames.encode(frames.Cancel(id="r1", reason="consumer left"))]))
+    await batching.connection(2)
+    # r1 was cancelled on the old connection, which then closed (its answers done) instead of waiting.
+    await eventually(lambda: tunnel.closed, "the old connection closed")
+    assert not any(isinstance(f, frames.Chunk | frames.End) and f.id == "r1" for f in tunnel.sent)

@@ -216,3 +216,41 @@ def test_health_tells_a_stranger_only_whether_the_platform_serves(setup):
         wrong = http.get("/api/health", headers={"Authorization": "Bearer adm-wrong"})  # e.g. a consumer key
         assert wrong.status_code == 200 and wrong.json() == {"status": "ok", "serving": True}
     assert http.get("/api/health").json() == {"status": "ok", "serving": False}
+
+
+def test_a_client_that_reads_batches_is_told_so_and_its_batches_are_read_frame_by_frame(setup):
+    import threading
+
+    http, cid, ckey, key = setup
+    with http.websocket_connect("/api/ws") as ws:
+        ws.send_bytes(hello(cid, ckey, capabilities=["chat", frames.BATCHES]))
+        welcome = frames.decode(ws.receive_bytes())
+        assert isinstance(welcome, frames.Welcome) and welcome.capabilities == [frames.BATCHES]
+        answer = {}
+        consumer = threading.Thread(target=lambda: answer.update(r=http.post(
+            "/v1/chat/completions", headers={"Authorization": f"Bearer {key}"},
+            json={"model": "m1", "messages": [{"role": "user", "content": "hi"}]})))
+        consumer.start()
+        received = frames.decode_message(ws.receive_bytes())
+        request = received[0][0]
+        assert isinstance(request, frames.Request)
+        # The answer's chunk and end in one message, with a broken frame and a heartbeat between them.
+        ws.send_bytes(frames.batch([
+            frames.encode(frames.Chunk(id=request.id, events=[[{"index": 0, "delta": {"content": "batched"}}]])),
+            b'{"type":"nope"}',
+            frames.encode(frames.Heartbeat(stats=frames.ClientStats(), models=["m1", "m3"])),
+            frames.encode(frames.End(id=request.id))]))
+        consumer.join(10)
+        assert answer["r"].status_code == 200
+        assert answer["r"].json()["choices"][0]["message"]["content"] == "batched"
+        notice = frames.decode_message(ws.receive_bytes())[0][0]
+        assert isinstance(notice, frames.Notice) and notice.code == "bad_frame" and "nope" in notice.message
+        health = http.get("/api/health", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}).json()
+        assert health["models"] == ["m1", "m3"]
+        # The dashboard shows what the client serves, not how it reads frames.
+        session = platform_of(http).registry.get(cid)
+        assert session is not None and session.batches and session.capabilities == ["chat"]
+        # Garbage that is neither a frame nor a batch is one bad frame; the tunnel goes on.
+        ws.send_bytes(b"[{]")
+        notice = frames.decode_message(ws.receive_bytes())[0][0]
+        assert isinstance(notice, frames.Notice) and notice.code == "bad_frame"

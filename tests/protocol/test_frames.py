@@ -87,3 +87,20 @@ def test_bounds_refuse_what_a_stranger_could_flood_and_name_the_field():
     with pytest.raises(frames.FrameError, match=r"\$\.reason"):
         frames.decode(b'{"type":"drain","reason":"' + b"x" * 501 + b'"}')
     assert isinstance(frames.decode(frames.encode(frames.Window(id="r", bytes=10))), frames.Window)
+
+
+def test_a_batch_is_read_frame_by_frame_with_each_frames_size() -> None:
+    end, chunk = frames.encode(frames.End(id="a")), frames.encode(frames.Chunk(id="b", events=[[{"x": 1}]]))
+    assert frames.batch([end]) == end  # one frame goes alone
+    message = frames.batch([end, b'{"type":"nope"}', chunk])
+    got = frames.decode_message(message)
+    assert [type(f).__name__ for f, _ in got] == ["End", "FrameError", "Chunk"]
+    assert [size for _, size in got] == [len(end), len(b'{"type":"nope"}'), len(chunk)]
+    assert frames.decode_message(end.decode()) == [(frames.End(id="a"), len(end))]
+
+
+@pytest.mark.parametrize("message", [b"[1,2", b"[" + b",".join([b"{}"] * (frames.MAX_BATCH_FRAMES + 1)) + b"]",
+                                     b"[" * 100_000, b"{not json"])
+def test_a_message_that_is_neither_a_frame_nor_a_batch_is_a_frame_error(message: bytes) -> None:
+    with pytest.raises(frames.FrameError):
+        frames.decode_message(message)
