@@ -306,7 +306,10 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self._header_bytes = 0
 
     def on_headers_complete(self) -> None:
+        before = self.cycle
         HttpToolsProtocol.on_headers_complete(self)
+        if self.cycle is not before:  # a request (not a WebSocket upgrade): its response is written through this
+            self.cycle.transport = HeadWithBody(self.transport, self.loop)  # type: ignore[assignment]
         self._phase = _BODY
         self._since = _UNSTAMPED
         self._received = 0
@@ -400,6 +403,48 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             cycle.message_event.set()
         self._phase = _IDLE
         self.transport.close()
+
+
+class HeadWithBody:
+    """The connection as one response writes to it: the response's head (its first write) waits until
+    the first write of its body or the end of the event loop's turn, whichever comes first, so that a
+    whole answer goes out in one write (one system call and one TCP segment instead of two: the
+    consumer then reads it once). Everything else passes straight through."""
+
+    __slots__ = ("_held", "_loop", "_started", "_transport")
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._held: bytes | None = None
+        self._started = False
+
+    def write(self, data: bytes) -> None:
+        held = self._held
+        if held is not None:
+            self._held = None
+            self._transport.write(held + data)
+        elif not self._started:
+            self._started = True
+            self._held = bytes(data)
+            self._loop.call_soon(self.flush)
+        else:
+            self._transport.write(data)
+
+    def flush(self) -> None:
+        held, self._held = self._held, None
+        if held is not None and not self._transport.is_closing():
+            self._transport.write(held)
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
+
+    def is_closing(self) -> bool:
+        return self._transport.is_closing()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
 
 
 class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):

@@ -399,3 +399,49 @@ def test_ctrl_c_stops_a_server_without_a_traceback(command: list[str]) -> None:
             proc.kill()
     assert proc.returncode == 0, out
     assert "Traceback" not in out and "KeyboardInterrupt" not in out, out
+
+
+class _Wire:
+    """A transport that records each write (each would be one system call)."""
+
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(bytes(data))
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def close(self) -> None:
+        self.closed = True
+
+    def get_extra_info(self, name: str) -> str:
+        return f"extra {name}"
+
+
+async def test_a_whole_response_goes_out_in_one_write_and_a_head_alone_at_the_end_of_the_turn() -> None:
+    loop = asyncio.get_running_loop()
+    wire = _Wire()
+    whole = connections.HeadWithBody(wire, loop)  # type: ignore[arg-type]
+    whole.write(b"HTTP/1.1 200 OK\r\n\r\n")
+    whole.write(b"body")
+    whole.write(b"more")
+    assert wire.writes == [b"HTTP/1.1 200 OK\r\n\r\nbody", b"more"]
+    await asyncio.sleep(0)
+    assert len(wire.writes) == 2  # nothing was left to flush
+
+    wire = _Wire()
+    streamed = connections.HeadWithBody(wire, loop)  # type: ignore[arg-type]
+    streamed.write(b"HTTP/1.1 100 Continue\r\n\r\n")  # a head that waits for nothing: out at the turn's end
+    assert wire.writes == []
+    await asyncio.sleep(0)
+    assert wire.writes == [b"HTTP/1.1 100 Continue\r\n\r\n"]
+    assert streamed.get_extra_info("peername") == "extra peername"
+
+    wire = _Wire()
+    closing = connections.HeadWithBody(wire, loop)  # type: ignore[arg-type]
+    closing.write(b"HTTP/1.1 500 x\r\n\r\n")
+    closing.close()
+    assert wire.writes == [b"HTTP/1.1 500 x\r\n\r\n"] and wire.closed
