@@ -183,7 +183,7 @@ def _run_platform(args: argparse.Namespace) -> int:
             body_min_bytes_per_second=settings.body_min_bytes_per_second,
             max_connections_per_address=settings.max_connections_per_address, max_connections=settings.max_connections,
             # A cluster's peer link carries whole consumer requests (cluster/peers.py); the tunnel keeps its
-            # own limit on what a client sends (tunnel._receive_sized).
+            # own limit on what a client sends (tunnel._receive_message).
             max_message_bytes=max(frames.MAX_FRAME_BYTES, settings.max_body_bytes + 64 * 1024) if settings.redis_url
             else frames.MAX_FRAME_BYTES)
     except ValueError as exc:

@@ -446,8 +446,8 @@ def load_bridge_files(config_path: Path | str) -> BridgeFiles:
     problems = []
     if not config.models_path.exists():
         models: dict[str, Model] = {}
-        problems.append(f"{config.models_path}: file not found: no models to serve until it exists; run "
-                        "`arenahub bridge update-models` with an arena.ai tab connected, or write it by hand")
+        problems.append(f"{config.models_path}: not there yet, so no models to serve until it is: "
+                        "`arenahub bridge update-models` writes it from a connected arena.ai tab (or write it by hand)")
     else:
         models = load_models(config.models_path, allow_empty=True)
         if not models:

@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from arenahub.platform.cluster.changes import ChangeFeed, pause
 from arenahub.platform.routing import STRATEGIES
-from arenahub.platform.settings import PlatformSettings
+from arenahub.platform.settings import ABOVE_ZERO, BOUNDS, PlatformSettings
 from arenahub.platform.storage.db import DATABASE_ERRORS
 from arenahub.platform.storage.settings_store import get_setting, put_setting
 
@@ -57,13 +57,22 @@ LIVE: dict[str, str] = {
                        "served.",
 }
 
-# The bounds of each setting, defined once: the API checks a change with them and shows them in its
-# OpenAPI document, and a stored override outside them is ignored at load.
-Timeout = Annotated[float, msgspec.Meta(ge=0.1, le=3600, description="seconds, 0.1 to 3600")]
-QueueSize = Annotated[int, msgspec.Meta(ge=0, le=100_000, description="requests, 0 to 100000 (0: no queue)")]
-QueueTimeout = Annotated[float, msgspec.Meta(ge=0, le=3600, description="seconds, 0 to 3600 (0: no queue)")]
-Attempts = Annotated[int, msgspec.Meta(ge=1, le=10, description="clients, 1 to 10")]
-RetentionDays = Annotated[int, msgspec.Meta(ge=0, le=3650, description="days, 0 to 3650 (0: keep forever)")]
+# The bounds of each setting are the start-up bounds of its flag and ARENAHUB_* variable (settings.BOUNDS),
+# so a value is taken or refused alike whichever way it is set: the API checks a change with them and shows
+# them in its OpenAPI document, and a stored override outside them is ignored at load.
+def _range(name: str, unit: str, note: str = "") -> msgspec.Meta:
+    low, high = BOUNDS[name]
+    above = name in ABOVE_ZERO
+    words = f"{unit}, " + (f"above {low:g}, up to {high:g}" if above else f"{low:g} to {high:g}") + note
+    return msgspec.Meta(gt=low, le=high, description=words) if above else msgspec.Meta(ge=low, le=high,
+                                                                                       description=words)
+
+
+Timeout = Annotated[float, _range("total_timeout_seconds", "seconds")]
+QueueSize = Annotated[int, _range("queue_size", "requests", " (0: no queue)")]
+QueueTimeout = Annotated[float, _range("queue_timeout_seconds", "seconds", " (0: no queue)")]
+Attempts = Annotated[int, _range("max_attempts", "clients")]
+RetentionDays = Annotated[int, _range("record_retention_days", "days", " (0: keep forever)")]
 
 
 class SettingsPatch(msgspec.Struct, forbid_unknown_fields=True):

@@ -167,21 +167,20 @@ LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 # The range of each number (flags and ARENAHUB_* variables): a value outside stops the start with one line.
 BOUNDS: dict[str, tuple[float, float]] = {
     "port": (0, 65535), "max_body_bytes": (1024, 1 << 30),
-    # At most the live settings' bound (live_settings.Timeout); below its 0.1 s only tests go.
-    "first_byte_timeout_seconds": (0, 3600), "idle_timeout_seconds": (0, 3600), "total_timeout_seconds": (0, 3600),
-    "header_timeout_seconds": (0, 3600), "body_timeout_seconds": (0, 3600),
+    # The live settings (live_settings.py) take their bounds from here too.
+    "first_byte_timeout_seconds": (0.01, 3600), "idle_timeout_seconds": (0.01, 3600),
+    "total_timeout_seconds": (0.01, 3600), "header_timeout_seconds": (0.01, 3600), "body_timeout_seconds": (0.01, 3600),
     "answer_window_bytes": (4096, 64 * 1024 * 1024), "max_answer_tokens": (1, 10_000_000),
     "slow_consumer_seconds": (1, 86_400), "credential_failures_per_minute": (0, 1_000_000),
     "max_attempts": (1, 10), "missed_heartbeats": (1, 100),
-    "record_flush_seconds": (0, 86_400), "record_batch_size": (1, 100_000), "record_retention_days": (0, 36_500),
-    "shutdown_grace_seconds": (0, 3600), "shutdown_notice_seconds": (0, 600), "queue_size": (0, 1_000_000),
+    "record_flush_seconds": (0, 86_400), "record_batch_size": (1, 100_000), "record_retention_days": (0, 3650),
+    "shutdown_grace_seconds": (0, 3600), "shutdown_notice_seconds": (0, 600), "queue_size": (0, 100_000),
     "queue_timeout_seconds": (0, 3600),
     "breaker_window": (1, 1_000_000), "breaker_min_requests": (0, 1_000_000), "breaker_cooldown_seconds": (0, 86_400),
     "maintenance_drops_per_hour": (0, 1_000_000), "body_min_bytes_per_second": (0, 1 << 30),
     "max_connections_per_address": (0, 1_000_000), "max_connections": (0, 10_000_000),
 }
-ABOVE_ZERO = {"first_byte_timeout_seconds", "idle_timeout_seconds", "total_timeout_seconds", "header_timeout_seconds",
-              "body_timeout_seconds", "record_flush_seconds"}
+ABOVE_ZERO = {"record_flush_seconds"}
 
 
 def _convert(name: str, type_name: object, raw: str) -> object:

@@ -210,8 +210,13 @@ async def tunnel_endpoint(ws: WebSocket) -> None:
     session.start()
     if session.draining or health.maintenance or health.breaker(platform.dispatcher.clock()).value != "closed":
         platform.client_routing_changed(account.id)  # the client assumes normal routing unless told
-    log.info("client %s (%s) connected: %d model(s), max %d concurrent, rpm %s", account.id, account.name,
-             len(session.models), session.max_concurrent, session.rpm or "unlimited")
+    # The lower of the two limits applies: say which, so the number matches what the admin set or the client's config.
+    limit = ("" if account.max_concurrent == hello.max_concurrent_requests else
+             f" (the client's own limit; registered {account.max_concurrent})"
+             if hello.max_concurrent_requests < account.max_concurrent else
+             f" (as registered; the client's config allows {hello.max_concurrent_requests})")
+    log.info("client %s (%s) connected: %d model(s), max %d concurrent%s, rpm %s", account.id, account.name,
+             len(session.models), session.max_concurrent, limit, session.rpm or "unlimited")
     reason = "the client closed the connection"
     try:
         reason = await _read_loop(ws, session, platform)

@@ -376,7 +376,7 @@ def test_load_bridge_files(tmp_path, caplog):
     assert "tavern_mode_enable (not a key of the LMArena bridge (a typo?))" in caplog.text
 
 
-@pytest.mark.parametrize("models, words", [(None, "file not found"), ("{}", "holds no models"),
+@pytest.mark.parametrize("models, words", [(None, "not there yet"), ("{}", "holds no models"),
                                            ("// 还没有模型\n{\n}\n", "holds no models")])
 def test_no_models_yet_is_loud_but_lets_the_bridge_start(tmp_path, caplog, models, words):
     if models is not None:

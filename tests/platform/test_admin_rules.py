@@ -143,14 +143,15 @@ def test_the_cli_and_the_api_refuse_a_value_with_the_same_words(admin: TestClien
 def test_the_cli_and_the_api_refuse_a_period_that_ends_before_it_starts(
         admin: TestClient, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     since, until = (dt.datetime(2026, 1, day, tzinfo=dt.UTC) for day in (2, 1))
-    words = fields.later_than(since, until)
-    assert words == "since (2026-01-02T00:00:00+00:00) is later than until (2026-01-01T00:00:00+00:00)"
+    words = fields.period_problem(since, until)
+    assert words == "since (2026-01-02T00:00:00+00:00) must be earlier than until (2026-01-01T00:00:00+00:00)"
     assert words in refused_by_cli(capsys, tmp_path, ["usage", "--since", "2026-01-02", "--until", "2026-01-01"])
     error = refused_by_api(admin, Case("since", None, None, [], "GET", "/usage", params={
         "since": "2026-01-02T00:00:00Z", "until": "2026-01-01T00:00:00Z"}))
     assert words in error["message"] and error["param"] == "since"
-    # The same instant is a period, empty: both take it.
-    assert fields.later_than(since, since) is None
+    # The same instant is an empty period: analytics and usage reports alike refuse it.
+    assert fields.period_problem(since, since) == ("since (2026-01-02T00:00:00+00:00) must be earlier than until "
+                                                   "(2026-01-02T00:00:00+00:00)")
 
 
 def test_the_words_of_the_rules() -> None:

@@ -89,7 +89,7 @@ def test_read_change_and_reset(admin: TestClient) -> None:
     ({"max_attempts": 11}, "max_attempts"),
     ({"first_byte_timeout_seconds": 0}, "first_byte_timeout_seconds"),
     ({"first_byte_timeout_seconds": 5e-324}, "first_byte_timeout_seconds"),  # a timeout that times out everything
-    ({"first_byte_timeout_seconds": 0.09}, "first_byte_timeout_seconds"),
+    ({"first_byte_timeout_seconds": 0.009}, "first_byte_timeout_seconds"),
     ({"first_byte_timeout_seconds": 3601}, "first_byte_timeout_seconds"),
     ({"idle_timeout_seconds": -1}, "idle_timeout_seconds"),
     ({"idle_timeout_seconds": 1e-9}, "idle_timeout_seconds"),
@@ -121,9 +121,16 @@ def test_a_body_that_is_not_an_object_is_400(checker: TestClient) -> None:
     assert checker.patch("/api/admin/settings", content=b"").status_code == 400  # the body is required
 
 
-BOUNDS = {"queue_size": (0, 100_000), "queue_timeout_seconds": (0, 3600), "first_byte_timeout_seconds": (0.1, 3600),
-          "idle_timeout_seconds": (0.1, 3600), "total_timeout_seconds": (0.1, 3600), "max_attempts": (1, 10),
+BOUNDS = {"queue_size": (0, 100_000), "queue_timeout_seconds": (0, 3600), "first_byte_timeout_seconds": (0.01, 3600),
+          "idle_timeout_seconds": (0.01, 3600), "total_timeout_seconds": (0.01, 3600), "max_attempts": (1, 10),
           "record_retention_days": (0, 3650)}
+
+
+def test_a_live_setting_has_the_bounds_of_its_flag_and_variable() -> None:
+    from arenahub.platform import settings
+
+    for name, bounds in BOUNDS.items():
+        assert settings.BOUNDS[name] == bounds, name
 
 
 def test_every_numeric_setting_has_its_bounds_in_the_openapi_document(checker: TestClient) -> None:
@@ -301,7 +308,7 @@ def test_an_environment_value_out_of_bounds_names_its_variable(monkeypatch: pyte
     from arenahub.platform.settings import PlatformSettings
 
     monkeypatch.setenv("ARENAHUB_TOTAL_TIMEOUT_SECONDS", "86400")  # the live settings' bound is 3600
-    with pytest.raises(ValueError, match=r"^ARENAHUB_TOTAL_TIMEOUT_SECONDS: total_timeout_seconds must be above 0"):
+    with pytest.raises(ValueError, match=r"^ARENAHUB_TOTAL_TIMEOUT_SECONDS: total_timeout_seconds must be from 0.01 to 3600"):
         PlatformSettings.from_env()
 
 
@@ -314,6 +321,10 @@ def test_an_environment_value_out_of_bounds_names_its_variable(monkeypatch: pyte
     ("ARENAHUB_SHUTDOWN_GRACE_SECONDS", "nan", "shutdown_grace_seconds must be from 0 to 3600, got nan"),
     ("ARENAHUB_BREAKER_COOLDOWN_SECONDS", "inf", "breaker_cooldown_seconds must be from 0 to 86400, got inf"),
     ("ARENAHUB_MAX_CONNECTIONS", "-1", "max_connections must be from 0"),
+    # The same bounds as a live change of the setting (the dashboard's Settings page).
+    ("ARENAHUB_QUEUE_SIZE", "100001", "queue_size must be from 0 to 100000"),
+    ("ARENAHUB_RECORD_RETENTION_DAYS", "3651", "record_retention_days must be from 0 to 3650"),
+    ("ARENAHUB_IDLE_TIMEOUT_SECONDS", "0", "idle_timeout_seconds must be from 0.01 to 3600"),
     ("ARENAHUB_LOG_LEVEL", "loud", "log_level 'loud' is not one of debug, info, warning, error, critical"),
     ("ARENAHUB_QUEUE_SIZE", "ten", "ARENAHUB_QUEUE_SIZE='ten' is not a valid int"),
 ])

@@ -38,7 +38,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.types import Send
 
 from arenahub.platform.admin.client_views import status
-from arenahub.platform.admin.fields import text, utc
+from arenahub.platform.admin.fields import period_problem, text, utc
 from arenahub.platform.admin.inputs import query
 from arenahub.platform.admin.state import platform_of
 from arenahub.platform.storage import analytics, exports
@@ -140,9 +140,8 @@ def _period(since: str | None, until: str | None, *, default: dt.timedelta | Non
     if default is not None:
         end = end or dt.datetime.now(dt.UTC)
         start = start or _before(end, default)
-    if start is not None and end is not None and start >= end:
-        raise InvalidRequest(f"since ({start.isoformat()}) must be earlier than until ({end.isoformat()}).",
-                             param="since")
+    if (wrong := period_problem(start, end)) is not None:  # the rule of usage reports too
+        raise InvalidRequest(f"{wrong[0].upper()}{wrong[1:]}.", param="since")
     return start, end
 
 

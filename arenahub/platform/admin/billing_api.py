@@ -10,7 +10,7 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from arenahub.platform.admin.fields import Name, Usd, When, later_than, utc
+from arenahub.platform.admin.fields import Name, Usd, When, period_problem, utc
 from arenahub.platform.admin.inputs import json_body as _body
 from arenahub.platform.admin.inputs import query as _query
 from arenahub.platform.admin.state import platform_of as _platform
@@ -62,7 +62,7 @@ async def set_price(request: Request) -> Response:
 
 
 def _usage_period(query: UsageQuery) -> tuple[dt.datetime | None, dt.datetime | None]:
-    wrong = later_than(query.since, query.until)  # the CLI's check of the period too
+    wrong = period_problem(query.since, query.until)  # the CLI's check of the period too
     if wrong is not None:
         raise InvalidRequest(f"{wrong}.", param="since")
     # In UTC: SQLite keeps times as UTC text without a zone, so another offset would compare wrongly.

@@ -296,7 +296,7 @@ async def _set_price(args: argparse.Namespace, connect: Connection) -> int:
 
 
 async def _usage(args: argparse.Namespace, connect: Connection) -> int:
-    wrong = fields.later_than(args.since, args.until)  # the API's check of the period
+    wrong = fields.period_problem(args.since, args.until)  # the API's check of the period
     if wrong is not None:
         print(f"arenahub admin usage: {wrong}", file=sys.stderr)
         return 2

@@ -203,8 +203,9 @@ def flag(kind: Any, *, split: str | None = None, then: Callable[[Any], Any] | No
     return convert
 
 
-def later_than(since: dt.datetime | None, until: dt.datetime | None) -> str | None:
-    """What is wrong with a period from ``since`` to ``until`` (usage reports), if anything."""
-    if since is not None and until is not None and since > until:
-        return f"since ({since.isoformat()}) is later than until ({until.isoformat()})"
+def period_problem(since: dt.datetime | None, until: dt.datetime | None) -> str | None:
+    """What is wrong with a period from ``since`` (included) to ``until`` (excluded), if anything: usage
+    reports and analytics alike refuse one that ends before it starts, or is empty."""
+    if since is not None and until is not None and since >= until:
+        return f"since ({since.isoformat()}) must be earlier than until ({until.isoformat()})"
     return None

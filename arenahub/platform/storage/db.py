@@ -68,9 +68,14 @@ def create_engine(url: str | None = None, *, connect_timeout: float | None = Non
     url = normalize_url(url)
     if is_sqlite(url):
         db_path = make_url(url).database
-        if db_path and db_path != ":memory:":
-            Path(db_path).parent.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(url, connect_args={"timeout": 30})
+
+        @event.listens_for(engine.sync_engine, "do_connect")
+        def _folder(*_: object) -> None:
+            # At the first connection, not here: a platform that cannot start (its port taken, say) leaves no
+            # empty data folder behind.
+            if db_path and db_path != ":memory:":
+                Path(db_path).parent.mkdir(parents=True, exist_ok=True)
 
         @event.listens_for(engine.sync_engine, "connect")
         def _pragmas(dbapi_conn: DBAPIConnection, _record: ConnectionPoolEntry) -> None:

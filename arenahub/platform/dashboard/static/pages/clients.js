@@ -390,7 +390,7 @@ function detailPanel({ onClose, refresh, go }) {
       ...row("Last hour", c.stats_1h && c.stats_1h.requests ? `${fmtInt(c.stats_1h.requests)} requests, ${fmtPct(c.stats_1h.success_rate)} ok, p50 ${fmtMs(c.stats_1h.p50_ms)}` : "no requests"),
       ...row("Served (client's count)", l.stats ? `${fmtInt(st.requests_processed || 0)} ok, ${fmtInt(st.requests_failed || 0)} failed` : "—"),
       ...row("Usage it claimed", claimGaps(c.usage_claim_gaps)),
-      ...row("Limits", `${c.rpm ? `${fmtInt(c.rpm)} requests/min` : "no rpm limit"}, ${fmtInt(c.max_concurrent)} at once, priority ${c.priority ?? 0}, weight ${c.weight ?? 1}`),
+      ...row("Limits", `${c.rpm ? `${fmtInt(c.rpm)} requests/min` : "no rpm limit"}, ${fmtInt(c.max_concurrent)} at once${c.live && c.live.max_concurrent !== c.max_concurrent ? ` (${fmtInt(c.live.max_concurrent)} while connected: the client's own limit is lower)` : ""}, priority ${c.priority ?? 0}, weight ${c.weight ?? 1}`),
       ...row("Circuit breaker", `${hs.breaker || "—"}${hs.breaker_retry_in ? ` (retry in ${Math.ceil(hs.breaker_retry_in)} s)` : ""}`),
       ...row("Maintenance", c.maintenance_reason ? `${c.maintenance_reason} (since ${fmtTime(c.maintenance_since)})` : "no"),
       ...row("Drops (last hour)", fmtInt(hs.drops_last_hour)),

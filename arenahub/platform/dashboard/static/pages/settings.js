@@ -20,9 +20,9 @@ const GROUPS = [
     ["queue_timeout_seconds", "Queue timeout", { type: "number", min: 0, max: 3600, step: "any", unit: "s" }],
   ]],
   ["Timeouts", [
-    ["first_byte_timeout_seconds", "First-byte timeout", { type: "number", min: 0.1, max: 3600, step: "any", unit: "s" }],
-    ["idle_timeout_seconds", "Idle timeout", { type: "number", min: 0.1, max: 3600, step: "any", unit: "s" }],
-    ["total_timeout_seconds", "Total timeout", { type: "number", min: 0.1, max: 3600, step: "any", unit: "s" }],
+    ["first_byte_timeout_seconds", "First-byte timeout", { type: "number", min: 0.01, max: 3600, step: "any", unit: "s" }],
+    ["idle_timeout_seconds", "Idle timeout", { type: "number", min: 0.01, max: 3600, step: "any", unit: "s" }],
+    ["total_timeout_seconds", "Total timeout", { type: "number", min: 0.01, max: 3600, step: "any", unit: "s" }],
   ]],
   ["Records", [
     ["record_retention_days", "Record retention", { type: "number", min: 0, max: 3650, step: 1, unit: "days" }],
