@@ -65,6 +65,12 @@ def _annotation(item: Any) -> dict[str, Any] | None:
 
 def clean_delta(delta: Any) -> dict[str, Any]:
     """The fields of an OpenAI chat delta, each of its type; everything else is dropped."""
+    if type(delta) is dict and type(content := delta.get("content")) is str:
+        # The delta of nearly every chunk, taken as it is (what the general case below would make of it).
+        if len(delta) == 1:
+            return {"content": content}
+        if len(delta) == 2 and delta.get("role") == "assistant":
+            return {"role": "assistant", "content": content}
     if not isinstance(delta, dict):
         return {}
     out: dict[str, Any] = {}

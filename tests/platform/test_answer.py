@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import arenahub.platform.answer as answer
-from arenahub.platform.answer import AnswerMeter
+from arenahub.platform.answer import AnswerMeter, clean_delta
 from arenahub.tokens import count_tokens
 
 
@@ -86,3 +86,17 @@ def test_the_cut_falls_between_tokens(pieces: list[str], limit: int, relayed: st
     assert finish == "length" and count_tokens(text) == limit
     if relayed is not None:
         assert text == relayed
+
+
+class _Mapping(dict):  # type: ignore[type-arg]
+    """A dict that clean_delta's shortcut for plain dicts does not take: the general case runs."""
+
+
+@pytest.mark.parametrize("delta", [
+    {"content": "hi"}, {"role": "assistant", "content": "hi"}, {"content": "hi", "role": "assistant"},
+    {"role": "user", "content": "hi"}, {"content": 5}, {"content": "hi", "refusal": "no"},
+    {"content": "hi", "evil": {"x": 1}}, {"role": "assistant", "content": "", "tool_calls": "x"}, {"content": None},
+])
+def test_the_shortcut_for_plain_deltas_gives_what_the_general_case_gives(delta: dict[str, object]) -> None:
+    fast, general = clean_delta(dict(delta)), clean_delta(_Mapping(delta))
+    assert list(fast.items()) == list(general.items())
