@@ -224,7 +224,9 @@ def _run_local_upstream(args: argparse.Namespace) -> int:
         print("arenahub local-upstream: --models must name at least one model", file=sys.stderr)
         return 2
     logs.configure_logging("info")
-    return serving.run(create_app(models, args.name), args.host, args.port, "warning",
+    announce = (f"arenahub local-upstream: an OpenAI-compatible API at http://{args.host}:{args.port}/v1 "
+                f"answering {', '.join(models)} (a scripted echo, for demos, tests and the benchmark)")
+    return serving.run(create_app(models, args.name, announce), args.host, args.port, "warning",
                        command="arenahub local-upstream", graceful_seconds=1.0)
 
 

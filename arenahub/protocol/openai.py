@@ -72,11 +72,15 @@ def _too_deep() -> InvalidRequest:
 
 
 def _param_from_validation(message: str) -> str | None:
-    # msgspec: "Expected `str`, got `int` - at `$.messages[0].role`"
+    # msgspec: "Expected `str`, got `int` - at `$.messages[0].role`", and for a field left out
+    # "Object missing required field `role` - at `$.messages[0]`" (at the top level without "- at").
     marker = " - at `$."
-    if marker in message:
-        return message.split(marker, 1)[1].rstrip("`")
-    return None
+    at = message.split(marker, 1)[1].rstrip("`") if marker in message else None
+    missing = "Object missing required field `"
+    if message.startswith(missing):
+        field = message[len(missing):].split("`", 1)[0]
+        return f"{at}.{field}" if at else field
+    return at
 
 
 T = TypeVar("T")

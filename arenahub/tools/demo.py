@@ -154,6 +154,9 @@ async def _main(demo: RealDemo) -> None:
               + (f"; HAProxy in front of {args.instances} instances)" if cluster else ")"))
         print(f"streaming an answer through {path}:\n")
         await _stream_once(http, demo.platform_url, key, model, prompt)
+        if args.once:  # everything stops now: no address below would answer
+            print(f"\n--once: the answer came through; everything is stopped now (logs: {demo.dir}/*.log)")
+            return
         print(f"\ndashboard:    {demo.platform_url}/dashboard   (sign in with the admin token below)")
         print(f"consumer key: {key}")
         print(f"admin token:  {admin_token}   (admin API: {demo.platform_url}/api/admin, "
@@ -172,8 +175,6 @@ async def _main(demo: RealDemo) -> None:
         if cluster is not None:
             print("\n".join(cluster.lines))
         print(f"logs: {demo.dir}/*.log")
-        if args.once:
-            return
         print("\nrunning; press Ctrl-C (or send SIGTERM) to stop everything.", flush=True)
         while True:
             demo.check_alive()

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import re
 import time
 from collections.abc import AsyncIterator
@@ -80,7 +81,8 @@ class StreamStats:
     sent_bytes: int = 0
 
 
-def create_app(models: list[str], name: str = "local-upstream") -> Starlette:
+def create_app(models: list[str], name: str = "local-upstream", announce: str | None = None) -> Starlette:
+    """``announce``: a line printed once the server is up (the command's start line)."""
     stats = StreamStats()
     kinds = {m.removesuffix(":image"): "image" if m.endswith(":image") else "chat" for m in models}
     models = list(kinds)
@@ -153,7 +155,13 @@ def create_app(models: list[str], name: str = "local-upstream") -> Starlette:
             data = [{"url": f"https://images.example/{body['model']}/{i}.png"} for i in range(n)]
         return Response(_encode({"created": int(time.time()), "data": data}), media_type="application/json")
 
-    return Starlette(routes=[Route("/v1/models", list_models), Route("/health", health),
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if announce:
+            print(announce, flush=True)
+        yield
+
+    return Starlette(lifespan=lifespan, routes=[Route("/v1/models", list_models), Route("/health", health),
                              Route("/v1/images/generations", images, methods=["POST"]),
                              Route("/__stats", stream_stats), Route("/__fail", set_failing, methods=["PUT"]),
                              Route("/v1/chat/completions", chat, methods=["POST"])])

@@ -120,6 +120,8 @@ def test_register_start_watch_regenerate_export(dashboard: Dashboard, dashboard_
     client_id = made.locator('[data-secret="client_id"]').inner_text()
     # One key, one moment: no key is shown that the package download would then replace.
     expect(made.locator('[data-secret="api_key"]')).to_have_count(0)
+    # The dashboard is open at 127.0.0.1: the package's client could connect from this machine only, and it says so.
+    expect(made).to_contain_text("which only this machine can reach")
     stored = dashboard.admin("GET", f"/clients/{client_id}").json()
     assert (stored["name"], stored["email"], stored["rpm"], stored["max_concurrent"]) == (
         "flow laptop", "owner@example.com", 600, 3)
@@ -194,6 +196,12 @@ def test_register_start_watch_regenerate_export(dashboard: Dashboard, dashboard_
     expect(page.locator('[data-card="requests"]')).to_have_attribute("data-value", str(REQUESTS), timeout=15_000)
     expect(chart).not_to_have_attribute("data-sum", "0")
     assert float(page.locator('[data-card="success"]').get_attribute("data-value")) == 1.0
+    # A consumer's own mistake is recorded, but it is not a failure of the platform: the success rate holds.
+    with pytest.raises(openai.NotFoundError):
+        consumer.chat.completions.create(model="no-such-model", messages=[{"role": "user", "content": "x"}])
+    expect(page.locator('[data-card="requests"]')).to_have_attribute("data-value", str(REQUESTS + 1), timeout=15_000)
+    assert float(page.locator('[data-card="success"]').get_attribute("data-value")) == 1.0
+    expect(page.locator('[data-card="success"]')).to_contain_text("1 refused as the consumer's mistake")
     expect(page.locator('[data-card="clients"]')).to_have_attribute("data-value", "1")
     chart.locator("svg").hover()
     expect(chart.locator(".chart-tip")).to_contain_text("Requests / min")
@@ -232,9 +240,10 @@ def test_register_start_watch_regenerate_export(dashboard: Dashboard, dashboard_
     exported = download_info.value
     assert re.fullmatch(r"arenahub-requests-.*\.csv", exported.suggested_filename), exported.suggested_filename
     rows = list(csv.DictReader(io.StringIO(Path(exported.path()).read_text())))
-    mine = [r for r in rows if r["key_id"] == created.json()["id"]]
+    mine = [r for r in rows if r["key_id"] == created.json()["id"] and r["model"] != "no-such-model"]
     assert len(mine) == REQUESTS, rows
     assert {(r["status"], r["client_id"], r["model"]) for r in mine} == {("200", client_id, model)}
+    assert [r["status"] for r in rows if r["model"] == "no-such-model"] == ["404"]  # the consumer's mistake
     streamed = sum(1 for i in range(REQUESTS) if i % 2)
     assert sum(1 for r in mine if r["stream"].lower() in ("true", "1")) == streamed, mine
 

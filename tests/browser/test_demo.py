@@ -18,7 +18,8 @@ def test_demo_real_path(tmp_path, monkeypatch):
     done = run_demo("--bridge-port", str(free_port()), "--simulator-port", str(free_port()))
     assert done.returncode == 0, done.stderr
     assert "userscript in headless Chromium on arena.ai -> arena.ai simulator" in done.stdout
-    assert "Hello from the arenahub demo" in done.stdout and "curl -N" in done.stdout
+    assert "Hello from the arenahub demo" in done.stdout and "everything is stopped now" in done.stdout
+    assert "curl -N" not in done.stdout  # with --once nothing is left to try it on
     assert (tmp_path / "demo" / "bridge" / "config.jsonc").exists()
     models = (tmp_path / "demo" / "bridge" / "models.json").read_text()
     assert "gpt-5-high" in models, "update-models read them from the page"

@@ -308,7 +308,8 @@ def test_an_environment_value_out_of_bounds_names_its_variable(monkeypatch: pyte
     from arenahub.platform.settings import PlatformSettings
 
     monkeypatch.setenv("ARENAHUB_TOTAL_TIMEOUT_SECONDS", "86400")  # the live settings' bound is 3600
-    with pytest.raises(ValueError, match=r"^ARENAHUB_TOTAL_TIMEOUT_SECONDS: total_timeout_seconds must be from 0.01 to 3600"):
+    said = r"^ARENAHUB_TOTAL_TIMEOUT_SECONDS: total_timeout_seconds must be from 0.01 to 3600"
+    with pytest.raises(ValueError, match=said):
         PlatformSettings.from_env()
 
 

@@ -35,7 +35,9 @@ def test_content_parts_count_as_prompt_text():
     (b"", "invalid_json", None),
     (b"{not json", "invalid_json", None),
     (b"[1,2]", "invalid_request", None),
-    (b'{"messages":[]}', "invalid_request", None),
+    (b'{"messages":[]}', "invalid_request", "model"),  # a field left out is named too
+    (b'{"model":"m"}', "invalid_request", "messages"),
+    (b'{"model":"m","messages":[{"content":"x"}]}', "invalid_request", "messages[0].role"),
     (b'{"model":"m","messages":[]}', "invalid_request", "messages"),
     (b'{"model":"","messages":[{"role":"user","content":"x"}]}', "invalid_request", "model"),
     (b'{"model":"m","messages":[{"role":"robot","content":"x"}]}', "invalid_request", "messages[0].role"),

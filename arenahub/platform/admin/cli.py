@@ -193,7 +193,12 @@ def _when(text: str) -> dt.datetime:
     try:
         return dt.datetime.combine(dt.date.fromisoformat(text), dt.time(), dt.UTC)
     except ValueError:
+        pass
+    try:
         return fields.utc(_RFC3339(text))
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"must be a date (2026-05-01: midnight UTC) or {fields.ZONED}, "
+                                         f"got {fields.shown(text, 40)}") from None
 
 
 def _settings_from(args: argparse.Namespace) -> dict[str, Any]:
@@ -233,7 +238,7 @@ async def _create_key(args: argparse.Namespace, connect: Connection) -> int:
 def _print_key(args: argparse.Namespace, key: dict[str, Any] | None) -> int:
     if key is None:
         return _fail(f"no key {args.key_id!r}")
-    return _emit(args, key, "\n".join(f"{k}: {v}" for k, v in key.items()))
+    return _emit(args, key, "\n".join(f"{k}: {_plain(v)}" for k, v in key.items()))
 
 
 async def _list_keys(args: argparse.Namespace, connect: Connection) -> int:

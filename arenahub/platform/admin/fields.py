@@ -84,8 +84,8 @@ PositiveUsd = Annotated[str, text(rf"(?!{_ZERO}){_AMOUNT}", 'a USD amount more t
                                   f'"12.50", {_DIGITS}')]
 SignedUsd = Annotated[str, text(rf"(?!-?{_ZERO})-?{_AMOUNT}", "a signed USD amount, not 0: a decimal string like "
                                 f'"-1.25", {_DIGITS}')]
-_ZONED = "an RFC 3339 date-time with a zone, e.g. 2026-05-01T00:00:00Z"
-When = Annotated[dt.datetime, msgspec.Meta(tz=True, description=_ZONED)]
+ZONED = "an RFC 3339 date-time with a zone, e.g. 2026-05-01T00:00:00Z"
+When = Annotated[dt.datetime, msgspec.Meta(tz=True, description=ZONED)]
 
 
 def utc(t: dt.datetime) -> dt.datetime:
@@ -147,7 +147,7 @@ def _rule_of(info: mi.Type) -> str | None:
         if isinstance(base, mi.ListType) and base.max_length is not None:
             return f"a list of at most {base.max_length} items"
         if isinstance(base, mi.DateTimeType):  # whatever a field's description says of it
-            return _ZONED if base.tz else "an RFC 3339 date-time, e.g. 2026-05-01T00:00:00Z"
+            return ZONED if base.tz else "an RFC 3339 date-time, e.g. 2026-05-01T00:00:00Z"
         if isinstance(base, mi.FloatType) and description:
             return description
     return None

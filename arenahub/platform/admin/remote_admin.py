@@ -74,6 +74,10 @@ class RemoteAdmin:
                 answer = Answer(r.status, r.headers, await r.read())
         except TimeoutError:
             raise AdminError(f"the platform at {self.url} did not answer in time") from None
+        except aiohttp.ClientConnectorError as exc:  # its own text adds "ssl:default", even for http
+            cause = exc.os_error
+            reason = os.strerror(cause.errno) if cause.errno else str(cause) or type(cause).__name__
+            raise AdminError(f"cannot reach the platform at {self.url}: {_one_line(reason)}") from None
         except aiohttp.ClientError as exc:
             raise AdminError(f"cannot reach the platform at {self.url}: {_one_line(str(exc)) or type(exc).__name__}"
                              ) from None

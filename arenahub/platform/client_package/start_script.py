@@ -67,12 +67,13 @@ fi
 if [ "$(cat "$VENV/.arenahub-package" 2>/dev/null || true)" != "$WHEEL $WHEEL_SHA256" ] \
     || ! "$VENV/bin/python" -c "$CHECK" >/dev/null 2>&1; then
   say "installing arenahub $VERSION and its dependencies into $VENV (the first time takes a minute or two)"
+  # The wheel with its dependencies (requirements_platform.txt names it), then the wheel again with
   # --force-reinstall: an older package may have installed a different build of the same version.
-  "$VENV/bin/python" -m pip install --disable-pip-version-check --quiet --no-deps --force-reinstall "./$WHEEL" \
-    || die "pip could not install $WHEEL (see its messages above)"
   "$VENV/bin/python" -m pip install --disable-pip-version-check -r requirements_platform.txt \
     || die "pip could not install the dependencies (see its messages above): does this machine reach PyPI \
 (https://pypi.org)? A mirror can be named with PIP_INDEX_URL. Then run $0 again"
+  "$VENV/bin/python" -m pip install --disable-pip-version-check --quiet --no-deps --force-reinstall "./$WHEEL" \
+    || die "pip could not install $WHEEL (see its messages above)"
   "$VENV/bin/python" -c "$CHECK" || die "arenahub does not import in $VENV (see above): delete $VENV and run $0 again"
   printf '%s\n' "$WHEEL $WHEEL_SHA256" >"$VENV/.arenahub-package"
 fi

@@ -198,6 +198,17 @@ async function downloadPackage(client) {
 const PACKAGE_NOTE = "The package holds a fresh API key: the platform keeps only a hash of keys, so each download "
   + "issues a new one. The previous key stops working at once and a client connected with it is disconnected.";
 
+// The package's client connects to the address this page was opened at: say so when only this machine can reach it.
+const LOOPBACK = /^(localhost|127(\.\d+){3}|\[::1\])$/;
+function addressNote() {
+  const where = `${location.origin}/api`;
+  return LOOPBACK.test(location.hostname)
+    ? `Its client will connect to ${where}, which only this machine can reach. For a client on another machine, open `
+      + "the dashboard at the address that machine uses, or make the package with `arenahub admin client-package "
+      + "CLIENT_ID --platform-url URL`."
+    : `Its client will connect to ${where}.`;
+}
+
 async function registerClient(onDone) {
   const body = h("div", { class: "form-grid" },
     h("div", { class: "span-2" }, field({ label: "Client Name", name: "name", required: true, placeholder: "e.g. alice-laptop" })),
@@ -224,6 +235,7 @@ async function registerClient(onDone) {
   // Whichever the operator picks, the other way goes from this dialog, so the key in hand is never one
   // that a later step here replaced (each package download issues a new key).
   const next = h("div", { class: "register-next", dataset: { step: "choose" } },
+    h("p", { class: "muted" }, addressNote()),
     h("p", null, "Its API key goes out once. Either download the client package (the key is in its config.jsonc), "
       + "or, to set up an LMArenaBridge by hand, show the key instead."));
   const pick = (d, keep) => d.form.querySelectorAll(".dialog-actions button[data-action]").forEach((b) => {
@@ -323,7 +335,8 @@ function detailPanel({ onClose, refresh, go }) {
     h("div", { class: "drawer-actions" },
       button("package", "Download package", "primary", async () => {
         const ok = await confirmDialog({ title: "Download the client package", confirm: "Download package",
-          message: [PACKAGE_NOTE, "Unzip it on the client's machine and run ./start_client.sh (README.txt has the steps)."] });
+          message: [PACKAGE_NOTE, addressNote(),
+            "Unzip it on the client's machine and run ./start_client.sh (README.txt has the steps)."] });
         if (ok && await downloadPackage(client)) refresh();
       }),
       button("rekey", "Regenerate API key", "", async () => {

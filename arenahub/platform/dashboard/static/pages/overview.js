@@ -73,6 +73,17 @@ function attentionReasons(c) {
   return out;
 }
 
+// The success rate is the platform's: of the requests it could serve. A consumer's own mistake (a 4xx: a bad key,
+// bad JSON, an unknown model, no credit) or a consumer that left (499) is not a failure of the platform.
+function consumerErrors(p) {
+  const e = (p && p.errors) || {};
+  return (e["4xx"] || 0) + (e["499"] || 0);
+}
+function servedRate(p) {
+  const served = ((p && p.requests) || 0) - consumerErrors(p);
+  return served > 0 ? (p.successes || 0) / served : null;
+}
+
 export default {
   id: "overview",
   title: "Overview",
@@ -144,10 +155,14 @@ export default {
       const tpm = recentRate(s.map((p, i) => ({ ...p, tokens: tpmSeries[i] })), "tokens");
       cards.rpm.set({ text: fmtNum(rpm, 1), note: `${fmtInt(t.requests)} requests in the last hour`, raw: t.requests,
         series: s.map((p) => p.requests || 0) });
-      const rate = t.success_rate;
-      cards.success.set({ text: fmtPct(rate), raw: rate, note: t.requests ? `${fmtInt(t.requests - (t.successes || 0))} failed, last hour` : "no requests in the last hour",
+      const rate = servedRate(t);
+      const theirs = consumerErrors(t);
+      const failed = (t.requests || 0) - theirs - (t.successes || 0);
+      cards.success.set({ text: fmtPct(rate), raw: rate,
+        note: t.requests ? `${fmtInt(failed)} failed, last hour` + (theirs ? ` (and ${fmtInt(theirs)} refused as the consumer's mistake or left)` : "")
+          : "no requests in the last hour",
         tone: rate === null || rate === undefined ? null : rate >= 0.99 ? "good" : rate >= 0.9 ? "warn" : "bad",
-        series: s.map((p) => (p.success_rate === null || p.success_rate === undefined ? null : p.success_rate)), color: C.green });
+        series: s.map(servedRate), color: C.green });
       cards.p50.set({ text: fmtMs(t.p50_ms), raw: t.p50_ms, note: "median, last hour", series: s.map((p) => p.p50_ms ?? null) });
       cards.p95.set({ text: fmtMs(t.p95_ms), raw: t.p95_ms, note: "95th percentile, last hour", series: s.map((p) => p.p95_ms ?? null), color: C.orange });
       cards.ttft.set({ text: fmtMs(ttft(t)), raw: ttft(t), note: "average, last hour", series: s.map(ttft), color: C.teal });
@@ -187,7 +202,7 @@ export default {
         { name: "Requests / min", color: C.blue, values: s.map((p) => p.requests_per_minute ?? (p.requests || 0) * perMin) },
         { name: "Errors / min", color: C.red, values: s.map((p) => sumErrors(p) * perMin) }] });
       charts.success.update({ times, series: [{ name: "Success rate", color: C.green,
-        values: s.map((p) => (p.success_rate === null || p.success_rate === undefined ? null : p.success_rate * 100)) }] });
+        values: s.map((p) => { const r = servedRate(p); return r === null ? null : r * 100; }) }] });
       charts.latency.update({ times, series: [{ name: "p50", color: C.blue, values: s.map((p) => p.p50_ms ?? null) },
         { name: "p95", color: C.orange, values: s.map((p) => p.p95_ms ?? null) }] });
       charts.ttft.update({ times, series: [{ name: "Time to first token", color: C.teal, values: s.map(ttft) }] });
