@@ -98,7 +98,8 @@ def test_key_lifecycle_from_the_cli(tmp_path):
     missing = run_here("admin", "show-key", key_id, "--database-url", url)
     assert missing.returncode == 1 and "no key" in missing.stderr
     bad = run_here("admin", "create-key", "--name", "k", "--expires", "tomorrow", "--database-url", url)
-    assert bad.returncode == 2 and "must be a date (2026-05-01: midnight UTC) or an RFC 3339 date-time with a zone" in bad.stderr
+    assert bad.returncode == 2
+    assert "must be a date (2026-05-01: midnight UTC) or an RFC 3339 date-time with a zone" in bad.stderr
 
 
 def test_a_first_start_that_cannot_listen_keeps_the_admin_token_for_the_next(tmp_path):
