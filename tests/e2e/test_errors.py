@@ -94,7 +94,7 @@ def test_malformed_json_is_400(shared: Shared, content: bytes, param: str | None
     ({"model": 42, "messages": [{"role": "user", "content": "hi"}]}, "model"),
     ({"model": MODEL, "messages": [{"role": "robot", "content": "hi"}]}, "messages[0].role"),
     ({"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "stream": "yes"}, "stream"),
-    ({"messages": [{"role": "user", "content": "hi"}]}, None),
+    ({"messages": [{"role": "user", "content": "hi"}]}, "model"),  # a field left out is named too
     ({"model": MODEL, "messages": []}, "messages"),
 ])
 def test_wrong_types_are_400_naming_the_field(shared: Shared, body: dict[str, Any], param: str | None) -> None:

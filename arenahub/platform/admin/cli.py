@@ -196,9 +196,8 @@ def _when(text: str) -> dt.datetime:
         pass
     try:
         return fields.utc(_RFC3339(text))
-    except argparse.ArgumentTypeError:
-        raise argparse.ArgumentTypeError(f"must be a date (2026-05-01: midnight UTC) or {fields.ZONED}, "
-                                         f"got {fields.shown(text, 40)}") from None
+    except argparse.ArgumentTypeError as exc:  # the API's words, and the other form the CLI takes
+        raise argparse.ArgumentTypeError(f"{exc} (or a plain date, 2026-05-01: midnight UTC)") from None
 
 
 def _settings_from(args: argparse.Namespace) -> dict[str, Any]:
