@@ -143,9 +143,10 @@ class ExchangeResponse(WatchedResponse):
 
     async def _send_error(self, send: Send, err: ApiError) -> None:
         self.ex.fail(err.status, err.code, err.message)
+        body = error_body(err)
         await send({"type": "http.response.start", "status": err.status,
-                    "headers": self._start_headers(JSON, err.headers)})
-        await send({"type": "http.response.body", "body": error_body(err)})
+                    "headers": self._start_headers(JSON, {**err.headers, "content-length": str(len(body))})})
+        await send({"type": "http.response.body", "body": body})
 
 
 class ChatResponse(ExchangeResponse):
@@ -243,7 +244,9 @@ class ChatResponse(ExchangeResponse):
         body = completion_body(ex.completion_id, ex.created, ex.model, acc.choices(), ex.usage())
         ex.completed = True
         await self._book()
-        await send({"type": "http.response.start", "status": 200, "headers": self._start_headers(JSON)})
+        # With its length: a whole answer goes out as one plain body, not in chunked encoding.
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": self._start_headers(JSON, {"content-length": str(len(body))})})
         await send({"type": "http.response.body", "body": body})
 
 

@@ -97,7 +97,8 @@ class ImageResponse(ExchangeResponse):
         body = images_body(ex.created, data)
         ex.completed = True
         await self._book()
-        await send({"type": "http.response.start", "status": 200, "headers": self._start_headers(JSON)})
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": self._start_headers(JSON, {"content-length": str(len(body))})})
         await send({"type": "http.response.body", "body": body})
 
 
