@@ -97,6 +97,9 @@ def test_key_lifecycle_from_the_cli(tmp_path):
     assert run_here("admin", "delete-key", key_id, "--database-url", url, "--json").returncode == 0
     missing = run_here("admin", "show-key", key_id, "--database-url", url)
     assert missing.returncode == 1 and "no key" in missing.stderr
+    # The secret given where the id goes: said so, and not repeated on the screen.
+    secret = run_here("admin", "show-key", rotated["key"], "--database-url", url)
+    assert secret.returncode == 1 and "not its id" in secret.stderr and rotated["key"] not in secret.stderr
     bad = run_here("admin", "create-key", "--name", "k", "--expires", "tomorrow", "--database-url", url)
     assert bad.returncode == 2
     assert "must be an RFC 3339 date-time with a zone" in bad.stderr and "(or a plain date, 2026-05-01" in bad.stderr

@@ -234,9 +234,16 @@ async def _create_key(args: argparse.Namespace, connect: Connection) -> int:
     return _emit(args, data, text)
 
 
+def _no_key(key_id: str) -> str:
+    """What a key command says of an id it did not find; a key's secret given instead is not repeated."""
+    if key_id.startswith("sk-"):
+        return "that is a key's secret, not its id: key commands take the id (key_...), which list-keys shows"
+    return f"no key {key_id!r}"
+
+
 def _print_key(args: argparse.Namespace, key: dict[str, Any] | None) -> int:
     if key is None:
-        return _fail(f"no key {args.key_id!r}")
+        return _fail(_no_key(args.key_id))
     return _emit(args, key, "\n".join(f"{k}: {_plain(v)}" for k, v in key.items()))
 
 
@@ -269,21 +276,21 @@ async def _enable_key(args: argparse.Namespace, connect: Connection) -> int:
 async def _rotate_key(args: argparse.Namespace, connect: Connection) -> int:
     key = await (await connect()).rotate_key(args.key_id)
     if key is None:
-        return _fail(f"no key {args.key_id!r}")
+        return _fail(_no_key(args.key_id))
     return _emit(args, {"key": key, "key_id": args.key_id}, f"key: {key}\n(shown only now; the old secret stops "
                  "working)")
 
 
 async def _delete_key(args: argparse.Namespace, connect: Connection) -> int:
     if not await (await connect()).delete_key(args.key_id):
-        return _fail(f"no key {args.key_id!r}")
+        return _fail(_no_key(args.key_id))
     return _emit(args, {"deleted": True, "key_id": args.key_id}, f"deleted {args.key_id}")
 
 
 async def _top_up(args: argparse.Namespace, connect: Connection) -> int:
     result = await (await connect()).top_up(args.key_id, args.usd, args.note)
     if result is None:
-        return _fail(f"no key {args.key_id!r}")
+        return _fail(_no_key(args.key_id))
     applies = "applied at once" if connect.remote else "a running platform applies it within a second or two"
     return _emit(args, result, f"topped up {args.key_id} by {result['amount_usd']} USD; balance "
                  f"{result['credit']['balance_usd']} USD ({applies})")

@@ -200,12 +200,12 @@ const PACKAGE_NOTE = "The package holds a fresh API key: the platform keeps only
 
 // The package's client connects to the address this page was opened at: say so when only this machine can reach it.
 const LOOPBACK = /^(localhost|127(\.\d+){3}|\[::1\])$/;
-function addressNote() {
+function addressNote(clientId) {
   const where = `${location.origin}/api`;
   return LOOPBACK.test(location.hostname)
     ? `Its client will connect to ${where}, which only this machine can reach. For a client on another machine, open `
-      + "the dashboard at the address that machine uses, or make the package with `arenahub admin client-package "
-      + "CLIENT_ID --platform-url URL`."
+      + "the dashboard at the address that machine uses, or make the package with: arenahub admin client-package "
+      + `${clientId} --platform-url URL`
     : `Its client will connect to ${where}.`;
 }
 
@@ -235,7 +235,7 @@ async function registerClient(onDone) {
   // Whichever the operator picks, the other way goes from this dialog, so the key in hand is never one
   // that a later step here replaced (each package download issues a new key).
   const next = h("div", { class: "register-next", dataset: { step: "choose" } },
-    h("p", { class: "muted" }, addressNote()),
+    h("p", { class: "muted" }, addressNote(made.client_id)),
     h("p", null, "Its API key goes out once. Either download the client package (the key is in its config.jsonc), "
       + "or, to set up an LMArenaBridge by hand, show the key instead."));
   const pick = (d, keep) => d.form.querySelectorAll(".dialog-actions button[data-action]").forEach((b) => {
@@ -335,7 +335,7 @@ function detailPanel({ onClose, refresh, go }) {
     h("div", { class: "drawer-actions" },
       button("package", "Download package", "primary", async () => {
         const ok = await confirmDialog({ title: "Download the client package", confirm: "Download package",
-          message: [PACKAGE_NOTE, addressNote(),
+          message: [PACKAGE_NOTE, addressNote(client.id),
             "Unzip it on the client's machine and run ./start_client.sh (README.txt has the steps)."] });
         if (ok && await downloadPackage(client)) refresh();
       }),
