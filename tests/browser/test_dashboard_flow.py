@@ -202,6 +202,9 @@ def test_register_start_watch_regenerate_export(dashboard: Dashboard, dashboard_
     expect(page.locator('[data-card="requests"]')).to_have_attribute("data-value", str(REQUESTS + 1), timeout=15_000)
     assert float(page.locator('[data-card="success"]').get_attribute("data-value")) == 1.0
     expect(page.locator('[data-card="success"]')).to_contain_text("1 refused as the consumer's mistake")
+    # The rate per minute says over what window it counts, beside the hour's total.
+    expect(page.locator('[data-card="requests"]')).to_contain_text(
+        f"over the last 5 minutes; {REQUESTS + 1} in the last hour")
     expect(page.locator('[data-card="clients"]')).to_have_attribute("data-value", "1")
     chart.locator("svg").hover()
     expect(chart.locator(".chart-tip")).to_contain_text("Requests / min")

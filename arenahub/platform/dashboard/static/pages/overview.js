@@ -153,7 +153,7 @@ export default {
       const tpmSeries = s.map((p) => (p.prompt_tokens || 0) + (p.completion_tokens || 0));
       const tokensHour = tpmSeries.reduce((a, b) => a + b, 0);
       const tpm = recentRate(s.map((p, i) => ({ ...p, tokens: tpmSeries[i] })), "tokens");
-      cards.rpm.set({ text: fmtNum(rpm, 1), note: `${fmtInt(t.requests)} requests in the last hour`, raw: t.requests,
+      cards.rpm.set({ text: fmtNum(rpm, 1), note: `over the last 5 minutes; ${fmtInt(t.requests)} in the last hour`, raw: t.requests,
         series: s.map((p) => p.requests || 0) });
       const rate = servedRate(t);
       const theirs = consumerErrors(t);
@@ -166,7 +166,7 @@ export default {
       cards.p50.set({ text: fmtMs(t.p50_ms), raw: t.p50_ms, note: "median, last hour", series: s.map((p) => p.p50_ms ?? null) });
       cards.p95.set({ text: fmtMs(t.p95_ms), raw: t.p95_ms, note: "95th percentile, last hour", series: s.map((p) => p.p95_ms ?? null), color: C.orange });
       cards.ttft.set({ text: fmtMs(ttft(t)), raw: ttft(t), note: "average, last hour", series: s.map(ttft), color: C.teal });
-      cards.tpm.set({ text: fmtNum(tpm, 1), raw: tokensHour, note: `${fmtNum(tokensHour, 1)} tokens in the last hour`, series: tpmSeries, color: C.purple });
+      cards.tpm.set({ text: fmtNum(tpm, 1), raw: tokensHour, note: `over the last 5 minutes; ${fmtNum(tokensHour, 1)} in the last hour`, series: tpmSeries, color: C.purple });
       cards.rpm.el.dataset.rate = String(rpm ?? "");
     }
 
