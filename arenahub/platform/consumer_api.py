@@ -143,9 +143,12 @@ class ExchangeResponse(WatchedResponse):
 
     async def _send_error(self, send: Send, err: ApiError) -> None:
         self.ex.fail(err.status, err.code, err.message)
-        body = error_body(err)
-        await send({"type": "http.response.start", "status": err.status,
-                    "headers": self._start_headers(JSON, {**err.headers, "content-length": str(len(body))})})
+        await self._send_whole(send, err.status, error_body(err), err.headers)
+
+    async def _send_whole(self, send: Send, status: int, body: bytes, extra: dict[str, str] | None = None) -> None:
+        """A whole JSON answer, with its length: it goes out as one plain body, not in chunked encoding."""
+        await send({"type": "http.response.start", "status": status,
+                    "headers": self._start_headers(JSON, {**(extra or {}), "content-length": str(len(body))})})
         await send({"type": "http.response.body", "body": body})
 
 
@@ -244,10 +247,7 @@ class ChatResponse(ExchangeResponse):
         body = completion_body(ex.completion_id, ex.created, ex.model, acc.choices(), ex.usage())
         ex.completed = True
         await self._book()
-        # With its length: a whole answer goes out as one plain body, not in chunked encoding.
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": self._start_headers(JSON, {"content-length": str(len(body))})})
-        await send({"type": "http.response.body", "body": body})
+        await self._send_whole(send, 200, body)
 
 
 routes = [

@@ -21,7 +21,7 @@ from starlette.types import Send
 from arenahub.asgi import read_body
 from arenahub.ids import new_id
 from arenahub.platform.admission import admit, authenticate, check_model, check_open
-from arenahub.platform.consumer_api import JSON, ExchangeResponse
+from arenahub.platform.consumer_api import ExchangeResponse
 from arenahub.platform.exchange import Exchange
 from arenahub.platform.image_answer import ImageAnswerTooLarge, ImageCollector
 from arenahub.protocol import frames
@@ -97,9 +97,7 @@ class ImageResponse(ExchangeResponse):
         body = images_body(ex.created, data)
         ex.completed = True
         await self._book()
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": self._start_headers(JSON, {"content-length": str(len(body))})})
-        await send({"type": "http.response.body", "body": body})
+        await self._send_whole(send, 200, body)
 
 
 routes = [Route("/v1/images/generations", image_generations, methods=["POST"])]

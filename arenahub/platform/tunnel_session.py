@@ -38,6 +38,11 @@ def bounded_status(status: frames.SessionStatus | None) -> frames.SessionStatus 
 MAX_CHECKS = 20
 
 
+def _served(capabilities: list[str]) -> list[str]:
+    """What a client declares it serves: its capabilities but the protocol's own (``batches``, read at hello)."""
+    return [c for c in capabilities if c != frames.BATCHES]
+
+
 class ClientGone:
     """Put into a request's queue when its client disconnects or is dropped. ``by_platform``: the platform
     itself ended the connection (it is shutting down), not the client: the client is not at fault."""
@@ -75,7 +80,7 @@ class ClientSession:
         self.connection_id = connection_id
         self.client_version = hello.client_version[:64]  # as stored: clients.client_version
         # What it serves (shown on the dashboard), and whether it reads frames batched in one message.
-        self.capabilities = [c for c in hello.capabilities if c != frames.BATCHES]
+        self.capabilities = _served(hello.capabilities)
         self.batches = frames.BATCHES in hello.capabilities
         # What the client says it serves, and what it serves to consumers: the same unless the
         # operator's model catalogue is on (catalogue.py).
@@ -258,7 +263,7 @@ class ClientSession:
         if hb.client_version:
             self.client_version = hb.client_version[:64]
         if hb.capabilities is not None:
-            self.capabilities = list(hb.capabilities)
+            self.capabilities = _served(hb.capabilities)
 
     def catalogue_changed(self, catalogue: ModelCatalogue) -> None:
         self._catalogue = catalogue

@@ -238,7 +238,8 @@ def test_a_client_that_reads_batches_is_told_so_and_its_batches_are_read_frame_b
         ws.send_bytes(frames.batch([
             frames.encode(frames.Chunk(id=request.id, events=[[{"index": 0, "delta": {"content": "batched"}}]])),
             b'{"type":"nope"}',
-            frames.encode(frames.Heartbeat(stats=frames.ClientStats(), models=["m1", "m3"])),
+            frames.encode(frames.Heartbeat(stats=frames.ClientStats(), models=["m1", "m3"],
+                                           capabilities=["chat", frames.BATCHES])),
             frames.encode(frames.End(id=request.id))]))
         consumer.join(10)
         assert answer["r"].status_code == 200
